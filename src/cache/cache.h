@@ -1,0 +1,42 @@
+/* cache.h - the shared-state port: fixed-window counters for rate limits
+ * (later also a cache and revoked-token notices shared by instances).
+ *
+ * The in-process adapter (cache_mem.c) keeps state in this process; the
+ * Redis adapter (later) shares it between instances.  Thread-safe. */
+#ifndef CHATLI_CACHE_CACHE_H
+#define CHATLI_CACHE_CACHE_H
+
+#include <stdint.h>
+
+#include "util/err.h"
+
+struct cache;
+
+struct cache_ops {
+    void (*close)(struct cache *c);
+    /* Adds one hit to `key`'s current window of `window_ms` (the window
+     * starts at the first hit and ends window_ms later, like Redis
+     * INCR + PEXPIRE NX).  Returns the hit count including this one and the
+     * ms left until the window resets. */
+    int (*hit)(struct cache *c, const char *key, int64_t window_ms, int64_t *count,
+               int64_t *reset_ms, struct chat_err *err);
+    int (*ping)(struct cache *c, struct chat_err *err);
+};
+
+struct cache {
+    const struct cache_ops *ops;
+    const char *name; /* "memory", "redis" */
+};
+
+static inline void cache_close(struct cache *c) { if (c) c->ops->close(c); }
+static inline int cache_hit(struct cache *c, const char *key, int64_t window_ms, int64_t *count,
+                            int64_t *reset_ms, struct chat_err *err)
+{ return c->ops->hit(c, key, window_ms, count, reset_ms, err); }
+static inline int cache_ping(struct cache *c, struct chat_err *err)
+{ return c->ops->ping ? c->ops->ping(c, err) : 0; }
+
+/* In-process adapter: a mutex-guarded hash table; expired windows are swept
+ * as new ones are created, so memory stays bounded by active keys. */
+int cache_mem_new(struct cache **out, struct chat_err *err);
+
+#endif

@@ -1,0 +1,160 @@
+/* core.h - chatli's domain services, shared by every transport.
+ *
+ * REST (http/) and the WebSocket gateway (ws/) both parse bytes into a jansson
+ * object, authenticate, and call the functions below; core validates, talks
+ * to the store and bus ports, and returns the contract's JSON shapes.  So one
+ * action has one implementation: POST /api/chats/{id}/messages and the
+ * message.send frame both end in messages_send_async().
+ *
+ * Conventions:
+ * - Return 0 or a negative CHAT_E_* and fill `err` (field set for
+ *   CHAT_E_VALIDATION).  Core never knows HTTP statuses.
+ * - `body` arguments are borrowed JSON values as the client sent them (core
+ *   checks they are objects and checks every field's type); `*out` results
+ *   are new references the caller json_decref()s; on failure *out is NULL.
+ * - Query-string arguments arrive as raw strings (NULL when absent); core
+ *   validates them (limit 1..100, cursors, afterSeq).
+ * - Thread-safety: every function may run on any thread concurrently, but
+ *   may block on the store: never call them on the WebSocket loop thread.
+ *   messages_send_async's callback runs on the store's writer thread. */
+#ifndef CHATLI_CORE_CORE_H
+#define CHATLI_CORE_CORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/err.h"
+#include "util/oid.h"
+
+struct store;
+struct bus;
+
+struct core_config {
+    int64_t token_ttl_s;               /* TOKEN_TTL_S, default 30 days */
+    unsigned long long pwhash_opslimit;/* PWHASH_OPSLIMIT */
+    size_t pwhash_memlimit;            /* PWHASH_MEMLIMIT, bytes */
+    int pwhash_concurrency;            /* hashes allowed at once (bounded memory) */
+};
+
+/* Immutable after core_new, except for the internals behind `priv`. */
+struct core {
+    struct core_config cfg;
+    struct store *store; /* borrowed: outlives the core */
+    struct bus *bus;     /* borrowed, may be NULL (no live delivery) */
+    struct core_priv *priv;
+};
+
+/* The authenticated caller.  `token_hash` identifies the session for logout. */
+struct session {
+    char user_id[OID_SIZE];
+    uint8_t token_hash[32];
+};
+
+/* Raw pagination query parameters (NULL when absent). */
+struct page_params {
+    const char *limit;
+    const char *before;
+    const char *after_seq; /* messages only */
+};
+
+/* `store` and `bus` are borrowed and must outlive the core.  *out is new:
+ * release with core_free.  Errors: CHAT_E_INTERNAL. */
+int core_new(const struct core_config *cfg, struct store *store, struct bus *bus,
+             struct core **out, struct chat_err *err);
+void core_free(struct core *c);
+
+/* ---- auth (core/auth.c) ---- */
+
+/* POST /api/auth/register -> {"user": User+email, "token"}.  Hashes the
+ * password with Argon2id under the concurrency bound. */
+int auth_register(struct core *c, json_t *body, json_t **out, struct chat_err *err);
+/* POST /api/auth/login -> {"user","token"}; CHAT_E_INVALID_CREDENTIALS for
+ * an unknown login or a wrong password, after similar work. */
+int auth_login(struct core *c, json_t *body, json_t **out, struct chat_err *err);
+/* Revokes the caller's token. */
+int auth_logout(struct core *c, const struct session *s, struct chat_err *err);
+/* Resolves a bearer token (the raw string from the header or query) into a
+ * session.  CHAT_E_UNAUTHORIZED when malformed, unknown, expired or revoked. */
+int auth_check(struct core *c, const char *token, struct session *out, struct chat_err *err);
+
+/* ---- users (core/users.c) ---- */
+
+int users_me(struct core *c, const struct session *s, json_t **out, struct chat_err *err);
+int users_update_me(struct core *c, const struct session *s, json_t *body, json_t **out,
+                    struct chat_err *err);
+int users_get(struct core *c, const struct session *s, const char *id, json_t **out,
+              struct chat_err *err);
+/* GET /api/users?q= -> page of User. */
+int users_search(struct core *c, const struct session *s, const char *q,
+                 const struct page_params *pp, json_t **out, struct chat_err *err);
+
+/* ---- posts, likes, comments (core/posts.c) ---- */
+
+/* Publishes post.new to everyone. */
+int posts_create(struct core *c, const struct session *s, json_t *body, json_t **out,
+                 struct chat_err *err);
+/* `author` is the raw ?author= value or NULL. */
+int posts_list(struct core *c, const struct session *s, const char *author,
+               const struct page_params *pp, json_t **out, struct chat_err *err);
+int posts_get(struct core *c, const struct session *s, const char *id, json_t **out,
+              struct chat_err *err);
+/* CHAT_E_FORBIDDEN unless the caller wrote the post. */
+int posts_delete(struct core *c, const struct session *s, const char *id, struct chat_err *err);
+/* PUT/DELETE /like -> {"likeCount","likedByMe"}. */
+int posts_like(struct core *c, const struct session *s, const char *id, bool like,
+               json_t **out, struct chat_err *err);
+int comments_create(struct core *c, const struct session *s, const char *post_id, json_t *body,
+                    json_t **out, struct chat_err *err);
+int comments_list(struct core *c, const struct session *s, const char *post_id,
+                  const struct page_params *pp, json_t **out, struct chat_err *err);
+
+/* ---- chats and messages (core/chats.c, core/messages.c) ---- */
+
+/* *created is false when an existing direct chat is returned (HTTP 200).
+ * Publishes chat.new to every member when created. */
+int chats_create(struct core *c, const struct session *s, json_t *body, json_t **out,
+                 bool *created, struct chat_err *err);
+int chats_list(struct core *c, const struct session *s, const struct page_params *pp,
+               json_t **out, struct chat_err *err);
+int chats_get(struct core *c, const struct session *s, const char *id, json_t **out,
+              struct chat_err *err);
+/* Publishes chat.new to the added user and chat.updated to the others. */
+int chats_add_member(struct core *c, const struct session *s, const char *id, json_t *body,
+                     json_t **out, struct chat_err *err);
+/* Publishes chat.updated to the remaining members. */
+int chats_remove_member(struct core *c, const struct session *s, const char *id,
+                        const char *user_id, struct chat_err *err);
+
+/* GET messages: newest first with ?before, or oldest first with ?afterSeq. */
+int messages_list(struct core *c, const struct session *s, const char *chat_id,
+                  const struct page_params *pp, json_t **out, struct chat_err *err);
+
+/* Completion of a send.  rc 0: `message` (borrowed for the call) is the
+ * stored Message JSON and `created` is false when it was a clientId
+ * duplicate.  Runs on the store's writer thread (or the calling thread when
+ * validation fails before queueing): must not block. */
+typedef void (*messages_send_cb)(void *arg, int rc, json_t *message, bool created,
+                                 const struct chat_err *err);
+
+/* Validates and queues a message for group commit.  On success (after the
+ * commit) publishes message.new to every member with `origin_conn` skipped
+ * (0 from REST), then calls `cb`.  `require_client_id` is true for the WS
+ * frame (clientId 1..64 chars required).  Returns 0 when `cb` will be
+ * called; a negative code (and no callback) when the request was rejected
+ * before queueing. */
+int messages_send_async(struct core *c, const struct session *s, const char *chat_id,
+                        json_t *body, bool require_client_id, uint64_t origin_conn,
+                        messages_send_cb cb, void *arg, struct chat_err *err);
+
+/* The blocking form for REST: waits for the commit. */
+int messages_send(struct core *c, const struct session *s, const char *chat_id, json_t *body,
+                  json_t **out, bool *created, struct chat_err *err);
+
+/* POST /read and the WS read frame: body {"messageId"}.  When the mark
+ * moves, publishes {"type":"read",...} to every member, skipping
+ * `origin_conn`. */
+int chats_read(struct core *c, const struct session *s, const char *chat_id, json_t *body,
+               uint64_t origin_conn, struct chat_err *err);
+
+#endif

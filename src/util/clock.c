@@ -1,0 +1,32 @@
+/* clock.c - time helpers.  gmtime_r is reentrant, so any thread may call these. */
+#include "util/clock.h"
+
+#include <stdio.h>
+#include <time.h>
+
+int64_t clock_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t clock_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+char *clock_format_iso(int64_t ms, char out[CLOCK_ISO_LEN])
+{
+    /* Floor division keeps pre-1970 values (never produced here) sane. */
+    int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    int milli = (int)(ms - secs * 1000);
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, CLOCK_ISO_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, CLOCK_ISO_LEN - n, ".%03uZ", (unsigned)milli % 1000u);
+    return out;
+}
