@@ -1,0 +1,42 @@
+/* ws.h - the WebSocket gateway (/ws and /socket.io/) on libwebsockets.
+ *
+ * One lws service thread owns every `struct lws`.  The acceptor (net/)
+ * classifies each new socket and hands WebSocket upgrades here with
+ * ws_server_adopt(), which only queues the fd and wakes the loop with
+ * lws_cancel_service(); the loop adopts it.  Work that touches the store
+ * (auth, message.send, sync, read) runs on the gateway's worker threads and
+ * comes back through the same queue.  Deliveries arrive from the bus. */
+#ifndef CHATLI_WS_WS_H
+#define CHATLI_WS_WS_H
+
+#include "util/err.h"
+
+struct config;
+struct core;
+struct bus;
+struct ws_server;
+
+/* Starts the lws context (no listen socket of its own), its service thread
+ * and its workers, and subscribes to `bus`.  `cfg`, `core` and `bus` are
+ * borrowed and must outlive the server.  *out is new: ws_server_close().
+ * Errors: CHAT_E_INTERNAL. */
+int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
+                   struct ws_server **out, struct chat_err *err);
+
+/* Steals `fd`, an accepted socket whose unread bytes start an HTTP request
+ * for /ws or /socket.io/ (peeked, not consumed).  Thread-safe; returns at
+ * once.  On failure (server stopping) the fd is closed. */
+void ws_server_adopt(struct ws_server *ws, int fd);
+
+/* Number of open WebSocket connections (any thread; approximate). */
+long ws_server_connections(struct ws_server *ws);
+
+/* Graceful stop: refuses new connections, waits (until `deadline_ms`,
+ * CLOCK_MONOTONIC ms) for in-flight message.send to be acked, sends close
+ * 1001 to every connection and waits for them to go.  Call from main. */
+void ws_server_shutdown(struct ws_server *ws, long long deadline_ms);
+
+/* Stops the thread and frees everything (after shutdown, or instead). */
+void ws_server_close(struct ws_server *ws);
+
+#endif
