@@ -28,8 +28,14 @@ struct bus_event {
     size_t n_users;
     uint64_t skip_conn;                 /* a connection id that must not get it
                                            (the sender's own), 0 for none */
-    const char *frame;                  /* JSON text frame, borrowed for the call */
+    const char *frame;                  /* JSON text frame, borrowed for the call;
+                                           NULL for a revocation */
     size_t len;
+    const uint8_t *revoked_token;       /* when not NULL (32 bytes, borrowed): a
+                                           revocation, not a frame - every
+                                           connection of the listed users that
+                                           authenticated with the token of this
+                                           hash closes with 4401 */
 };
 
 /* The subscriber: called on the publishing thread with the event, which is
