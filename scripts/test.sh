@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# test.sh - the one test command: installs, builds and runs every suite.
+#
+#   scripts/test.sh
+#
+# Phases, in order (each prints a banner; a summary with each phase's result
+# and time closes the run):
+#   deps          scripts/install-deps.sh test
+#   source        scripts/check-source.sh (core includes no driver header,
+#                 each header under src/ compiles alone)
+#   services      a private redis-server on a free loopback port, exported
+#                 to the suites as CHATLI_TEST_REDIS_URL
+#   build         Release into build/ with -DCHATLI_WERROR=ON
+#   ctest         unit + contract tests (build/)
+#   e2e           tests/e2e against build/chatli (CHATLI_BIN)
+#   mongo-*       when scripts/ferretdb.sh exists and CHATLI_SKIP_MONGO is
+#                 unset: FerretDB is started and the contract tests and e2e
+#                 run again with MONGODB_URI pointing at it
+#   asan-build    build-asan/ with -DCHATLI_SANITIZE="address;undefined"
+#   asan-ctest    unit + contract tests under ASan+UBSan+LSan
+#   asan-e2e      tests/e2e against build-asan/chatli
+#
+# A failed phase does not stop the independent ones (a failed build skips
+# only what needs it), so one run shows everything that is wrong.  Every
+# long phase runs under `timeout`, so the whole run is bounded.  Exit status
+# is 0 only when no phase failed.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+PY=/usr/bin/python3 # the pyenv python on PATH lacks the Debian test modules
+jobs=$(nproc 2>/dev/null || echo 2)
+# Generous per-phase caps (seconds); typical runs are far below them.
+T_BUILD=1200
+T_CTEST=1200
+T_E2E=900
+
+names=()
+states=()
+times=()
+notes=()
+run_start=$SECONDS
+
+banner() {
+    printf '\n======== %s ========\n' "$*"
+}
+
+record() { # name state seconds note
+    names+=("$1")
+    states+=("$2")
+    times+=("$3")
+    notes+=("${4:-}")
+}
+
+# phase NAME CMD...: runs CMD, records PASS/FAIL with its duration, and
+# returns CMD's status.
+phase() {
+    local name=$1
+    shift
+    banner "$name: $*"
+    local t0=$SECONDS rc
+    "$@"
+    rc=$?
+    local dt=$((SECONDS - t0))
+    if [ $rc -eq 0 ]; then
+        record "$name" PASS "$dt"
+    elif [ $rc -eq 124 ]; then
+        record "$name" FAIL "$dt" "timed out"
+    else
+        record "$name" FAIL "$dt" "exit $rc"
+    fi
+    return $rc
+}
+
+skip() { # name reason
+    banner "$1: skipped ($2)"
+    record "$1" SKIP 0 "$2"
+}
+
+have_e2e_tests() {
+    [ -n "$(find tests/e2e -name 'test_*.py' -print -quit 2>/dev/null)" ]
+}
+
+# ctest over build dir $1; extra args follow.
+run_ctest() {
+    local dir=$1
+    shift
+    timeout -k 30 "$T_CTEST" ctest --test-dir "$dir" --output-on-failure --no-tests=error \
+        -j "$jobs" "$@"
+}
+
+# pytest over tests/e2e with CHATLI_BIN=$1.  pytest's exit 5 (nothing
+# collected) is a failure here: test files exist, so none running is a bug.
+run_e2e() {
+    local bin=$1
+    if [ ! -x "$bin" ]; then
+        echo "test.sh: $bin was not built"
+        return 1
+    fi
+    CHATLI_BIN=$bin timeout -k 30 "$T_E2E" "$PY" -m pytest -q -p no:cacheprovider tests/e2e
+}
+
+# ---- services ---------------------------------------------------------------
+
+redis_pid=
+redis_dir=
+mongo_started=
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+start_redis() {
+    local port
+    port=$(free_port) || return 1
+    redis_dir=$(mktemp -d)
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+        --dir "$redis_dir" --logfile "$redis_dir/redis.log" --daemonize no &
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+            export CHATLI_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+            echo "test.sh: redis-server pid $redis_pid at $CHATLI_TEST_REDIS_URL"
+            return 0
+        fi
+        if ! kill -0 "$redis_pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.1
+    done
+    echo "test.sh: redis-server did not start; its log:"
+    cat "$redis_dir/redis.log" 2>/dev/null
+    return 1
+}
+
+cleanup() {
+    if [ -n "$mongo_started" ]; then
+        scripts/ferretdb.sh stop >/dev/null 2>&1 || true
+    fi
+    if [ -n "$redis_pid" ]; then
+        kill "$redis_pid" 2>/dev/null
+        wait "$redis_pid" 2>/dev/null
+    fi
+    if [ -n "$redis_dir" ]; then
+        rm -rf "$redis_dir"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- phases -----------------------------------------------------------------
+
+if ! phase deps scripts/install-deps.sh test; then
+    echo "test.sh: cannot continue without the packages"
+fi
+
+phase source scripts/check-source.sh
+
+phase services start_redis
+
+build_ok=
+if phase build timeout -k 30 "$T_BUILD" scripts/build.sh build -DCMAKE_BUILD_TYPE=Release \
+    -DCHATLI_WERROR=ON -DCHATLI_SANITIZE=; then
+    build_ok=1
+fi
+
+if [ -n "$build_ok" ]; then
+    phase ctest run_ctest build
+    if have_e2e_tests; then
+        phase e2e run_e2e "$root/build/chatli"
+    else
+        skip e2e "no tests/e2e/test_*.py yet"
+    fi
+else
+    skip ctest "build failed"
+    skip e2e "build failed"
+fi
+
+# Second pass of the store-facing suites against MongoDB's wire protocol.
+# Interface of scripts/ferretdb.sh: `start` returns once FerretDB accepts
+# connections and prints its MongoDB URI as the last line on stdout; `stop`
+# stops it.
+start_mongo() {
+    # Output goes to a file, not a $(...): a daemon that inherited the pipe
+    # would keep the substitution waiting for ever.
+    local out
+    out=$(mktemp)
+    if ! scripts/ferretdb.sh start >"$out"; then
+        cat "$out"
+        rm -f "$out"
+        return 1
+    fi
+    mongo_started=1
+    cat "$out"
+    MONGO_URI=$(tail -n 1 "$out")
+    rm -f "$out"
+    case "$MONGO_URI" in
+    mongodb://*) echo "test.sh: FerretDB at $MONGO_URI" ;;
+    *)
+        echo "test.sh: scripts/ferretdb.sh start printed no mongodb:// URI on its last line"
+        return 1
+        ;;
+    esac
+}
+
+contract_regex() { # ^(test_a|test_b)$ from tests/contract/test_*.c
+    local names=() f
+    for f in tests/contract/test_*.c; do
+        [ -e "$f" ] || continue
+        f=${f##*/}
+        names+=("${f%.c}")
+    done
+    [ ${#names[@]} -gt 0 ] || return 1
+    local IFS='|'
+    printf '^(%s)$' "${names[*]}"
+}
+
+if [ ! -x scripts/ferretdb.sh ]; then
+    skip mongo "no scripts/ferretdb.sh yet"
+elif [ -n "${CHATLI_SKIP_MONGO:-}" ]; then
+    skip mongo "CHATLI_SKIP_MONGO is set"
+elif [ -z "$build_ok" ]; then
+    skip mongo "build failed"
+elif phase mongo-start start_mongo; then
+    if re=$(contract_regex); then
+        MONGODB_URI=$MONGO_URI phase mongo-contract run_ctest build -R "$re"
+    else
+        skip mongo-contract "no tests/contract/test_*.c yet"
+    fi
+    if have_e2e_tests; then
+        MONGODB_URI=$MONGO_URI phase mongo-e2e run_e2e "$root/build/chatli"
+    else
+        skip mongo-e2e "no tests/e2e/test_*.py yet"
+    fi
+    scripts/ferretdb.sh stop && mongo_started=
+fi
+
+# Sanitizers: abort on the first report so a finding fails the test that
+# caused it.  LeakSanitizer runs too; only third-party leaks may be listed in
+# tests/lsan.supp, each with its reason.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+if [ -f tests/lsan.supp ]; then
+    export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
+fi
+
+asan_ok=
+if phase asan-build timeout -k 30 "$T_BUILD" scripts/build.sh build-asan \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHATLI_WERROR=ON \
+    '-DCHATLI_SANITIZE=address;undefined'; then
+    asan_ok=1
+fi
+if [ -n "$asan_ok" ]; then
+    phase asan-ctest run_ctest build-asan
+    if have_e2e_tests; then
+        phase asan-e2e run_e2e "$root/build-asan/chatli"
+    else
+        skip asan-e2e "no tests/e2e/test_*.py yet"
+    fi
+else
+    skip asan-ctest "asan build failed"
+    skip asan-e2e "asan build failed"
+fi
+
+# ---- summary ----------------------------------------------------------------
+
+pass=0 fail=0 skipped=0
+printf '\n======== chatli test summary ========\n'
+for i in "${!names[@]}"; do
+    printf '  %-16s %-4s %6ss  %s\n' "${names[$i]}" "${states[$i]}" "${times[$i]}" "${notes[$i]}"
+    case "${states[$i]}" in
+    PASS) pass=$((pass + 1)) ;;
+    FAIL) fail=$((fail + 1)) ;;
+    SKIP) skipped=$((skipped + 1)) ;;
+    esac
+done
+printf '  total            %6ss\n' $((SECONDS - run_start))
+echo "phases: $pass passed, $fail failed, $skipped skipped"
+[ "$fail" -eq 0 ]
