@@ -15,7 +15,8 @@
 #   e2e           tests/e2e against build/chatli (CHATLI_BIN)
 #   mongo-*       when scripts/ferretdb.sh exists and CHATLI_SKIP_MONGO is
 #                 unset: FerretDB is started and the contract tests and e2e
-#                 run again with MONGODB_URI pointing at it
+#                 run again with MONGODB_URI pointing at it (and
+#                 CHATLI_E2E_STORE=mongo for the e2e fixture)
 #   asan-build    build-asan/ with -DCHATLI_SANITIZE="address;undefined"
 #   asan-ctest    unit + contract tests under ASan+UBSan+LSan
 #   asan-e2e      tests/e2e against build-asan/chatli
@@ -229,7 +230,7 @@ elif phase mongo-start start_mongo; then
         skip mongo-contract "no tests/contract/test_*.c yet"
     fi
     if have_e2e_tests; then
-        MONGODB_URI=$MONGO_URI phase mongo-e2e run_e2e "$root/build/chatli"
+        CHATLI_E2E_STORE=mongo MONGODB_URI=$MONGO_URI phase mongo-e2e run_e2e "$root/build/chatli"
     else
         skip mongo-e2e "no tests/e2e/test_*.py yet"
     fi
