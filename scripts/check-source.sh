@@ -6,6 +6,7 @@
 #    SQLite for MongoDB or adding Redis never touches core.
 # 2. Every header under src/ compiles on its own (it includes what it uses),
 #    with the same warnings as the build and -Werror.
+# 3. docs/openapi.yaml is valid YAML holding an OpenAPI 3.0 document.
 #
 # Exit 0 when both hold; otherwise print each offence and exit 1.
 set -euo pipefail
@@ -57,6 +58,23 @@ if [ "$bad" -gt 0 ]; then
     fail=1
 else
     echo "check-source: all $n headers under src/ compile alone"
+fi
+
+# --- 3. the OpenAPI document parses -------------------------------------------
+if [ -f docs/openapi.yaml ]; then
+    if /usr/bin/python3 - docs/openapi.yaml <<'PY'
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+assert isinstance(doc, dict), "not a mapping"
+assert str(doc.get("openapi", "")).startswith("3.0."), "openapi: 3.0.x expected"
+assert doc.get("paths"), "no paths"
+print("check-source: docs/openapi.yaml parses (OpenAPI %s, %d paths)"
+      % (doc["openapi"], len(doc["paths"])))
+PY
+    then :; else
+        echo "check-source: docs/openapi.yaml does not parse"
+        fail=1
+    fi
 fi
 
 exit "$fail"
