@@ -1,0 +1,315 @@
+/* messages.c - sending and listing chat messages.
+ *
+ * messages_send_async is the one implementation of POST .../messages and the
+ * WS message.send frame.  Everything that needs the store happens on the
+ * calling thread BEFORE the append is queued: validation, the member list
+ * for fan-out (member cache, else store_get_chat) and the sender's Author.
+ * The append then goes to the store's writer thread, which group-commits it
+ * and calls back on that thread; the callback only builds JSON, publishes
+ * message.new (a non-blocking bus hand-off) and calls the caller's cb, so
+ * the writer never waits on anything of ours.
+ *
+ * A clientId duplicate (the store returns the first message with existed)
+ * is not published again: its recipients already got it, and a retry must
+ * not show up twice.  The sender's own connection is skipped (origin_conn):
+ * it gets message.ack instead; its other devices do get message.new.
+ *
+ * Listing: `before` is an opaque cursor of the last seq shown (newest first);
+ * `afterSeq` is the catch-up form (oldest first) whose nextCursor is the
+ * plain decimal seq, as the contract says, so clients pass it back as
+ * afterSeq.  Giving both is ambiguous and answered 422 on afterSeq. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/bus.h"
+#include "core/core_internal.h"
+#include "core/cursor.h"
+#include "core/validate.h"
+#include "core/views.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static int not_found(struct chat_err *err)
+{
+    return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such chat");
+}
+
+static int oom(struct chat_err *err)
+{
+    return core__internal(err, "messages: out of memory");
+}
+
+/* Everything the writer-thread callback needs; owned by the callback. */
+struct send_ctx {
+    struct core *c;
+    messages_send_cb cb;
+    void *arg;
+    uint64_t origin_conn;
+    char (*members)[OID_SIZE]; /* fan-out recipients */
+    size_t n_members;
+    json_t *sender;            /* the sender's Author */
+};
+
+static void send_ctx_free(struct send_ctx *x)
+{
+    free(x->members);
+    json_decref(x->sender);
+    free(x);
+}
+
+/* Runs on the store's writer thread: no store calls, no blocking. */
+static void on_appended(void *arg, int rc, const struct message *m, bool existed,
+                        const struct chat_err *serr)
+{
+    struct send_ctx *x = arg;
+    struct chat_err e = {0};
+
+    if (rc) {
+        if (!serr) {
+            chat_err_set(&e, rc, NULL, NULL);
+            serr = &e;
+        }
+        x->cb(x->arg, rc, NULL, false, serr);
+        send_ctx_free(x);
+        return;
+    }
+    json_t *msg = views_message(m, x->sender);
+    if (!msg) {
+        core__internal(&e, "messages: out of memory building a stored message");
+        x->cb(x->arg, CHAT_E_INTERNAL, NULL, false, &e);
+        send_ctx_free(x);
+        return;
+    }
+    if (!existed) {
+        json_t *ev = views_event("message.new", "message", msg);
+        core__publish(x->c, BUS_TO_USERS, (const char(*)[OID_SIZE])x->members, x->n_members,
+                      x->origin_conn, ev);
+        json_decref(ev);
+    }
+    x->cb(x->arg, 0, msg, !existed, NULL);
+    json_decref(msg);
+    send_ctx_free(x);
+}
+
+int messages_send_async(struct core *c, const struct session *s, const char *chat_id,
+                        json_t *body, bool require_client_id, uint64_t origin_conn,
+                        messages_send_cb cb, void *arg, struct chat_err *err)
+{
+    char *text = NULL, *attachment = NULL, *client_id = NULL;
+    struct send_ctx *x = NULL;
+    struct user u = {0};
+    int rc;
+
+    if (!oid_valid(chat_id))
+        return not_found(err);
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    rc = validate_url_field(body, "attachmentUrl", &attachment, err);
+    if (rc)
+        goto fail;
+    rc = validate_string_field(body, "text",
+                               VALIDATE_TRIM | (attachment ? 0 : VALIDATE_REQUIRED),
+                               attachment ? 0 : 1, 4000, &text, err);
+    if (rc)
+        goto fail;
+    if (!text && !(text = strdup(""))) {
+        rc = oom(err);
+        goto fail;
+    }
+    /* clientId is an opaque client key: compared byte for byte, not trimmed. */
+    rc = validate_string_field(body, "clientId", require_client_id ? VALIDATE_REQUIRED : 0, 1, 64,
+                               &client_id, err);
+    if (rc)
+        goto fail;
+
+    x = calloc(1, sizeof *x);
+    if (!x) {
+        rc = oom(err);
+        goto fail;
+    }
+    x->c = c;
+    x->cb = cb;
+    x->arg = arg;
+    x->origin_conn = origin_conn;
+    rc = core__chat_members(c, chat_id, s->user_id, &x->members, &x->n_members, err);
+    if (rc)
+        goto fail;
+    /* The callback may not call the store, so the sender's Author is
+     * fetched now (it is the same user for a dedupe hit too: the dedupe key
+     * includes the sender). */
+    rc = store_get_user(c->store, s->user_id, &u, err);
+    if (rc)
+        goto fail;
+    x->sender = views_author(&u);
+    if (!x->sender) {
+        rc = oom(err);
+        goto fail;
+    }
+
+    struct message m = {0};
+    int64_t now = clock_now_ms();
+    oid_new(m.id, now);
+    memcpy(m.chat_id, chat_id, OID_SIZE);
+    memcpy(m.sender_id, s->user_id, OID_SIZE);
+    m.text = text;
+    m.attachment_url = attachment;
+    m.client_id = client_id;
+    m.created_at = now;
+    rc = store_append_message(c->store, &m, on_appended, x);
+    if (rc) {
+        chat_err_set(err, rc, NULL, rc == CHAT_E_UNAVAILABLE ? "the store is shutting down" : NULL);
+        goto fail;
+    }
+    /* From here on the callback owns x (and may already have freed it). */
+    rc = 0;
+    x = NULL;
+    goto done;
+
+fail:
+    if (x)
+        send_ctx_free(x);
+done:
+    store_user_cleanup(&u);
+    free(text);
+    free(attachment);
+    free(client_id);
+    return rc;
+}
+
+/* ---- the blocking form --------------------------------------------------- */
+
+struct send_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+    json_t *message;
+    bool created;
+    struct chat_err err;
+};
+
+static void on_sent(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
+{
+    struct send_wait *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->rc = rc;
+    w->message = message ? json_incref(message) : NULL;
+    w->created = created;
+    if (err)
+        w->err = *err;
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int messages_send(struct core *c, const struct session *s, const char *chat_id, json_t *body,
+                  json_t **out, bool *created, struct chat_err *err)
+{
+    struct send_wait w = {.done = false};
+    *out = NULL;
+    *created = false;
+    if (pthread_mutex_init(&w.lock, NULL) != 0)
+        return core__internal(err, "messages: cannot create a mutex");
+    if (pthread_cond_init(&w.cond, NULL) != 0) {
+        pthread_mutex_destroy(&w.lock);
+        return core__internal(err, "messages: cannot create a condition variable");
+    }
+    int rc = messages_send_async(c, s, chat_id, body, false, 0, on_sent, &w, err);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.lock);
+        while (!w.done)
+            pthread_cond_wait(&w.cond, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+        rc = w.rc;
+        if (rc == 0) {
+            *out = w.message;
+            *created = w.created;
+        } else if (err) {
+            *err = w.err;
+        }
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return rc;
+}
+
+/* ---- listing ------------------------------------------------------------- */
+
+int messages_list(struct core *c, const struct session *s, const char *chat_id,
+                  const struct page_params *pp, json_t **out, struct chat_err *err)
+{
+    struct message_list list = {0};
+    struct views_authors authors = {0};
+    struct core_ids ids = {0};
+    int64_t before = 0, after = 0;
+    int limit;
+
+    *out = NULL;
+    if (!oid_valid(chat_id))
+        return not_found(err);
+    int rc = validate_limit(pp->limit, &limit, err);
+    if (rc)
+        return rc;
+    if (pp->after_seq) {
+        if (pp->before)
+            return chat_err_set(err, CHAT_E_VALIDATION, "afterSeq",
+                                "afterSeq and before cannot be combined");
+        /* 18 digits always fit an int64. */
+        if (!validate_decimal(pp->after_seq, 18, &after))
+            return chat_err_set(err, CHAT_E_VALIDATION, "afterSeq",
+                                "afterSeq must be a non-negative integer");
+    } else if (pp->before && (rc = cursor_decode_seq(pp->before, &before, err))) {
+        return rc;
+    }
+    rc = store_is_member(c->store, chat_id, s->user_id, err);
+    if (rc == CHAT_E_NOT_FOUND)
+        rc = not_found(err);
+    if (rc)
+        return rc;
+
+    if (pp->after_seq)
+        rc = store_list_messages_after(c->store, chat_id, after, limit + 1, &list, err);
+    else
+        rc = store_list_messages(c->store, chat_id, before, limit + 1, &list, err);
+    if (rc)
+        goto done;
+
+    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
+    for (size_t i = 0; i < shown && rc == 0; i++)
+        if (core__ids_push(&ids, list.items[i].sender_id))
+            rc = oom(err);
+    if (rc == 0)
+        rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, &authors, err);
+    if (rc)
+        goto done;
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < shown; i++) {
+        const struct message *m = &list.items[i];
+        if (json_array_append_new(items,
+                                  views_message(m, views_authors_find(&authors, m->sender_id)))) {
+            json_decref(items);
+            items = NULL;
+        }
+    }
+    if (!items) {
+        rc = oom(err);
+        goto done;
+    }
+    char next[CURSOR_MAX];
+    bool more = list.n > (size_t)limit;
+    if (more && pp->after_seq)
+        snprintf(next, sizeof next, "%lld", (long long)list.items[shown - 1].seq);
+    else if (more)
+        cursor_encode_seq(list.items[shown - 1].seq, next);
+    *out = views_page(items, more ? next : NULL);
+    if (!*out)
+        rc = oom(err);
+
+done:
+    core__ids_cleanup(&ids);
+    views_authors_cleanup(&authors);
+    store_message_list_cleanup(&list);
+    return rc;
+}

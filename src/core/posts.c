@@ -1,0 +1,324 @@
+/* posts.c - the feed: posts, likes and comments.
+ *
+ * Lists fetch limit+1 rows: the extra row only tells whether another page
+ * exists, so nextCursor is never a cursor to an empty page.  The cursor
+ * names the last row shown by (created_at, id), the store's order key, so
+ * equal timestamps neither repeat nor skip an item.
+ *
+ * post.new goes to every connection with likedByMe false: it is serialized
+ * once for everybody, and a brand-new post has no likes anyway. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/bus.h"
+#include "core/core_internal.h"
+#include "core/cursor.h"
+#include "core/validate.h"
+#include "core/views.h"
+#include "store/store.h"
+#include "util/clock.h"
+
+static int not_found(struct chat_err *err)
+{
+    return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such post");
+}
+
+static int oom(struct chat_err *err)
+{
+    return core__internal(err, "posts: out of memory");
+}
+
+/* The caller's Author object (new). */
+static int caller_author(struct core *c, const struct session *s, json_t **out,
+                         struct chat_err *err)
+{
+    struct user u = {0};
+    *out = NULL;
+    int rc = store_get_user(c->store, s->user_id, &u, err);
+    if (rc == 0) {
+        *out = views_author(&u);
+        if (!*out)
+            rc = oom(err);
+    }
+    store_user_cleanup(&u);
+    return rc;
+}
+
+int posts_create(struct core *c, const struct session *s, json_t *body, json_t **out,
+                 struct chat_err *err)
+{
+    char *text = NULL, *image = NULL;
+    json_t *author = NULL;
+    int rc;
+
+    *out = NULL;
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    rc = validate_url_field(body, "imageUrl", &image, err);
+    if (rc)
+        goto done;
+    /* With an image the text may be empty or absent. */
+    rc = validate_string_field(body, "text", VALIDATE_TRIM | (image ? 0 : VALIDATE_REQUIRED),
+                               image ? 0 : 1, 5000, &text, err);
+    if (rc)
+        goto done;
+    if (!text && !(text = strdup(""))) {
+        rc = oom(err);
+        goto done;
+    }
+    rc = caller_author(c, s, &author, err);
+    if (rc)
+        goto done;
+
+    struct post p = {0};
+    int64_t now = clock_now_ms();
+    oid_new(p.id, now);
+    memcpy(p.author_id, s->user_id, OID_SIZE);
+    p.text = text;
+    p.image_url = image;
+    p.created_at = now;
+    rc = store_create_post(c->store, &p, err);
+    if (rc)
+        goto done;
+
+    *out = views_post(&p, author);
+    if (!*out) {
+        rc = oom(err);
+        goto done;
+    }
+    json_t *ev = views_event("post.new", "post", *out);
+    core__publish(c, BUS_TO_ALL, NULL, 0, 0, ev);
+    json_decref(ev);
+
+done:
+    json_decref(author);
+    free(text);
+    free(image);
+    return rc;
+}
+
+/* Builds the page JSON of `list` (at most limit+1 rows). */
+static int post_page(struct core *c, struct post_list *list, int limit, json_t **out,
+                     struct chat_err *err)
+{
+    struct views_authors authors = {0};
+    struct core_ids ids = {0};
+    size_t shown = list->n > (size_t)limit ? (size_t)limit : list->n;
+    int rc = 0;
+
+    for (size_t i = 0; i < shown && rc == 0; i++)
+        rc = core__ids_push(&ids, list->items[i].author_id);
+    if (rc) {
+        core__ids_cleanup(&ids);
+        return oom(err);
+    }
+    rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, &authors, err);
+    core__ids_cleanup(&ids);
+    if (rc) {
+        views_authors_cleanup(&authors);
+        return rc;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < shown; i++) {
+        const struct post *p = &list->items[i];
+        if (json_array_append_new(items, views_post(p, views_authors_find(&authors, p->author_id))))
+            json_decref(items), items = NULL;
+    }
+    views_authors_cleanup(&authors);
+    if (!items)
+        return oom(err);
+    char next[CURSOR_MAX];
+    bool more = list->n > (size_t)limit;
+    if (more) {
+        struct page_key k = {.ts = list->items[shown - 1].created_at};
+        memcpy(k.id, list->items[shown - 1].id, OID_SIZE);
+        cursor_encode_key(CURSOR_POSTS, &k, next);
+    }
+    *out = views_page(items, more ? next : NULL);
+    return *out ? 0 : oom(err);
+}
+
+int posts_list(struct core *c, const struct session *s, const char *author,
+               const struct page_params *pp, json_t **out, struct chat_err *err)
+{
+    struct page_key before;
+    struct post_list list = {0};
+    int limit;
+
+    *out = NULL;
+    if (author && !oid_valid(author))
+        return chat_err_set(err, CHAT_E_VALIDATION, "author", "author must be a user id");
+    int rc = validate_limit(pp->limit, &limit, err);
+    if (rc)
+        return rc;
+    if (pp->before && (rc = cursor_decode_key(CURSOR_POSTS, pp->before, &before, err)))
+        return rc;
+    rc = store_list_posts(c->store, author, s->user_id, pp->before ? &before : NULL, limit + 1,
+                          &list, err);
+    if (rc == 0)
+        rc = post_page(c, &list, limit, out, err);
+    store_post_list_cleanup(&list);
+    return rc;
+}
+
+int posts_get(struct core *c, const struct session *s, const char *id, json_t **out,
+              struct chat_err *err)
+{
+    struct post p = {0};
+    struct views_authors authors = {0};
+
+    *out = NULL;
+    if (!oid_valid(id))
+        return not_found(err);
+    int rc = store_get_post(c->store, id, s->user_id, &p, err);
+    if (rc == 0)
+        rc = views_authors_load(c, (const char(*)[OID_SIZE])&p.author_id, 1, &authors, err);
+    if (rc == 0) {
+        *out = views_post(&p, views_authors_find(&authors, p.author_id));
+        if (!*out)
+            rc = oom(err);
+    }
+    views_authors_cleanup(&authors);
+    store_post_cleanup(&p);
+    return rc;
+}
+
+int posts_delete(struct core *c, const struct session *s, const char *id, struct chat_err *err)
+{
+    struct post p = {0};
+    if (!oid_valid(id))
+        return not_found(err);
+    int rc = store_get_post(c->store, id, s->user_id, &p, err);
+    if (rc == 0 && strcmp(p.author_id, s->user_id) != 0)
+        rc = chat_err_set(err, CHAT_E_FORBIDDEN, NULL, "only the author may delete a post");
+    store_post_cleanup(&p);
+    if (rc)
+        return rc;
+    return store_delete_post(c->store, id, err);
+}
+
+int posts_like(struct core *c, const struct session *s, const char *id, bool like,
+               json_t **out, struct chat_err *err)
+{
+    int64_t count = 0;
+    *out = NULL;
+    if (!oid_valid(id))
+        return not_found(err);
+    int rc = store_set_like(c->store, id, s->user_id, like, &count, err);
+    if (rc)
+        return rc;
+    json_t *o = json_object();
+    if (!o || json_object_set_new(o, "likeCount", json_integer(count)) != 0 ||
+        json_object_set_new(o, "likedByMe", json_boolean(like)) != 0) {
+        json_decref(o);
+        return oom(err);
+    }
+    *out = o;
+    return 0;
+}
+
+int comments_create(struct core *c, const struct session *s, const char *post_id, json_t *body,
+                    json_t **out, struct chat_err *err)
+{
+    char *text = NULL;
+    json_t *author = NULL;
+
+    *out = NULL;
+    if (!oid_valid(post_id))
+        return not_found(err);
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    int rc = validate_string_field(body, "text", VALIDATE_REQUIRED | VALIDATE_TRIM, 1, 2000,
+                                   &text, err);
+    if (rc)
+        goto done;
+    rc = caller_author(c, s, &author, err);
+    if (rc)
+        goto done;
+
+    struct comment cm = {0};
+    int64_t now = clock_now_ms();
+    oid_new(cm.id, now);
+    memcpy(cm.post_id, post_id, OID_SIZE);
+    memcpy(cm.author_id, s->user_id, OID_SIZE);
+    cm.text = text;
+    cm.created_at = now;
+    rc = store_create_comment(c->store, &cm, err);
+    if (rc == CHAT_E_NOT_FOUND)
+        rc = not_found(err);
+    if (rc)
+        goto done;
+    *out = views_comment(&cm, author);
+    if (!*out)
+        rc = oom(err);
+
+done:
+    json_decref(author);
+    free(text);
+    return rc;
+}
+
+int comments_list(struct core *c, const struct session *s, const char *post_id,
+                  const struct page_params *pp, json_t **out, struct chat_err *err)
+{
+    struct page_key before;
+    struct comment_list list = {0};
+    struct post p = {0};
+    struct views_authors authors = {0};
+    struct core_ids ids = {0};
+    int limit;
+
+    *out = NULL;
+    if (!oid_valid(post_id))
+        return not_found(err);
+    int rc = validate_limit(pp->limit, &limit, err);
+    if (rc)
+        return rc;
+    if (pp->before && (rc = cursor_decode_key(CURSOR_COMMENTS, pp->before, &before, err)))
+        return rc;
+    /* The comments of a post that does not exist are a 404, not an empty page. */
+    rc = store_get_post(c->store, post_id, s->user_id, &p, err);
+    store_post_cleanup(&p);
+    if (rc)
+        return rc;
+    rc = store_list_comments(c->store, post_id, pp->before ? &before : NULL, limit + 1, &list,
+                             err);
+    if (rc)
+        goto done;
+
+    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
+    for (size_t i = 0; i < shown && rc == 0; i++)
+        if (core__ids_push(&ids, list.items[i].author_id))
+            rc = oom(err);
+    if (rc == 0)
+        rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, &authors, err);
+    if (rc)
+        goto done;
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < shown; i++) {
+        const struct comment *cm = &list.items[i];
+        if (json_array_append_new(items,
+                                  views_comment(cm, views_authors_find(&authors, cm->author_id))))
+            json_decref(items), items = NULL;
+    }
+    if (!items) {
+        rc = oom(err);
+        goto done;
+    }
+    char next[CURSOR_MAX];
+    bool more = list.n > (size_t)limit;
+    if (more) {
+        struct page_key k = {.ts = list.items[shown - 1].created_at};
+        memcpy(k.id, list.items[shown - 1].id, OID_SIZE);
+        cursor_encode_key(CURSOR_COMMENTS, &k, next);
+    }
+    *out = views_page(items, more ? next : NULL);
+    if (!*out)
+        rc = oom(err);
+
+done:
+    core__ids_cleanup(&ids);
+    views_authors_cleanup(&authors);
+    store_comment_list_cleanup(&list);
+    return rc;
+}

@@ -1,0 +1,186 @@
+/* users.c - profiles and user search.
+ *
+ * PATCH /api/users/me is read-modify-write: fetch the row, apply the fields
+ * present, write the three mutable fields back.  Two concurrent PATCHes of
+ * one user can lose one of the updates; that is the usual last-writer-wins
+ * for a profile edited by its single owner, and it keeps the store port to
+ * one simple update_user.
+ *
+ * Search matches a prefix of the lower-cased username.  Usernames only hold
+ * [A-Za-z0-9_], so a query with any other character cannot match and is
+ * answered with an empty page without asking the store (which also keeps
+ * LIKE/regex metacharacters away from the adapters). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+#include "core/cursor.h"
+#include "core/validate.h"
+#include "core/views.h"
+#include "store/store.h"
+
+static int reply_user(const struct user *u, bool with_email, json_t **out, struct chat_err *err)
+{
+    *out = views_user(u, with_email);
+    return *out ? 0 : core__internal(err, "users: out of memory building a user");
+}
+
+int users_me(struct core *c, const struct session *s, json_t **out, struct chat_err *err)
+{
+    struct user u = {0};
+    *out = NULL;
+    int rc = store_get_user(c->store, s->user_id, &u, err);
+    if (rc == 0)
+        rc = reply_user(&u, true, out, err);
+    store_user_cleanup(&u);
+    return rc;
+}
+
+int users_update_me(struct core *c, const struct session *s, json_t *body, json_t **out,
+                    struct chat_err *err)
+{
+    char *display = NULL, *bio = NULL, *avatar = NULL;
+    struct user u = {0};
+    int rc;
+
+    *out = NULL;
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+
+    json_t *jd = json_object_get(body, "displayName");
+    json_t *jb = json_object_get(body, "bio");
+    json_t *ja = json_object_get(body, "avatarUrl");
+
+    /* displayName can be changed, never removed: null is an error. */
+    if (jd) {
+        rc = validate_string_field(body, "displayName", VALIDATE_REQUIRED | VALIDATE_TRIM, 1, 64,
+                                   &display, err);
+        if (rc)
+            goto done;
+    }
+    /* bio null clears it (bio reads "" when unset). */
+    if (jb) {
+        rc = validate_string_field(body, "bio", VALIDATE_TRIM, 0, 500, &bio, err);
+        if (rc)
+            goto done;
+        if (!bio && !(bio = strdup(""))) {
+            rc = core__internal(err, "users: out of memory");
+            goto done;
+        }
+    }
+    if (ja) {
+        rc = validate_url_field(body, "avatarUrl", &avatar, err);
+        if (rc)
+            goto done;
+    }
+
+    rc = store_get_user(c->store, s->user_id, &u, err);
+    if (rc)
+        goto done;
+    if (jd) {
+        free(u.display_name);
+        u.display_name = display;
+        display = NULL;
+    }
+    if (jb) {
+        free(u.bio);
+        u.bio = bio;
+        bio = NULL;
+    }
+    if (ja) {
+        free(u.avatar_url);
+        u.avatar_url = avatar; /* NULL clears it */
+        avatar = NULL;
+    }
+    if (jd || jb || ja) {
+        rc = store_update_user(c->store, &u, err);
+        if (rc)
+            goto done;
+    }
+    rc = reply_user(&u, true, out, err);
+
+done:
+    free(display);
+    free(bio);
+    free(avatar);
+    store_user_cleanup(&u);
+    return rc;
+}
+
+int users_get(struct core *c, const struct session *s, const char *id, json_t **out,
+              struct chat_err *err)
+{
+    struct user u = {0};
+    *out = NULL;
+    if (!oid_valid(id))
+        return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
+    int rc = store_get_user(c->store, id, &u, err);
+    if (rc == 0)
+        rc = reply_user(&u, false, out, err); /* public view, even of oneself */
+    store_user_cleanup(&u);
+    return rc;
+}
+
+int users_search(struct core *c, const struct session *s, const char *q,
+                 const struct page_params *pp, json_t **out, struct chat_err *err)
+{
+    char prefix[33];
+    char after[33];
+    struct user_list list = {0};
+    int limit, rc;
+
+    *out = NULL;
+    size_t qlen = q ? strlen(q) : 0;
+    size_t qcp = q ? validate_cp_len(q, qlen) : 0;
+    if (qcp < 1 || qcp > 32)
+        return chat_err_set(err, CHAT_E_VALIDATION, "q", "q must be 1 to 32 characters long");
+    rc = validate_limit(pp->limit, &limit, err);
+    if (rc)
+        return rc;
+    if (pp->before) {
+        rc = cursor_decode_name(pp->before, after, err);
+        if (rc)
+            return rc;
+    }
+
+    json_t *items = json_array();
+    if (!items)
+        return core__internal(err, "users: out of memory");
+    bool searchable = true;
+    for (size_t i = 0; searchable && i < qlen; i++)
+        if (!((q[i] >= 'a' && q[i] <= 'z') || (q[i] >= 'A' && q[i] <= 'Z') ||
+              (q[i] >= '0' && q[i] <= '9') || q[i] == '_'))
+            searchable = false;
+    if (!searchable) {
+        *out = views_page(items, NULL);
+        return *out ? 0 : core__internal(err, "users: out of memory");
+    }
+    memcpy(prefix, q, qlen + 1);
+    validate_ascii_lower(prefix);
+
+    rc = store_search_users(c->store, prefix, pp->before ? after : NULL, limit + 1, &list, err);
+    if (rc) {
+        json_decref(items);
+        return rc;
+    }
+    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
+    for (size_t i = 0; i < shown; i++) {
+        if (json_array_append_new(items, views_user(&list.items[i], false)) != 0) {
+            json_decref(items);
+            store_user_list_cleanup(&list);
+            return core__internal(err, "users: out of memory");
+        }
+    }
+    char next[CURSOR_MAX];
+    bool more = list.n > (size_t)limit;
+    if (more) {
+        char last[33];
+        snprintf(last, sizeof last, "%s", list.items[shown - 1].username);
+        validate_ascii_lower(last);
+        cursor_encode_name(last, next);
+    }
+    store_user_list_cleanup(&list);
+    *out = views_page(items, more ? next : NULL);
+    return *out ? 0 : core__internal(err, "users: out of memory");
+}

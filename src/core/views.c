@@ -1,0 +1,256 @@
+/* views.c - building the contract's JSON objects.
+ *
+ * Objects are assembled with json_object_set_new, which always consumes its
+ * value, so a failed allocation anywhere leaks nothing: each builder tracks
+ * one `ok` flag and drops the half-built object at the end.  Optional fields
+ * are explicit nulls (imageUrl, avatarUrl, clientId, ...) because the
+ * contract lists them as `"x"|null`, never as absent. */
+#include "core/views.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core_internal.h"
+#include "util/clock.h"
+
+/* json_string or null for NULL. */
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *iso(int64_t ms)
+{
+    char buf[CLOCK_ISO_LEN];
+    return json_string(clock_format_iso(ms, buf));
+}
+
+static json_t *borrowed_or_null(json_t *v)
+{
+    return v ? json_incref(v) : json_null();
+}
+
+/* Sets obj[key] = v (consumed); clears *ok when anything failed. */
+static void put(json_t *obj, const char *key, json_t *v, bool *ok)
+{
+    if (!v || json_object_set_new(obj, key, v) != 0)
+        *ok = false;
+}
+
+static json_t *finish(json_t *obj, bool ok)
+{
+    if (!ok) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+json_t *views_user(const struct user *u, bool with_email)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o)
+        return NULL;
+    put(o, "id", json_string(u->id), &ok);
+    put(o, "username", json_string(u->username ? u->username : ""), &ok);
+    put(o, "displayName", json_string(u->display_name ? u->display_name : ""), &ok);
+    put(o, "bio", json_string(u->bio ? u->bio : ""), &ok);
+    put(o, "avatarUrl", str_or_null(u->avatar_url), &ok);
+    put(o, "createdAt", iso(u->created_at), &ok);
+    if (with_email)
+        put(o, "email", json_string(u->email ? u->email : ""), &ok);
+    return finish(o, ok);
+}
+
+json_t *views_author(const struct user *u)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o)
+        return NULL;
+    put(o, "id", json_string(u->id), &ok);
+    put(o, "username", json_string(u->username ? u->username : ""), &ok);
+    put(o, "displayName", json_string(u->display_name ? u->display_name : ""), &ok);
+    put(o, "avatarUrl", str_or_null(u->avatar_url), &ok);
+    return finish(o, ok);
+}
+
+json_t *views_post(const struct post *p, json_t *author)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o)
+        return NULL;
+    put(o, "id", json_string(p->id), &ok);
+    put(o, "author", borrowed_or_null(author), &ok);
+    put(o, "text", json_string(p->text ? p->text : ""), &ok);
+    put(o, "imageUrl", str_or_null(p->image_url), &ok);
+    put(o, "likeCount", json_integer(p->like_count), &ok);
+    put(o, "commentCount", json_integer(p->comment_count), &ok);
+    put(o, "likedByMe", json_boolean(p->liked_by_me), &ok);
+    put(o, "createdAt", iso(p->created_at), &ok);
+    return finish(o, ok);
+}
+
+json_t *views_comment(const struct comment *cm, json_t *author)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o)
+        return NULL;
+    put(o, "id", json_string(cm->id), &ok);
+    put(o, "postId", json_string(cm->post_id), &ok);
+    put(o, "author", borrowed_or_null(author), &ok);
+    put(o, "text", json_string(cm->text ? cm->text : ""), &ok);
+    put(o, "createdAt", iso(cm->created_at), &ok);
+    return finish(o, ok);
+}
+
+json_t *views_message(const struct message *m, json_t *sender)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o)
+        return NULL;
+    put(o, "id", json_string(m->id), &ok);
+    put(o, "chatId", json_string(m->chat_id), &ok);
+    put(o, "seq", json_integer(m->seq), &ok);
+    put(o, "sender", borrowed_or_null(sender), &ok);
+    put(o, "text", json_string(m->text ? m->text : ""), &ok);
+    put(o, "attachmentUrl", str_or_null(m->attachment_url), &ok);
+    put(o, "clientId", str_or_null(m->client_id), &ok);
+    put(o, "createdAt", iso(m->created_at), &ok);
+    return finish(o, ok);
+}
+
+json_t *views_chat(const struct chat *ch, const struct views_authors *authors)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o)
+        return NULL;
+    put(o, "id", json_string(ch->id), &ok);
+    put(o, "type", json_string(ch->type == CHAT_GROUP ? "group" : "direct"), &ok);
+    put(o, "name", str_or_null(ch->name), &ok);
+    json_t *members = json_array();
+    if (members) {
+        for (size_t i = 0; i < ch->n_members; i++) {
+            json_t *a = views_authors_find(authors, ch->member_ids[i]);
+            /* A member whose user row is gone cannot be shown as an Author;
+             * leaving it out beats embedding a null clients would trip on. */
+            if (a && json_array_append(members, a) != 0)
+                ok = false;
+        }
+    }
+    put(o, "members", members, &ok);
+    if (ch->last_message) {
+        json_t *sender = views_authors_find(authors, ch->last_message->sender_id);
+        put(o, "lastMessage", views_message(ch->last_message, sender), &ok);
+    } else {
+        put(o, "lastMessage", json_null(), &ok);
+    }
+    put(o, "unreadCount", json_integer(ch->unread_count), &ok);
+    put(o, "lastSeq", json_integer(ch->last_seq), &ok);
+    put(o, "createdAt", iso(ch->created_at), &ok);
+    put(o, "updatedAt", iso(ch->updated_at), &ok);
+    return finish(o, ok);
+}
+
+json_t *views_page(json_t *items, const char *next)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o) {
+        json_decref(items);
+        return NULL;
+    }
+    put(o, "items", items, &ok);
+    put(o, "nextCursor", str_or_null(next), &ok);
+    return finish(o, ok);
+}
+
+json_t *views_event(const char *type, const char *key, json_t *value)
+{
+    json_t *o = json_object();
+    bool ok = o != NULL;
+    if (!o)
+        return NULL;
+    put(o, "type", json_string(type), &ok);
+    put(o, key, borrowed_or_null(value), &ok);
+    return finish(o, ok);
+}
+
+/* ---- author batches ------------------------------------------------------ */
+
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, OID_LEN);
+}
+
+int views_authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
+                       struct views_authors *out, struct chat_err *err)
+{
+    out->items = NULL;
+    out->n = 0;
+    if (n == 0)
+        return 0;
+
+    /* Collapse duplicates (a page often has one author many times). */
+    char(*uniq)[OID_SIZE] = malloc(n * sizeof *uniq);
+    if (!uniq)
+        return core__internal(err, "views: out of memory");
+    memcpy(uniq, ids, n * sizeof *uniq);
+    qsort(uniq, n, sizeof *uniq, cmp_id);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || memcmp(uniq[m - 1], uniq[i], OID_LEN) != 0)
+            memcpy(uniq[m++], uniq[i], OID_SIZE);
+
+    struct user_list users = {0};
+    int rc = store_get_users(c->store, (const char(*)[OID_SIZE])uniq, m, &users, err);
+    free(uniq);
+    if (rc)
+        return rc;
+
+    out->items = calloc(users.n ? users.n : 1, sizeof *out->items);
+    if (!out->items) {
+        store_user_list_cleanup(&users);
+        return core__internal(err, "views: out of memory");
+    }
+    for (size_t i = 0; i < users.n; i++) {
+        json_t *a = views_author(&users.items[i]);
+        if (!a) {
+            store_user_list_cleanup(&users);
+            views_authors_cleanup(out);
+            return core__internal(err, "views: out of memory");
+        }
+        memcpy(out->items[out->n].id, users.items[i].id, OID_SIZE);
+        out->items[out->n].json = a;
+        out->n++;
+    }
+    store_user_list_cleanup(&users);
+    qsort(out->items, out->n, sizeof *out->items, cmp_id);
+    return 0;
+}
+
+void views_authors_cleanup(struct views_authors *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->n; i++)
+        json_decref(a->items[i].json);
+    free(a->items);
+    a->items = NULL;
+    a->n = 0;
+}
+
+json_t *views_authors_find(const struct views_authors *a, const char *id)
+{
+    if (!a || a->n == 0 || !id)
+        return NULL;
+    struct views_author key;
+    memcpy(key.id, id, OID_LEN);
+    const struct views_author *hit = bsearch(&key, a->items, a->n, sizeof *a->items, cmp_id);
+    return hit ? hit->json : NULL;
+}

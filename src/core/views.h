@@ -1,0 +1,64 @@
+/* views.h - the contract's JSON objects (CONTRACT.md section 2) from store
+ * records.
+ *
+ * Embedded authors (post author, comment author, message sender, chat
+ * members) are looked up in a `struct views_authors`, loaded with ONE
+ * store_get_users call per page, so a page costs one users query however
+ * many items it has.  Each Author object is built once and shared (jansson
+ * refcounts) by every item that embeds it.
+ *
+ * Every builder returns a new reference, or NULL when out of memory. */
+#ifndef CHATLI_CORE_VIEWS_H
+#define CHATLI_CORE_VIEWS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+#include "util/err.h"
+
+struct core;
+
+struct views_author {
+    char id[OID_SIZE];
+    json_t *json; /* owned Author object */
+};
+
+/* Sorted by id for bsearch. */
+struct views_authors {
+    struct views_author *items;
+    size_t n;
+};
+
+/* Loads the Author objects of `ids` (duplicates allowed; they are collapsed
+ * before the store call).  Ids that name no user are simply absent, and
+ * views then embed null.  Store errors pass through.  Release `out` with
+ * views_authors_cleanup (also after a failure). */
+int views_authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
+                       struct views_authors *out, struct chat_err *err);
+void views_authors_cleanup(struct views_authors *a);
+/* Borrowed Author for `id`, or NULL when not loaded. */
+json_t *views_authors_find(const struct views_authors *a, const char *id);
+
+/* User (public), plus "email" when `with_email` (the owner's own view). */
+json_t *views_user(const struct user *u, bool with_email);
+/* Author: {"id","username","displayName","avatarUrl"}. */
+json_t *views_author(const struct user *u);
+
+/* The item views take their embedded author as a borrowed reference (NULL
+ * embeds null). */
+json_t *views_post(const struct post *p, json_t *author);
+json_t *views_comment(const struct comment *cm, json_t *author);
+json_t *views_message(const struct message *m, json_t *sender);
+/* Chat: members and the last message's sender come from `authors`. */
+json_t *views_chat(const struct chat *ch, const struct views_authors *authors);
+
+/* {"items": items, "nextCursor": next or null}.  Steals `items` (even on
+ * failure); `next` is copied. */
+json_t *views_page(json_t *items, const char *next);
+
+/* {"type": type, <key>: value}: an event frame.  Borrows `value`. */
+json_t *views_event(const char *type, const char *key, json_t *value);
+
+#endif
