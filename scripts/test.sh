@@ -179,27 +179,30 @@ else
 fi
 
 # Second pass of the store-facing suites against MongoDB's wire protocol.
-# Interface of scripts/ferretdb.sh: `start` returns once FerretDB accepts
-# connections and prints its MongoDB URI as the last line on stdout; `stop`
-# stops it.
+# scripts/ferretdb.sh (owned by the MongoDB adapter's author): `start`
+# builds FerretDB on first use, returns once it accepts connections and
+# prints MONGODB_URI=mongodb://127.0.0.1:PORT/ as its last stdout line;
+# `stop` stops it and removes its data.
+T_MONGO_START=1500 # the first start builds FerretDB with Go (minutes)
 start_mongo() {
     # Output goes to a file, not a $(...): a daemon that inherited the pipe
     # would keep the substitution waiting for ever.
     local out
     out=$(mktemp)
-    if ! scripts/ferretdb.sh start >"$out"; then
+    mongo_started=1
+    if ! timeout -k 10 "$T_MONGO_START" scripts/ferretdb.sh start >"$out"; then
         cat "$out"
         rm -f "$out"
         return 1
     fi
-    mongo_started=1
     cat "$out"
     MONGO_URI=$(tail -n 1 "$out")
+    MONGO_URI=${MONGO_URI#MONGODB_URI=}
     rm -f "$out"
     case "$MONGO_URI" in
     mongodb://*) echo "test.sh: FerretDB at $MONGO_URI" ;;
     *)
-        echo "test.sh: scripts/ferretdb.sh start printed no mongodb:// URI on its last line"
+        echo "test.sh: scripts/ferretdb.sh start printed no MongoDB URI on its last line"
         return 1
         ;;
     esac
