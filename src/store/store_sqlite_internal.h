@@ -1,0 +1,241 @@
+/* store_sqlite_internal.h - what the files of the SQLite adapter share.
+ *
+ * The adapter is split by domain: store_sqlite.c (open/close, connections,
+ * the read pool, migrations, error mapping, the ops table),
+ * store_sqlite_users.c (users, sessions), store_sqlite_posts.c (posts, likes,
+ * comments), store_sqlite_chats.c (chats, members, read marks, message
+ * reads) and store_sqlite_append.c (the group-commit writer thread).  Nothing
+ * here is visible outside src/store/store_sqlite*.c. */
+#ifndef CHATLI_STORE_STORE_SQLITE_INTERNAL_H
+#define CHATLI_STORE_STORE_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* Every statement the adapter runs has a slot here, so each connection can
+ * keep it prepared for its lifetime (store_sqlite__stmt prepares it on first
+ * use).  The SQL text sits beside the code that runs it. */
+enum store_sqlite_stmt_id {
+    STORE_SQLITE_BEGIN,
+    STORE_SQLITE_BEGIN_IMMEDIATE,
+    STORE_SQLITE_COMMIT,
+    STORE_SQLITE_ROLLBACK,
+    STORE_SQLITE_PING,
+    /* users, sessions */
+    STORE_SQLITE_USER_EMAIL_EXISTS,
+    STORE_SQLITE_USER_NAME_EXISTS,
+    STORE_SQLITE_USER_INSERT,
+    STORE_SQLITE_USER_GET,
+    STORE_SQLITE_USER_BY_LOGIN,
+    STORE_SQLITE_USERS_GET_MANY,
+    STORE_SQLITE_USER_UPDATE,
+    STORE_SQLITE_USERS_SEARCH,
+    STORE_SQLITE_SESSION_INSERT,
+    STORE_SQLITE_SESSION_GET,
+    STORE_SQLITE_SESSION_DELETE,
+    /* posts, likes, comments */
+    STORE_SQLITE_POST_INSERT,
+    STORE_SQLITE_POST_GET,
+    STORE_SQLITE_POST_KEY,
+    STORE_SQLITE_POSTS_LIST,
+    STORE_SQLITE_POSTS_LIST_AUTHOR,
+    STORE_SQLITE_POST_DELETE,
+    STORE_SQLITE_LIKES_DELETE_POST,
+    STORE_SQLITE_COMMENTS_DELETE_POST,
+    STORE_SQLITE_LIKE_INSERT,
+    STORE_SQLITE_LIKE_DELETE,
+    STORE_SQLITE_POST_LIKES_ADD,
+    STORE_SQLITE_POST_LIKE_COUNT,
+    STORE_SQLITE_COMMENT_INSERT,
+    STORE_SQLITE_POST_COMMENTS_INC,
+    STORE_SQLITE_COMMENTS_LIST,
+    /* chats, members, reads */
+    STORE_SQLITE_CHAT_BY_PAIR,
+    STORE_SQLITE_CHAT_INSERT,
+    STORE_SQLITE_CHAT_KEY,
+    STORE_SQLITE_USER_KEY,
+    STORE_SQLITE_MEMBER_INSERT,
+    STORE_SQLITE_MEMBER_DELETE,
+    STORE_SQLITE_CHAT_GET_VIEWER,
+    STORE_SQLITE_CHAT_GET_ANY,
+    STORE_SQLITE_CHATS_LIST,
+    STORE_SQLITE_CHAT_MEMBERS,
+    STORE_SQLITE_CHATS_MEMBERS_MANY,
+    STORE_SQLITE_IS_MEMBER,
+    STORE_SQLITE_MSG_SEQ_BY_ID,
+    STORE_SQLITE_READ_MARK_SET,
+    STORE_SQLITE_MEMBER_OF,
+    STORE_SQLITE_MSGS_BEFORE,
+    STORE_SQLITE_MSGS_AFTER,
+    /* group commit */
+    STORE_SQLITE_APPEND_MEMBER,
+    STORE_SQLITE_APPEND_DEDUPE,
+    STORE_SQLITE_APPEND_INSERT,
+    STORE_SQLITE_APPEND_BUMP,
+    STORE_SQLITE__COUNT
+};
+
+/* One SQLite connection and its cached statements.  Used by one thread at a
+ * time: the write connection under `wmu`, a read connection between
+ * store_sqlite__read_acquire and store_sqlite__read_release. */
+struct store_sqlite_conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[STORE_SQLITE__COUNT];
+};
+
+#define STORE_SQLITE_POOL_MAX 8      /* read connections per store */
+#define STORE_SQLITE_BATCH_MAX 256   /* appends per group-commit transaction */
+
+struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
+
+/* The adapter.  Threads: any thread calls the ops; the writer thread drains
+ * the append queue.
+ * - `path`, `uri`, `open_flags`, `memory` are immutable after open.
+ * - `w` (the only write connection) is guarded by `wmu`: direct writes
+ *   (create_user, set_like, ...) and the writer's batches both lock it.
+ * - `rpool`, `rfree`, `n_free`, `n_open` are guarded by `pmu`; `pcv` signals
+ *   a released connection.  A connection taken from the pool belongs to its
+ *   taker until released.
+ * - `head`, `tail`, `closing` are guarded by `qmu`; `qcv` wakes the writer.
+ * - `keeper` holds an in-memory database alive (":memory:" only); it is
+ *   touched only by open and close. */
+struct store_sqlite {
+    struct store base; /* first: the port sees only this */
+    char *uri;         /* what sqlite3_open_v2 gets */
+    int open_flags;
+    bool memory;
+
+    pthread_mutex_t wmu;
+    struct store_sqlite_conn w;
+
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv;
+    struct store_sqlite_conn rpool[STORE_SQLITE_POOL_MAX];
+    int rfree[STORE_SQLITE_POOL_MAX];
+    int n_free, n_open;
+
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct store_sqlite_item *head, *tail;
+    bool closing;
+    pthread_t writer;
+    bool writer_started;
+
+    sqlite3 *keeper;
+};
+
+/* ---- store_sqlite.c ---- */
+
+/* The cached statement `id` of `c`, prepared from `sql` on first use.
+ * Returns NULL after logging when it cannot be prepared (then *rc holds the
+ * sqlite code).  The statement is borrowed: reset it after use (store_sqlite__done). */
+sqlite3_stmt *store_sqlite__stmt(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id, const char *sql, int *rc);
+
+/* Resets `st` and clears its bindings (so no pointer bound with
+ * SQLITE_STATIC outlives its buffer). */
+void store_sqlite__done(sqlite3_stmt *st);
+
+/* Logs sqlite's message for `rc` on `c` (with `what`, a literal naming the
+ * operation), rolls back an open transaction, and maps rc to a port code:
+ * CHAT_E_UNAVAILABLE for busy/locked/IO/full/cantopen/readonly/nomem,
+ * CHAT_E_INTERNAL otherwise.  Fills `err` with the default text. */
+int store_sqlite__fail(struct store_sqlite_conn *c, int rc, const char *what, struct chat_err *err);
+
+/* Transaction helpers on a connection the caller holds.  0 or a port code. */
+int store_sqlite__begin(struct store_sqlite_conn *c, bool immediate, struct chat_err *err);
+int store_sqlite__commit(struct store_sqlite_conn *c, struct chat_err *err);
+void store_sqlite__rollback(struct store_sqlite_conn *c);
+
+/* Takes a read connection (waiting while all STORE_SQLITE_POOL_MAX are busy, opening
+ * one lazily).  NULL (and CHAT_E_UNAVAILABLE in err) when it cannot open. */
+struct store_sqlite_conn *store_sqlite__read_acquire(struct store_sqlite *s, struct chat_err *err);
+/* Gives it back; rolls back a transaction left open. */
+void store_sqlite__read_release(struct store_sqlite *s, struct store_sqlite_conn *c);
+
+struct store_sqlite_conn *store_sqlite__write_lock(struct store_sqlite *s);
+void store_sqlite__write_unlock(struct store_sqlite *s);
+
+/* Binding and reading helpers.  store_sqlite__bind_text binds NULL for a NULL string and
+ * copies the text (SQLITE_TRANSIENT). */
+int store_sqlite__bind_text(sqlite3_stmt *st, int i, const char *s);
+/* Binds an id held in a fixed OID_SIZE buffer, which may lack its NUL when
+ * a caller filled it carelessly: at most OID_LEN bytes are read. */
+int store_sqlite__bind_id(sqlite3_stmt *st, int i, const char *id);
+/* Copies column `i` into *dst (new string, NULL when the column is NULL);
+ * sets *oom on allocation failure. */
+void store_sqlite__col_dup(sqlite3_stmt *st, int i, char **dst, bool *oom);
+/* Like store_sqlite__col_dup but never NULL: "" for a NULL column. */
+void store_sqlite__col_dup_nn(sqlite3_stmt *st, int i, char **dst, bool *oom);
+/* Copies an id column into a fixed buffer ("" when NULL or too long). */
+void store_sqlite__col_id(sqlite3_stmt *st, int i, char dst[OID_SIZE]);
+
+/* Grows an array of `size`-byte items to hold at least n+1; 0 or
+ * CHAT_E_INTERNAL (the old array stays valid). */
+int store_sqlite__grow(void **items, size_t *cap, size_t n, size_t size);
+
+/* Clamps a caller's page size into [0, 1000]; core already keeps it in
+ * 1..100, this only keeps a bad caller from asking for huge pages. */
+int store_sqlite__limit(int limit);
+
+/* ---- the op families (one file each) ---- */
+
+int store_sqlite__migrate(struct store_sqlite_conn *c, struct chat_err *err);
+
+int store_sqlite__create_user(struct store *st, const struct user *u, struct chat_err *err);
+int store_sqlite__get_user(struct store *st, const char *id, struct user *out, struct chat_err *err);
+int store_sqlite__find_user_by_login(struct store *st, const char *login, struct user *out,
+                          struct chat_err *err);
+int store_sqlite__get_users(struct store *st, const char (*ids)[OID_SIZE], size_t n, struct user_list *out,
+                 struct chat_err *err);
+int store_sqlite__update_user(struct store *st, const struct user *u, struct chat_err *err);
+int store_sqlite__search_users(struct store *st, const char *prefix, const char *after, int limit,
+                    struct user_list *out, struct chat_err *err);
+int store_sqlite__create_session(struct store *st, const uint8_t hash[32], const char *user_id,
+                      int64_t expires_at, struct chat_err *err);
+int store_sqlite__get_session(struct store *st, const uint8_t hash[32], char user_id[OID_SIZE],
+                   int64_t *expires_at, struct chat_err *err);
+int store_sqlite__delete_session(struct store *st, const uint8_t hash[32], struct chat_err *err);
+
+int store_sqlite__create_post(struct store *st, const struct post *p, struct chat_err *err);
+int store_sqlite__get_post(struct store *st, const char *id, const char *viewer_id, struct post *out,
+                struct chat_err *err);
+int store_sqlite__list_posts(struct store *st, const char *author_id, const char *viewer_id,
+                  const struct page_key *before, int limit, struct post_list *out,
+                  struct chat_err *err);
+int store_sqlite__delete_post(struct store *st, const char *id, struct chat_err *err);
+int store_sqlite__set_like(struct store *st, const char *post_id, const char *user_id, bool liked,
+                int64_t *like_count, struct chat_err *err);
+int store_sqlite__create_comment(struct store *st, const struct comment *c, struct chat_err *err);
+int store_sqlite__list_comments(struct store *st, const char *post_id, const struct page_key *before,
+                     int limit, struct comment_list *out, struct chat_err *err);
+
+int store_sqlite__create_chat(struct store *st, const struct chat *c, struct chat *out, bool *existed,
+                   struct chat_err *err);
+int store_sqlite__get_chat(struct store *st, const char *id, const char *viewer_id, struct chat *out,
+                struct chat_err *err);
+int store_sqlite__list_chats(struct store *st, const char *user_id, const struct page_key *before,
+                  int limit, struct chat_list *out, struct chat_err *err);
+int store_sqlite__is_member(struct store *st, const char *chat_id, const char *user_id,
+                 struct chat_err *err);
+int store_sqlite__add_member(struct store *st, const char *chat_id, const char *user_id, bool *added,
+                  struct chat_err *err);
+int store_sqlite__remove_member(struct store *st, const char *chat_id, const char *user_id,
+                     bool *removed, struct chat_err *err);
+int store_sqlite__list_messages(struct store *st, const char *chat_id, int64_t before_seq, int limit,
+                     struct message_list *out, struct chat_err *err);
+int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int64_t after_seq, int limit,
+                           struct message_list *out, struct chat_err *err);
+int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
+                const char *message_id, bool *moved, struct chat_err *err);
+
+/* store_sqlite_append.c */
+int store_sqlite__append_start(struct store_sqlite *s, struct chat_err *err);
+/* Refuses new appends, drains the queue (commit + callbacks), joins. */
+void store_sqlite__append_stop(struct store_sqlite *s);
+int store_sqlite__append_message(struct store *st, const struct message *m, store_append_cb cb, void *arg);
+
+#endif
