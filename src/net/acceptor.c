@@ -1,0 +1,472 @@
+/* acceptor.c - one listening socket, classified per connection.
+ *
+ * Design.  One thread, one epoll set holding the listening socket
+ * (level-triggered, so a partly drained backlog wakes us again), an eventfd
+ * for stop, and every accepted socket that is still being classified
+ * ("pending").  A pending socket is registered edge-triggered: with
+ * level-triggered polling a socket holding half a request line would be
+ * reported ready on every wait and spin a core, while with EPOLLET we hear
+ * about it again only when new bytes arrive.  Each event re-peeks the whole
+ * prefix (MSG_PEEK leaves it for MHD or lws to read) and asks
+ * net_classify() again.
+ *
+ * Most sockets never reach epoll: TCP_DEFER_ACCEPT makes accept() return
+ * only once the client has sent data, so the first peek right after accept
+ * usually settles it.
+ *
+ * Bounds.  A pending socket gets `peek_timeout_ms` to show a classifiable
+ * head, at most MAX_PEEKS edges (a client dribbling one byte per packet
+ * would otherwise cost us a 16 KiB copy per byte), and at most NET_PEEK_MAX
+ * bytes; past the size or edge bound it goes to MHD, which has its own
+ * timeouts, and past the time bound it is closed.  Pending sockets sit in a
+ * list in accept order, and since all share one timeout the list is also
+ * deadline order: expiry only ever looks at the head.
+ *
+ * Back-pressure.  When `pending_max` sockets are pending, or accept() fails
+ * with EMFILE/ENFILE (out of descriptors), we stop watching the listening
+ * socket (EPOLL_CTL_MOD to no events) and let the kernel backlog hold new
+ * connections, instead of accepting and closing them (which made half of a
+ * 2000-connection burst fail) or spinning on a level-triggered error.  We
+ * resume when pending sockets drain, or after a short pause for EMFILE.
+ *
+ * Every accepted descriptor ends in exactly one place: closed here (silent,
+ * reset, stop) or handed to a sink, which owns it from then on. */
+#include "net/acceptor.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "net/classify.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+#define DEFAULT_PENDING_MAX 4096
+#define DEFAULT_PEEK_TIMEOUT_MS 5000
+#define MAX_PEEKS 64           /* edges per socket before MHD takes it as is */
+#define ACCEPT_BATCH 128       /* accepts per wake-up, so pending sockets get a turn */
+#define EMFILE_PAUSE_MS 100    /* how long to stop accepting when out of fds */
+#define FD_RESERVE 128         /* fds kept for the store, logs, pipes, epoll sets */
+#define EVENTS_PER_WAIT 256
+
+/* A socket being classified.  Owned by the acceptor thread alone. */
+struct pending {
+    int fd;
+    bool in_epoll;     /* registered in a->epfd */
+    bool peer_done;    /* EPOLLRDHUP seen: no more bytes will come */
+    int peeks;
+    int64_t deadline_ms; /* CLOCK_MONOTONIC ms */
+    struct pending *prev, *next;
+    socklen_t salen;
+    struct sockaddr_storage sa;
+};
+
+/* Threads: everything below is owned by the acceptor thread while it runs,
+ * except `npending` (atomic, read by /metrics), `port` and the config,
+ * which are immutable after acceptor_open.  acceptor_stop runs on main and
+ * touches the rest only after joining the thread. */
+struct acceptor {
+    struct acceptor_config cfg;
+    char *host;
+    int port;
+    int lfd, epfd, evfd;
+    pthread_t thread;
+    bool running;
+    struct pending *head, *tail;
+    _Atomic long npending;
+    bool listen_armed;
+    int64_t resume_at_ms;   /* EMFILE pause end; 0 when not paused */
+    int64_t last_emfile_log_ms;
+    char peekbuf[NET_PEEK_MAX];
+};
+
+static _Atomic long total_pending; /* see register_gauge */
+
+/* Distinct addresses that tag the two non-pending epoll entries. */
+static char tag_listen, tag_stop;
+
+static int64_t now_ms(void) { return clock_mono_ns() / 1000000; }
+
+long acceptor_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024 - FD_RESERVE;
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY) {
+        /* Linux refuses RLIM_INFINITY for NOFILE; fs.nr_open is the real cap. */
+        want = 1048576;
+        FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+        if (f) {
+            unsigned long long v;
+            if (fscanf(f, "%llu", &v) == 1 && v > 0)
+                want = (rlim_t)v;
+            fclose(f);
+        }
+    }
+    if (rl.rlim_cur < want) {
+        struct rlimit nl = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+            rl.rlim_cur = want;
+    }
+    long n = (long)rl.rlim_cur - FD_RESERVE;
+    return n > 16 ? n : 16;
+}
+
+static void set_listen(struct acceptor *a, bool on)
+{
+    if (a->listen_armed == on)
+        return;
+    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &tag_listen};
+    if (epoll_ctl(a->epfd, EPOLL_CTL_MOD, a->lfd, &ev) == 0)
+        a->listen_armed = on;
+}
+
+/* Re-arms the listening socket when neither bound holds any more. */
+static void maybe_resume(struct acceptor *a, int64_t now)
+{
+    if (a->resume_at_ms && now < a->resume_at_ms)
+        return;
+    a->resume_at_ms = 0;
+    if (atomic_load(&a->npending) < a->cfg.pending_max)
+        set_listen(a, true);
+}
+
+static void unlink_pending(struct acceptor *a, struct pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        a->head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        a->tail = p->prev;
+    atomic_fetch_sub(&a->npending, 1);
+    atomic_fetch_sub(&total_pending, 1);
+}
+
+/* Closes a pending socket that will never be handed off. */
+static void drop(struct acceptor *a, struct pending *p)
+{
+    unlink_pending(a, p);
+    close(p->fd); /* also removes it from the epoll set */
+    free(p);
+}
+
+/* Gives a classified socket to its sink, which owns it from now on. */
+static void hand_off(struct acceptor *a, struct pending *p, enum net_class c)
+{
+    unlink_pending(a, p);
+    /* The registration belongs to the open file, not the fd number: leave
+     * it behind and epoll would keep reporting a socket MHD or lws owns,
+     * with `p` freed. */
+    if (p->in_epoll)
+        epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+    if (c == NET_CLASS_WS)
+        a->cfg.to_ws(a->cfg.ws_arg, p->fd, (struct sockaddr *)&p->sa, p->salen);
+    else
+        a->cfg.to_http(a->cfg.http_arg, p->fd, (struct sockaddr *)&p->sa, p->salen);
+    free(p);
+}
+
+/* Peeks and classifies.  Returns true while `p` is still pending. */
+static bool peek(struct acceptor *a, struct pending *p)
+{
+    ssize_t n;
+    do
+        n = recv(p->fd, a->peekbuf, sizeof a->peekbuf, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return true; /* nothing yet; the next edge will tell */
+        drop(a, p);      /* reset or other socket error */
+        return false;
+    }
+    if (n == 0) { /* closed before saying anything */
+        drop(a, p);
+        return false;
+    }
+    enum net_class c = net_classify(a->peekbuf, (size_t)n);
+    if (c == NET_CLASS_MORE) {
+        /* Past our bounds MHD takes it as it is: it reads incrementally,
+         * has its own timeout, and answers a malformed head with 400. */
+        if ((size_t)n >= sizeof a->peekbuf || ++p->peeks > MAX_PEEKS || p->peer_done)
+            c = NET_CLASS_HTTP;
+        else
+            return true;
+    }
+    hand_off(a, p, c);
+    return false;
+}
+
+static void accept_some(struct acceptor *a)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (atomic_load(&a->npending) >= a->cfg.pending_max) {
+            set_listen(a, false); /* the backlog holds the rest */
+            return;
+        }
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        int fd = accept4(a->lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+                continue;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                int64_t now = now_ms();
+                a->resume_at_ms = now + EMFILE_PAUSE_MS;
+                set_listen(a, false);
+                if (now - a->last_emfile_log_ms > 1000) {
+                    a->last_emfile_log_ms = now;
+                    log_warn("accept: %s; pausing new connections for %d ms", strerror(e),
+                             EMFILE_PAUSE_MS);
+                    metrics_error("accept_fd_limit");
+                }
+                return;
+            }
+            log_error("accept: %s", strerror(e));
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct pending *p = calloc(1, sizeof *p);
+        if (!p) {
+            close(fd);
+            continue;
+        }
+        p->fd = fd;
+        p->sa = sa;
+        p->salen = salen;
+        p->deadline_ms = now_ms() + a->cfg.peek_timeout_ms;
+        p->prev = a->tail;
+        if (a->tail)
+            a->tail->next = p;
+        else
+            a->head = p;
+        a->tail = p;
+        atomic_fetch_add(&a->npending, 1);
+        atomic_fetch_add(&total_pending, 1);
+        if (!peek(a, p))
+            continue; /* settled at once: the usual case */
+        /* Bytes that arrive between the peek and the ADD are not lost:
+         * EPOLL_CTL_ADD reports a socket that is already readable. */
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = p};
+        if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            drop(a, p);
+            continue;
+        }
+        p->in_epoll = true;
+    }
+}
+
+static int wait_timeout(struct acceptor *a, int64_t now)
+{
+    int64_t t = -1;
+    if (a->head)
+        t = a->head->deadline_ms - now;
+    if (a->resume_at_ms && (t < 0 || a->resume_at_ms - now < t))
+        t = a->resume_at_ms - now;
+    if (t < 0 && (a->head || a->resume_at_ms))
+        t = 0;
+    return t > 60000 ? 60000 : (int)t;
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct acceptor *a = arg;
+    struct epoll_event evs[EVENTS_PER_WAIT];
+    for (;;) {
+        int n = epoll_wait(a->epfd, evs, EVENTS_PER_WAIT, wait_timeout(a, now_ms()));
+        if (n < 0 && errno != EINTR) {
+            log_error("acceptor: epoll_wait: %s", strerror(errno));
+            break;
+        }
+        bool stop = false;
+        for (int i = 0; i < n; i++) {
+            void *ptr = evs[i].data.ptr;
+            if (ptr == &tag_stop) {
+                stop = true;
+            } else if (ptr == &tag_listen) {
+                accept_some(a);
+            } else {
+                struct pending *p = ptr;
+                if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    p->peer_done = true;
+                peek(a, p);
+            }
+        }
+        if (stop)
+            break;
+        int64_t now = now_ms();
+        while (a->head && a->head->deadline_ms <= now)
+            drop(a, a->head); /* silent too long */
+        maybe_resume(a, now);
+    }
+    return NULL;
+}
+
+static int bind_listen(struct acceptor *a, struct chat_err *err)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", a->cfg.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0)
+        return chat_err_set(err, CHAT_E_UNAVAILABLE, NULL, "HOST %s: %s", a->host, gai_strerror(rc));
+    int last_errno = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        int one = 1, zero = 0;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6) /* "::" serves IPv4 clients too */
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        /* Wake accept() only once the client has sent its first bytes, so
+         * the first peek usually classifies; silent clients wait in the
+         * kernel, not in our pending list. */
+        int defer_s = a->cfg.peek_timeout_ms / 1000 > 0 ? a->cfg.peek_timeout_ms / 1000 : 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
+        /* The kernel caps the backlog at net.core.somaxconn. */
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 65535) == 0) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+                a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                         : ((struct sockaddr_in *)&ss)->sin_port);
+            a->lfd = fd;
+            freeaddrinfo(res);
+            return 0;
+        }
+        last_errno = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return chat_err_set(err, CHAT_E_UNAVAILABLE, NULL, "cannot listen on %s:%d: %s", a->host,
+                        a->cfg.port, strerror(last_errno));
+}
+
+/* All acceptors' pending sockets, for /metrics.  A process-wide counter
+ * rather than a pointer to one acceptor, so the gauge can never read an
+ * acceptor that was freed. */
+static pthread_once_t gauge_once = PTHREAD_ONCE_INIT;
+
+static double pending_gauge(void *arg) { return (double)atomic_load(&total_pending); }
+
+static void register_gauge(void)
+{
+    metrics_register_gauge("chatli_acceptor_pending",
+                           "Accepted sockets still being classified as REST or WebSocket.",
+                           pending_gauge, NULL);
+}
+
+int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, struct chat_err *err)
+{
+    *out = NULL;
+    int rc;
+    struct acceptor *a = calloc(1, sizeof *a);
+    if (!a)
+        return chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
+    a->cfg = *cfg;
+    a->lfd = a->epfd = a->evfd = -1;
+    if (a->cfg.pending_max <= 0)
+        a->cfg.pending_max = DEFAULT_PENDING_MAX;
+    if (a->cfg.peek_timeout_ms <= 0)
+        a->cfg.peek_timeout_ms = DEFAULT_PEEK_TIMEOUT_MS;
+    a->host = strdup(cfg->host ? cfg->host : "0.0.0.0");
+    if (!a->host) {
+        rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
+        goto fail;
+    }
+    a->cfg.host = a->host;
+    if ((rc = bind_listen(a, err)) != 0)
+        goto fail;
+    a->epfd = epoll_create1(EPOLL_CLOEXEC);
+    a->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (a->epfd < 0 || a->evfd < 0) {
+        rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "epoll/eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &tag_listen};
+    struct epoll_event sev = {.events = EPOLLIN, .data.ptr = &tag_stop};
+    if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->lfd, &lev) != 0 ||
+        epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->evfd, &sev) != 0) {
+        rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "epoll_ctl: %s", strerror(errno));
+        goto fail;
+    }
+    a->listen_armed = true;
+    int prc = pthread_create(&a->thread, NULL, acceptor_main, a);
+    if (prc != 0) {
+        rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "pthread_create: %s", strerror(prc));
+        goto fail;
+    }
+    a->running = true;
+    pthread_once(&gauge_once, register_gauge);
+    *out = a;
+    return 0;
+fail:
+    if (a->lfd >= 0)
+        close(a->lfd);
+    if (a->epfd >= 0)
+        close(a->epfd);
+    if (a->evfd >= 0)
+        close(a->evfd);
+    free(a->host);
+    free(a);
+    return rc;
+}
+
+int acceptor_port(const struct acceptor *a) { return a->port; }
+
+long acceptor_pending(const struct acceptor *a)
+{
+    return atomic_load(&((struct acceptor *)a)->npending);
+}
+
+void acceptor_stop(struct acceptor *a)
+{
+    if (!a || !a->running)
+        return;
+    uint64_t one = 1;
+    ssize_t w = write(a->evfd, &one, sizeof one);
+    (void)w; /* an eventfd write cannot fail short of overflow */
+    pthread_join(a->thread, NULL);
+    a->running = false;
+    close(a->lfd); /* the kernel now refuses new connections */
+    a->lfd = -1;
+    while (a->head)
+        drop(a, a->head);
+    close(a->epfd);
+    close(a->evfd);
+    a->epfd = a->evfd = -1;
+}
+
+void acceptor_close(struct acceptor *a)
+{
+    if (!a)
+        return;
+    acceptor_stop(a);
+    free(a->host);
+    free(a);
+}

@@ -1,0 +1,63 @@
+/* acceptor.h - the one listening socket, shared by REST and WebSocket.
+ *
+ * The acceptor binds HOST:PORT, accepts on its own epoll thread, peeks at
+ * each new socket (recv MSG_PEEK, edge-triggered) until net_classify() can
+ * tell a WebSocket upgrade from anything else, and hands the socket, with
+ * its bytes still unread, to one of two sinks (libwebsockets or
+ * libmicrohttpd).  It never reads, parses or answers a request itself.
+ *
+ * Routing is per connection, not per request: a keep-alive connection
+ * that starts with a REST request stays with MHD even if it later sends an
+ * Upgrade (MHD answers that as a plain request).  Browsers and proxies open
+ * a fresh socket for a WebSocket, so this does not arise in practice. */
+#ifndef CHATLI_NET_ACCEPTOR_H
+#define CHATLI_NET_ACCEPTOR_H
+
+#include <sys/socket.h>
+
+#include "util/err.h"
+
+/* Takes ownership of `fd` (an accepted, non-blocking socket whose first
+ * bytes are unread) and must close it on failure.  `sa` is the peer address,
+ * borrowed for the call.  Runs on the acceptor thread: must not block. */
+typedef void (*acceptor_sink_cb)(void *arg, int fd, const struct sockaddr *sa, socklen_t salen);
+
+struct acceptor_config {
+    const char *host;     /* HOST: address or name to bind */
+    int port;             /* PORT; 0 = any free port (see acceptor_port) */
+    int pending_max;      /* sockets being classified at once; 0 = default (4096) */
+    int peek_timeout_ms;  /* a socket silent this long is closed; 0 = default (5000) */
+    acceptor_sink_cb to_http;
+    void *http_arg;
+    acceptor_sink_cb to_ws;
+    void *ws_arg;
+};
+
+struct acceptor;
+
+/* Raises RLIMIT_NOFILE's soft limit to its hard limit and returns how many
+ * connections the process can hold (the limit minus a reserve for files,
+ * pipes and the store).  Call once at start, before threads exist. */
+long acceptor_raise_fd_limit(void);
+
+/* Binds and listens on cfg->host:cfg->port and starts the acceptor thread.
+ * `cfg` is copied (host is duplicated).  *out is new: acceptor_close().
+ * Errors: CHAT_E_UNAVAILABLE when the address cannot be resolved or bound
+ * (err->msg says why), CHAT_E_INTERNAL otherwise. */
+int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, struct chat_err *err);
+
+/* The bound TCP port (useful with PORT=0).  Any thread. */
+int acceptor_port(const struct acceptor *a);
+
+/* Sockets accepted and still being classified (approximate; any thread). */
+long acceptor_pending(const struct acceptor *a);
+
+/* Stops accepting: joins the thread, closes the listening socket and the
+ * sockets still being classified (they have not completed a request).
+ * Sockets already handed off are unaffected.  Idempotent; call from main. */
+void acceptor_stop(struct acceptor *a);
+
+/* Stops (if needed) and frees. */
+void acceptor_close(struct acceptor *a);
+
+#endif

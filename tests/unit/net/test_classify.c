@@ -1,0 +1,115 @@
+/* test_classify.c - net/classify.c: WebSocket upgrade or HTTP, from the
+ * first bytes; every prefix of a handshake must ask for more bytes, and
+ * malformed input must go to HTTP (never crash, never WS). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "net/classify.h"
+
+static enum net_class cls(const char *s) { return net_classify(s, strlen(s)); }
+
+static const char *ws_req =
+    "GET /ws?token=abc HTTP/1.1\r\n"
+    "Host: localhost:8080\r\n"
+    "Connection: Upgrade\r\n"
+    "Upgrade: websocket\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "\r\n";
+
+static const char *sio_req =
+    "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+    "Host: x\r\n"
+    "upgrade:   h2c ,  WebSocket \r\n"
+    "Connection: keep-alive, Upgrade\r\n"
+    "\r\n";
+
+/* Every strict prefix of a WS handshake is MORE, the whole is WS. */
+static void check_prefixes(const char *req, enum net_class whole)
+{
+    size_t n = strlen(req);
+    int more = 0;
+    for (size_t i = 0; i < n; i++)
+        more += net_classify(req, i) == NET_CLASS_MORE;
+    CHECK_EQ_INT(more, n);
+    CHECK_EQ_INT(net_classify(req, n), whole);
+}
+
+static void test_ws(void)
+{
+    CHECK_EQ_INT(cls(ws_req), NET_CLASS_WS);
+    CHECK_EQ_INT(cls(sio_req), NET_CLASS_WS);
+    check_prefixes(ws_req, NET_CLASS_WS);
+    check_prefixes(sio_req, NET_CLASS_WS);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\nUpgrade: websocket\n\n"), NET_CLASS_WS);
+    CHECK_EQ_INT(cls("\r\nGET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"), NET_CLASS_WS);
+    /* Bytes after the head (a pipelined frame) do not matter. */
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n\x81\x85garbage"), NET_CLASS_WS);
+}
+
+static void test_http(void)
+{
+    /* Settled by the first bytes. */
+    CHECK_EQ_INT(cls("P"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("POST /api/auth/login HTTP/1.1\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /api/posts"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /w"), NET_CLASS_MORE);
+    CHECK_EQ_INT(cls("GET /wx"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws/ HTTP/1.1\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /wss HTTP/1.1\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /socket.io HTTP/1.1\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /socket.iox"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("get /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("OPTIONS /ws HTTP/1.1\r\n"), NET_CLASS_HTTP);
+    /* A gateway path without an upgrade is a plain request (MHD 404s it). */
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nUpgrade: websockets\r\n\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nX-Upgrade: websocket\r\n\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nUpgradeX: websocket\r\n\r\n"), NET_CLASS_HTTP);
+    /* A folded continuation line is not an Upgrade header of its own. */
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nX-A: b\r\n Upgrade: websocket\r\n\r\n"), NET_CLASS_HTTP);
+}
+
+static void test_malformed(void)
+{
+    CHECK_EQ_INT(net_classify("", 0), NET_CLASS_MORE);
+    CHECK_EQ_INT(cls("\r\n\r\n"), NET_CLASS_MORE);
+    CHECK_EQ_INT(net_classify("\0\0\0\0", 4), NET_CLASS_HTTP);
+    CHECK_EQ_INT(net_classify("GET /ws\0 HTTP/1.1\r\n", 19), NET_CLASS_HTTP);
+    CHECK_EQ_INT(net_classify("GET /w\0", 7), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/2.0\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.x\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1 extra\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nno colon here\r\n\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(net_classify("GET /ws HTTP/1.1\r\nUpgrade: web\0socket\r\n\r\n", 41), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET  /ws HTTP/1.1\r\n"), NET_CLASS_HTTP);
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\rX"), NET_CLASS_HTTP);
+    /* An unfinished head stays MORE (the acceptor's size cap and timeout end it). */
+    CHECK_EQ_INT(cls("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n"), NET_CLASS_MORE);
+    CHECK_EQ_INT(cls("GET /socket.io/?EIO=4"), NET_CLASS_MORE);
+
+    /* Random bytes: never WS, never a crash (ASan watches the reads). */
+    unsigned seed = 12345;
+    char buf[256];
+    for (int round = 0; round < 20000; round++) {
+        size_t n = (size_t)(rand_r(&seed) % sizeof buf);
+        for (size_t k = 0; k < n; k++)
+            buf[k] = (char)(rand_r(&seed) & 0xff);
+        if (round % 2) /* half of them start like a handshake */
+            memcpy(buf, "GET /ws HTTP/1.1\r\n", n < 18 ? n : 18);
+        enum net_class c = net_classify(buf, n);
+        /* Random headers never spell a complete Upgrade: websocket line. */
+        CHECK(c == NET_CLASS_MORE || c == NET_CLASS_HTTP);
+    }
+}
+
+int main(void)
+{
+    test_ws();
+    test_http();
+    test_malformed();
+    return check_done();
+}
