@@ -8,6 +8,7 @@
 #                                          requests, websocket-client, python-socketio,
 #                                          PyYAML, redis-server)
 #   scripts/install-deps.sh bench          wrk, for bench/ only
+#   scripts/install-deps.sh --list PROFILE  print the profile's packages and exit
 #
 # It is idempotent and quick when everything is there: it asks dpkg-query
 # first and only then runs `apt-get update` and `apt-get install` for what is
@@ -32,11 +33,17 @@ test_pkgs=(
 bench_pkgs=(wrk)
 
 usage() {
-    echo "usage: $0 runtime|build|test|bench ..." >&2
+    echo "usage: $0 [--list] runtime|build|test|bench ..." >&2
     exit 2
 }
 
 [ $# -gt 0 ] || usage
+list_only=
+if [ "$1" = --list ]; then
+    list_only=1
+    shift
+    [ $# -gt 0 ] || usage
+fi
 want=()
 for profile in "$@"; do
     case "$profile" in
@@ -47,6 +54,11 @@ for profile in "$@"; do
     *) usage ;;
     esac
 done
+
+if [ -n "$list_only" ]; then
+    printf '%s\n' "${want[@]}" | awk '!seen[$0]++'
+    exit 0
+fi
 
 # dpkg-query prints "ii " for a package that is fully installed; anything
 # else (absent, half-configured, removed with config left) needs apt-get.

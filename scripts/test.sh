@@ -11,6 +11,8 @@
 #   services      a private redis-server on a free loopback port, exported
 #                 to the suites as CHATLI_TEST_REDIS_URL
 #   build         Release into build/ with -DCHATLI_WERROR=ON
+#   runtime-deps  every library build/chatli links comes from a package the
+#                 Docker runtime stage installs (scripts/check-runtime-deps.sh)
 #   ctest         unit + contract tests (build/)
 #   e2e           tests/e2e against build/chatli (CHATLI_BIN)
 #   mongo-*       when scripts/ferretdb.sh exists and CHATLI_SKIP_MONGO is
@@ -167,6 +169,11 @@ if phase build timeout -k 30 "$T_BUILD" scripts/build.sh build -DCMAKE_BUILD_TYP
 fi
 
 if [ -n "$build_ok" ]; then
+    if [ -x build/chatli ]; then
+        phase runtime-deps scripts/check-runtime-deps.sh build/chatli
+    else
+        record runtime-deps FAIL 0 "build/chatli was not built"
+    fi
     phase ctest run_ctest build
     if have_e2e_tests; then
         phase e2e run_e2e "$root/build/chatli"
@@ -174,6 +181,7 @@ if [ -n "$build_ok" ]; then
         skip e2e "no tests/e2e/test_*.py yet"
     fi
 else
+    skip runtime-deps "build failed"
     skip ctest "build failed"
     skip e2e "build failed"
 fi

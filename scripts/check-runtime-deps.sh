@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# check-runtime-deps.sh - does the Docker runtime stage install every shared
+# library the binary loads?
+#
+#   scripts/check-runtime-deps.sh [BINARY]     (default build/chatli)
+#
+# The runtime image gets only `scripts/install-deps.sh runtime` on top of
+# debian:12-slim.  Since no Docker engine runs here, this is how CI keeps that
+# list honest: each library the binary links directly (DT_NEEDED) is traced
+# to the Debian package that ships it, which must be in the runtime list or
+# among the packages apt installs with it (their Depends/Pre-Depends
+# closure, e.g. libc6).  Indirect libraries come with their package's own
+# dependencies.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${1:-$root/build/chatli}
+[ -x "$bin" ] || { echo "check-runtime-deps: $bin not found" >&2; exit 1; }
+
+mapfile -t runtime < <("$root/scripts/install-deps.sh" --list runtime)
+declare -A allowed=() closure=()
+for p in "${runtime[@]}"; do
+    allowed[$p]=1
+done
+while IFS= read -r p; do
+    closure[$p]=1
+done < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances "${runtime[@]}" | grep -v '^ ' | sort -u)
+
+fail=0
+n=0
+# ldd resolves each DT_NEEDED name to the file the loader would use.
+needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+for lib in $needed; do
+    n=$((n + 1))
+    path=$(ldd "$bin" | awk -v l="$lib" '$1 == l && $3 ~ /^\// {print $3; exit}')
+    if [ -z "$path" ]; then
+        echo "check-runtime-deps: $lib is not resolved by the loader"
+        fail=1
+        continue
+    fi
+    # dpkg knows the path as installed, which may be /lib/... or /usr/lib/...
+    real=$(readlink -f "$path")
+    pkg=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$real" 2>/dev/null || dpkg -S "/usr$path" 2>/dev/null ||
+        dpkg -S "${path#/usr}" 2>/dev/null || true)
+    pkg=${pkg%%:*}
+    if [ -z "$pkg" ]; then
+        echo "check-runtime-deps: $lib ($path) belongs to no Debian package"
+        fail=1
+        continue
+    fi
+    if [ -n "${allowed[$pkg]:-}" ]; then
+        echo "check-runtime-deps: $lib <- $pkg (runtime list)"
+    elif [ -n "${closure[$pkg]:-}" ]; then
+        echo "check-runtime-deps: $lib <- $pkg (a dependency of the runtime list)"
+    else
+        echo "check-runtime-deps: $lib <- $pkg: NOT installed by 'install-deps.sh runtime'"
+        fail=1
+    fi
+done
+[ "$n" -gt 0 ] || { echo "check-runtime-deps: no NEEDED entries in $bin?"; exit 1; }
+exit "$fail"
