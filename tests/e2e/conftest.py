@@ -113,8 +113,8 @@ class ServerProcess:
         env.update(DEFAULT_ENV)
         env.update(_store_env())
         env["DATA_DIR"] = self.data_dir
-        env.update(self._overrides)
         env.update(overrides or {})
+        env.update(self._overrides)       # a test's explicit settings win (even PORT)
         env = {k: str(v) for k, v in env.items() if v is not None}
         return env
 
@@ -125,7 +125,10 @@ class ServerProcess:
         if overrides:
             self._overrides.update(overrides)
         if new_port or self.port is None:
-            self.port = int(self._overrides.get("PORT") or free_port())
+            try:
+                self.port = int(self._overrides["PORT"])
+            except (KeyError, ValueError):
+                self.port = free_port()   # a bad PORT override still goes into env below
         keep_store = {k: self.env[k] for k in ("MONGODB_DB",) if k in self.env}
         self.env = self.build_env(dict(keep_store, PORT=str(self.port)))
         self._runs += 1

@@ -115,6 +115,24 @@ def test_register_display_name_bounds_ok(server, dn):
     assert j["user"]["displayName"] == dn
 
 
+def test_register_display_name_trimmed_and_email_trimmed(server):
+    body = valid_body(displayName="  Spaced  ")
+    body["email"] = "  " + body["email"].upper() + " "
+    j = assert_json(reg(server, **body), 201)
+    assert j["user"]["displayName"] == "Spaced"
+    assert j["user"]["email"] == body["email"].strip().lower()
+
+
+def test_register_validation_order(server):
+    # docs/api.md choice: username, email, password, displayName in that order
+    r = reg(server, username="x", email="bad", password="short", displayName="")
+    assert_error(r, 422, "validation_failed", "username")
+    r = reg(server, **valid_body(email="bad", password="short", displayName=""))
+    assert_error(r, 422, "validation_failed", "email")
+    r = reg(server, **valid_body(password="short", displayName=""))
+    assert_error(r, 422, "validation_failed", "password")
+
+
 @pytest.mark.parametrize("missing", ["username", "email", "password"])
 def test_register_missing_field(server, missing):
     body = valid_body()

@@ -53,6 +53,18 @@ def test_create_post_text_bounds_code_points(server):
     assert_error(post(server, token, text=EMOJI * 5001), 422, "validation_failed", "text")
 
 
+def test_create_post_nul_in_text_is_422(server):
+    _, token = register(server)
+    assert_error(post(server, token, text="a\u0000b"), 422, "validation_failed", "text")
+
+
+def test_create_post_blank_image_url_counts_as_null(server):
+    _, token = register(server)
+    assert_error(post(server, token, text="", imageUrl=""), 422, "validation_failed", "text")
+    p = assert_json(post(server, token, text="x", imageUrl="  "), 201)
+    assert p["imageUrl"] is None
+
+
 def test_create_post_with_image_and_empty_text(server):
     _, token = register(server)
     p = assert_json(post(server, token, text="", imageUrl="https://img.example/a.png"), 201)
@@ -69,7 +81,8 @@ def test_create_post_with_image_and_empty_text(server):
 @pytest.mark.parametrize("body,field", [({"text": 5}, "text"), ({"text": ["a"]}, "text"),
                                         ({"text": None}, "text"), ({"text": {"a": 1}}, "text"),
                                         ({"text": "x", "imageUrl": 5}, "imageUrl"),
-                                        ({"text": "x", "imageUrl": ["u"]}, "imageUrl")])
+                                        ({"text": "x", "imageUrl": ["u"]}, "imageUrl"),
+                                        ({"text": "", "imageUrl": "ftp://x.example/a.png"}, "imageUrl")])
 def test_create_post_bad_fields(server, body, field):
     _, token = register(server)
     assert_error(post(server, token, **body), 422, "validation_failed", field)

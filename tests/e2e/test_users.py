@@ -108,8 +108,9 @@ def test_patch_me_bio_bounds(server):
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/a.png", "example.com/a.png", "not a url",
-                                 "javascript:alert(1)", "", "https://", "http//x.com/a",
-                                 "data:image/png;base64,AAAA"])
+                                 "javascript:alert(1)", "https://", "http//x.com/a",
+                                 "data:image/png;base64,AAAA", "https://exa mple.com/a.png",
+                                 "https://example.com/" + "a" * 2100])
 def test_patch_me_bad_avatar_url(server, url):
     _, token = register(server)
     assert_error(patch_me(server, token, avatarUrl=url), 422, "validation_failed", "avatarUrl")
@@ -121,6 +122,24 @@ def test_patch_me_bad_avatar_url(server, url):
 def test_patch_me_wrong_types(server, field, value):
     _, token = register(server)
     assert_error(patch_me(server, token, **{field: value}), 422, "validation_failed", field)
+
+
+def test_patch_me_blank_avatar_counts_as_null(server):
+    # docs/api.md choice: a blank URL string counts as null
+    _, token = register(server)
+    assert_json(patch_me(server, token, avatarUrl="https://x.example/a.png"), 200)
+    assert assert_json(patch_me(server, token, avatarUrl=""), 200)["avatarUrl"] is None
+
+
+def test_patch_me_display_name_trimmed(server):
+    _, token = register(server)
+    assert assert_json(patch_me(server, token, displayName="  Trim Me \t"), 200)["displayName"] == "Trim Me"
+    assert_error(patch_me(server, token, displayName="   "), 422, "validation_failed", "displayName")
+
+
+def test_patch_me_nul_in_string_is_422(server):
+    _, token = register(server)
+    assert_error(patch_me(server, token, bio="a\u0000b"), 422, "validation_failed", "bio")
 
 
 def test_patch_me_partial_failure_is_atomic(server):
