@@ -109,7 +109,6 @@ struct user {
 static struct user *users;
 static size_t nusers;
 static char **chat_ids; /* chat_ids[k] is the direct chat of users 2k and 2k+1 */
-static size_t nchats;
 
 /* ---- parent <-> worker messages ---- */
 
@@ -844,7 +843,6 @@ static void create_chats(struct rest *r, size_t pairs)
         json_decref(root);
         rest_req_cleanup(&q[k]);
     }
-    nchats = pairs;
     free(q);
     printf("seeding: %zu direct chats ready in %.1f s\n", pairs, (double)(mono_ns() - t0) / 1e9);
 }
@@ -1083,6 +1081,7 @@ static void run_chat(void)
         s.acked_win += reps[p].acked_win;
         s.delivered_win += reps[p].delivered_win;
         s.live += reps[p].live;
+        s.cpu_us += reps[p].cpu_us;
         hist_merge(&s.ack, &reps[p].ack);
         hist_merge(&s.deliv, &reps[p].deliv);
         if (!s.first_error[0])
@@ -1104,8 +1103,9 @@ static void run_chat(void)
     if (c0 >= 0 && s.acked_win > 0)
         printf("server CPU: %.2f s in the window = %.1f us per message (persisted, acked and delivered)\n", cpu,
                cpu * 1e6 / (double)s.acked_win);
-    printf("box CPU in the window: %.2f of %.2f core-s busy (server %.2f, generator and everything else %.2f)\n",
-           b1 - b0, tot1 - tot0, cpu, (b1 - b0) - cpu);
+    printf("box CPU in the window: %.2f of %.2f core-s busy (server %.2f, generator and everything else %.2f);"
+           " generator processes used %.2f s over the whole run\n",
+           b1 - b0, tot1 - tot0, cpu, (b1 - b0) - cpu, (double)s.cpu_us / 1e6);
     printf("RESULT mode=%s rate_target=%.0f delivered_per_s=%.0f acked_per_s=%.0f ack_p50_ms=%.3f ack_p99_ms=%.3f "
            "ack_p999_ms=%.3f deliv_p50_ms=%.3f deliv_p99_ms=%.3f deliv_p999_ms=%.3f cpu_us_per_msg=%.2f ok=%d\n",
            opt.rate > 0 ? "rate" : "closed", opt.rate, (double)s.delivered_win / win, (double)s.acked_win / win,
@@ -1122,7 +1122,7 @@ static void usage(FILE *f)
             "usage: chatli_wsbench --url http://127.0.0.1:PORT [options] idle|chat\n"
             "  --server-pid PID   read the server's CPU and RSS from /proc (recommended)\n"
             "  --tokens FILE      reuse users listed there (\"id token\" lines); new ones are appended\n"
-            "  --procs N          generator processes (default: enough for 9,900 connections each)\n"
+            "  --procs N          generator processes (default: one per 10,000 connections)\n"
             "  --sources N        source addresses 127.0.0.2.. (default 16)\n"
             "  --pending N        handshakes in flight per process (default 256)\n"
             " idle:\n"
@@ -1204,7 +1204,7 @@ int main(int argc, char **argv)
     }
     size_t total = is_idle ? (size_t)opt.conns : (size_t)opt.pairs * 2;
     if (opt.procs == 0)
-        opt.procs = (long)((total + 9899) / 9900);
+        opt.procs = (long)((total + 9999) / 10000);
     if (opt.procs > MAX_PROCS || (rlim_t)(total / (size_t)opt.procs + 64) > rl.rlim_cur) {
         fprintf(stderr, "wsbench: %zu connections over %ld processes exceed the fd limit %lu\n", total, opt.procs,
                 (unsigned long)rl.rlim_cur);

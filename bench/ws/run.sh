@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# bench/ws/run.sh - the /ws gateway under load, with bench/ws's generator.
+#
+# Builds chatli_wsbench (CMake target, in BUILD, default build-bench), starts
+# the server like bench/http/run.sh (temp DATA_DIR, loopback, RATE_LIMIT_MAX=0,
+# WS_RATE_PER_S=0 so flood control does not cap the generator, cheap Argon2),
+# then runs, each bounded in time:
+#   1. idle + broadcast: IDLE_CONNS authenticated connections (default 19900,
+#      the ceiling of one server process under the 20,000-fd limit), held
+#      HOLD s, server RSS per connection; then BCAST_ROUNDS posts, each timed
+#      until every held connection has its post.new;
+#   2. chat, closed loop: PAIRS direct chats, WINDOW frames in flight per
+#      connection, for DURATION s: the most messages/s the box gives;
+#   3. chat, open loop at RATE msg/s (default 25,000, half the 50,000 target):
+#      latency at a fixed rate.
+# Then a summary table from the generator's RESULT lines.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
+
+BUILD=${BUILD:-$BENCH_ROOT/build-bench}
+IDLE_CONNS=${IDLE_CONNS:-19900}
+HOLD=${HOLD:-10}
+BCAST_ROUNDS=${BCAST_ROUNDS:-10}
+PAIRS=${PAIRS:-500}
+WINDOW=${WINDOW:-4}
+RATE=${RATE:-25000}
+DURATION=${DURATION:-10}
+
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$BUILD" --target chatli_wsbench -j2 >/dev/null
+WSB=$BUILD/bench/chatli_wsbench
+: "${CHATLI_BIN:=$BUILD/chatli}"
+export CHATLI_BIN
+
+trap bench_stop_server EXIT
+bench_machine
+bench_start_server
+tokens=$BENCH_TMP/tokens.txt
+common=(--url "$BASE" --server-pid "$SERVER_PID" --tokens "$tokens")
+log=$BENCH_TMP/wsbench.out
+: >"$log"
+
+"$WSB" "${common[@]}" --conns "$IDLE_CONNS" --hold "$HOLD" --bcast "$BCAST_ROUNDS" idle | tee -a "$log"
+echo
+"$WSB" "${common[@]}" --pairs "$PAIRS" --window "$WINDOW" --duration "$DURATION" chat | tee -a "$log"
+echo
+"$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat | tee -a "$log"
+
+val() { grep "^RESULT $1" "$log" | sed -n "${2}p" | tr ' ' '\n' | sed -n "s/^$3=//p"; }
+echo
+echo "summary ($(nproc) cores shared by server and generator; server cost from /proc/$SERVER_PID)"
+printf '  %-44s %s\n' "idle connections held" "$(val idle_conns 1 idle_conns) of $IDLE_CONNS"
+printf '  %-44s %s\n' "server RSS per idle connection (bytes)" "$(val idle_conns 1 rss_per_conn_bytes)"
+printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast 1 bcast_last_ms_median) / $(val bcast 1 bcast_last_ms_max)"
+printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast 1 bcast_cpu_us_per_delivery)"
+for i in 1 2; do
+    printf '  %-44s %s msg/s, ack p50/p99/p99.9 %s/%s/%s ms, delivery p99 %s ms, %s us CPU/msg, all delivered: %s\n' \
+        "chat $(val mode $i mode) (target $(val mode $i rate_target)/s)" \
+        "$(val mode $i delivered_per_s)" "$(val mode $i ack_p50_ms)" "$(val mode $i ack_p99_ms)" \
+        "$(val mode $i ack_p999_ms)" "$(val mode $i deliv_p99_ms)" "$(val mode $i cpu_us_per_msg)" "$(val mode $i ok)"
+done
