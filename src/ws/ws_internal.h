@@ -1,0 +1,439 @@
+/* ws_internal.h - what the gateway's .c files share and nothing else sees.
+ *
+ * The gateway is one lws service thread (the "loop") plus a small pool of
+ * worker threads.  The loop owns every `struct lws`, every `struct ws_conn`
+ * and `struct ws_user`, the id -> connection and user -> connections
+ * indexes and the presence counts; it never blocks.  Workers run whatever
+ * needs core (and so the store): token checks, the ready frame's data,
+ * message.send, read, typing membership, sync, presence lists.  Everything
+ * that crosses threads is a `struct ws_msg` pushed on the inbox (a mutex
+ * protected FIFO) followed by lws_cancel_service(); the loop drains the
+ * inbox in LWS_CALLBACK_EVENT_WAIT_CANCELLED.  Outside the loop a
+ * connection is only ever named by its 64-bit id.
+ *
+ * Files:
+ *   frames.c   parsing and validating client frames, building server frames,
+ *              the refcounted outbound buffer (pure: no lws or core calls)
+ *   outq.c     per-connection outbound queue and its backpressure policy,
+ *              the per-user token bucket (pure)
+ *   index.c    id -> connection and user id -> user hash tables (pure)
+ *   conn.c     the loop side: connection life cycle, frames in, frames
+ *              out, delivery, presence, per-connection job order
+ *   workers.c  the worker pool and every job that calls core
+ *   server.c   the context, the service thread, the inbox, the bus
+ *              subscriber and the public ws_server_* functions */
+#ifndef CHATLI_WS_WS_INTERNAL_H
+#define CHATLI_WS_WS_INTERNAL_H
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "util/err.h"
+#include "util/oid.h"
+#include "ws/ws.h"
+
+/* ---- limits (the numbers the contract leaves to us; docs/api.md) -------- */
+
+#define WS_MAX_FRAME (64 * 1024)   /* bytes of one client message; more: 1009 */
+#define WS_AUTH_TIMEOUT_S 10       /* no auth by then: 4408 (CONTRACT 6) */
+#define WS_TOKEN_MAX 512           /* longer tokens cannot be ours: 4401 */
+
+/* lws allocates rx_buffer_size per connection for its whole life; measured
+ * here: 1024 -> ~2.1 KiB of RSS per idle connection in lws, 4096 -> ~5.1 KiB.
+ * Larger client frames arrive in pieces and are accumulated (lazily
+ * allocated, freed after each message). */
+#define WS_RX_BUFFER 1024
+/* One send() may carry a whole frame; 0 would cap sends at WS_RX_BUFFER and
+ * make lws copy the rest of every larger frame into its own buffer. */
+#define WS_TX_PACKET (256 * 1024)
+
+/* Outbound backpressure, per connection.  Past the soft limit, ephemeral
+ * frames (typing, presence) are dropped; past the hard limit the reader is
+ * too slow to keep up and is closed with 1008, its queue freed at once.  A
+ * healthy client's queue is near empty; the hard limit is sized so that a
+ * sync page (WS_SYNC_PAGE frames of at most ~20 KiB) always fits on top of
+ * WS_SYNC_RESUME_BYTES. */
+#define WS_OUT_SOFT_FRAMES 512
+#define WS_OUT_SOFT_BYTES (256 * 1024)
+#define WS_OUT_HARD_FRAMES 4096
+#define WS_OUT_HARD_BYTES (2 * 1024 * 1024)
+
+/* sync: messages per store read, at most per chat (CONTRACT 6), at most
+ * chats per frame, and the queue level under which the next page is read
+ * (so a big sync never piles up in memory faster than the client reads). */
+#define WS_SYNC_PAGE 50
+#define WS_SYNC_MAX_PER_CHAT 500
+#define WS_SYNC_MAX_CHATS 1000
+#define WS_SYNC_RESUME_BYTES (128 * 1024)
+#define WS_SYNC_RESUME_FRAMES 128
+
+#define WS_CONN_MAX_JOBS 32        /* requests queued or running per connection */
+#define WS_EARLY_MAX 16            /* frames kept while the token check runs */
+#define WS_WORKERS 4               /* worker threads (they block on the store) */
+#define WS_CLOSE_GRACE_S 3         /* time for a close frame to get out */
+#define WS_PING_IDLE_S 30          /* idle this long: lws sends a ping */
+#define WS_HANGUP_IDLE_S 75        /* idle this long (no pong either): hang up */
+#define WS_HANDSHAKE_TIMEOUT_S 10  /* timeout_secs_ah_idle: stalled handshakes */
+#define WS_CO_MEMBER_PAGES 100     /* chats_list pages read for presence (x100 chats) */
+
+/* Close codes (RFC 6455 and CONTRACT 6). */
+#define WS_CLOSE_GOING_AWAY 1001
+#define WS_CLOSE_UNSUPPORTED 1003
+#define WS_CLOSE_POLICY 1008
+#define WS_CLOSE_TOO_BIG 1009
+#define WS_CLOSE_INTERNAL 1011
+#define WS_CLOSE_TRY_LATER 1013
+#define WS_CLOSE_UNAUTHORIZED 4401
+#define WS_CLOSE_AUTH_TIMEOUT 4408
+
+/* ---- refcounted outbound buffer (frames.c) ------------------------------- */
+
+#define WS_BUF_EPHEMERAL 1u /* typing / presence: first to go under pressure */
+
+/* One serialized server frame with LWS_PRE bytes of headroom, shared by
+ * every connection it is queued on.  Created on any thread with refs = 1
+ * and handed to the loop through the inbox; from then on only the loop
+ * touches `refs` (so it needs no atomics).  lws_write writes the frame
+ * header into the headroom: the same bytes for every recipient, and the
+ * loop writes one connection at a time. */
+struct ws_buf {
+    uint32_t refs;
+    uint32_t flags;       /* WS_BUF_* */
+    size_t len;           /* payload bytes */
+    unsigned char mem[];  /* LWS_PRE headroom, the payload, a NUL */
+};
+
+static inline unsigned char *ws_buf_payload(struct ws_buf *b) { return b->mem + LWS_PRE; }
+
+/* New buffer holding a copy of `data` (refs 1), or NULL on OOM. */
+struct ws_buf *ws__buf_new(const char *data, size_t len, unsigned flags);
+/* New buffer holding `frame` (borrowed) serialized compactly, or NULL. */
+struct ws_buf *ws__buf_from_json(json_t *frame, unsigned flags);
+void ws__buf_ref(struct ws_buf *b);
+/* Drops one reference; frees at zero.  NULL is ignored. */
+void ws__buf_unref(struct ws_buf *b);
+
+/* True for the frames that may be dropped under backpressure: typing and
+ * presence.  Recognised by their first key, which every producer of those
+ * frames (this gateway) writes first. */
+bool ws__frame_is_ephemeral(const char *frame, size_t len);
+
+/* ---- client frames (frames.c) ------------------------------------------ */
+
+enum ws_ftype {
+    WS_F_AUTH = 1,
+    WS_F_SEND,    /* message.send */
+    WS_F_TYPING,
+    WS_F_READ,
+    WS_F_PING,
+    WS_F_SYNC,
+};
+
+struct ws_sync_entry {
+    char chat_id[OID_SIZE];
+    int64_t after_seq;    /* advanced by the worker as pages go out */
+};
+
+/* A parsed client frame.  All pointers are owned by the frame (root) and
+ * released together by ws__frame_cleanup. */
+struct ws_frame {
+    int type;                   /* enum ws_ftype, 0 when unknown */
+    json_t *root;               /* new: the frame as received */
+    const char *chat_id;        /* borrowed from root: SEND, TYPING, READ */
+    const char *client_id;      /* borrowed from root when "clientId" is a string */
+    const char *token;          /* borrowed from root: AUTH */
+    json_t *body;               /* new: what core gets: SEND {text, attachmentUrl,
+                                   clientId}, READ {messageId} (as present) */
+    struct ws_sync_entry *sync; /* new: SYNC, n_sync entries in frame order */
+    size_t n_sync;
+};
+
+/* Parses one text frame.  Returns 0; CHAT_E_BAD_REQUEST when it is not one
+ * JSON object with a string "type", or the type is unknown; or
+ * CHAT_E_VALIDATION (err->field set) when a known frame lacks a required
+ * field or has one of the wrong type.  On failure `out` still holds what
+ * was parsed (client_id, for the error frame's echo).  Call
+ * ws__frame_cleanup in every case.  Never reads past `len`. */
+int ws__frame_parse(const char *data, size_t len, struct ws_frame *out, struct chat_err *err);
+void ws__frame_cleanup(struct ws_frame *f);
+
+/* {"type":"error","code","message","field"? (validation only),
+ *  "clientId"? (when not NULL)}.  New reference, NULL on OOM. */
+json_t *ws__frame_error(int code, const char *msg, const char *field, const char *client_id);
+
+/* ---- outbound queue and flood bucket (outq.c) --------------------------- */
+
+/* A ring of buffer references, allocated on first use and shrunk back when
+ * it empties, so an idle connection holds no queue memory. */
+struct ws_outq {
+    struct ws_buf **v;
+    uint32_t cap, head, n;
+    size_t bytes;         /* payload bytes queued */
+};
+
+enum ws_outq_result {
+    WS_OUTQ_QUEUED = 0,   /* queued (a reference taken) */
+    WS_OUTQ_DROPPED = 1,  /* ephemeral frame dropped: past the soft limit */
+    WS_OUTQ_OVERFLOW = 2, /* past the hard limit (or OOM): close the connection */
+};
+
+int ws__outq_push(struct ws_outq *q, struct ws_buf *b);
+/* Removes the oldest buffer and returns its reference (unref it after the
+ * write), or NULL when empty. */
+struct ws_buf *ws__outq_pop(struct ws_outq *q);
+/* Drops every queued reference and the ring. */
+void ws__outq_clear(struct ws_outq *q);
+/* True when fewer than `frames` frames and `bytes` bytes are queued. */
+bool ws__outq_below(const struct ws_outq *q, uint32_t frames, size_t bytes);
+
+/* Token bucket: `rate` tokens per second up to `burst`.  Starts full. */
+struct ws_bucket {
+    double tokens;
+    int64_t last_ms;      /* CLOCK_MONOTONIC ms of the last refill; 0 = never */
+};
+/* Takes one token at `now_ms`; false when empty.  rate <= 0 or burst <= 0
+ * disables the limit (always true). */
+bool ws__bucket_take(struct ws_bucket *b, double rate, double burst, int64_t now_ms);
+
+/* ---- loop-owned state ---------------------------------------------------- */
+
+enum ws_conn_state {
+    WS_C_NEW = 0,   /* upgraded, waiting for the auth frame */
+    WS_C_AUTHING,   /* token check running on a worker */
+    WS_C_READY,     /* ready sent: gets deliveries, may send frames */
+    WS_C_CLOSING,   /* close requested: nothing more is read or queued */
+};
+
+struct ws_user;
+struct ws_job;
+
+/* One WebSocket connection: lws's per-session data (allocated zeroed by
+ * lws, freed by lws after LWS_CALLBACK_CLOSED).  Loop thread only. */
+struct ws_conn {
+    struct lws *wsi;
+    uint64_t id;                    /* never 0 once established */
+    struct ws_conn *id_next;        /* index.c id table chain */
+    struct ws_conn *all_prev, *all_next; /* every established connection */
+    struct ws_user *user;           /* set while READY (and CLOSING after it) */
+    struct ws_conn *u_prev, *u_next;/* the user's connections */
+    struct ws_outq out;
+    char *rx;                       /* partial client message, lazily */
+    size_t rx_len, rx_cap;
+    struct ws_job *jobs_head, *jobs_tail; /* waiting for their turn */
+    struct ws_buf **early;          /* frames received while AUTHING, lazily */
+    uint8_t n_early;
+    uint8_t state;                  /* enum ws_conn_state */
+    uint16_t n_jobs;                /* waiting + running */
+    uint16_t close_code;
+    bool job_running;               /* one job per connection at a time */
+    bool sync_parked;               /* next sync page waits for the queue to drain */
+    bool drain_then_close;          /* 1001: flush the queue first */
+    bool is_sio;                    /* came in on /socket.io/ */
+    const char *close_reason;       /* string literal */
+    uint8_t token_hash[32];         /* the session's, for revocation */
+};
+
+/* A user with at least one READY connection.  Loop thread only. */
+struct ws_user {
+    char id[OID_SIZE];
+    struct ws_user *next;           /* index.c user table chain */
+    struct ws_conn *conns;          /* READY (or CLOSING) connections */
+    uint32_t n_conns;
+    struct ws_bucket bucket;        /* message.send, typing, read */
+};
+
+/* Chained hash tables, power-of-two sized, growing at load 1 (index.c). */
+struct ws_conn_table {
+    struct ws_conn **b;
+    size_t mask, n;
+};
+struct ws_user_table {
+    struct ws_user **b;
+    size_t mask, n;
+};
+
+/* 0, or CHAT_E_INTERNAL on OOM. */
+int ws__conns_init(struct ws_conn_table *t);
+void ws__conns_cleanup(struct ws_conn_table *t);
+/* Inserts `c` (its id must be new).  0 or CHAT_E_INTERNAL (OOM while growing
+ * is not an error: the table just stays denser). */
+int ws__conns_put(struct ws_conn_table *t, struct ws_conn *c);
+struct ws_conn *ws__conns_get(const struct ws_conn_table *t, uint64_t id);
+void ws__conns_del(struct ws_conn_table *t, struct ws_conn *c);
+
+int ws__users_init(struct ws_user_table *t);
+/* Frees every user still in the table. */
+void ws__users_cleanup(struct ws_user_table *t);
+struct ws_user *ws__users_get(const struct ws_user_table *t, const char *id);
+/* The user `id`, created (zeroed, bucket full) when absent; NULL on OOM. */
+struct ws_user *ws__users_get_or_add(struct ws_user_table *t, const char *id);
+/* Unlinks and frees `u`. */
+void ws__users_del(struct ws_user_table *t, struct ws_user *u);
+
+/* ---- jobs (workers.c) ---------------------------------------------------- */
+
+enum ws_job_kind {
+    WS_J_AUTH = 1, /* token -> session, users_me, co-members; then ready */
+    WS_J_SEND,     /* message.send */
+    WS_J_TYPING,
+    WS_J_READ,
+    WS_J_SYNC,     /* one page per run; the loop runs it again until done */
+    WS_J_OFFLINE,  /* co-members of a user who just lost its last connection */
+};
+
+/* Created on the loop, run on a worker, handed back to the loop in a
+ * WS_M_JOB_DONE message.  Exactly one thread owns it at a time (the hand
+ * offs go through the mutex-protected queues), so it needs no lock. */
+struct ws_job {
+    struct ws_job *next;
+    int kind;                 /* enum ws_job_kind */
+    uint64_t conn_id;         /* 0 for WS_J_OFFLINE */
+    struct session sess;      /* AUTH: filled by the worker; OFFLINE: user_id only */
+    char *token;              /* AUTH: new, wiped when freed */
+    struct ws_frame frame;    /* SEND, TYPING, READ, SYNC */
+    /* results */
+    int rc;                   /* AUTH: 0 when the session and `me` are good */
+    json_t *me;               /* AUTH: User+email, new */
+    char (*co)[OID_SIZE];     /* AUTH, OFFLINE: users sharing a chat, new */
+    size_t n_co;
+    /* SYNC progress */
+    size_t sync_i;            /* entry being read */
+    int64_t sync_sent;        /* messages sent for that entry */
+    bool sync_incomplete;     /* some chat had more than WS_SYNC_MAX_PER_CHAT */
+    bool sync_done;           /* sync.done went out: the job is finished */
+    bool send_handed;         /* SEND: core took it; its callback settles it */
+    struct ws_msg *done;      /* the WS_M_JOB_DONE message that carries the job
+                                 back, allocated up front so the hand-back
+                                 cannot fail */
+};
+
+struct ws_server;
+
+/* A zeroed job of `kind` with its `done` message, or NULL on OOM.  Loop. */
+struct ws_job *ws__job_new(int kind);
+
+int ws__workers_start(struct ws_server *ws, struct chat_err *err);
+/* Stops and joins the workers; frees jobs still queued (settling sends). */
+void ws__workers_stop(struct ws_server *ws);
+/* Queues `job` for a worker (steals it).  Any thread. */
+void ws__job_submit(struct ws_server *ws, struct ws_job *job);
+/* Frees a job and everything it owns.  A SEND job that never reached core
+ * is settled (see ws__send_settled). */
+void ws__job_free(struct ws_server *ws, struct ws_job *job);
+
+/* ---- inbox messages (server.c) ------------------------------------------- */
+
+enum ws_msg_kind {
+    WS_M_ADOPT = 1,  /* fd: adopt the socket */
+    WS_M_DELIVER,    /* a bus event: buf to users[] (or everyone), minus conn_id */
+    WS_M_TO_CONN,    /* buf to connection conn_id */
+    WS_M_CLOSE_CONN, /* close connection conn_id with close_code */
+    WS_M_JOB_DONE,   /* job comes back to the loop */
+    WS_M_REVOKE,     /* close users[]' connections authenticated with token_hash */
+    WS_M_CLOSE_ALL,  /* shutdown: close every connection with 1001 */
+};
+
+struct ws_msg {
+    struct ws_msg *next;
+    int kind;                /* enum ws_msg_kind */
+    int fd;                  /* ADOPT */
+    int scope;               /* DELIVER: enum bus_scope */
+    uint64_t conn_id;        /* TO_CONN, CLOSE_CONN; DELIVER: the one to skip */
+    uint16_t close_code;     /* CLOSE_CONN */
+    const char *close_reason;/* CLOSE_CONN: string literal */
+    struct ws_buf *buf;      /* DELIVER, TO_CONN: one reference, owned */
+    struct ws_job *job;      /* JOB_DONE: owned */
+    uint8_t token_hash[32];  /* REVOKE */
+    size_t n_users;
+    char users[][OID_SIZE];  /* DELIVER (BUS_TO_USERS), REVOKE */
+};
+
+/* A new message with room for `n_users` ids (zeroed), or NULL on OOM. */
+struct ws_msg *ws__msg_new(int kind, size_t n_users);
+/* A TO_CONN message carrying `frame` (borrowed) serialized, or NULL on OOM. */
+struct ws_msg *ws__msg_frame(uint64_t conn_id, json_t *frame, unsigned flags);
+/* A CLOSE_CONN message, or NULL on OOM. */
+struct ws_msg *ws__msg_close(uint64_t conn_id, uint16_t code, const char *reason);
+/* Frees a message that will not be processed (closes an ADOPT fd). */
+void ws__msg_free(struct ws_server *ws, struct ws_msg *m);
+
+/* Appends the chain head..tail (linked by ->next) to the inbox and wakes the
+ * loop.  Any thread; steals the messages.  After close they are freed. */
+void ws__inbox_push(struct ws_server *ws, struct ws_msg *head);
+
+/* ---- the server ------------------------------------------------------------ */
+
+/* Shared state.  Threads: the loop (lws service), the workers, the store's
+ * writer thread (message.send callbacks), any bus publisher (the
+ * subscriber callback) and main (open, adopt from the acceptor, shutdown,
+ * close).
+ * - cfg, core, bus, ctx, vh, rate_*: written in ws_server_open, read-only after.
+ * - in_lock guards in_head/in_tail/in_closed.
+ * - wk_lock guards wk_head/wk_tail/wk_stop; wk_cond signals new jobs.
+ * - sd_lock guards sends_pending, callbacks_pending, n_conns; sd_cond is
+ *   signalled when any of them drops.
+ * - stopping and loop_stop are atomics read anywhere.
+ * - everything under "loop only" belongs to the service thread (and to
+ *   ws_server_close after that thread was joined). */
+struct ws_server {
+    const struct config *cfg;
+    struct core *core;
+    struct bus *bus;
+    double rate_per_s, rate_burst;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+
+    pthread_t loop_thread;
+    bool loop_started;
+    atomic_bool loop_stop;
+    atomic_bool stopping;     /* shutdown began: refuse new sockets and sends */
+    atomic_long n_conns_approx;
+
+    pthread_mutex_t in_lock;
+    struct ws_msg *in_head, *in_tail;
+    bool in_closed;
+
+    pthread_mutex_t wk_lock;
+    pthread_cond_t wk_cond;
+    struct ws_job *wk_head, *wk_tail;
+    bool wk_stop;
+    pthread_t workers[WS_WORKERS];
+    int n_workers;
+
+    pthread_mutex_t sd_lock;
+    pthread_cond_t sd_cond;   /* CLOCK_MONOTONIC */
+    long sends_pending;       /* accepted message.send frames not yet answered */
+    long callbacks_pending;   /* messages_send_async callbacks still to come */
+    long n_conns;             /* established connections */
+
+    /* loop only */
+    uint64_t next_conn_id;
+    struct ws_conn_table conns;
+    struct ws_user_table users;
+    struct ws_conn *all;      /* every established connection */
+};
+
+/* One accepted message.send was answered (ack or error frame pushed) or
+ * dropped.  Any thread. */
+void ws__send_settled(struct ws_server *ws);
+
+/* Monotonic milliseconds. */
+int64_t ws__now_ms(void);
+
+/* ---- the loop side (conn.c) ------------------------------------------------ */
+
+/* The lws protocol callback. */
+int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                 size_t len);
+/* Handles one inbox message on the loop (steals it). */
+void ws__loop_handle(struct ws_server *ws, struct ws_msg *m);
+/* Frees loop-owned state left after the context is destroyed. */
+void ws__loop_cleanup(struct ws_server *ws);
+
+#endif
