@@ -9,13 +9,14 @@
  * the next arrivals queue up, so the batch size follows the load with no
  * timer and no added latency when idle.
  *
- * Per message, inside the transaction: one statement checks the sender is
- * a member and reads the chat's key and last_seq, one looks for an earlier
+ * Inside the transaction each chat of the batch is read once (key and
+ * last_seq) and written once at the end (last_seq, updated_at), and each
+ * (chat, sender) pair's membership is checked once; per message there is
+ * then one insert at seq = last_seq + 1, plus one lookup for an earlier
  * message with the same (chat, sender, client_id) when a client_id is given
  * (earlier messages of the same batch are visible to it, so duplicates
- * inside a batch collapse too), one inserts at seq = last_seq + 1 and one
- * moves the chat's last_seq and updated_at.  Queue order is append order, so
- * one sender's messages to a chat get increasing seqs in the order they were
+ * inside a batch collapse too).  Queue order is append order, so one
+ * sender's messages to a chat get increasing seqs in the order they were
  * appended, and seqs are gap-free: a seq is only ever taken inside the
  * transaction that commits it.
  *
@@ -98,89 +99,182 @@ int store_sqlite__append_message(struct store *st, const struct message *m, stor
     return 0;
 }
 
-/* Appends one message inside the batch's transaction.  Returns 0 with the
- * item's own outcome in it->rc (0 or CHAT_E_NOT_FOUND), or a negative code
- * when the statement failed and the batch must be abandoned. */
-static int append_one(struct store_sqlite_conn *c, struct store_sqlite_item *it)
+/* What a batch has learned about the chats and senders it touched.  The
+ * write mutex is held for the whole batch, so nothing else can change a
+ * membership or a last_seq meanwhile: each chat is read once and written
+ * once per batch, and each (chat, sender) pair is checked once. */
+struct batch_chat {
+    char id[OID_SIZE];
+    int64_t k;        /* 0: no such chat */
+    int64_t last_seq; /* the highest seq taken so far in this batch */
+    int64_t max_at;   /* the latest created_at appended in this batch */
+    bool dirty;
+};
+
+struct batch_sender {
+    int chat;         /* index into the batch's chats */
+    char id[OID_SIZE];
+    int64_t k;        /* 0: not a member */
+};
+
+struct batch {
+    struct batch_chat chats[STORE_SQLITE_BATCH_MAX];
+    struct batch_sender senders[STORE_SQLITE_BATCH_MAX];
+    int n_chats, n_senders;
+};
+
+/* The batch's entry for chat `id`, read from the database on first use.
+ * Returns its index, or a negative port code. */
+static int batch_chat(struct store_sqlite_conn *c, struct batch *b, const char *id,
+                      struct chat_err *err)
 {
+    for (int i = 0; i < b->n_chats; i++)
+        if (strcmp(b->chats[i].id, id) == 0)
+            return i;
     int rc;
-    struct message *m = &it->m;
-    /* Item strings outlive every step of the batch: SQLITE_STATIC saves a
-     * copy per bind, and store_sqlite__done clears the bindings. */
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_APPEND_MEMBER,
-        "SELECT c.k, c.last_seq, v.user FROM chats c JOIN members v ON v.chat = c.k"
-        " AND v.user = (SELECT k FROM users WHERE id = ?2) WHERE c.id = ?1",
-        &rc);
+    sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_CHAT,
+                                         "SELECT k, last_seq FROM chats WHERE id = ?1", &rc);
     if (!q)
-        return store_sqlite__fail(c, rc, "prepare", &it->err);
-    sqlite3_bind_text(q, 1, m->chat_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, m->sender_id, -1, SQLITE_STATIC);
+        return store_sqlite__fail(c, rc, "prepare", err);
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(q);
-    int64_t chat = 0, last_seq = 0, sender = 0;
+    /* One entry per distinct chat, at most one per item: never full. */
+    struct batch_chat *e = &b->chats[b->n_chats];
+    memset(e, 0, sizeof *e);
+    memcpy(e->id, id, OID_SIZE);
     if (rc == SQLITE_ROW) {
-        chat = sqlite3_column_int64(q, 0);
-        last_seq = sqlite3_column_int64(q, 1);
-        sender = sqlite3_column_int64(q, 2);
+        e->k = sqlite3_column_int64(q, 0);
+        e->last_seq = sqlite3_column_int64(q, 1);
     } else if (rc != SQLITE_DONE) {
-        int r = store_sqlite__fail(c, rc, "append: membership", &it->err);
+        int r = store_sqlite__fail(c, rc, "append: chat", err);
         store_sqlite__done(q);
         return r;
     }
     store_sqlite__done(q);
-    if (rc == SQLITE_DONE) {
-        it->rc = chat_err_set(&it->err, CHAT_E_NOT_FOUND, NULL, "no such chat or not a member");
-        return 0;
-    }
+    return b->n_chats++;
+}
 
-    if (m->client_id) {
-        q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_DEDUPE,
-                               "SELECT seq, id, text, attachment_url, created_at FROM messages"
-                               " WHERE chat = ?1 AND sender = ?2 AND client_id = ?3",
-                               &rc);
-        if (!q)
-            return store_sqlite__fail(c, rc, "prepare", &it->err);
-        sqlite3_bind_int64(q, 1, chat);
-        sqlite3_bind_int64(q, 2, sender);
-        sqlite3_bind_text(q, 3, m->client_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW) {
-            bool oom = false;
-            struct message *f = &it->first;
-            f->seq = sqlite3_column_int64(q, 0);
-            store_sqlite__col_id(q, 1, f->id);
-            memcpy(f->chat_id, m->chat_id, OID_SIZE);
-            memcpy(f->sender_id, m->sender_id, OID_SIZE);
-            store_sqlite__col_dup_nn(q, 2, &f->text, &oom);
-            store_sqlite__col_dup(q, 3, &f->attachment_url, &oom);
-            f->client_id = strdup(m->client_id);
-            f->created_at = sqlite3_column_int64(q, 4);
-            store_sqlite__done(q);
-            if (oom || !f->client_id) {
-                store_message_cleanup(f);
-                it->rc = chat_err_set(&it->err, CHAT_E_INTERNAL, NULL, NULL);
-                return 0;
-            }
-            it->existed = true;
-            it->rc = 0;
-            return 0;
-        }
-        if (rc != SQLITE_DONE) {
-            int r = store_sqlite__fail(c, rc, "append: dedupe", &it->err);
-            store_sqlite__done(q);
-            return r;
-        }
+/* The sender's user key when it is a member of the batch's chat `chat`
+ * (0 when not), or a negative port code. */
+static int64_t batch_sender(struct store_sqlite_conn *c, struct batch *b, int chat, const char *id,
+                            struct chat_err *err)
+{
+    for (int i = 0; i < b->n_senders; i++)
+        if (b->senders[i].chat == chat && strcmp(b->senders[i].id, id) == 0)
+            return b->senders[i].k;
+    int rc;
+    sqlite3_stmt *q = store_sqlite__stmt(
+        c, STORE_SQLITE_APPEND_MEMBER,
+        "SELECT user FROM members WHERE chat = ?1 AND user = (SELECT k FROM users WHERE id = ?2)",
+        &rc);
+    if (!q)
+        return store_sqlite__fail(c, rc, "prepare", err);
+    sqlite3_bind_int64(q, 1, b->chats[chat].k);
+    sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    int64_t k = 0;
+    if (rc == SQLITE_ROW) {
+        k = sqlite3_column_int64(q, 0);
+    } else if (rc != SQLITE_DONE) {
+        int r = store_sqlite__fail(c, rc, "append: membership", err);
         store_sqlite__done(q);
+        return r;
     }
+    store_sqlite__done(q);
+    struct batch_sender *e = &b->senders[b->n_senders++];
+    e->chat = chat;
+    memcpy(e->id, id, OID_SIZE);
+    e->k = k;
+    return k;
+}
 
-    int64_t seq = last_seq + 1;
-    q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_INSERT,
-                           "INSERT INTO messages (chat, seq, id, sender, text, attachment_url,"
-                           " client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                           &rc);
+/* Looks for an earlier message with the item's (chat, sender, client_id).
+ * 1 when found (it->first filled, or it->rc set on allocation failure),
+ * 0 when none, or a negative port code. */
+static int find_duplicate(struct store_sqlite_conn *c, int64_t chat, int64_t sender,
+                          struct store_sqlite_item *it)
+{
+    int rc;
+    struct message *m = &it->m;
+    sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_DEDUPE,
+                                         "SELECT seq, id, text, attachment_url, created_at"
+                                         " FROM messages"
+                                         " WHERE chat = ?1 AND sender = ?2 AND client_id = ?3",
+                                         &rc);
     if (!q)
         return store_sqlite__fail(c, rc, "prepare", &it->err);
     sqlite3_bind_int64(q, 1, chat);
+    sqlite3_bind_int64(q, 2, sender);
+    sqlite3_bind_text(q, 3, m->client_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        store_sqlite__done(q);
+        return 0;
+    }
+    if (rc != SQLITE_ROW) {
+        int r = store_sqlite__fail(c, rc, "append: dedupe", &it->err);
+        store_sqlite__done(q);
+        return r;
+    }
+    bool oom = false;
+    struct message *f = &it->first;
+    f->seq = sqlite3_column_int64(q, 0);
+    store_sqlite__col_id(q, 1, f->id);
+    memcpy(f->chat_id, m->chat_id, OID_SIZE);
+    memcpy(f->sender_id, m->sender_id, OID_SIZE);
+    store_sqlite__col_dup_nn(q, 2, &f->text, &oom);
+    store_sqlite__col_dup(q, 3, &f->attachment_url, &oom);
+    f->client_id = strdup(m->client_id);
+    f->created_at = sqlite3_column_int64(q, 4);
+    store_sqlite__done(q);
+    if (oom || !f->client_id) {
+        store_message_cleanup(f);
+        it->rc = chat_err_set(&it->err, CHAT_E_INTERNAL, NULL, NULL);
+    } else {
+        it->existed = true;
+        it->rc = 0;
+    }
+    return 1;
+}
+
+/* Appends one message inside the batch's transaction.  Returns 0 with the
+ * item's own outcome in it->rc (0, CHAT_E_NOT_FOUND, or CHAT_E_INTERNAL when
+ * a duplicate could not be copied), or a negative code when a statement
+ * failed and the batch must be abandoned. */
+static int append_one(struct store_sqlite_conn *c, struct batch *b, struct store_sqlite_item *it)
+{
+    struct message *m = &it->m;
+    int ci = batch_chat(c, b, m->chat_id, &it->err);
+    if (ci < 0)
+        return ci;
+    struct batch_chat *ch = &b->chats[ci];
+    int64_t sender = ch->k ? batch_sender(c, b, ci, m->sender_id, &it->err) : 0;
+    if (sender < 0)
+        return (int)sender;
+    if (sender == 0) {
+        it->rc = chat_err_set(&it->err, CHAT_E_NOT_FOUND, NULL, "no such chat or not a member");
+        return 0;
+    }
+    if (m->client_id) {
+        /* Earlier messages of this batch are visible here too, so a
+         * duplicate inside one batch collapses like one across batches. */
+        int r = find_duplicate(c, ch->k, sender, it);
+        if (r != 0)
+            return r < 0 ? r : 0;
+    }
+
+    int rc;
+    int64_t seq = ch->last_seq + 1;
+    /* Item strings outlive every step of the batch: SQLITE_STATIC saves a
+     * copy per bind, and store_sqlite__done clears the bindings. */
+    sqlite3_stmt *q = store_sqlite__stmt(
+        c, STORE_SQLITE_APPEND_INSERT,
+        "INSERT INTO messages (chat, seq, id, sender, text, attachment_url,"
+        " client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        &rc);
+    if (!q)
+        return store_sqlite__fail(c, rc, "prepare", &it->err);
+    sqlite3_bind_int64(q, 1, ch->k);
     sqlite3_bind_int64(q, 2, seq);
     sqlite3_bind_text(q, 3, m->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 4, sender);
@@ -197,41 +291,60 @@ static int append_one(struct store_sqlite_conn *c, struct store_sqlite_item *it)
         return r;
     }
     store_sqlite__done(q);
-
-    /* updated_at never moves backwards: two senders' clocks may cross by a
-     * millisecond, and the chat list's order must stay stable. */
-    q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_BUMP,
-                           "UPDATE chats SET last_seq = ?2, updated_at = max(updated_at, ?3)"
-                           " WHERE k = ?1",
-                           &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", &it->err);
-    sqlite3_bind_int64(q, 1, chat);
-    sqlite3_bind_int64(q, 2, seq);
-    sqlite3_bind_int64(q, 3, m->created_at);
-    rc = sqlite3_step(q);
-    if (rc != SQLITE_DONE) {
-        int r = store_sqlite__fail(c, rc, "append: bump chat", &it->err);
-        store_sqlite__done(q);
-        return r;
-    }
-    store_sqlite__done(q);
+    ch->last_seq = seq;
+    if (!ch->dirty || m->created_at > ch->max_at)
+        ch->max_at = m->created_at;
+    ch->dirty = true;
     m->seq = seq;
     it->rc = 0;
     return 0;
 }
 
+/* Writes each touched chat's last_seq and updated_at once per batch.
+ * updated_at never moves backwards: two senders' clocks may cross by a
+ * millisecond, and the chat list's order must stay stable. */
+static int flush_chats(struct store_sqlite_conn *c, struct batch *b, struct chat_err *err)
+{
+    int rc;
+    sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_BUMP,
+                                         "UPDATE chats SET last_seq = ?2,"
+                                         " updated_at = max(updated_at, ?3) WHERE k = ?1",
+                                         &rc);
+    if (!q)
+        return store_sqlite__fail(c, rc, "prepare", err);
+    for (int i = 0; i < b->n_chats; i++) {
+        struct batch_chat *ch = &b->chats[i];
+        if (!ch->dirty)
+            continue;
+        sqlite3_bind_int64(q, 1, ch->k);
+        sqlite3_bind_int64(q, 2, ch->last_seq);
+        sqlite3_bind_int64(q, 3, ch->max_at);
+        rc = sqlite3_step(q);
+        if (rc != SQLITE_DONE) {
+            int r = store_sqlite__fail(c, rc, "append: bump chat", err);
+            store_sqlite__done(q);
+            return r;
+        }
+        sqlite3_reset(q);
+    }
+    store_sqlite__done(q);
+    return 0;
+}
+
 /* Commits one batch (a NULL-terminated list) and completes its items. */
-static void run_batch(struct store_sqlite *s, struct store_sqlite_item *batch)
+static void run_batch(struct store_sqlite *s, struct batch *b, struct store_sqlite_item *batch)
 {
     struct chat_err err = {0};
+    b->n_chats = b->n_senders = 0;
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
     int r = store_sqlite__begin(c, true, &err);
     for (struct store_sqlite_item *it = batch; it && !r; it = it->next) {
-        r = append_one(c, it);
+        r = append_one(c, b, it);
         if (r)
             err = it->err;
     }
+    if (!r)
+        r = flush_chats(c, b, &err);
     if (!r)
         r = store_sqlite__commit(c, &err);
     store_sqlite__write_unlock(s); /* rolls back a failed batch */
@@ -258,6 +371,7 @@ static void run_batch(struct store_sqlite *s, struct store_sqlite_item *batch)
 static void *writer_main(void *arg)
 {
     struct store_sqlite *s = arg;
+    struct batch b; /* about 25 KiB, on the writer's own stack */
     for (;;) {
         pthread_mutex_lock(&s->qmu);
         while (!s->head && !s->closing)
@@ -274,7 +388,7 @@ static void *writer_main(void *arg)
             s->tail = NULL;
         last->next = NULL;
         pthread_mutex_unlock(&s->qmu);
-        run_batch(s, batch);
+        run_batch(s, &b, batch);
     }
     return NULL;
 }
