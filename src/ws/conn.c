@@ -1,0 +1,720 @@
+/* conn.c - the loop side of the gateway: a connection's life from upgrade
+ * to close, frames in, frames out, and every inbox message.
+ *
+ * Everything here runs on the lws service thread and never blocks: work
+ * that needs core becomes a job for a worker.  A connection runs one job at
+ * a time, in the order its frames arrived (so two message.send frames from
+ * one client reach the store's writer in order), and the results come back
+ * as inbox messages.
+ *
+ * Closing: conn_close() only marks the connection, frees what it no longer
+ * needs and asks lws for a writeable callback, where the close frame goes
+ * out (lws_close_reason + return -1).  A peer that does not read would never
+ * make us writeable, so a timeout kills the socket after WS_CLOSE_GRACE_S.
+ * The connection leaves the indexes only in LWS_CALLBACK_CLOSED, so a close
+ * requested while iterating a user's connections (a slow reader cut off
+ * during a delivery) never changes the list being walked.
+ *
+ * Presence: a user's READY connections are counted in its `struct
+ * ws_user`.  The first one broadcasts `online` to the co-members the token
+ * check found; losing the last one runs a WS_J_OFFLINE job that looks the
+ * co-members up again (chats may have changed meanwhile) and broadcasts
+ * `offline` unless the user came back in between.  Presence is counted per
+ * instance. */
+#include "ws/ws_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/bus.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+static struct ws_server *server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
+                       const char *reason, bool drain);
+
+/* Queues `b` (borrowed: the queue takes its own reference) on `c`. */
+static void conn_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
+{
+    if (c->state == WS_C_CLOSING)
+        return;
+    switch (ws__outq_push(&c->out, b)) {
+    case WS_OUTQ_QUEUED:
+        lws_callback_on_writable(c->wsi);
+        break;
+    case WS_OUTQ_DROPPED:
+        break;
+    default:
+        log_info("ws: connection %llu cannot keep up (%u frames, %zu bytes queued): closing",
+                 (unsigned long long)c->id, c->out.n, c->out.bytes);
+        metrics_error("ws_slow_consumer");
+        conn_close(ws, c, WS_CLOSE_POLICY, "slow consumer", false);
+        break;
+    }
+}
+
+/* Serializes and queues `frame` (stolen) on `c`. */
+static void conn_send_json(struct ws_server *ws, struct ws_conn *c, json_t *frame, unsigned flags)
+{
+    struct ws_buf *b = ws__buf_from_json(frame, flags);
+    json_decref(frame);
+    if (!b) {
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    conn_send(ws, c, b);
+    ws__buf_unref(b);
+}
+
+static void conn_send_error(struct ws_server *ws, struct ws_conn *c, int code, const char *msg,
+                            const char *field, const char *client_id)
+{
+    conn_send_json(ws, c, ws__frame_error(code, msg, field, client_id), 0);
+}
+
+/* ---- jobs ------------------------------------------------------------- */
+
+static void jobs_free_waiting(struct ws_server *ws, struct ws_conn *c)
+{
+    struct ws_job *j = c->jobs_head;
+    while (j) {
+        struct ws_job *next = j->next;
+        ws__job_free(ws, j);
+        j = next;
+    }
+    c->jobs_head = c->jobs_tail = NULL;
+}
+
+/* Starts the connection's next job, unless one runs or the next sync page
+ * must wait for the client to read what is queued. */
+static void conn_dispatch(struct ws_server *ws, struct ws_conn *c)
+{
+    struct ws_job *j = c->jobs_head;
+    if (c->job_running || !j || c->state == WS_C_CLOSING)
+        return;
+    if (j->kind == WS_J_SYNC &&
+        !ws__outq_below(&c->out, WS_SYNC_RESUME_FRAMES, WS_SYNC_RESUME_BYTES)) {
+        c->sync_parked = true;
+        return;
+    }
+    c->sync_parked = false;
+    c->jobs_head = j->next;
+    if (!c->jobs_head)
+        c->jobs_tail = NULL;
+    j->next = NULL;
+    c->job_running = true;
+    ws__job_submit(ws, j);
+}
+
+static void conn_enqueue_job(struct ws_server *ws, struct ws_conn *c, struct ws_job *j, bool front)
+{
+    if (front) {
+        j->next = c->jobs_head;
+        c->jobs_head = j;
+        if (!c->jobs_tail)
+            c->jobs_tail = j;
+    } else {
+        j->next = NULL;
+        if (c->jobs_tail)
+            c->jobs_tail->next = j;
+        else
+            c->jobs_head = j;
+        c->jobs_tail = j;
+    }
+    conn_dispatch(ws, c);
+}
+
+/* ---- presence and users ------------------------------------------------ */
+
+static json_t *presence_frame(const char *user_id, bool online)
+{
+    /* "type" first: ws__frame_is_ephemeral recognises it by that prefix. */
+    return json_pack("{s:s, s:s, s:b}", "type", "presence", "userId", user_id, "online", online);
+}
+
+/* Queues the presence of `user_id` on the READY connections of `co`. */
+static void presence_broadcast(struct ws_server *ws, const char *user_id, bool online,
+                               char (*co)[OID_SIZE], size_t n_co)
+{
+    if (n_co == 0)
+        return;
+    json_t *f = presence_frame(user_id, online);
+    struct ws_buf *b = ws__buf_from_json(f, WS_BUF_EPHEMERAL);
+    json_decref(f);
+    if (!b)
+        return;
+    for (size_t i = 0; i < n_co; i++) {
+        struct ws_user *u = ws__users_get(&ws->users, co[i]);
+        for (struct ws_conn *c = u ? u->conns : NULL; c; c = c->u_next)
+            if (c->state == WS_C_READY)
+                conn_send(ws, c, b);
+    }
+    ws__buf_unref(b);
+}
+
+static void user_detach(struct ws_server *ws, struct ws_conn *c)
+{
+    struct ws_user *u = c->user;
+    if (!u)
+        return;
+    if (c->u_prev)
+        c->u_prev->u_next = c->u_next;
+    else
+        u->conns = c->u_next;
+    if (c->u_next)
+        c->u_next->u_prev = c->u_prev;
+    c->u_prev = c->u_next = NULL;
+    c->user = NULL;
+    if (--u->n_conns > 0)
+        return;
+    if (!atomic_load(&ws->stopping)) {
+        struct ws_job *j = ws__job_new(WS_J_OFFLINE);
+        if (j) {
+            memcpy(j->sess.user_id, u->id, OID_SIZE);
+            ws__job_submit(ws, j);
+        } else {
+            log_error("ws: out of memory: presence offline for a user not sent");
+        }
+    }
+    ws__users_del(&ws->users, u);
+}
+
+/* ---- closing -------------------------------------------------------------- */
+
+static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
+                       const char *reason, bool drain)
+{
+    if (c->state == WS_C_CLOSING)
+        return;
+    c->state = WS_C_CLOSING;
+    c->close_code = code;
+    c->close_reason = reason;
+    c->drain_then_close = drain;
+    if (!drain)
+        ws__outq_clear(&c->out);
+    jobs_free_waiting(ws, c);
+    for (unsigned i = 0; i < c->n_early; i++)
+        ws__buf_unref(c->early[i]);
+    free(c->early);
+    c->early = NULL;
+    c->n_early = 0;
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
+    lws_callback_on_writable(c->wsi);
+}
+
+/* LWS_CALLBACK_CLOSED: the connection leaves every index. */
+static void conn_teardown(struct ws_server *ws, struct ws_conn *c)
+{
+    if (c->id == 0)
+        return;
+    c->state = WS_C_CLOSING;
+    ws__conns_del(&ws->conns, c);
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        ws->all = c->all_next;
+    if (c->all_next)
+        c->all_next->all_prev = c->all_prev;
+    user_detach(ws, c);
+    jobs_free_waiting(ws, c);
+    for (unsigned i = 0; i < c->n_early; i++)
+        ws__buf_unref(c->early[i]);
+    free(c->early);
+    free(c->rx);
+    ws__outq_clear(&c->out);
+    c->id = 0;
+    metrics_ws_connections_add(-1);
+    atomic_fetch_sub(&ws->n_conns_approx, 1);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->n_conns--;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
+}
+
+/* ---- auth ------------------------------------------------------------------- */
+
+static void start_auth(struct ws_server *ws, struct ws_conn *c, const char *token, size_t len)
+{
+    if (len == 0 || len > WS_TOKEN_MAX) {
+        conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "unauthorized", false);
+        return;
+    }
+    struct ws_job *j = ws__job_new(WS_J_AUTH);
+    char *t = j ? malloc(len + 1) : NULL;
+    if (!t) {
+        ws__job_free(ws, j);
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    memcpy(t, token, len);
+    t[len] = '\0';
+    j->conn_id = c->id;
+    j->token = t;
+    c->state = WS_C_AUTHING;
+    c->n_jobs++;
+    conn_enqueue_job(ws, c, j, false);
+}
+
+static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len);
+
+/* The token check came back good: the connection joins its user, gets
+ * `ready`, and the frames it sent meanwhile are handled in order. */
+static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *j)
+{
+    struct ws_user *u = ws__users_get_or_add(&ws->users, j->sess.user_id);
+    json_t *online = json_array();
+    if (!u || !online) {
+        json_decref(online);
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    memcpy(c->token_hash, j->sess.token_hash, sizeof c->token_hash);
+    c->user = u;
+    c->u_prev = NULL;
+    c->u_next = u->conns;
+    if (u->conns)
+        u->conns->u_prev = c;
+    u->conns = c;
+    u->n_conns++;
+    c->state = WS_C_READY;
+    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
+
+    for (size_t i = 0; i < j->n_co; i++) {
+        struct ws_user *o = ws__users_get(&ws->users, j->co[i]);
+        if (o && o->n_conns > 0)
+            json_array_append_new(online, json_string(o->id));
+    }
+    json_t *ready = json_pack("{s:s, s:O, s:o}", "type", "ready", "user", j->me, "online", online);
+    if (!ready) {
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    conn_send_json(ws, c, ready, 0);
+    if (u->n_conns == 1)
+        presence_broadcast(ws, u->id, true, j->co, j->n_co);
+
+    struct ws_buf **early = c->early;
+    unsigned n_early = c->n_early;
+    c->early = NULL;
+    c->n_early = 0;
+    for (unsigned i = 0; i < n_early; i++) {
+        if (c->state == WS_C_READY)
+            on_frame(ws, c, (const char *)ws_buf_payload(early[i]), early[i]->len);
+        ws__buf_unref(early[i]);
+    }
+    free(early);
+}
+
+/* ---- frames in ------------------------------------------------------------- */
+
+/* A frame that arrived while the token check runs: kept (a few) and
+ * handled right after `ready`. */
+static void stash_early(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
+{
+    if (c->n_early >= WS_EARLY_MAX) {
+        conn_close(ws, c, WS_CLOSE_POLICY, "too many frames before ready", false);
+        return;
+    }
+    if (!c->early) {
+        c->early = calloc(WS_EARLY_MAX, sizeof *c->early);
+        if (!c->early) {
+            conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+            return;
+        }
+    }
+    struct ws_buf *b = ws__buf_new(data, len, 0);
+    if (!b) {
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    c->early[c->n_early++] = b;
+}
+
+static bool flood_ok(struct ws_server *ws, struct ws_conn *c)
+{
+    return ws__bucket_take(&c->user->bucket, ws->rate_per_s, ws->rate_burst, ws__now_ms());
+}
+
+static const int job_of_frame[] = {
+    [WS_F_SEND] = WS_J_SEND,
+    [WS_F_TYPING] = WS_J_TYPING,
+    [WS_F_READ] = WS_J_READ,
+    [WS_F_SYNC] = WS_J_SYNC,
+};
+
+/* One complete text message from the client. */
+static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
+{
+    if (c->state == WS_C_AUTHING) {
+        stash_early(ws, c, data, len);
+        return;
+    }
+    struct ws_frame f;
+    struct chat_err err = {0};
+    int rc = ws__frame_parse(data, len, &f, &err);
+
+    if (c->state == WS_C_NEW) {
+        if (rc == 0 && f.type == WS_F_AUTH)
+            start_auth(ws, c, f.token, strlen(f.token));
+        else
+            conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "the first frame must be auth", false);
+        ws__frame_cleanup(&f);
+        return;
+    }
+    if (c->state != WS_C_READY) {
+        ws__frame_cleanup(&f);
+        return;
+    }
+    if (rc < 0) {
+        conn_send_error(ws, c, err.code, err.msg, err.field, f.client_id);
+        ws__frame_cleanup(&f);
+        return;
+    }
+
+    switch (f.type) {
+    case WS_F_AUTH:
+        conn_send_error(ws, c, CHAT_E_BAD_REQUEST, "already authenticated", NULL, NULL);
+        ws__frame_cleanup(&f);
+        return;
+    case WS_F_PING:
+        conn_send_json(ws, c, json_pack("{s:s}", "type", "pong"), 0);
+        ws__frame_cleanup(&f);
+        return;
+    case WS_F_SEND:
+        if (atomic_load(&ws->stopping)) {
+            conn_send_error(ws, c, CHAT_E_UNAVAILABLE, "the server is shutting down", NULL,
+                            f.client_id);
+            ws__frame_cleanup(&f);
+            return;
+        }
+        /* fall through */
+    case WS_F_TYPING:
+    case WS_F_READ:
+        if (!flood_ok(ws, c)) {
+            conn_send_error(ws, c, CHAT_E_RATE_LIMITED, "too many frames, slow down", NULL,
+                            f.client_id);
+            ws__frame_cleanup(&f);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+
+    if (c->n_jobs >= WS_CONN_MAX_JOBS) {
+        conn_send_error(ws, c, CHAT_E_RATE_LIMITED, "too many requests in flight", NULL,
+                        f.client_id);
+        ws__frame_cleanup(&f);
+        return;
+    }
+    struct ws_job *j = ws__job_new(job_of_frame[f.type]);
+    if (!j) {
+        conn_send_error(ws, c, CHAT_E_INTERNAL, NULL, NULL, f.client_id);
+        ws__frame_cleanup(&f);
+        return;
+    }
+    j->conn_id = c->id;
+    memcpy(j->sess.user_id, c->user->id, OID_SIZE);
+    memcpy(j->sess.token_hash, c->token_hash, sizeof j->sess.token_hash);
+    j->frame = f; /* the job owns the parsed frame now */
+    if (j->kind == WS_J_SEND) {
+        pthread_mutex_lock(&ws->sd_lock);
+        ws->sends_pending++;
+        pthread_mutex_unlock(&ws->sd_lock);
+    }
+    c->n_jobs++;
+    conn_enqueue_job(ws, c, j, false);
+}
+
+/* LWS_CALLBACK_RECEIVE: lws hands us at most WS_RX_BUFFER bytes at a time;
+ * a message larger than that, or sent in fragments, is accumulated. */
+static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, size_t len)
+{
+    if (c->state == WS_C_CLOSING)
+        return;
+    if (lws_frame_is_binary(c->wsi)) {
+        metrics_error("ws_protocol");
+        conn_close(ws, c, WS_CLOSE_UNSUPPORTED, "binary frames are not supported", false);
+        return;
+    }
+    size_t remaining = lws_remaining_packet_payload(c->wsi);
+    bool complete = lws_is_final_fragment(c->wsi) && remaining == 0;
+    if (lws_is_first_fragment(c->wsi))
+        c->rx_len = 0;
+    if (complete && c->rx_len == 0) {
+        on_frame(ws, c, in, len); /* the common case: no copy */
+        return;
+    }
+    if (c->rx_len + len + remaining > WS_MAX_FRAME) {
+        metrics_error("ws_protocol");
+        conn_close(ws, c, WS_CLOSE_TOO_BIG, "frame larger than 64 KiB", false);
+        return;
+    }
+    if (c->rx_len + len > c->rx_cap) {
+        size_t cap = c->rx_cap ? c->rx_cap : 4096;
+        while (cap < c->rx_len + len + remaining && cap < WS_MAX_FRAME)
+            cap *= 2;
+        if (cap > WS_MAX_FRAME)
+            cap = WS_MAX_FRAME;
+        char *rx = realloc(c->rx, cap);
+        if (!rx) {
+            conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+            return;
+        }
+        c->rx = rx;
+        c->rx_cap = cap;
+    }
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += len;
+    if (complete) {
+        char *rx = c->rx;
+        size_t n = c->rx_len;
+        c->rx = NULL;
+        c->rx_len = c->rx_cap = 0;
+        on_frame(ws, c, rx, n);
+        free(rx);
+    }
+}
+
+/* ---- connection life cycle -------------------------------------------------- */
+
+static int on_filter(struct lws *wsi)
+{
+    char uri[32];
+    int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+    if (n > 0 && (strcmp(uri, "/ws") == 0 || strcmp(uri, "/socket.io/") == 0))
+        return 0;
+    return 1; /* lws refuses the upgrade and drops the socket */
+}
+
+static void on_established(struct ws_server *ws, struct ws_conn *c, struct lws *wsi)
+{
+    memset(c, 0, sizeof *c);
+    c->wsi = wsi;
+    c->id = ws->next_conn_id++;
+    ws__conns_put(&ws->conns, c);
+    c->all_next = ws->all;
+    if (ws->all)
+        ws->all->all_prev = c;
+    ws->all = c;
+    metrics_ws_connections_add(1);
+    atomic_fetch_add(&ws->n_conns_approx, 1);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->n_conns++;
+    pthread_mutex_unlock(&ws->sd_lock);
+
+    if (atomic_load(&ws->stopping)) {
+        conn_close(ws, c, WS_CLOSE_GOING_AWAY, "server shutting down", false);
+        return;
+    }
+    char uri[32];
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) > 0 &&
+        strcmp(uri, "/socket.io/") == 0) {
+        /* Socket.IO (CONTRACT 7) is a later step: until then its clients
+         * get a clean policy close rather than a protocol they cannot
+         * speak. */
+        c->is_sio = true;
+        conn_close(ws, c, WS_CLOSE_POLICY, "socket.io is not available yet", false);
+        return;
+    }
+    lws_set_timer_usecs(wsi, (lws_usec_t)WS_AUTH_TIMEOUT_S * LWS_USEC_PER_SEC);
+
+    /* ?token=...: lws has URL-decoded the arguments.  A query string too
+     * long to hold a real token is a bad token. */
+    int args = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    if (args <= 0)
+        return;
+    char buf[WS_TOKEN_MAX + 16];
+    if (args >= (int)sizeof buf) {
+        conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "unauthorized", false);
+        return;
+    }
+    const char *token = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
+    if (token)
+        start_auth(ws, c, token, strlen(token));
+}
+
+static int on_writeable(struct ws_server *ws, struct ws_conn *c)
+{
+    if (c->state == WS_C_CLOSING && (!c->drain_then_close || c->out.n == 0)) {
+        const char *r = c->close_reason ? c->close_reason : "";
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)r,
+                         strlen(r));
+        return -1;
+    }
+    struct ws_buf *b = ws__outq_pop(&c->out);
+    if (!b)
+        return 0;
+    int n = lws_write(c->wsi, ws_buf_payload(b), b->len, LWS_WRITE_TEXT);
+    ws__buf_unref(b);
+    if (n < 0)
+        return -1;
+    if (c->out.n > 0 || c->state == WS_C_CLOSING)
+        lws_callback_on_writable(c->wsi);
+    if (c->sync_parked)
+        conn_dispatch(ws, c);
+    return 0;
+}
+
+int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                 size_t len)
+{
+    struct ws_conn *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        /* A plain HTTP request reached the gateway (the acceptor sends only
+         * upgrades here, so a client without Upgrade headers). */
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                               "this endpoint expects a WebSocket upgrade");
+        return -1;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return on_filter(wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        if (!c)
+            return -1;
+        on_established(server_of(wsi), c, wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (c && c->id)
+            on_receive(server_of(wsi), c, in, len);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return c && c->id ? on_writeable(server_of(wsi), c) : 0;
+    case LWS_CALLBACK_TIMER:
+        if (c && c->id && c->state == WS_C_NEW)
+            conn_close(server_of(wsi), c, WS_CLOSE_AUTH_TIMEOUT, "authentication timeout",
+                       false);
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        if (c)
+            conn_teardown(server_of(wsi), c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- inbox messages ----------------------------------------------------------- */
+
+static void deliver(struct ws_server *ws, struct ws_msg *m)
+{
+    if (m->scope == BUS_TO_ALL) {
+        for (struct ws_conn *c = ws->all; c; c = c->all_next)
+            if (c->state == WS_C_READY && c->id != m->conn_id)
+                conn_send(ws, c, m->buf);
+        return;
+    }
+    for (size_t i = 0; i < m->n_users; i++) {
+        struct ws_user *u = ws__users_get(&ws->users, m->users[i]);
+        for (struct ws_conn *c = u ? u->conns : NULL; c; c = c->u_next)
+            if (c->state == WS_C_READY && c->id != m->conn_id)
+                conn_send(ws, c, m->buf);
+    }
+}
+
+static void revoke_token(struct ws_server *ws, struct ws_msg *m)
+{
+    for (size_t i = 0; i < m->n_users; i++) {
+        struct ws_user *u = ws__users_get(&ws->users, m->users[i]);
+        for (struct ws_conn *c = u ? u->conns : NULL; c; c = c->u_next)
+            if (memcmp(c->token_hash, m->token_hash, sizeof c->token_hash) == 0)
+                conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "token revoked", false);
+    }
+}
+
+static void job_done(struct ws_server *ws, struct ws_job *j)
+{
+    if (j->kind == WS_J_OFFLINE) {
+        struct ws_user *u = ws__users_get(&ws->users, j->sess.user_id);
+        if (!u || u->n_conns == 0)
+            presence_broadcast(ws, j->sess.user_id, false, j->co, j->n_co);
+        ws__job_free(ws, j);
+        return;
+    }
+    struct ws_conn *c = ws__conns_get(&ws->conns, j->conn_id);
+    if (!c || c->state == WS_C_CLOSING) {
+        ws__job_free(ws, j);
+        return;
+    }
+    c->job_running = false;
+    if (j->kind == WS_J_SYNC && !j->sync_done) {
+        conn_enqueue_job(ws, c, j, true); /* the next page, when the queue allows */
+        return;
+    }
+    c->n_jobs--;
+    if (j->kind == WS_J_AUTH && c->state == WS_C_AUTHING) {
+        if (j->rc == 0)
+            finish_auth(ws, c, j);
+        else /* the worker chose the close code; this is a fallback */
+            conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "unauthorized", false);
+    }
+    ws__job_free(ws, j);
+    conn_dispatch(ws, c);
+}
+
+void ws__loop_handle(struct ws_server *ws, struct ws_msg *m)
+{
+    switch (m->kind) {
+    case WS_M_ADOPT:
+        if (!atomic_load(&ws->stopping)) {
+            /* lws closes the fd itself when adoption fails. */
+            if (!lws_adopt_socket_vhost(ws->vh, m->fd))
+                log_warn("ws: lws could not adopt a connection");
+            m->fd = -1;
+        }
+        break;
+    case WS_M_DELIVER:
+        deliver(ws, m);
+        break;
+    case WS_M_TO_CONN: {
+        struct ws_conn *c = ws__conns_get(&ws->conns, m->conn_id);
+        if (c && c->state == WS_C_READY)
+            conn_send(ws, c, m->buf);
+        break;
+    }
+    case WS_M_CLOSE_CONN: {
+        struct ws_conn *c = ws__conns_get(&ws->conns, m->conn_id);
+        if (c)
+            conn_close(ws, c, m->close_code, m->close_reason, false);
+        break;
+    }
+    case WS_M_JOB_DONE: {
+        /* The job keeps its hand-back message for its next run (sync). */
+        struct ws_job *j = m->job;
+        m->job = NULL;
+        m->next = NULL;
+        j->done = m;
+        job_done(ws, j);
+        return;
+    }
+    case WS_M_REVOKE:
+        revoke_token(ws, m);
+        break;
+    case WS_M_CLOSE_ALL:
+        for (struct ws_conn *c = ws->all; c; c = c->all_next)
+            conn_close(ws, c, WS_CLOSE_GOING_AWAY, "server shutting down", true);
+        break;
+    default:
+        break;
+    }
+    ws__msg_free(ws, m);
+}
+
+void ws__loop_cleanup(struct ws_server *ws)
+{
+    /* lws_context_destroy delivered LWS_CALLBACK_CLOSED for every
+     * established connection, so the lists are empty; anything left would
+     * be a connection lws forgot, and its memory is lws's to free. */
+    ws->all = NULL;
+}

@@ -1,0 +1,405 @@
+/* server.c - the gateway's skeleton: the lws context and its service
+ * thread, the inbox every other thread talks to the loop through, the bus
+ * subscriber, and the public ws_server_* functions (ws.h).
+ *
+ * The context has no listen socket of its own (CONTEXT_PORT_NO_LISTEN_SERVER):
+ * the acceptor owns the port and hands us upgrade requests with
+ * ws_server_adopt(), whose bytes are still unread in the socket, so lws
+ * reads the HTTP request and performs the handshake itself.
+ *
+ * Inbox wake-ups: lws_cancel_service() writes to a pipe, so it is called
+ * only when a push finds the inbox empty.  That is enough: the loop takes
+ * the whole list at once under the lock, so a push that finds the list
+ * non-empty is covered by the wake-up of the push that made it non-empty,
+ * and a push after the loop took the list finds it empty and wakes again.
+ *
+ * Order: the bus subscriber, the workers and the store callbacks all append
+ * to the same FIFO, and the loop appends to each connection's queue in
+ * inbox order, so the order in which core publishes (a chat's messages in
+ * seq order, from the store's writer thread) is the order every client
+ * receives. */
+#include "ws/ws_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+#include "config.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+int64_t ws__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- messages ------------------------------------------------------- */
+
+struct ws_msg *ws__msg_new(int kind, size_t n_users)
+{
+    if (n_users > (SIZE_MAX - sizeof(struct ws_msg)) / OID_SIZE)
+        return NULL;
+    struct ws_msg *m = calloc(1, sizeof *m + n_users * OID_SIZE);
+    if (!m)
+        return NULL;
+    m->kind = kind;
+    m->fd = -1;
+    m->n_users = n_users;
+    return m;
+}
+
+struct ws_msg *ws__msg_frame(uint64_t conn_id, json_t *frame, unsigned flags)
+{
+    struct ws_msg *m = ws__msg_new(WS_M_TO_CONN, 0);
+    if (!m)
+        return NULL;
+    m->conn_id = conn_id;
+    m->buf = ws__buf_from_json(frame, flags);
+    if (!m->buf) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+struct ws_msg *ws__msg_close(uint64_t conn_id, uint16_t code, const char *reason)
+{
+    struct ws_msg *m = ws__msg_new(WS_M_CLOSE_CONN, 0);
+    if (!m)
+        return NULL;
+    m->conn_id = conn_id;
+    m->close_code = code;
+    m->close_reason = reason;
+    return m;
+}
+
+void ws__msg_free(struct ws_server *ws, struct ws_msg *m)
+{
+    if (m->kind == WS_M_ADOPT && m->fd >= 0)
+        close(m->fd);
+    ws__buf_unref(m->buf);
+    if (m->job)
+        ws__job_free(ws, m->job);
+    free(m);
+}
+
+void ws__inbox_push(struct ws_server *ws, struct ws_msg *head)
+{
+    if (!head)
+        return;
+    struct ws_msg *tail = head;
+    while (tail->next)
+        tail = tail->next;
+    pthread_mutex_lock(&ws->in_lock);
+    if (ws->in_closed) {
+        pthread_mutex_unlock(&ws->in_lock);
+        while (head) {
+            struct ws_msg *next = head->next;
+            ws__msg_free(ws, head);
+            head = next;
+        }
+        return;
+    }
+    bool was_empty = ws->in_head == NULL;
+    if (was_empty)
+        ws->in_head = head;
+    else
+        ws->in_tail->next = head;
+    ws->in_tail = tail;
+    pthread_mutex_unlock(&ws->in_lock);
+    if (was_empty)
+        lws_cancel_service(ws->ctx);
+}
+
+/* Loop thread: takes the inbox and handles it in order. */
+static void inbox_drain(struct ws_server *ws)
+{
+    pthread_mutex_lock(&ws->in_lock);
+    struct ws_msg *m = ws->in_head;
+    ws->in_head = ws->in_tail = NULL;
+    pthread_mutex_unlock(&ws->in_lock);
+    while (m) {
+        struct ws_msg *next = m->next;
+        m->next = NULL;
+        ws__loop_handle(ws, m);
+        m = next;
+    }
+}
+
+void ws__send_settled(struct ws_server *ws)
+{
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending--;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
+}
+
+/* ---- the bus subscriber --------------------------------------------- */
+
+/* Called on the publishing thread (an MHD worker, a ws worker, the store's
+ * writer): copies the event into one inbox message.  The frame is copied
+ * once into a shared buffer; the loop only adds references. */
+static void on_bus_event(void *arg, const struct bus_event *ev)
+{
+    struct ws_server *ws = arg;
+    bool revoke = ev->revoked_token != NULL;
+    size_t n_users = ev->scope == BUS_TO_USERS || revoke ? ev->n_users : 0;
+    if (n_users && !ev->user_ids)
+        return;
+    struct ws_msg *m = ws__msg_new(revoke ? WS_M_REVOKE : WS_M_DELIVER, n_users);
+    if (!m)
+        goto oom;
+    for (size_t i = 0; i < n_users; i++) {
+        memcpy(m->users[i], ev->user_ids[i], OID_SIZE);
+        m->users[i][OID_SIZE - 1] = '\0';
+    }
+    if (revoke) {
+        memcpy(m->token_hash, ev->revoked_token, sizeof m->token_hash);
+    } else {
+        if (!ev->frame)
+            goto drop;
+        m->scope = ev->scope;
+        m->conn_id = ev->skip_conn;
+        m->buf = ws__buf_new(ev->frame, ev->len,
+                             ws__frame_is_ephemeral(ev->frame, ev->len) ? WS_BUF_EPHEMERAL : 0);
+        if (!m->buf)
+            goto oom;
+    }
+    ws__inbox_push(ws, m);
+    return;
+oom:
+    log_error("ws: out of memory copying a bus event; clients recover with sync");
+    metrics_error("internal");
+drop:
+    free(m);
+}
+
+/* ---- the service thread --------------------------------------------- */
+
+/* lws's own log lines go to our JSON log (lws may log from this thread
+ * only, but log_msg is thread-safe anyway). */
+static void lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws: %.*s", (int)n, line);
+}
+
+static void *loop_main(void *arg)
+{
+    struct ws_server *ws = arg;
+    while (!atomic_load(&ws->loop_stop)) {
+        /* The timeout argument is ignored by lws 4.x: it sleeps until the
+         * next event or timer, and lws_cancel_service() wakes it. */
+        if (lws_service(ws->ctx, 0) < 0)
+            break;
+    }
+    return NULL;
+}
+
+/* The protocol callback's entry: the inbox is drained here, once per wake
+ * (the event reaches every protocol; we have one). */
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+        struct lws_context *ctx = lws_get_context(wsi);
+        struct ws_server *ws = ctx ? lws_context_user(ctx) : NULL;
+        if (ws && !atomic_load(&ws->loop_stop))
+            inbox_drain(ws);
+        return 0;
+    }
+    return ws__callback(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+    {
+        .name = "chatli",
+        .callback = callback,
+        .per_session_data_size = sizeof(struct ws_conn),
+        .rx_buffer_size = WS_RX_BUFFER,
+        .tx_packet_size = WS_TX_PACKET,
+    },
+    {0},
+};
+
+static const lws_retry_bo_t idle_policy = {
+    .secs_since_valid_ping = WS_PING_IDLE_S,
+    .secs_since_valid_hangup = WS_HANGUP_IDLE_S,
+};
+
+/* ---- public API ------------------------------------------------------- */
+
+int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
+                   struct ws_server **out, struct chat_err *err)
+{
+    *out = NULL;
+    struct ws_server *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: out of memory");
+    ws->cfg = cfg;
+    ws->core = core;
+    ws->bus = bus;
+    ws->rate_per_s = cfg ? cfg->ws_rate_per_s : 0;
+    ws->rate_burst = cfg ? (double)cfg->ws_rate_burst : 0;
+    ws->next_conn_id = 1;
+    atomic_init(&ws->loop_stop, false);
+    atomic_init(&ws->stopping, false);
+    atomic_init(&ws->n_conns_approx, 0);
+
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&ws->in_lock, NULL);
+    pthread_mutex_init(&ws->wk_lock, NULL);
+    pthread_cond_init(&ws->wk_cond, NULL);
+    pthread_mutex_init(&ws->sd_lock, NULL);
+    pthread_cond_init(&ws->sd_cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    if (ws__conns_init(&ws->conns) < 0 || ws__users_init(&ws->users) < 0) {
+        chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: out of memory");
+        goto fail;
+    }
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    info.user = ws;
+    info.gid = -1;
+    info.uid = -1;
+    info.retry_and_idle_policy = &idle_policy;
+    info.timeout_secs_ah_idle = WS_HANDSHAKE_TIMEOUT_S;
+    /* Header tables are held only during handshakes; more lets a burst of
+     * connects proceed at once (each is max_http_header_data, 4 KiB). */
+    info.max_http_header_pool = 128;
+    ws->ctx = lws_create_context(&info);
+    if (!ws->ctx) {
+        chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: cannot create the lws context");
+        goto fail;
+    }
+    ws->vh = lws_get_vhost_by_name(ws->ctx, "default");
+    if (!ws->vh) {
+        chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: lws has no default vhost");
+        goto fail;
+    }
+    if (ws__workers_start(ws, err) < 0)
+        goto fail;
+    if (pthread_create(&ws->loop_thread, NULL, loop_main, ws) != 0) {
+        chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: cannot start the service thread");
+        goto fail;
+    }
+    ws->loop_started = true;
+    bus_subscribe(bus, on_bus_event, ws);
+    *out = ws;
+    return 0;
+
+fail:
+    ws_server_close(ws);
+    return err ? err->code : CHAT_E_INTERNAL;
+}
+
+void ws_server_adopt(struct ws_server *ws, int fd)
+{
+    if (atomic_load(&ws->stopping)) {
+        close(fd);
+        return;
+    }
+    struct ws_msg *m = ws__msg_new(WS_M_ADOPT, 0);
+    if (!m) {
+        close(fd);
+        return;
+    }
+    m->fd = fd;
+    ws__inbox_push(ws, m);
+}
+
+long ws_server_connections(struct ws_server *ws)
+{
+    return ws ? atomic_load(&ws->n_conns_approx) : 0;
+}
+
+/* Waits on sd_cond until `done` or the deadline (CLOCK_MONOTONIC ms). */
+static void wait_until(struct ws_server *ws, long *counter, long long deadline_ms)
+{
+    pthread_mutex_lock(&ws->sd_lock);
+    while (*counter > 0 && ws__now_ms() < deadline_ms) {
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (deadline_ms % 1000) * 1000000L};
+        int rc = pthread_cond_timedwait(&ws->sd_cond, &ws->sd_lock, &ts);
+        if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
+            break;
+    }
+    pthread_mutex_unlock(&ws->sd_lock);
+}
+
+void ws_server_shutdown(struct ws_server *ws, long long deadline_ms)
+{
+    if (!ws)
+        return;
+    /* From here new sockets are closed unread and new message.send frames
+     * are refused with `unavailable`; the ones already accepted finish. */
+    atomic_store(&ws->stopping, true);
+    wait_until(ws, &ws->sends_pending, deadline_ms);
+    /* Every ack is in the inbox ahead of this message (a send is settled
+     * only after its answer was pushed), so clients get their acks, then
+     * the 1001. */
+    struct ws_msg *m = ws__msg_new(WS_M_CLOSE_ALL, 0);
+    if (m)
+        ws__inbox_push(ws, m);
+    wait_until(ws, &ws->n_conns, deadline_ms);
+}
+
+void ws_server_close(struct ws_server *ws)
+{
+    if (!ws)
+        return;
+    atomic_store(&ws->stopping, true);
+    bus_subscribe(ws->bus, NULL, NULL);
+    ws__workers_stop(ws);
+    /* messages_send_async calls back exactly once for every accepted send
+     * (the store guarantees it, also when it closes): wait, since the
+     * callback's argument points into this server. */
+    pthread_mutex_lock(&ws->sd_lock);
+    while (ws->callbacks_pending > 0)
+        pthread_cond_wait(&ws->sd_cond, &ws->sd_lock);
+    pthread_mutex_unlock(&ws->sd_lock);
+
+    if (ws->loop_started) {
+        atomic_store(&ws->loop_stop, true);
+        lws_cancel_service(ws->ctx);
+        pthread_join(ws->loop_thread, NULL);
+    }
+    /* Destroying the context closes what is left; its CLOSED callbacks run
+     * here, on this thread, now that the service thread is gone. */
+    if (ws->ctx)
+        lws_context_destroy(ws->ctx);
+
+    pthread_mutex_lock(&ws->in_lock);
+    struct ws_msg *m = ws->in_head;
+    ws->in_head = ws->in_tail = NULL;
+    ws->in_closed = true;
+    pthread_mutex_unlock(&ws->in_lock);
+    while (m) {
+        struct ws_msg *next = m->next;
+        ws__msg_free(ws, m);
+        m = next;
+    }
+    ws__loop_cleanup(ws);
+    ws__conns_cleanup(&ws->conns);
+    ws__users_cleanup(&ws->users);
+    pthread_mutex_destroy(&ws->in_lock);
+    pthread_mutex_destroy(&ws->wk_lock);
+    pthread_cond_destroy(&ws->wk_cond);
+    pthread_mutex_destroy(&ws->sd_lock);
+    pthread_cond_destroy(&ws->sd_cond);
+    free(ws);
+}

@@ -1,0 +1,490 @@
+/* workers.c - the gateway's worker pool: every request that needs core.
+ *
+ * Core calls may block on the store, so they never run on the lws loop.  A
+ * fixed pool of WS_WORKERS threads takes jobs from one FIFO; the loop
+ * submits at most one job per connection at a time (conn.c), so a client's
+ * frames are handled in order and one busy client cannot take the pool.
+ * A worker never touches a `struct lws` or any loop-owned struct: it sends
+ * frames and closes back as inbox messages addressed by connection id, and
+ * ends every job by handing it back with its preallocated JOB_DONE message,
+ * pushed in the same batch as its frames so nothing overtakes them.
+ *
+ * message.send is asynchronous past validation: messages_send_async queues
+ * the append for the store's group commit and returns; the ack (or error)
+ * is produced by send_cb on the store's writer thread, after core has
+ * published message.new, and pushed to the inbox from there.
+ *
+ * "Users sharing a chat with me" (presence, the ready frame) has no core
+ * function of its own: it is read here by paging chats_list. */
+#include "ws/ws_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus/bus.h"
+#include "util/log.h"
+
+/* ---- job objects ------------------------------------------------------ */
+
+struct ws_job *ws__job_new(int kind)
+{
+    struct ws_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->done = ws__msg_new(WS_M_JOB_DONE, 0);
+    if (!j->done) {
+        free(j);
+        return NULL;
+    }
+    j->kind = kind;
+    return j;
+}
+
+void ws__job_free(struct ws_server *ws, struct ws_job *j)
+{
+    if (!j)
+        return;
+    if (j->kind == WS_J_SEND && !j->send_handed)
+        ws__send_settled(ws);
+    if (j->token) {
+        explicit_bzero(j->token, strlen(j->token));
+        free(j->token);
+    }
+    ws__frame_cleanup(&j->frame);
+    json_decref(j->me);
+    free(j->co);
+    if (j->done) {
+        j->done->job = NULL;
+        free(j->done);
+    }
+    free(j);
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+/* A batch of inbox messages, pushed at once. */
+struct batch {
+    struct ws_msg *head, *tail;
+};
+
+static void batch_add(struct batch *b, struct ws_msg *m)
+{
+    if (!m) {
+        log_error("ws: out of memory building a reply frame; it is lost");
+        return;
+    }
+    if (b->tail)
+        b->tail->next = m;
+    else
+        b->head = m;
+    b->tail = m;
+}
+
+static void batch_frame(struct batch *b, uint64_t conn_id, json_t *frame)
+{
+    batch_add(b, frame ? ws__msg_frame(conn_id, frame, 0) : NULL);
+    json_decref(frame);
+}
+
+static void batch_error(struct batch *b, uint64_t conn_id, const struct chat_err *err, int rc,
+                        const char *client_id)
+{
+    batch_frame(b, conn_id,
+                ws__frame_error(rc, err->code == rc ? err->msg : NULL,
+                                err->code == rc ? err->field : NULL, client_id));
+}
+
+/* Adds the job's JOB_DONE and pushes everything. */
+static void batch_finish(struct ws_server *ws, struct batch *b, struct ws_job *j)
+{
+    struct ws_msg *d = j->done;
+    j->done = NULL;
+    d->job = j;
+    batch_add(b, d);
+    ws__inbox_push(ws, b->head);
+}
+
+/* ---- users sharing a chat ---------------------------------------------- */
+
+/* The ids of every other member of every chat of `s`'s user, without
+ * duplicates.  *out is new (free()).  Core errors pass through. */
+static int co_members(struct core *core, const struct session *s, char (**out)[OID_SIZE],
+                      size_t *n_out, struct chat_err *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    json_t *seen = json_object();
+    if (!seen)
+        return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+    char *cursor = NULL;
+    int rc = 0;
+    for (int page = 0; page < WS_CO_MEMBER_PAGES; page++) {
+        struct page_params pp = {.limit = "100", .before = cursor};
+        json_t *res = NULL;
+        rc = chats_list(core, s, &pp, &res, err);
+        free(cursor);
+        cursor = NULL;
+        if (rc < 0)
+            break;
+        size_t i, k;
+        json_t *chat, *m;
+        json_array_foreach(json_object_get(res, "items"), i, chat) {
+            json_array_foreach(json_object_get(chat, "members"), k, m) {
+                const char *id = json_string_value(json_object_get(m, "id"));
+                if (id && oid_valid(id) && strcmp(id, s->user_id) != 0 &&
+                    json_object_set(seen, id, json_true()) < 0)
+                    rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+            }
+        }
+        const char *next = json_string_value(json_object_get(res, "nextCursor"));
+        if (next && rc == 0 && !(cursor = strdup(next)))
+            rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+        json_decref(res);
+        if (rc < 0 || !cursor)
+            break;
+        if (page + 1 == WS_CO_MEMBER_PAGES)
+            log_warn("ws: a user has more than %d chats; presence covers the most recent",
+                     WS_CO_MEMBER_PAGES * 100);
+    }
+    free(cursor);
+    size_t n = json_object_size(seen);
+    if (rc == 0 && n > 0) {
+        *out = malloc(n * sizeof **out);
+        if (!*out) {
+            rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+        } else {
+            const char *key;
+            json_t *v;
+            json_object_foreach(seen, key, v) {
+                memcpy((*out)[*n_out], key, OID_SIZE);
+                (*n_out)++;
+            }
+        }
+    }
+    json_decref(seen);
+    return rc;
+}
+
+/* ---- the jobs ------------------------------------------------------------ */
+
+static void run_auth(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    int rc = auth_check(ws->core, j->token, &j->sess, &err);
+    if (rc == 0)
+        rc = users_me(ws->core, &j->sess, &j->me, &err);
+    if (rc == 0)
+        rc = co_members(ws->core, &j->sess, &j->co, &j->n_co, &err);
+    j->rc = rc;
+    if (rc == CHAT_E_UNAVAILABLE)
+        batch_add(&b, ws__msg_close(j->conn_id, WS_CLOSE_TRY_LATER, "try again later"));
+    else if (rc == CHAT_E_INTERNAL)
+        batch_add(&b, ws__msg_close(j->conn_id, WS_CLOSE_INTERNAL, "internal error"));
+    else if (rc < 0) /* unauthorized, or the token's user is gone */
+        batch_add(&b, ws__msg_close(j->conn_id, WS_CLOSE_UNAUTHORIZED, "unauthorized"));
+    batch_finish(ws, &b, j);
+}
+
+/* What send_cb needs after the job went back to the loop. */
+struct send_ctx {
+    struct ws_server *ws;
+    uint64_t conn_id;
+    char client_id[]; /* "" when the frame had none */
+};
+
+/* Store writer thread, after the commit (or a failure): must not block. */
+static void send_cb(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
+{
+    struct send_ctx *ctx = arg;
+    struct ws_server *ws = ctx->ws;
+    const char *cid = ctx->client_id[0] ? ctx->client_id : NULL;
+    json_t *frame;
+    if (rc == 0)
+        frame = json_pack("{s:s, s:s?, s:O}", "type", "message.ack", "clientId", cid,
+                          "message", message);
+    else
+        frame = ws__frame_error(rc, err && err->code == rc ? err->msg : NULL,
+                                err && err->code == rc ? err->field : NULL, cid);
+    struct ws_msg *m = frame ? ws__msg_frame(ctx->conn_id, frame, 0) : NULL;
+    json_decref(frame);
+    if (m)
+        ws__inbox_push(ws, m);
+    else
+        log_error("ws: out of memory building a message.ack; the client will retry");
+    free(ctx);
+    /* Settled only after the answer is in the inbox: shutdown sends 1001
+     * behind it.  This is the last touch of `ws` (close waits for it). */
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending--;
+    ws->callbacks_pending--;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
+}
+
+static void run_send(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    const char *cid = j->frame.client_id;
+    size_t cid_len = cid ? strlen(cid) : 0;
+    struct send_ctx *ctx = malloc(sizeof *ctx + cid_len + 1);
+    if (!ctx) {
+        chat_err_set(&err, CHAT_E_INTERNAL, NULL, NULL);
+        batch_error(&b, j->conn_id, &err, CHAT_E_INTERNAL, cid);
+        batch_finish(ws, &b, j);
+        return;
+    }
+    ctx->ws = ws;
+    ctx->conn_id = j->conn_id;
+    memcpy(ctx->client_id, cid ? cid : "", cid_len + 1);
+
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->callbacks_pending++;
+    pthread_mutex_unlock(&ws->sd_lock);
+    int rc = messages_send_async(ws->core, &j->sess, j->frame.chat_id, j->frame.body, true,
+                                 j->conn_id, send_cb, ctx, &err);
+    if (rc == 0) {
+        j->send_handed = true;
+        batch_finish(ws, &b, j);
+        return;
+    }
+    free(ctx);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->callbacks_pending--;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
+    batch_error(&b, j->conn_id, &err, rc, cid);
+    /* The error is pushed (with the job) before the job settles the send
+     * when the loop frees it. */
+    batch_finish(ws, &b, j);
+}
+
+static void run_typing(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    json_t *chat = NULL;
+    int rc = chats_get(ws->core, &j->sess, j->frame.chat_id, &chat, &err);
+    if (rc < 0) {
+        batch_error(&b, j->conn_id, &err, rc, NULL);
+        batch_finish(ws, &b, j);
+        return;
+    }
+    json_t *members = json_object_get(chat, "members");
+    const char *chat_id = json_string_value(json_object_get(chat, "id"));
+    size_t n = json_array_size(members), k = 0, i;
+    char(*ids)[OID_SIZE] = n ? malloc(n * sizeof *ids) : NULL;
+    json_t *m;
+    json_array_foreach(members, i, m) {
+        const char *id = json_string_value(json_object_get(m, "id"));
+        if (ids && id && oid_valid(id) && strcmp(id, j->sess.user_id) != 0)
+            memcpy(ids[k++], id, OID_SIZE);
+    }
+    if (k > 0 && chat_id) {
+        /* "type" first: ws__frame_is_ephemeral recognises typing by it. */
+        json_t *f = json_pack("{s:s, s:s, s:s}", "type", "typing", "chatId", chat_id, "userId",
+                              j->sess.user_id);
+        char *s = f ? json_dumps(f, JSON_COMPACT) : NULL;
+        if (s) {
+            struct bus_event ev = {
+                .scope = BUS_TO_USERS,
+                .user_ids = (const char(*)[OID_SIZE])ids,
+                .n_users = k,
+                .frame = s,
+                .len = strlen(s),
+            };
+            struct chat_err berr = {0};
+            if (bus_publish(ws->bus, &ev, &berr) < 0)
+                log_warn("ws: typing not published: %s", berr.msg);
+        }
+        free(s);
+        json_decref(f);
+    }
+    free(ids);
+    json_decref(chat);
+    batch_finish(ws, &b, j);
+}
+
+static void run_read(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    int rc = chats_read(ws->core, &j->sess, j->frame.chat_id, j->frame.body, j->conn_id, &err);
+    if (rc < 0)
+        batch_error(&b, j->conn_id, &err, rc, NULL);
+    batch_finish(ws, &b, j);
+}
+
+/* True when chat `chat_id` has a message after `seq` (one row read). */
+static bool has_more(struct ws_server *ws, struct ws_job *j, const char *chat_id, int64_t seq)
+{
+    char after[24];
+    snprintf(after, sizeof after, "%lld", (long long)seq);
+    struct page_params pp = {.limit = "1", .after_seq = after};
+    json_t *res = NULL;
+    struct chat_err err = {0};
+    if (messages_list(ws->core, &j->sess, chat_id, &pp, &res, &err) < 0)
+        return true; /* cannot tell: let the client look */
+    bool more = json_array_size(json_object_get(res, "items")) > 0;
+    json_decref(res);
+    return more;
+}
+
+/* One page of a sync: up to WS_SYNC_PAGE messages of the current chat (chats
+ * the caller does not belong to are skipped on the way), or sync.done. */
+static void run_sync(struct ws_server *ws, struct ws_job *j)
+{
+    struct batch b = {0};
+    struct ws_frame *f = &j->frame;
+    while (j->sync_i < f->n_sync) {
+        struct ws_sync_entry *e = &f->sync[j->sync_i];
+        char after[24], limit[16];
+        snprintf(after, sizeof after, "%lld", (long long)e->after_seq);
+        int64_t left = WS_SYNC_MAX_PER_CHAT - j->sync_sent;
+        snprintf(limit, sizeof limit, "%d", (int)(left < WS_SYNC_PAGE ? left : WS_SYNC_PAGE));
+        struct page_params pp = {.limit = limit, .after_seq = after};
+        json_t *res = NULL;
+        struct chat_err err = {0};
+        int rc = messages_list(ws->core, &j->sess, e->chat_id, &pp, &res, &err);
+        if (rc == CHAT_E_NOT_FOUND) { /* not a member (or no such chat): ignored */
+            j->sync_i++;
+            j->sync_sent = 0;
+            continue;
+        }
+        if (rc < 0) {
+            batch_error(&b, j->conn_id, &err, rc, NULL);
+            j->sync_incomplete = true;
+            j->sync_i = f->n_sync;
+            break;
+        }
+        json_t *items = json_object_get(res, "items");
+        size_t i, n = json_array_size(items);
+        json_t *msg;
+        json_array_foreach(items, i, msg) {
+            json_int_t seq = json_integer_value(json_object_get(msg, "seq"));
+            if (seq > e->after_seq)
+                e->after_seq = seq;
+            batch_frame(&b, j->conn_id,
+                        json_pack("{s:s, s:O}", "type", "message.new", "message", msg));
+        }
+        j->sync_sent += (int64_t)n;
+        bool page_full = (int64_t)n >= (left < WS_SYNC_PAGE ? left : WS_SYNC_PAGE);
+        bool more = n > 0 && page_full && !json_is_null(json_object_get(res, "nextCursor")) &&
+                    json_object_get(res, "nextCursor") != NULL;
+        json_decref(res);
+        if (more && j->sync_sent >= WS_SYNC_MAX_PER_CHAT) {
+            if (has_more(ws, j, e->chat_id, e->after_seq))
+                j->sync_incomplete = true;
+            more = false;
+        }
+        if (!more) {
+            j->sync_i++;
+            j->sync_sent = 0;
+        }
+        break; /* one page per run: the loop waits for the client to read it */
+    }
+    if (j->sync_i >= f->n_sync) {
+        batch_frame(&b, j->conn_id,
+                    json_pack("{s:s, s:b}", "type", "sync.done", "complete", !j->sync_incomplete));
+        j->sync_done = true;
+    }
+    batch_finish(ws, &b, j);
+}
+
+static void run_offline(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    if (co_members(ws->core, &j->sess, &j->co, &j->n_co, &err) < 0)
+        log_warn("ws: presence offline not sent: %s", err.msg);
+    batch_finish(ws, &b, j);
+}
+
+/* ---- the pool ------------------------------------------------------------ */
+
+static void run(struct ws_server *ws, struct ws_job *j)
+{
+    switch (j->kind) {
+    case WS_J_AUTH: run_auth(ws, j); break;
+    case WS_J_SEND: run_send(ws, j); break;
+    case WS_J_TYPING: run_typing(ws, j); break;
+    case WS_J_READ: run_read(ws, j); break;
+    case WS_J_SYNC: run_sync(ws, j); break;
+    case WS_J_OFFLINE: run_offline(ws, j); break;
+    default: { /* every kind is created by conn.c from the list above */
+        struct batch b = {0};
+        batch_finish(ws, &b, j);
+        break;
+    }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct ws_server *ws = arg;
+    pthread_mutex_lock(&ws->wk_lock);
+    for (;;) {
+        while (!ws->wk_head && !ws->wk_stop)
+            pthread_cond_wait(&ws->wk_cond, &ws->wk_lock);
+        if (ws->wk_stop)
+            break;
+        struct ws_job *j = ws->wk_head;
+        ws->wk_head = j->next;
+        if (!ws->wk_head)
+            ws->wk_tail = NULL;
+        j->next = NULL;
+        pthread_mutex_unlock(&ws->wk_lock);
+        run(ws, j);
+        pthread_mutex_lock(&ws->wk_lock);
+    }
+    pthread_mutex_unlock(&ws->wk_lock);
+    return NULL;
+}
+
+int ws__workers_start(struct ws_server *ws, struct chat_err *err)
+{
+    for (int i = 0; i < WS_WORKERS; i++) {
+        if (pthread_create(&ws->workers[i], NULL, worker_main, ws) != 0)
+            return chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: cannot start worker threads");
+        ws->n_workers++;
+    }
+    return 0;
+}
+
+void ws__workers_stop(struct ws_server *ws)
+{
+    pthread_mutex_lock(&ws->wk_lock);
+    ws->wk_stop = true;
+    pthread_cond_broadcast(&ws->wk_cond);
+    pthread_mutex_unlock(&ws->wk_lock);
+    for (int i = 0; i < ws->n_workers; i++)
+        pthread_join(ws->workers[i], NULL);
+    ws->n_workers = 0;
+    struct ws_job *j = ws->wk_head;
+    ws->wk_head = ws->wk_tail = NULL;
+    while (j) {
+        struct ws_job *next = j->next;
+        ws__job_free(ws, j);
+        j = next;
+    }
+}
+
+void ws__job_submit(struct ws_server *ws, struct ws_job *j)
+{
+    pthread_mutex_lock(&ws->wk_lock);
+    if (ws->wk_stop) {
+        pthread_mutex_unlock(&ws->wk_lock);
+        ws__job_free(ws, j);
+        return;
+    }
+    j->next = NULL;
+    if (ws->wk_tail)
+        ws->wk_tail->next = j;
+    else
+        ws->wk_head = j;
+    ws->wk_tail = j;
+    pthread_cond_signal(&ws->wk_cond);
+    pthread_mutex_unlock(&ws->wk_lock);
+}
