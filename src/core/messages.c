@@ -193,9 +193,19 @@ struct send_wait {
 static void on_sent(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
 {
     struct send_wait *w = arg;
+    struct chat_err copy_err = {0};
+    /* A private deep copy, not json_incref: the writer thread still holds
+     * (and drops) references into `message`, and jansson's decref has no
+     * acquire fence, so sharing one refcounted tree across threads is a
+     * data race (ThreadSanitizer reports it). */
+    json_t *copy = message ? json_deep_copy(message) : NULL;
+    if (message && !copy && rc == 0) {
+        rc = core__internal(&copy_err, "messages: out of memory copying a message");
+        err = &copy_err;
+    }
     pthread_mutex_lock(&w->lock);
     w->rc = rc;
-    w->message = message ? json_incref(message) : NULL;
+    w->message = copy;
     w->created = created;
     if (err)
         w->err = *err;
