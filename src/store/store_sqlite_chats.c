@@ -565,8 +565,8 @@ static int list_messages(struct store_sqlite *s, const char *chat_id, int64_t bo
     limit = store_sqlite__limit(limit);
     if (limit == 0)
         return 0;
-    char cid[OID_SIZE];
-    snprintf(cid, sizeof cid, "%s", chat_id ? chat_id : "");
+    if (!chat_id)
+        chat_id = "";
     struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
     if (!c)
         return CHAT_E_UNAVAILABLE;
@@ -586,10 +586,10 @@ static int list_messages(struct store_sqlite *s, const char *chat_id, int64_t bo
     if (!q) {
         r = store_sqlite__fail(c, rc, "prepare", err);
     } else {
-        store_sqlite__bind_text(q, 1, cid);
+        store_sqlite__bind_text(q, 1, chat_id);
         sqlite3_bind_int64(q, 2, bound);
         sqlite3_bind_int(q, 3, limit);
-        r = collect_messages(c, q, cid, out, err);
+        r = collect_messages(c, q, chat_id, out, err);
         store_sqlite__done(q);
     }
     store_sqlite__read_release(s, c);

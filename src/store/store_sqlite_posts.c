@@ -93,8 +93,8 @@ int store_sqlite__create_post(struct store *st, const struct post *p, struct cha
     if (!q) {
         r = store_sqlite__fail(c, rc, "prepare", err);
     } else {
-        store_sqlite__bind_text(q, 1, p->id);
-        store_sqlite__bind_text(q, 2, p->author_id);
+        store_sqlite__bind_id(q, 1, p->id);
+        store_sqlite__bind_id(q, 2, p->author_id);
         store_sqlite__bind_text(q, 3, p->text ? p->text : "");
         store_sqlite__bind_text(q, 4, p->image_url);
         sqlite3_bind_int64(q, 5, p->created_at);
@@ -293,7 +293,9 @@ int store_sqlite__create_comment(struct store *st, const struct comment *cm, str
     int rc, r = store_sqlite__begin(c, true, err);
     if (r)
         goto done;
-    r = post_key(c, cm->post_id, &k, err);
+    char post_id[OID_SIZE]; /* the record's buffer may lack its NUL */
+    snprintf(post_id, sizeof post_id, "%.*s", OID_LEN, cm->post_id);
+    r = post_key(c, post_id, &k, err);
     if (r <= 0) {
         if (r == 0)
             r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such post");
@@ -307,9 +309,9 @@ int store_sqlite__create_comment(struct store *st, const struct comment *cm, str
         r = store_sqlite__fail(c, rc, "prepare", err);
         goto done;
     }
-    store_sqlite__bind_text(q, 1, cm->id);
+    store_sqlite__bind_id(q, 1, cm->id);
     sqlite3_bind_int64(q, 2, k);
-    store_sqlite__bind_text(q, 3, cm->author_id);
+    store_sqlite__bind_id(q, 3, cm->author_id);
     store_sqlite__bind_text(q, 4, cm->text ? cm->text : "");
     sqlite3_bind_int64(q, 5, cm->created_at);
     rc = sqlite3_step(q);

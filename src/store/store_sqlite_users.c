@@ -100,7 +100,7 @@ int store_sqlite__create_user(struct store *st, const struct user *u, struct cha
         out = store_sqlite__fail(c, rc, "prepare", err);
         goto done;
     }
-    store_sqlite__bind_text(q, 1, u->id);
+    store_sqlite__bind_id(q, 1, u->id);
     store_sqlite__bind_text(q, 2, u->username ? u->username : "");
     store_sqlite__bind_text(q, 3, lower);
     store_sqlite__bind_text(q, 4, u->email ? u->email : "");
@@ -240,7 +240,7 @@ int store_sqlite__update_user(struct store *st, const struct user *u, struct cha
         r = store_sqlite__fail(c, rc, "prepare", err);
         goto done;
     }
-    store_sqlite__bind_text(q, 1, u->id);
+    store_sqlite__bind_id(q, 1, u->id);
     store_sqlite__bind_text(q, 2, u->display_name ? u->display_name : "");
     store_sqlite__bind_text(q, 3, u->bio ? u->bio : "");
     store_sqlite__bind_text(q, 4, u->avatar_url);

@@ -1378,6 +1378,63 @@ static void case_close_drains(void)
     waiter_cleanup(&pw);
 }
 
+/* Ids that are not 24 hex characters (empty, too long, a real id with a
+ * suffix) find nothing and break nothing. */
+static void case_odd_ids(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char a[OID_SIZE], chat[OID_SIZE], post[OID_SIZE], longer[64], quote[] = "\"'];--";
+    mk_user(st, "odd", a);
+    mk_post(st, a, "p", T0, post);
+    char one[1][OID_SIZE];
+    memcpy(one[0], a, OID_SIZE);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, NULL, one, 1, T0, chat, NULL), 0);
+    const char *bad[3] = {"", longer, quote};
+    for (int i = 0; i < 3; i++) {
+        snprintf(longer, sizeof longer, "%s0", a);
+        struct user u = {0};
+        CHECK_EQ_INT(store_get_user(st, bad[i], &u, &err), CHAT_E_NOT_FOUND);
+        struct post p = {0};
+        snprintf(longer, sizeof longer, "%s0", post);
+        CHECK_EQ_INT(store_get_post(st, bad[i], a, &p, &err), CHAT_E_NOT_FOUND);
+        CHECK_EQ_INT(store_delete_post(st, bad[i], &err), CHAT_E_NOT_FOUND);
+        int64_t n = 0;
+        CHECK_EQ_INT(store_set_like(st, bad[i], a, true, &n, &err), CHAT_E_NOT_FOUND);
+        snprintf(longer, sizeof longer, "%s0", chat);
+        struct chat c = {0};
+        CHECK_EQ_INT(store_get_chat(st, bad[i], a, &c, &err), CHAT_E_NOT_FOUND);
+        CHECK_EQ_INT(store_get_chat(st, bad[i], NULL, &c, &err), CHAT_E_NOT_FOUND);
+        CHECK_EQ_INT(store_is_member(st, bad[i], a, &err), CHAT_E_NOT_FOUND);
+        CHECK_EQ_INT(store_is_member(st, chat, bad[i], &err), CHAT_E_NOT_FOUND);
+        bool flag = true;
+        CHECK_EQ_INT(store_add_member(st, bad[i], a, &flag, &err), CHAT_E_NOT_FOUND);
+        CHECK(!flag);
+        struct message_list ml = {0};
+        CHECK_EQ_INT(store_list_messages(st, bad[i], 0, 10, &ml, &err), 0);
+        CHECK_EQ_INT(ml.n, 0);
+        store_message_list_cleanup(&ml);
+        CHECK_EQ_INT(store_set_read(st, chat, a, bad[i], &flag, &err), CHAT_E_NOT_FOUND);
+        struct chat_list cl = {0};
+        CHECK_EQ_INT(store_list_chats(st, bad[i], NULL, 10, &cl, &err), 0);
+        CHECK_EQ_INT(cl.n, 0);
+        store_chat_list_cleanup(&cl);
+        struct user_list ul = {0};
+        CHECK_EQ_INT(store_search_users(st, bad[i], NULL, 10, &ul, &err), 0);
+        CHECK_EQ_INT(ul.n, i == 0 ? 1 : 0); /* "" is every user's prefix */
+        store_user_list_cleanup(&ul);
+    }
+    /* A limit of 0 (or less) is an empty page, not an error. */
+    struct post_list pl = {0};
+    CHECK_EQ_INT(store_list_posts(st, NULL, NULL, NULL, 0, &pl, &err), 0);
+    CHECK_EQ_INT(pl.n, 0);
+    CHECK_EQ_INT(store_list_posts(st, NULL, NULL, NULL, -5, &pl, &err), 0);
+    CHECK_EQ_INT(pl.n, 0);
+    store_close(st);
+}
+
 int store_contract_run(const struct store_contract_opts *o)
 {
     opts = o;
@@ -1392,6 +1449,7 @@ int store_contract_run(const struct store_contract_opts *o)
     case_append();
     case_append_concurrent();
     case_list_messages();
+    case_odd_ids();
     case_close_drains();
     int failed = check__failed - failed_before;
     printf("store contract [%s]: %d checks, %d failed\n", o->label ? o->label : "?",
