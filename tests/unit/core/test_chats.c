@@ -3,6 +3,7 @@
  * events and their recipients, chat list order and paging, and read marks
  * with unread counts and the read event. */
 #include <stdarg.h>
+#include <unistd.h>
 
 #include "fixture.h"
 
@@ -287,8 +288,11 @@ static void test_get_list(struct fx *f, const char *direct_id, const char *group
     CHECK_ERR(chats_get(f->core, &u[0], "x", &out, &err), CHAT_E_NOT_FOUND, NULL);
     CHECK_ERR(chats_get(f->core, &u[0], "6929b0da0123456789abcdef", &out, &err), CHAT_E_NOT_FOUND, NULL);
 
-    /* Activity order: a message moves the direct chat to the front. */
+    /* Activity order: a message moves the direct chat to the front.  (The
+     * pause keeps its time strictly after the group's last message: equal
+     * times order by id, and the group's id is the larger.) */
     char mid[OID_SIZE];
+    usleep(5000);
     send_text(f, &u[1], direct_id, "hi mia", mid);
     struct page_params pp = {0};
     CHECK_EQ_INT(chats_list(f->core, &u[0], &pp, &out, &err), 0);
