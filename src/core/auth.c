@@ -11,15 +11,18 @@
  * has 256 bits of entropy a fast unsalted hash is enough (no Argon2id on
  * every request).  Expiry is checked here, not by the store, because not
  * every backend can expire rows (FerretDB has no TTL indexes); an expired
- * session found on use is deleted. */
+ * session found on use is deleted.  Logout deletes the session and publishes
+ * a revocation on the bus so the gateway closes that token's WebSockets. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus/bus.h"
 #include "core/core_internal.h"
 #include "core/validate.h"
 #include "core/views.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/log.h"
 
 #define TOKEN_BYTES 32
 #define TOKEN_B64_LEN 43 /* base64url, no padding, of 32 bytes */
@@ -203,7 +206,24 @@ done:
 
 int auth_logout(struct core *c, const struct session *s, struct chat_err *err)
 {
-    return store_delete_session(c->store, s->token_hash, err);
+    int rc = store_delete_session(c->store, s->token_hash, err);
+    if (rc)
+        return rc;
+    /* The store no longer knows the token, so no new request or WebSocket
+     * gets in with it; the revocation closes the sockets already open with
+     * it (4401), on every instance the bus reaches. */
+    char user[1][OID_SIZE];
+    memcpy(user[0], s->user_id, OID_SIZE);
+    struct bus_event ev = {
+        .scope = BUS_TO_USERS,
+        .user_ids = (const char(*)[OID_SIZE])user,
+        .n_users = 1,
+        .revoked_token = s->token_hash,
+    };
+    struct chat_err e = {0};
+    if (bus_publish(c->bus, &ev, &e) != 0)
+        log_warn("auth: revocation not published: %s", e.msg);
+    return 0;
 }
 
 int auth_check(struct core *c, const char *token, struct session *out, struct chat_err *err)

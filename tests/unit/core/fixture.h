@@ -24,6 +24,8 @@
 #define FX_MAX_EVENTS 256
 
 struct fx_event {
+    bool revocation;        /* frame is NULL; token_hash is set */
+    uint8_t token_hash[32];
     int scope;
     size_t n_users;
     char (*users)[OID_SIZE];
@@ -52,7 +54,10 @@ static inline void fx_deliver(void *arg, const struct bus_event *ev)
         if (ev->n_users)
             memcpy(e->users, ev->user_ids, ev->n_users * OID_SIZE);
         e->skip_conn = ev->skip_conn;
-        e->frame = json_loadb(ev->frame, ev->len, 0, NULL);
+        e->revocation = ev->revoked_token != NULL;
+        if (e->revocation)
+            memcpy(e->token_hash, ev->revoked_token, 32);
+        e->frame = ev->frame ? json_loadb(ev->frame, ev->len, 0, NULL) : NULL;
     }
     pthread_mutex_unlock(&f->lock);
 }

@@ -229,7 +229,19 @@ static void test_tokens(struct fx *f)
     json_decref(body);
     CHECK_EQ_INT(auth_check(f->core, tok2, &s2, &err), 0);
     CHECK(memcmp(s.token_hash, s2.token_hash, 32) != 0);
+    fx_clear_events(f);
     CHECK_EQ_INT(auth_logout(f->core, &s2, &err), 0);
+    /* A revocation went out for that user and token (WebSockets close). */
+    CHECK_EQ_INT(f->n_events, 1);
+    if (f->n_events == 1) {
+        struct fx_event *ev = &f->events[0];
+        CHECK(ev->revocation);
+        CHECK(ev->frame == NULL);
+        CHECK_EQ_INT(ev->scope, BUS_TO_USERS);
+        CHECK_EQ_INT(ev->n_users, 1);
+        CHECK(fx_event_has_user(ev, s.user_id));
+        CHECK(memcmp(ev->token_hash, s2.token_hash, 32) == 0);
+    }
     CHECK_ERR(auth_check(f->core, tok2, &s2, &err), CHAT_E_UNAUTHORIZED, NULL);
     CHECK_EQ_INT(auth_logout(f->core, &s2, &err), 0); /* twice is fine */
     /* The first session still works. */
