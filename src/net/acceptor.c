@@ -183,6 +183,14 @@ static void hand_off(struct acceptor *a, struct pending *p, enum net_class c)
     free(p);
 }
 
+static bool only_empty_lines(const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != '\r' && b[i] != '\n')
+            return false;
+    return true;
+}
+
 /* Peeks and classifies.  Returns true while `p` is still pending. */
 static bool peek(struct acceptor *a, struct pending *p)
 {
@@ -201,6 +209,13 @@ static bool peek(struct acceptor *a, struct pending *p)
         return false;
     }
     enum net_class c = net_classify(a->peekbuf, (size_t)n);
+    if (c == NET_CLASS_MORE && p->peer_done && only_empty_lines(a->peekbuf, (size_t)n)) {
+        /* Nothing but blank lines and the client is done: no request will
+         * ever come.  MHD 0.9.75 skips the blank lines and then waits for
+         * its idle timeout instead of closing, so close it here. */
+        drop(a, p);
+        return false;
+    }
     if (c == NET_CLASS_MORE) {
         /* Past our bounds MHD takes it as it is: it reads incrementally,
          * has its own timeout, and answers a malformed head with 400. */

@@ -195,10 +195,20 @@ static void test_routing(void)
     CHECK_EQ_INT(got[0].ws, 0);
     reset_got();
 
+    /* Blank lines only, then the client is done: closed here, handed to
+     * no one (MHD would wait for its idle timeout). */
+    int c5 = dial(port);
+    send_all(c5, "\r\n\r\n\r\n");
+    usleep(50000);
+    shutdown(c5, SHUT_WR);
+    CHECK(closed_within(c5, 1000));
+    CHECK_EQ_INT(count_got(), 0);
+
     close(c1);
     close(c2);
     close(c3);
     close(c4);
+    close(c5);
     acceptor_close(a);
 }
 

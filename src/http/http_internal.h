@@ -1,0 +1,137 @@
+/* http_internal.h - what server.c, reply.c and routes_*.c share: the
+ * server and per-request structs and the route handler signature.  Not a
+ * public header: main.c uses http/server.h only. */
+#ifndef CHATLI_HTTP_HTTP_INTERNAL_H
+#define CHATLI_HTTP_HTTP_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "http/cors.h"
+#include "http/router.h"
+#include "util/err.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+struct config;
+struct store;
+struct cache;
+struct bus;
+struct http_linger;
+
+/* Largest JSON request body we buffer (CONTRACT.md section 1). */
+#define HTTP_BODY_MAX (1024 * 1024)
+
+/* One MHD connection, tracked so that shutdown can close idle keep-alive
+ * connections and so that a connection whose request body was left unread
+ * can linger before it closes.
+ * Threads: created and freed by the MHD worker that owns the connection
+ * (NOTIFY_CONNECTION), linked into http_server.conns under conns_mu, which
+ * main also takes to walk the list while draining.  `busy` and `served`
+ * are written by the owning worker and read by main, hence atomic; `fd`
+ * is immutable; `linger` is touched by the owning worker only. */
+struct http_conn {
+    int fd;
+    _Atomic bool busy;  /* a request has begun and not completed */
+    _Atomic long served; /* requests completed on this connection */
+    bool linger;        /* an answer went out before the body was read */
+    bool shut;          /* draining shut its read side (main, under conns_mu) */
+    struct http_conn *prev, *next;
+};
+
+/* Threads: every field is set in http_server_open and immutable after,
+ * except `draining` (set once by main, read by every worker), the
+ * connection list (conns_mu), and the daemon, which MHD makes thread-safe. */
+struct http_server {
+    const struct config *cfg; /* borrowed */
+    struct core *core;        /* borrowed */
+    struct store *store;      /* borrowed: /readyz */
+    struct cache *cache;      /* borrowed: rate limits, /readyz */
+    struct bus *bus;          /* borrowed, may be NULL: /readyz */
+    struct cors cors;
+    struct MHD_Daemon *daemon;
+    struct http_linger *linger;
+    _Atomic bool draining;
+    _Atomic long n_conns;     /* open MHD connections (NOTIFY_CONNECTION) */
+    pthread_mutex_t conns_mu;
+    struct http_conn *conns;
+};
+
+/* One request, from the URI log callback to the request-completed
+ * callback (which frees it).  Owned by the MHD worker that serves the
+ * connection; no other thread sees it. */
+struct http_req {
+    struct http_server *srv;
+    struct http_conn *hc;         /* may be NULL if tracking failed */
+    struct MHD_Connection *conn;
+    char id[17];                  /* X-Request-Id: 16 random hex characters */
+    int64_t t0_ns;
+    const char *method;           /* MHD's string, valid until completion */
+    const char *method_label;     /* a literal for metrics ("GET", ..., "OTHER") */
+    char *path;                   /* new: the raw path, without the query */
+    char *log_target;             /* new: path + query with token values redacted */
+    struct route_match match;
+    bool called;                  /* the access handler ran at least once */
+    bool queued;                  /* a response was queued */
+    bool must_close;              /* answered before the body was read: close after */
+    int status;                   /* the queued status */
+    /* the body */
+    char *body;                   /* new */
+    size_t body_len, body_cap;
+    bool too_large;
+    /* auth */
+    bool authed;
+    int auth_rc;                  /* auth_check's result when a token was sent */
+    struct session session;
+    /* rate limit, when counted */
+    bool rl_on;
+    int64_t rl_limit, rl_remaining, rl_reset_s;
+    bool rl_exceeded;
+    char client_ip[64];
+};
+
+/* A route handler: calls core and returns 0 with *out (a new reference, or
+ * NULL for an empty 204) and *status set, or a CHAT_E_* code with `err`
+ * filled.  A handler may instead queue a response itself (http_reply_*),
+ * then returns 0 with *out NULL: the caller sees rq->queued. */
+typedef int (*http_route_fn)(struct http_req *rq, json_t *body, json_t **out, int *status,
+                             struct chat_err *err);
+
+/* A query-string value (decoded by MHD), NULL when absent. */
+const char *http_query(struct http_req *rq, const char *key);
+/* The ?limit, ?before, ?afterSeq values. */
+void http_page_params(struct http_req *rq, struct page_params *pp);
+
+/* routes_*.c */
+int routes_auth_register(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_auth_login(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_auth_logout(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_users_me(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_users_update_me(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_users_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_users_search(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_posts_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_posts_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_posts_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_posts_delete(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_posts_like(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_posts_unlike(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_comments_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_comments_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_chats_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_chats_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_chats_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_chats_add_member(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_chats_remove_member(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_messages_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_messages_send(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_chats_read(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_ops_healthz(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_ops_readyz(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_ops_metrics(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+
+#endif

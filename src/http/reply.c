@@ -1,0 +1,185 @@
+/* reply.c - statuses, error bodies and the headers of every response.
+ *
+ * The status table is the one place a domain code becomes an HTTP status
+ * (STYLE.md section 4): core and the WebSocket gateway only know codes and
+ * their wire strings.  Headers are added here, not by routes, so no
+ * response can leave without its security headers or its RateLimit-*
+ * numbers. */
+#include "http/reply.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http_internal.h"
+#include "util/err.h"
+#include "util/log.h"
+
+static const int status_table[CHAT_E_COUNT] = {
+    [0] = 200,  /* CHAT_OK */
+    [1] = 400,  /* CHAT_E_INVALID_JSON */
+    [2] = 400,  /* CHAT_E_BAD_REQUEST */
+    [3] = 401,  /* CHAT_E_UNAUTHORIZED */
+    [4] = 401,  /* CHAT_E_INVALID_CREDENTIALS */
+    [5] = 403,  /* CHAT_E_FORBIDDEN */
+    [6] = 404,  /* CHAT_E_NOT_FOUND */
+    [7] = 405,  /* CHAT_E_METHOD_NOT_ALLOWED */
+    [8] = 409,  /* CHAT_E_EMAIL_TAKEN */
+    [9] = 409,  /* CHAT_E_USERNAME_TAKEN */
+    [10] = 413, /* CHAT_E_PAYLOAD_TOO_LARGE */
+    [11] = 415, /* CHAT_E_UNSUPPORTED_MEDIA */
+    [12] = 422, /* CHAT_E_VALIDATION */
+    [13] = 429, /* CHAT_E_RATE_LIMITED */
+    [14] = 500, /* CHAT_E_INTERNAL */
+    [15] = 503, /* CHAT_E_UNAVAILABLE */
+};
+
+int http_status_of(int code)
+{
+    int i = -code;
+    if (code > 0 || i >= CHAT_E_COUNT)
+        return 500;
+    return status_table[i];
+}
+
+json_t *http_error_body(int code, const char *field, const char *msg)
+{
+    if (http_status_of(code) == 500)
+        code = CHAT_E_INTERNAL; /* one shape for every unexpected code */
+    if (code == CHAT_E_INTERNAL || !msg || !*msg)
+        msg = chat_err_default_msg(code);
+    json_t *e = json_pack("{s:s, s:s}", "code", chat_err_wire(code), "message", msg);
+    if (!e) /* msg was not valid UTF-8: never echo it */
+        e = json_pack("{s:s, s:s}", "code", chat_err_wire(code), "message", chat_err_default_msg(code));
+    if (e && code == CHAT_E_VALIDATION && field && *field)
+        json_object_set_new(e, "field", json_string(field));
+    return e ? json_pack("{s:o}", "error", e) : NULL;
+}
+
+static void add(struct MHD_Response *r, const char *name, const char *value)
+{
+    if (MHD_add_response_header(r, name, value) != MHD_YES)
+        log_warn("cannot add response header %s", name);
+}
+
+static void add_num(struct MHD_Response *r, const char *name, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    add(r, name, buf);
+}
+
+static const char *origin_of(struct http_req *rq)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
+}
+
+/* Headers every response carries. */
+static void add_common(struct http_req *rq, struct MHD_Response *r, int status)
+{
+    add(r, "X-Content-Type-Options", "nosniff");
+    add(r, "X-Frame-Options", "DENY");
+    add(r, "Referrer-Policy", "no-referrer");
+    add(r, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+    add(r, "Cache-Control", "no-store");
+    add(r, "X-Request-Id", rq->id);
+
+    const struct cors *cors = &rq->srv->cors;
+    const char *allow = cors_allow_origin(cors, origin_of(rq));
+    if (allow) {
+        add(r, "Access-Control-Allow-Origin", allow);
+        add(r, "Access-Control-Expose-Headers",
+            "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id");
+    }
+    if (!cors->any) /* the answer depends on Origin: caches must key on it */
+        add(r, "Vary", "Origin");
+
+    if (rq->rl_on) {
+        add_num(r, "RateLimit-Limit", rq->rl_limit);
+        add_num(r, "RateLimit-Remaining", rq->rl_remaining);
+        add_num(r, "RateLimit-Reset", rq->rl_reset_s);
+    }
+    if (status == 429)
+        add_num(r, "Retry-After", rq->rl_reset_s > 0 ? rq->rl_reset_s : 1);
+    if (status == 405 && rq->match.allow[0])
+        add(r, "Allow", rq->match.allow);
+    /* While draining, finish this request and let the client reconnect
+     * elsewhere instead of holding an idle keep-alive connection open; and
+     * a connection whose body we did not read cannot carry another request. */
+    if (rq->must_close || atomic_load(&rq->srv->draining))
+        add(r, "Connection", "close");
+}
+
+static int queue(struct http_req *rq, int status, struct MHD_Response *r)
+{
+    if (!r)
+        return -1;
+    add_common(rq, r, status);
+    enum MHD_Result ok = MHD_queue_response(rq->conn, (unsigned)status, r);
+    MHD_destroy_response(r); /* MHD keeps its own reference */
+    if (ok != MHD_YES)
+        return -1;
+    rq->queued = true;
+    rq->status = status;
+    return 0;
+}
+
+int http_reply_json(struct http_req *rq, int status, json_t *body)
+{
+    struct MHD_Response *r;
+    if (!body) {
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else {
+        char *s = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        if (!s) {
+            /* Out of memory: a static body still answers. */
+            static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
+            status = 500;
+            r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        } else {
+            r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+            if (!r)
+                free(s);
+        }
+        if (r)
+            add(r, "Content-Type", HTTP_JSON_TYPE);
+    }
+    return queue(rq, status, r);
+}
+
+int http_reply_error(struct http_req *rq, int code, const char *field, const char *msg)
+{
+    return http_reply_json(rq, http_status_of(code), http_error_body(code, field, msg));
+}
+
+int http_reply_err(struct http_req *rq, const struct chat_err *err)
+{
+    int code = err && err->code ? err->code : CHAT_E_INTERNAL;
+    return http_reply_error(rq, code, err ? err->field : NULL, err ? err->msg : NULL);
+}
+
+int http_reply_text(struct http_req *rq, int status, const char *content_type, char *buf, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(buf);
+        return -1;
+    }
+    add(r, "Content-Type", content_type);
+    return queue(rq, status, r);
+}
+
+int http_reply_preflight(struct http_req *rq)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return -1;
+    if (cors_allow_origin(&rq->srv->cors, origin_of(rq))) {
+        add(r, "Access-Control-Allow-Methods", rq->match.allow);
+        add(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        add(r, "Access-Control-Max-Age", "600");
+    }
+    return queue(rq, 204, r);
+}

@@ -1,0 +1,589 @@
+/* server.c - the MHD daemon and the request pipeline.
+ *
+ * MHD runs with no listening socket (the acceptor owns the port and calls
+ * MHD_add_connection, which MHD_USE_ITC makes safe from another thread), an
+ * epoll worker pool of HTTP_THREADS, and a connection limit near the fd
+ * ceiling (its default, ~1020, would refuse connections long before we run
+ * out of descriptors).
+ *
+ * One request's life:
+ *   1. URI log callback (request line parsed): allocate `struct http_req`,
+ *      keep the raw target (MHD hands us the path unescaped, but ids go to
+ *      core raw, and the log needs the query to redact it).
+ *   2. First access-handler call (headers parsed): route.  We return MHD_YES
+ *      without queueing, because MHD 0.9.75 adds "Connection: close" to a
+ *      response queued on the first call, which would end keep-alive for
+ *      every request (measured 25k vs 145k req/s).  The exception is a
+ *      declared Content-Length over 1 MiB: we do want to answer before the
+ *      body (and close), so the client is not left uploading into a 413.
+ *   3. Upload calls: collect the body up to 1 MiB; past that keep reading
+ *      and discarding, so the client can finish sending and read our 413
+ *      instead of being reset mid-upload.
+ *   4. Final call: the pipeline, in the contract's precedence order:
+ *      preflight -> (for /api) session + rate limit -> 404 -> 405 -> 401 ->
+ *      413 -> body checks (400/415/400) -> one core call -> reply.
+ *   5. Request-completed callback: log line, metrics, free.
+ * Rate limiting runs before 404/405 on /api, as Express's limiter mounted on
+ * /api does, so every /api response carries RateLimit-* and a client past
+ * its limit gets 429 whatever it asks for.
+ *
+ * Connections are tracked (NOTIFY_CONNECTION) for two reasons: draining
+ * closes idle keep-alive connections, which would otherwise hold
+ * shutdown until MHD's idle timeout; and a connection answered before its
+ * body was read is handed to the linger thread instead of being closed
+ * with unread input (which would reset it). */
+#include "http/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+#include "config.h"
+#include "core/core.h"
+#include "http/http_internal.h"
+#include "http/linger.h"
+#include "http/ratelimit.h"
+#include "http/reply.h"
+#include "http/reqlog.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+#define CONNECTION_TIMEOUT_S 60  /* MHD closes a connection idle this long */
+#define CONNECTION_MEMORY (64 * 1024) /* MHD's per-connection pool: headers + read buffer */
+#define LINGER_MS 5000
+
+static const http_route_fn handlers[ROUTE__COUNT] = {
+    [ROUTE_AUTH_REGISTER] = routes_auth_register,
+    [ROUTE_AUTH_LOGIN] = routes_auth_login,
+    [ROUTE_AUTH_LOGOUT] = routes_auth_logout,
+    [ROUTE_USERS_ME] = routes_users_me,
+    [ROUTE_USERS_UPDATE_ME] = routes_users_update_me,
+    [ROUTE_USERS_GET] = routes_users_get,
+    [ROUTE_USERS_SEARCH] = routes_users_search,
+    [ROUTE_POSTS_CREATE] = routes_posts_create,
+    [ROUTE_POSTS_LIST] = routes_posts_list,
+    [ROUTE_POSTS_GET] = routes_posts_get,
+    [ROUTE_POSTS_DELETE] = routes_posts_delete,
+    [ROUTE_POSTS_LIKE] = routes_posts_like,
+    [ROUTE_POSTS_UNLIKE] = routes_posts_unlike,
+    [ROUTE_COMMENTS_CREATE] = routes_comments_create,
+    [ROUTE_COMMENTS_LIST] = routes_comments_list,
+    [ROUTE_CHATS_CREATE] = routes_chats_create,
+    [ROUTE_CHATS_LIST] = routes_chats_list,
+    [ROUTE_CHATS_GET] = routes_chats_get,
+    [ROUTE_CHATS_ADD_MEMBER] = routes_chats_add_member,
+    [ROUTE_CHATS_REMOVE_MEMBER] = routes_chats_remove_member,
+    [ROUTE_MESSAGES_LIST] = routes_messages_list,
+    [ROUTE_MESSAGES_SEND] = routes_messages_send,
+    [ROUTE_CHATS_READ] = routes_chats_read,
+    [ROUTE_HEALTHZ] = routes_ops_healthz,
+    [ROUTE_READYZ] = routes_ops_readyz,
+    [ROUTE_METRICS] = routes_ops_metrics,
+};
+
+/* Every server's open connections, for /metrics: a process-wide counter so
+ * the gauge never points into a freed server. */
+static _Atomic long total_connections;
+static pthread_once_t gauge_once = PTHREAD_ONCE_INIT;
+
+static double connections_gauge(void *arg) { return (double)atomic_load(&total_connections); }
+
+static void register_gauge(void)
+{
+    metrics_register_gauge("chatli_http_connections", "Open REST (libmicrohttpd) connections.",
+                           connections_gauge, NULL);
+}
+
+/* ---- helpers used by routes_*.c ------------------------------------------ */
+
+const char *http_query(struct http_req *rq, const char *key)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+void http_page_params(struct http_req *rq, struct page_params *pp)
+{
+    pp->limit = http_query(rq, "limit");
+    pp->before = http_query(rq, "before");
+    pp->after_seq = http_query(rq, "afterSeq");
+}
+
+/* ---- the pipeline -------------------------------------------------------- */
+
+static const char *method_label(const char *m)
+{
+    static const char *known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    return "OTHER";
+}
+
+static const char *header(struct http_req *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *bearer_token(const char *h)
+{
+    if (!h || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+        return NULL;
+    h += 6;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    return *h ? h : NULL;
+}
+
+/* True for "application/json", with any parameters ("; charset=utf-8"). */
+static bool is_json_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+static void resolve_session(struct http_req *rq)
+{
+    const char *tok = bearer_token(header(rq, MHD_HTTP_HEADER_AUTHORIZATION));
+    if (!tok) {
+        rq->auth_rc = CHAT_E_UNAUTHORIZED;
+        return;
+    }
+    struct chat_err err = {0};
+    rq->auth_rc = auth_check(rq->srv->core, tok, &rq->session, &err);
+    rq->authed = rq->auth_rc == 0;
+    if (rq->auth_rc == CHAT_E_UNAVAILABLE || rq->auth_rc == CHAT_E_INTERNAL)
+        log_warn("auth check failed: %s", err.msg);
+}
+
+static void count_rate(struct http_req *rq)
+{
+    const struct config *cfg = rq->srv->cfg;
+    char key[OID_SIZE + HTTP_IP_MAX + 8];
+    if (rq->authed)
+        snprintf(key, sizeof key, "rl:u:%s", rq->session.user_id);
+    else
+        snprintf(key, sizeof key, "rl:ip:%s", rq->client_ip);
+    struct ratelimit_result res;
+    struct chat_err err = {0};
+    if (http_ratelimit_hit(rq->srv->cache, key, cfg->rate_limit_max, cfg->rate_limit_window_ms, &res,
+                           &err) != 0) {
+        /* Fail open: a cache outage must not take the API down with it. */
+        log_warn("rate limit: cache %s failed: %s", rq->srv->cache->name, err.msg);
+        metrics_error("rate_limit_cache");
+        return;
+    }
+    rq->rl_on = true;
+    rq->rl_limit = res.limit;
+    rq->rl_remaining = res.remaining;
+    rq->rl_reset_s = res.reset_s;
+    rq->rl_exceeded = res.exceeded;
+}
+
+/* Answers the request.  Returns 0, or -1 when MHD refused the response. */
+static int dispatch(struct http_req *rq)
+{
+    struct route_match *m = &rq->match;
+    if (strcmp(rq->method, MHD_HTTP_METHOD_OPTIONS) == 0 && m->status != 404)
+        return http_reply_preflight(rq); /* never authenticated or limited */
+    if (m->api) {
+        resolve_session(rq);
+        if (rq->srv->cfg->rate_limit_max > 0) {
+            count_rate(rq);
+            if (rq->rl_exceeded)
+                return http_reply_error(rq, CHAT_E_RATE_LIMITED, NULL,
+                                        "too many requests: retry after the window resets");
+        }
+    }
+    if (m->status == 404)
+        return http_reply_error(rq, CHAT_E_NOT_FOUND, NULL, "no such route");
+    if (m->status == 405)
+        return http_reply_error(rq, CHAT_E_METHOD_NOT_ALLOWED, NULL, "method not allowed on this route");
+    if (!(m->flags & ROUTE_F_PUBLIC) && !rq->authed)
+        return rq->auth_rc == CHAT_E_UNAVAILABLE
+                   ? http_reply_error(rq, CHAT_E_UNAVAILABLE, NULL, NULL)
+                   : http_reply_error(rq, CHAT_E_UNAUTHORIZED, NULL, NULL);
+    if (rq->too_large)
+        return http_reply_error(rq, CHAT_E_PAYLOAD_TOO_LARGE, NULL, "request body is larger than 1 MiB");
+
+    json_t *body = NULL;
+    if (m->flags & ROUTE_F_BODY) {
+        if (rq->body_len == 0)
+            return http_reply_error(rq, CHAT_E_INVALID_JSON, NULL, "a JSON object body is required");
+        if (!is_json_type(header(rq, MHD_HTTP_HEADER_CONTENT_TYPE)))
+            return http_reply_error(rq, CHAT_E_UNSUPPORTED_MEDIA, NULL,
+                                    "Content-Type must be application/json");
+        json_error_t jerr;
+        /* jansson rejects invalid UTF-8 and, without JSON_DECODE_ANY, any
+         * top-level value but an object or array; duplicate keys are refused
+         * so that no two parsers can read one body differently.  An escaped
+         * \u0000 is valid JSON, so it is let through (JSON_ALLOW_NUL) for
+         * core to refuse as 422 on the field that holds it (docs/api.md). */
+        body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+        if (!body || !json_is_object(body)) {
+            json_decref(body);
+            return http_reply_error(rq, CHAT_E_INVALID_JSON, NULL,
+                                    "request body is not a valid JSON object");
+        }
+    }
+
+    json_t *out = NULL;
+    int status = 200;
+    struct chat_err err = {0};
+    int rc = handlers[m->op](rq, body, &out, &status, &err);
+    json_decref(body);
+    if (rq->queued) { /* the handler answered itself (/metrics) */
+        json_decref(out);
+        return 0;
+    }
+    if (rc != 0) {
+        json_decref(out);
+        if (err.code == 0)
+            chat_err_set(&err, rc, NULL, NULL);
+        if (rc == CHAT_E_INTERNAL) {
+            log_error("%s %s: internal error: %s", rq->method, m->route, err.msg);
+            metrics_error("internal");
+        } else if (rc == CHAT_E_UNAVAILABLE) {
+            log_warn("%s %s: unavailable: %s", rq->method, m->route, err.msg);
+            metrics_error("unavailable");
+        }
+        return http_reply_err(rq, &err);
+    }
+    if (status == 204) {
+        json_decref(out);
+        out = NULL;
+    }
+    return http_reply_json(rq, status, out);
+}
+
+/* ---- MHD callbacks ------------------------------------------------------- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_server *s = cls;
+    struct http_req *rq = calloc(1, sizeof *rq);
+    if (!rq)
+        return NULL;
+    rq->srv = s;
+    rq->conn = conn;
+    rq->t0_ns = clock_mono_ns();
+    unsigned char rnd[8];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(rq->id, sizeof rq->id, rnd, sizeof rnd);
+    size_t plen = strcspn(uri, "?");
+    rq->path = strndup(uri, plen);
+    rq->log_target = http_redact_target(uri);
+    if (!rq->path || !rq->log_target) {
+        free(rq->path);
+        free(rq->log_target);
+        free(rq);
+        return NULL;
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    rq->hc = ci ? ci->socket_context : NULL;
+    if (rq->hc)
+        atomic_store(&rq->hc->busy, true);
+    return rq;
+}
+
+static void body_append(struct http_req *rq, const char *data, size_t n)
+{
+    if (rq->too_large)
+        return; /* discarding */
+    if (n > HTTP_BODY_MAX - rq->body_len) {
+        rq->too_large = true;
+        free(rq->body);
+        rq->body = NULL;
+        rq->body_len = rq->body_cap = 0;
+        return;
+    }
+    if (rq->body_len + n > rq->body_cap) {
+        size_t cap = rq->body_cap ? rq->body_cap * 2 : 4096;
+        while (cap < rq->body_len + n)
+            cap *= 2;
+        if (cap > HTTP_BODY_MAX)
+            cap = HTTP_BODY_MAX;
+        char *nb = realloc(rq->body, cap);
+        if (!nb) { /* answer 413 rather than crash: the body is not kept */
+            rq->too_large = true;
+            free(rq->body);
+            rq->body = NULL;
+            rq->body_len = rq->body_cap = 0;
+            return;
+        }
+        rq->body = nb;
+        rq->body_cap = cap;
+    }
+    memcpy(rq->body + rq->body_len, data, n);
+    rq->body_len += n;
+}
+
+/* A declared Content-Length over the limit.  Malformed values never get
+ * here: MHD answers them with 400 itself. */
+static bool declared_too_large(struct http_req *rq)
+{
+    const char *cl = header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!cl)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    return errno == ERANGE || n > HTTP_BODY_MAX;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct http_req *rq = *con_cls;
+    if (!rq)
+        return MHD_NO; /* on_uri ran out of memory: drop the connection */
+    if (!rq->called) {
+        rq->called = true;
+        rq->method = method;
+        rq->method_label = method_label(method);
+        router_match(method, rq->path, strlen(rq->path), &rq->match);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        http_client_ip(header(rq, "X-Forwarded-For"), rq->srv->cfg->trust_proxy,
+                       ci ? ci->client_addr : NULL, rq->client_ip, sizeof rq->client_ip);
+        if (declared_too_large(rq)) {
+            /* Answer now, before the body: MHD will not send 100 Continue,
+             * closes after the answer, and the linger thread drains what
+             * the client still sends. */
+            rq->too_large = true;
+            rq->must_close = true;
+            if (rq->hc)
+                rq->hc->linger = true;
+            return dispatch(rq) == 0 ? MHD_YES : MHD_NO;
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        body_append(rq, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (rq->queued)
+        return MHD_YES;
+    return dispatch(rq) == 0 ? MHD_YES : MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_req *rq = *con_cls;
+    *con_cls = NULL;
+    if (!rq)
+        return;
+    double secs = (double)(clock_mono_ns() - rq->t0_ns) / 1e9;
+    const char *method = rq->method_label ? rq->method_label : "OTHER";
+    if (rq->queued)
+        metrics_http_request(rq->match.route ? rq->match.route : "other", method, rq->status, secs);
+    int level = rq->status >= 500 ? LOG_WARN : LOG_INFO;
+    if (log_enabled(level)) {
+        json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s}", "msg", "request", "reqId", rq->id,
+                              "method", rq->method ? rq->method : "", "path", rq->log_target,
+                              "status", rq->status, "durationMs", secs * 1000.0, "ip", rq->client_ip);
+        if (f) {
+            if (rq->authed)
+                json_object_set_new(f, "userId", json_string(rq->session.user_id));
+            if (!rq->queued)
+                json_object_set_new(f, "aborted", json_true());
+            log_json(level, f);
+            json_decref(f);
+        }
+    }
+    if (rq->hc) {
+        atomic_fetch_add(&rq->hc->served, 1);
+        atomic_store(&rq->hc->busy, false);
+    }
+    free(rq->body);
+    free(rq->path);
+    free(rq->log_target);
+    free(rq);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&total_connections, 1);
+        atomic_fetch_add(&s->n_conns, 1);
+        struct http_conn *hc = calloc(1, sizeof *hc);
+        if (!hc)
+            return; /* untracked: drains by timeout, closes without lingering */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        hc->fd = ci ? ci->connect_fd : -1;
+        pthread_mutex_lock(&s->conns_mu);
+        hc->next = s->conns;
+        if (s->conns)
+            s->conns->prev = hc;
+        s->conns = hc;
+        pthread_mutex_unlock(&s->conns_mu);
+        *socket_context = hc;
+        return;
+    }
+    /* MHD_CONNECTION_NOTIFY_CLOSED: MHD calls this before it closes the fd,
+     * so the fd is still ours to dup, and draining (which holds conns_mu
+     * while it shuts fds down) never touches a closed or reused number. */
+    atomic_fetch_sub(&total_connections, 1);
+    atomic_fetch_sub(&s->n_conns, 1);
+    struct http_conn *hc = *socket_context;
+    *socket_context = NULL;
+    if (!hc)
+        return;
+    pthread_mutex_lock(&s->conns_mu);
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        s->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    pthread_mutex_unlock(&s->conns_mu);
+    if (hc->linger && hc->fd >= 0) {
+        int dup_fd = fcntl(hc->fd, F_DUPFD_CLOEXEC, 0);
+        if (dup_fd >= 0)
+            http_linger_add(s->linger, dup_fd);
+    }
+    free(hc);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    log_warn("libmicrohttpd: %s", buf);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+int http_server_open(const struct http_server_deps *deps, struct http_server **out,
+                     struct chat_err *err)
+{
+    *out = NULL;
+    int rc;
+    struct http_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
+    s->cfg = deps->cfg;
+    s->core = deps->core;
+    s->store = deps->store;
+    s->cache = deps->cache;
+    s->bus = deps->bus;
+    pthread_mutex_init(&s->conns_mu, NULL);
+    if ((rc = cors_init(&s->cors, s->cfg->cors_origins, err)) != 0)
+        goto fail_cors;
+    if ((rc = http_linger_open(LINGER_MS, &s->linger, err)) != 0)
+        goto fail_linger;
+    pthread_once(&gauge_once, register_gauge);
+    unsigned limit = deps->conn_limit ? deps->conn_limit : 10000;
+    unsigned threads = s->cfg->http_threads > 0 ? (unsigned)s->cfg->http_threads : 4;
+    s->daemon = MHD_start_daemon(
+        MHD_USE_NO_LISTEN_SOCKET | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs earlier options to stderr */
+        MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, limit,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+        /* Refuse (400) request lines with stray spaces and header lines
+         * without a colon instead of guessing what they meant. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_END);
+    if (!s->daemon) {
+        rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "MHD_start_daemon failed");
+        goto fail_mhd;
+    }
+    *out = s;
+    return 0;
+fail_mhd:
+    http_linger_close(s->linger);
+fail_linger:
+    cors_cleanup(&s->cors);
+fail_cors:
+    pthread_mutex_destroy(&s->conns_mu);
+    free(s);
+    return rc;
+}
+
+void http_server_add_connection(struct http_server *s, int fd, const struct sockaddr *sa,
+                                socklen_t salen)
+{
+    /* MHD closes the socket itself when it cannot take it. */
+    if (MHD_add_connection(s->daemon, fd, sa, salen) != MHD_YES) {
+        log_warn("MHD refused a connection: %s", strerror(errno));
+        metrics_error("http_add_connection");
+    }
+}
+
+unsigned http_server_connections(struct http_server *s)
+{
+    long n = atomic_load(&s->n_conns);
+    return n > 0 ? (unsigned)n : 0;
+}
+
+/* Shuts the read side of every keep-alive connection that is between
+ * requests.  MHD then reads end-of-file and closes it; bytes already
+ * received are still read first.  Connections that never completed a
+ * request are left alone: the acceptor hands over only sockets whose
+ * request has begun to arrive, and that request must be served. */
+static void close_idle(struct http_server *s)
+{
+    pthread_mutex_lock(&s->conns_mu);
+    for (struct http_conn *hc = s->conns; hc; hc = hc->next) {
+        if (hc->shut || hc->fd < 0 || atomic_load(&hc->busy) || atomic_load(&hc->served) == 0)
+            continue;
+        shutdown(hc->fd, SHUT_RD);
+        hc->shut = true;
+    }
+    pthread_mutex_unlock(&s->conns_mu);
+}
+
+bool http_server_drain(struct http_server *s, long long deadline_ms)
+{
+    atomic_store(&s->draining, true);
+    for (;;) {
+        close_idle(s);
+        if (atomic_load(&s->n_conns) <= 0)
+            return true;
+        if (clock_mono_ns() / 1000000 >= deadline_ms)
+            return false;
+        usleep(10000);
+    }
+}
+
+void http_server_close(struct http_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->daemon); /* calls on_completed / on_connection for what is left */
+    http_linger_close(s->linger);
+    cors_cleanup(&s->cors);
+    pthread_mutex_destroy(&s->conns_mu);
+    free(s);
+}

@@ -1,0 +1,57 @@
+/* server.h - the REST transport: libmicrohttpd without a listening socket.
+ *
+ * The acceptor (net/) owns the port and hands each non-WebSocket
+ * connection here with http_server_add_connection().  MHD runs a pool of
+ * HTTP_THREADS epoll workers; each request is parsed, authenticated, rate
+ * limited, routed to one core call and answered on its worker (a blocking
+ * store call holds that worker).  Responses follow CONTRACT.md section 1. */
+#ifndef CHATLI_HTTP_SERVER_H
+#define CHATLI_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "util/err.h"
+
+struct config;
+struct core;
+struct store;
+struct cache;
+struct bus;
+struct http_server;
+
+struct http_server_deps {
+    const struct config *cfg; /* borrowed: outlives the server */
+    struct core *core;        /* borrowed */
+    struct store *store;      /* borrowed: /readyz store check */
+    struct cache *cache;      /* borrowed: rate limits, /readyz redis check */
+    struct bus *bus;          /* borrowed, may be NULL: /readyz redis check */
+    unsigned conn_limit;      /* MHD connection limit, e.g. the fd ceiling */
+};
+
+/* Starts the MHD daemon and its worker pool.  *out is new:
+ * http_server_close().  Errors: CHAT_E_BAD_REQUEST (a bad CORS_ORIGINS),
+ * CHAT_E_INTERNAL. */
+int http_server_open(const struct http_server_deps *deps, struct http_server **out,
+                     struct chat_err *err);
+
+/* Steals `fd`, an accepted socket whose first bytes (an HTTP request) are
+ * unread; `sa` is the peer address (borrowed for the call).  Thread-safe;
+ * does not block.  On failure the socket is closed. */
+void http_server_add_connection(struct http_server *s, int fd, const struct sockaddr *sa,
+                                socklen_t salen);
+
+/* Starts draining: /readyz answers 503 "draining", every response carries
+ * Connection: close, and idle keep-alive connections are closed.  Then
+ * waits until no connection is left or `deadline_ms` (CLOCK_MONOTONIC ms)
+ * passes.  Returns true when every connection finished.  Call from main
+ * after the acceptor stopped. */
+bool http_server_drain(struct http_server *s, long long deadline_ms);
+
+/* Open MHD connections (any thread). */
+unsigned http_server_connections(struct http_server *s);
+
+/* Stops MHD (cutting whatever is still open) and frees everything. */
+void http_server_close(struct http_server *s);
+
+#endif

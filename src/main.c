@@ -1,0 +1,267 @@
+/* main.c - chatli's composition root: configuration, start-up order,
+ * signals and the shutdown sequence.  The only file that names concrete
+ * adapters (store_sqlite, bus_local, cache_mem).
+ *
+ * Thread model (one process):
+ *   - main: reads the config, starts everything in dependency order, then
+ *     sleeps on a signalfd; on SIGTERM/SIGINT runs the shutdown sequence.
+ *     SIGINT/SIGTERM are blocked before any thread exists, so every thread
+ *     inherits the mask and only the signalfd sees them; SIGPIPE is ignored
+ *     (a peer that vanished is an EPIPE, not a dead process).
+ *   - acceptor (net/acceptor.c, 1 thread): owns the listening socket,
+ *     peeks at each new connection and hands it to MHD or lws.  It never
+ *     reads a request.
+ *   - MHD workers (http/, HTTP_THREADS threads): run REST requests end to
+ *     end, concurrently: parse, authenticate, rate limit, one core call,
+ *     reply.  Core calls may block on the store, holding a worker.
+ *   - linger (http/linger.c, 1 thread): drains and closes connections that
+ *     were answered before their request body was read.
+ *   - lws service thread (ws/, 1 thread): owns every `struct lws`; other
+ *     threads reach it only through its queue + lws_cancel_service().
+ *   - ws workers (ws/): run gateway work that needs core (auth, sends).
+ *   - store writer (store_sqlite, 1 thread): group-commits message appends.
+ * Core and the ports are reentrant: any worker may call them concurrently;
+ * in-process adapters (cache_mem, bus_local) lock inside.
+ *
+ * Shutdown (CONTRACT.md section 9), within SHUTDOWN_GRACE_S:
+ *   stop the acceptor (no new connections) -> MHD drains: /readyz answers
+ *   503 "draining", responses carry Connection: close, idle keep-alive
+ *   connections are closed, in-flight requests finish (until half the
+ *   grace) -> the gateway acks in-flight sends and closes WebSockets with
+ *   1001 -> MHD stops -> lws stops -> core, bus, cache freed -> the store
+ *   flushes its last commit and closes -> exit 0. */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bus/bus.h"
+#include "cache/cache.h"
+#include "config.h"
+#include "core/core.h"
+#include "http/server.h"
+#include "net/acceptor.h"
+#include "store/store_sqlite.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "ws/ws.h"
+
+static long connection_ceiling;
+
+static double ceiling_gauge(void *arg) { return (double)connection_ceiling; }
+
+static void to_http(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    http_server_add_connection(arg, fd, sa, salen);
+}
+
+static void to_ws(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    ws_server_adopt(arg, fd);
+}
+
+/* mkdir -p: creates `path` and its missing parents (mode 0700: the
+ * database and uploads are the server's alone). */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = c;
+    }
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+static long long mono_ms(void) { return clock_mono_ns() / 1000000; }
+
+static int cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int fatal(const char *what, const struct chat_err *err)
+{
+    log_error("%s: %s", what, err ? err->msg : "");
+    fprintf(stderr, "chatli: %s: %s\n", what, err ? err->msg : "");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            config_print_help(stdout);
+            return 0;
+        }
+        fprintf(stderr, "chatli: unknown argument \"%s\" (configuration comes from the "
+                        "environment; see chatli --help)\n", argv[i]);
+        return 2;
+    }
+
+    /* Before any thread starts: see the thread model above. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sfd < 0) {
+        perror("chatli: signalfd");
+        return 1;
+    }
+
+    if (sodium_init() < 0) {
+        fprintf(stderr, "chatli: libsodium failed to initialise\n");
+        return 1;
+    }
+    struct config cfg;
+    char msg[256] = "";
+    if (config_load(&cfg, msg, sizeof msg) != 0) {
+        fprintf(stderr, "chatli: configuration error: %s\n", msg);
+        log_error("configuration error: %s", msg);
+        config_cleanup(&cfg);
+        return 1;
+    }
+    log_set_level(cfg.log_level);
+
+    int rc = 1;
+    struct chat_err err = {0};
+    struct store *store = NULL;
+    struct bus *bus = NULL;
+    struct cache *cache = NULL;
+    struct core *core = NULL;
+    struct ws_server *ws = NULL;
+    struct http_server *http = NULL;
+    struct acceptor *acc = NULL;
+
+    if (cfg.mongodb_uri) {
+        chat_err_set(&err, CHAT_E_UNAVAILABLE, NULL,
+                     "MONGODB_URI is set, but the MongoDB store adapter is not built yet; "
+                     "unset it to use the embedded SQLite store");
+        rc = fatal("store", &err);
+        goto out;
+    }
+    if (make_dirs(cfg.data_dir) != 0) {
+        chat_err_set(&err, CHAT_E_UNAVAILABLE, NULL, "cannot create DATA_DIR %s: %s", cfg.data_dir,
+                     strerror(errno));
+        rc = fatal("DATA_DIR", &err);
+        goto out;
+    }
+
+    connection_ceiling = acceptor_raise_fd_limit();
+    metrics_register_gauge("chatli_connection_ceiling",
+                           "Connections the process can hold (file descriptor limit minus a reserve).",
+                           ceiling_gauge, NULL);
+
+    char db_path[4096 + 16];
+    snprintf(db_path, sizeof db_path, "%s/chatli.db", cfg.data_dir);
+    if (store_sqlite_open(db_path, &store, &err) != 0) {
+        rc = fatal("store", &err);
+        goto out;
+    }
+    if (bus_local_new(&bus, &err) != 0) {
+        rc = fatal("bus", &err);
+        goto out;
+    }
+    if (cache_mem_new(&cache, &err) != 0) {
+        rc = fatal("cache", &err);
+        goto out;
+    }
+    struct core_config ccfg = {
+        .token_ttl_s = cfg.token_ttl_s,
+        .pwhash_opslimit = cfg.pwhash_opslimit,
+        .pwhash_memlimit = cfg.pwhash_memlimit,
+        .pwhash_concurrency = cores(),
+    };
+    if (core_new(&ccfg, store, bus, &core, &err) != 0) {
+        rc = fatal("core", &err);
+        goto out;
+    }
+    if (ws_server_open(&cfg, core, bus, &ws, &err) != 0) {
+        rc = fatal("websocket gateway", &err);
+        goto out;
+    }
+    struct http_server_deps deps = {.cfg = &cfg, .core = core, .store = store, .cache = cache,
+                                    .bus = bus, .conn_limit = (unsigned)connection_ceiling};
+    if (http_server_open(&deps, &http, &err) != 0) {
+        rc = fatal("http server", &err);
+        goto out;
+    }
+    struct acceptor_config acfg = {.host = cfg.host, .port = cfg.port, .to_http = to_http,
+                                   .http_arg = http, .to_ws = to_ws, .ws_arg = ws};
+    if (acceptor_open(&acfg, &acc, &err) != 0) {
+        rc = fatal("listen", &err);
+        goto out;
+    }
+
+    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s}", "msg", "chatli started", "host",
+                          cfg.host, "port", acceptor_port(acc), "store", store->name,
+                          "connectionCeiling", (json_int_t)connection_ceiling, "httpThreads",
+                          cfg.http_threads, "cache", cache->name, "bus", bus->name);
+    if (f) {
+        log_json(LOG_INFO, f);
+        json_decref(f);
+    }
+
+    struct signalfd_siginfo si;
+    for (;;) {
+        ssize_t n = read(sfd, &si, sizeof si);
+        if (n == (ssize_t)sizeof si)
+            break;
+        if (n < 0 && errno != EINTR) {
+            log_error("signalfd read: %s", strerror(errno));
+            si.ssi_signo = SIGTERM;
+            break;
+        }
+    }
+
+    long long t0 = mono_ms(), grace_ms = cfg.shutdown_grace_s * 1000;
+    log_info("%s received: draining (grace %lld s)", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
+             (long long)cfg.shutdown_grace_s);
+    acceptor_stop(acc);
+    bool drained = http_server_drain(http, t0 + grace_ms / 2);
+    if (!drained)
+        log_warn("REST drain: %u connection(s) still open at the deadline",
+                 http_server_connections(http));
+    ws_server_shutdown(ws, t0 + grace_ms * 9 / 10);
+    rc = 0;
+
+out:
+    /* Reverse start-up order.  The acceptor stops first so that it never
+     * hands a socket to a server being freed. */
+    acceptor_stop(acc);
+    http_server_close(http);
+    if (ws)
+        ws_server_close(ws);
+    acceptor_close(acc);
+    if (core)
+        core_free(core);
+    bus_close(bus);
+    cache_close(cache);
+    store_close(store);
+    if (rc == 0)
+        log_info("chatli stopped");
+    config_cleanup(&cfg);
+    close(sfd);
+    return rc;
+}
