@@ -79,6 +79,15 @@ static void conn_send_error(struct ws_server *ws, struct ws_conn *c, int code, c
     conn_send_json(ws, c, ws__frame_error(code, msg, field, client_id), 0);
 }
 
+/* Stops or resumes reading the socket (see WS_CONN_MAX_JOBS). */
+static void rx_pause(struct ws_conn *c, bool pause)
+{
+    if (c->rx_paused == pause)
+        return;
+    c->rx_paused = pause;
+    lws_rx_flow_control(c->wsi, pause ? 0 : 1);
+}
+
 /* ---- jobs ------------------------------------------------------------- */
 
 static void jobs_free_waiting(struct ws_server *ws, struct ws_conn *c)
@@ -314,6 +323,8 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
         ws__buf_unref(early[i]);
     }
     free(early);
+    if (c->state == WS_C_READY && c->n_jobs < WS_CONN_MAX_JOBS)
+        rx_pause(c, false);
 }
 
 /* ---- frames in ------------------------------------------------------------- */
@@ -322,12 +333,12 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
  * handled right after `ready`. */
 static void stash_early(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
 {
-    if (c->n_early >= WS_EARLY_MAX) {
+    if (c->n_early >= 2 * WS_EARLY_MAX) {
         conn_close(ws, c, WS_CLOSE_POLICY, "too many frames before ready", false);
         return;
     }
     if (!c->early) {
-        c->early = calloc(WS_EARLY_MAX, sizeof *c->early);
+        c->early = calloc(2 * WS_EARLY_MAX, sizeof *c->early);
         if (!c->early) {
             conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
             return;
@@ -339,6 +350,8 @@ static void stash_early(struct ws_server *ws, struct ws_conn *c, const char *dat
         return;
     }
     c->early[c->n_early++] = b;
+    if (c->n_early >= WS_EARLY_MAX)
+        rx_pause(c, true);
 }
 
 static bool flood_ok(struct ws_server *ws, struct ws_conn *c)
@@ -412,7 +425,7 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
         break;
     }
 
-    if (c->n_jobs >= WS_CONN_MAX_JOBS) {
+    if (c->n_jobs >= 2 * WS_CONN_MAX_JOBS) {
         conn_send_error(ws, c, CHAT_E_RATE_LIMITED, "too many requests in flight", NULL,
                         f.client_id);
         ws__frame_cleanup(&f);
@@ -434,6 +447,8 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
         pthread_mutex_unlock(&ws->sd_lock);
     }
     c->n_jobs++;
+    if (c->n_jobs >= WS_CONN_MAX_JOBS)
+        rx_pause(c, true);
     conn_enqueue_job(ws, c, j, false);
 }
 
@@ -653,6 +668,8 @@ static void job_done(struct ws_server *ws, struct ws_job *j)
         return;
     }
     c->n_jobs--;
+    if (c->rx_paused && c->n_jobs <= WS_CONN_MAX_JOBS / 2 && c->n_early == 0)
+        rx_pause(c, false);
     if (j->kind == WS_J_AUTH && c->state == WS_C_AUTHING) {
         if (j->rc == 0)
             finish_auth(ws, c, j);

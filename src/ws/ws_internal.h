@@ -73,8 +73,16 @@
 #define WS_SYNC_RESUME_BYTES (128 * 1024)
 #define WS_SYNC_RESUME_FRAMES 128
 
-#define WS_CONN_MAX_JOBS 32        /* requests queued or running per connection */
-#define WS_EARLY_MAX 16            /* frames kept while the token check runs */
+/* Per-connection request backlog.  At WS_CONN_MAX_JOBS queued requests (or
+ * WS_EARLY_MAX frames held while the token check runs) the gateway stops
+ * reading the socket (lws_rx_flow_control), so a client that pipelines
+ * faster than its requests complete is slowed by TCP, not refused; reading
+ * resumes at half.  Frames lws had already read past the pause are still
+ * taken, up to twice the limit; beyond that (which a pause prevents) a
+ * request is refused with rate_limited, or, before ready, the connection
+ * closed with 1008. */
+#define WS_CONN_MAX_JOBS 32
+#define WS_EARLY_MAX 16
 #define WS_WORKERS 4               /* worker threads (they block on the store) */
 #define WS_CLOSE_GRACE_S 3         /* time for a close frame to get out */
 #define WS_PING_IDLE_S 30          /* idle this long: lws sends a ping */
@@ -235,6 +243,7 @@ struct ws_conn {
     bool sync_parked;               /* next sync page waits for the queue to drain */
     bool drain_then_close;          /* 1001: flush the queue first */
     bool is_sio;                    /* came in on /socket.io/ */
+    bool rx_paused;                 /* reading stopped: too many requests queued */
     const char *close_reason;       /* string literal */
     uint8_t token_hash[32];         /* the session's, for revocation */
 };
