@@ -574,12 +574,14 @@ static int list_messages(struct store_sqlite *s, const char *chat_id, int64_t bo
     /* Both walk the (chat, seq) primary key in one direction: no sort. */
     sqlite3_stmt *q =
         after ? store_sqlite__stmt(c, STORE_SQLITE_MSGS_AFTER,
-                                   "SELECT " MSG_COLS " FROM messages m JOIN users u ON u.k = m.sender"
+                                   "SELECT " MSG_COLS " FROM messages m"
+                                   " JOIN users u ON u.k = m.sender"
                                    " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
                                    " AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
                                    &rc)
               : store_sqlite__stmt(c, STORE_SQLITE_MSGS_BEFORE,
-                                   "SELECT " MSG_COLS " FROM messages m JOIN users u ON u.k = m.sender"
+                                   "SELECT " MSG_COLS " FROM messages m"
+                                   " JOIN users u ON u.k = m.sender"
                                    " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
                                    " AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
                                    &rc);
@@ -599,8 +601,8 @@ static int list_messages(struct store_sqlite *s, const char *chat_id, int64_t bo
 int store_sqlite__list_messages(struct store *st, const char *chat_id, int64_t before_seq,
                                 int limit, struct message_list *out, struct chat_err *err)
 {
-    return list_messages((struct store_sqlite *)st, chat_id, before_seq == 0 ? INT64_MAX : before_seq,
-                         false, limit, out, err);
+    return list_messages((struct store_sqlite *)st, chat_id,
+                         before_seq == 0 ? INT64_MAX : before_seq, false, limit, out, err);
 }
 
 int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int64_t after_seq,

@@ -95,15 +95,16 @@ struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
 
 /* The adapter.  Threads: any thread calls the ops; the writer thread drains
  * the append queue.
- * - `path`, `uri`, `open_flags`, `memory` are immutable after open.
+ * - `uri`, `open_flags`, `memory` are immutable after open.
  * - `w` (the only write connection) is guarded by `wmu`: direct writes
  *   (create_user, set_like, ...) and the writer's batches both lock it.
  * - `rpool`, `rfree`, `n_free`, `n_open` are guarded by `pmu`; `pcv` signals
  *   a released connection.  A connection taken from the pool belongs to its
  *   taker until released.
  * - `head`, `tail`, `closing` are guarded by `qmu`; `qcv` wakes the writer.
- * - `keeper` holds an in-memory database alive (":memory:" only); it is
- *   touched only by open and close. */
+ * - `writer`, `writer_started` are touched only by open and close.
+ * For ":memory:" the write connection, open for the store's whole life,
+ * is what keeps the shared in-memory database alive. */
 struct store_sqlite {
     struct store base; /* first: the port sees only this */
     char *uri;         /* what sqlite3_open_v2 gets */
@@ -125,16 +126,16 @@ struct store_sqlite {
     bool closing;
     pthread_t writer;
     bool writer_started;
-
-    sqlite3 *keeper;
 };
 
 /* ---- store_sqlite.c ---- */
 
 /* The cached statement `id` of `c`, prepared from `sql` on first use.
  * Returns NULL after logging when it cannot be prepared (then *rc holds the
- * sqlite code).  The statement is borrowed: reset it after use (store_sqlite__done). */
-sqlite3_stmt *store_sqlite__stmt(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id, const char *sql, int *rc);
+ * sqlite code).  The statement is borrowed: reset it after use
+ * (store_sqlite__done). */
+sqlite3_stmt *store_sqlite__stmt(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id,
+                                 const char *sql, int *rc);
 
 /* Resets `st` and clears its bindings (so no pointer bound with
  * SQLITE_STATIC outlives its buffer). */
@@ -187,56 +188,59 @@ int store_sqlite__limit(int limit);
 int store_sqlite__migrate(struct store_sqlite_conn *c, struct chat_err *err);
 
 int store_sqlite__create_user(struct store *st, const struct user *u, struct chat_err *err);
-int store_sqlite__get_user(struct store *st, const char *id, struct user *out, struct chat_err *err);
+int store_sqlite__get_user(struct store *st, const char *id, struct user *out,
+                           struct chat_err *err);
 int store_sqlite__find_user_by_login(struct store *st, const char *login, struct user *out,
-                          struct chat_err *err);
-int store_sqlite__get_users(struct store *st, const char (*ids)[OID_SIZE], size_t n, struct user_list *out,
-                 struct chat_err *err);
+                                     struct chat_err *err);
+int store_sqlite__get_users(struct store *st, const char (*ids)[OID_SIZE], size_t n,
+                            struct user_list *out, struct chat_err *err);
 int store_sqlite__update_user(struct store *st, const struct user *u, struct chat_err *err);
 int store_sqlite__search_users(struct store *st, const char *prefix, const char *after, int limit,
-                    struct user_list *out, struct chat_err *err);
+                               struct user_list *out, struct chat_err *err);
 int store_sqlite__create_session(struct store *st, const uint8_t hash[32], const char *user_id,
-                      int64_t expires_at, struct chat_err *err);
+                                 int64_t expires_at, struct chat_err *err);
 int store_sqlite__get_session(struct store *st, const uint8_t hash[32], char user_id[OID_SIZE],
-                   int64_t *expires_at, struct chat_err *err);
+                              int64_t *expires_at, struct chat_err *err);
 int store_sqlite__delete_session(struct store *st, const uint8_t hash[32], struct chat_err *err);
 
 int store_sqlite__create_post(struct store *st, const struct post *p, struct chat_err *err);
-int store_sqlite__get_post(struct store *st, const char *id, const char *viewer_id, struct post *out,
-                struct chat_err *err);
+int store_sqlite__get_post(struct store *st, const char *id, const char *viewer_id,
+                           struct post *out, struct chat_err *err);
 int store_sqlite__list_posts(struct store *st, const char *author_id, const char *viewer_id,
-                  const struct page_key *before, int limit, struct post_list *out,
-                  struct chat_err *err);
+                             const struct page_key *before, int limit, struct post_list *out,
+                             struct chat_err *err);
 int store_sqlite__delete_post(struct store *st, const char *id, struct chat_err *err);
 int store_sqlite__set_like(struct store *st, const char *post_id, const char *user_id, bool liked,
-                int64_t *like_count, struct chat_err *err);
+                           int64_t *like_count, struct chat_err *err);
 int store_sqlite__create_comment(struct store *st, const struct comment *c, struct chat_err *err);
-int store_sqlite__list_comments(struct store *st, const char *post_id, const struct page_key *before,
-                     int limit, struct comment_list *out, struct chat_err *err);
+int store_sqlite__list_comments(struct store *st, const char *post_id,
+                                const struct page_key *before, int limit, struct comment_list *out,
+                                struct chat_err *err);
 
-int store_sqlite__create_chat(struct store *st, const struct chat *c, struct chat *out, bool *existed,
-                   struct chat_err *err);
-int store_sqlite__get_chat(struct store *st, const char *id, const char *viewer_id, struct chat *out,
-                struct chat_err *err);
+int store_sqlite__create_chat(struct store *st, const struct chat *c, struct chat *out,
+                              bool *existed, struct chat_err *err);
+int store_sqlite__get_chat(struct store *st, const char *id, const char *viewer_id,
+                           struct chat *out, struct chat_err *err);
 int store_sqlite__list_chats(struct store *st, const char *user_id, const struct page_key *before,
-                  int limit, struct chat_list *out, struct chat_err *err);
+                             int limit, struct chat_list *out, struct chat_err *err);
 int store_sqlite__is_member(struct store *st, const char *chat_id, const char *user_id,
-                 struct chat_err *err);
-int store_sqlite__add_member(struct store *st, const char *chat_id, const char *user_id, bool *added,
-                  struct chat_err *err);
+                            struct chat_err *err);
+int store_sqlite__add_member(struct store *st, const char *chat_id, const char *user_id,
+                             bool *added, struct chat_err *err);
 int store_sqlite__remove_member(struct store *st, const char *chat_id, const char *user_id,
-                     bool *removed, struct chat_err *err);
-int store_sqlite__list_messages(struct store *st, const char *chat_id, int64_t before_seq, int limit,
-                     struct message_list *out, struct chat_err *err);
-int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int64_t after_seq, int limit,
-                           struct message_list *out, struct chat_err *err);
+                                bool *removed, struct chat_err *err);
+int store_sqlite__list_messages(struct store *st, const char *chat_id, int64_t before_seq,
+                                int limit, struct message_list *out, struct chat_err *err);
+int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int64_t after_seq,
+                                      int limit, struct message_list *out, struct chat_err *err);
 int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
-                const char *message_id, bool *moved, struct chat_err *err);
+                           const char *message_id, bool *moved, struct chat_err *err);
 
 /* store_sqlite_append.c */
 int store_sqlite__append_start(struct store_sqlite *s, struct chat_err *err);
 /* Refuses new appends, drains the queue (commit + callbacks), joins. */
 void store_sqlite__append_stop(struct store_sqlite *s);
-int store_sqlite__append_message(struct store *st, const struct message *m, store_append_cb cb, void *arg);
+int store_sqlite__append_message(struct store *st, const struct message *m, store_append_cb cb,
+                                 void *arg);
 
 #endif

@@ -237,7 +237,8 @@ int store_sqlite__set_like(struct store *st, const char *post_id, const char *us
     }
     sqlite3_stmt *q =
         liked ? store_sqlite__stmt(c, STORE_SQLITE_LIKE_INSERT,
-                                   "INSERT OR IGNORE INTO likes (post, user_id) VALUES (?1, ?2)", &rc)
+                                   "INSERT OR IGNORE INTO likes (post, user_id) VALUES (?1, ?2)",
+                                   &rc)
               : store_sqlite__stmt(c, STORE_SQLITE_LIKE_DELETE,
                                    "DELETE FROM likes WHERE post = ?1 AND user_id = ?2", &rc);
     if (!q) {
@@ -329,8 +330,9 @@ done:
     return r;
 }
 
-int store_sqlite__list_comments(struct store *st, const char *post_id, const struct page_key *before,
-                                int limit, struct comment_list *out, struct chat_err *err)
+int store_sqlite__list_comments(struct store *st, const char *post_id,
+                                const struct page_key *before, int limit,
+                                struct comment_list *out, struct chat_err *err)
 {
     struct store_sqlite *s = (struct store_sqlite *)st;
     out->items = NULL;

@@ -60,7 +60,9 @@ static int exists(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id, con
         return store_sqlite__fail(c, rc, "prepare", err);
     store_sqlite__bind_text(q, 1, arg);
     rc = sqlite3_step(q);
-    int out = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_sqlite__fail(c, rc, "lookup", err);
+    int out = rc == SQLITE_ROW    ? 1
+              : rc == SQLITE_DONE ? 0
+                                  : store_sqlite__fail(c, rc, "lookup", err);
     store_sqlite__done(q);
     return out;
 }
