@@ -15,7 +15,7 @@ RUN scripts/build.sh --target chatli build
 FROM debian:12-slim
 COPY scripts/install-deps.sh /tmp/install-deps.sh
 RUN /tmp/install-deps.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh \
-    && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+    && useradd --uid 10001 --user-group --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin chatli \
     && mkdir -p /data && chown chatli:chatli /data
 COPY --from=builder /src/build/chatli /usr/local/bin/chatli
