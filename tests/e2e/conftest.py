@@ -31,7 +31,7 @@ import requests
 from helpers import api, register  # noqa: F401  (re-exported for test modules)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHATLI_BIN = os.environ.get("CHATLI_BIN", str(REPO_ROOT / "build" / "chatli"))
+CHATLI_BIN = os.path.abspath(os.environ.get("CHATLI_BIN", str(REPO_ROOT / "build" / "chatli")))
 STORE = os.environ.get("CHATLI_E2E_STORE", "sqlite").lower()
 
 # Servers started during the current test (plus the session one), so a failing

@@ -96,7 +96,7 @@ def test_raw_corpus(msrv, world, name):
     if resp is not None:
         assert resp.status in expect, "%s: got %d, expected one of %s\n%r" % (
             name, resp.status, expect, raw[:400])
-        assert resp.status != 101
+        assert resp.status != 101 or 101 in expect
         if resp.status in ROUTER_ERRORS:
             assert resp.headers.get("content-type") == "application/json; charset=utf-8", resp.headers
             err = resp.json()["error"]
@@ -292,7 +292,11 @@ def test_wrong_types_for_every_field(msrv, world):
         all_fields = list(mk().keys())
         for field in all_fields:
             values = list(WRONG_TYPES)
-            if field not in nullable and field != "displayName":
+            # null is a wrong type only where it cannot mean "unset": optional
+            # fields, bio (null clears it) and text beside an image/attachment
+            # (then text may be empty) are left out
+            if field not in nullable and field not in ("displayName", "bio") and not (
+                    field == "text" and len(all_fields) > 1):
                 values.append(None)
             if field == "memberIds":
                 values = [5, "x", True, {}, None, [5], [None], [[]], [{}]]

@@ -299,14 +299,16 @@ def test_chats_paging_while_new_chats_arrive(server):
 
 @pytest.mark.slow
 def test_user_search_paging_while_new_users_arrive(server):
+    import itertools
     import uuid
     prefix = "pg" + uuid.uuid4().hex[:6]
+    seq = itertools.count()   # shared by both inserter threads
     pre = [register(server, username="%s_m%02d" % (prefix, i))[0] for i in range(20)]
     _, tok = register(server)
     # new names sort both before and after the ones being paged
     pages, new = _page_while_inserting(
         server, tok, "/api/users", {"q": prefix}, 3,
-        lambda i: register(server, username="%s_%s%03d" % (prefix, "az"[i % 2], i))[0], )
+        lambda i: register(server, username="%s_%s%04d" % (prefix, "az"[i % 2], next(seq)))[0])
     got = [u["username"] for p in pages for u in p]
     assert len(got) == len(set(got)), "repeated users"
     assert set(u["username"] for u in pre) <= set(got), "skipped users"
