@@ -48,6 +48,39 @@ static bool secret_name(const char *s, size_t n)
     return o >= 5 && strcmp(name + o - 5, "token") == 0;
 }
 
+/* Log lines are JSON, and jansson refuses strings that are not UTF-8:
+ * raw bytes outside printable ASCII (a client may send any) are written as
+ * %XX, as they would appear escaped in a URL.  Steals `s`. */
+static char *escape_unprintable(char *s, size_t n)
+{
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            extra += 2;
+    if (extra == 0)
+        return s;
+    char *out = malloc(n + extra + 1);
+    if (!out) {
+        free(s);
+        return NULL;
+    }
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f) {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    free(s);
+    return out;
+}
+
 char *http_redact_target(const char *target)
 {
     static const char red[] = "[redacted]";
@@ -93,5 +126,5 @@ char *http_redact_target(const char *target)
         o += 3;
     }
     out[o] = '\0';
-    return out;
+    return escape_unprintable(out, o);
 }

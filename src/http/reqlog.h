@@ -15,7 +15,9 @@
  * ("/ws?token=abc&x=1") with the value of each query parameter whose name,
  * percent-decoded and compared ignoring case, is "token", ends in "token"
  * (access_token, ...), or is "password", "secret" or "auth" replaced by
- * "[redacted]".  NULL only when out of memory. */
+ * "[redacted]".  Bytes outside printable ASCII are written as %XX, so the
+ * result is always valid UTF-8 for the JSON log line.  NULL only when out
+ * of memory. */
 char *http_redact_target(const char *target);
 
 #endif
