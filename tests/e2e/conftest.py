@@ -17,6 +17,7 @@ Environment:
                     and tests marked sqlite_only are skipped.
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,7 @@ STORE = os.environ.get("CHATLI_E2E_STORE", "sqlite").lower()
 # Servers started during the current test (plus the session one), so a failing
 # test can show their log tails.
 _LIVE_SERVERS = []
+_KEPT = []   # temp dirs kept for a look after a failed run
 
 DEFAULT_ENV = {
     "HOST": "127.0.0.1",
@@ -252,6 +254,11 @@ def pytest_runtest_makereport(item, call):
                                      srv.logs()))
 
 
+def pytest_terminal_summary(terminalreporter):
+    for d in _KEPT:
+        terminalreporter.write_line("chatli e2e: server logs and data kept in %s" % d)
+
+
 # ---------------------------------------------------------------------------
 # fixtures
 
@@ -260,10 +267,32 @@ def _check_binary():
         pytest.exit("chatli binary not found at %s (set CHATLI_BIN)" % CHATLI_BIN, returncode=4)
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ThreadSanitizer", "Segmentation fault")
+
+
+def sanitizer_report(srv):
+    """The sanitizer/crash text in a server's stderr, or None."""
+    try:
+        err = srv.stderr_text()
+    except OSError:
+        return None
+    for m in SANITIZER_MARKERS:
+        if m in err:
+            i = err.index(m)
+            return err[max(0, i - 200):i + 3000]
+    return None
+
+
 @pytest.fixture(scope="session")
-def session_tmp():
+def session_tmp(request):
     d = tempfile.mkdtemp(prefix="chatli-e2e-")
     yield Path(d)
+    # keep the logs and data of a failed run for a look; CHATLI_E2E_KEEP=1 always keeps
+    if request.session.testsfailed == 0 and not os.environ.get("CHATLI_E2E_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        _KEPT.append(d)
 
 
 @pytest.fixture(scope="session")
@@ -276,7 +305,10 @@ def server(session_tmp):
     _LIVE_SERVERS.append(srv)
     yield srv
     _LIVE_SERVERS.remove(srv)
-    srv.stop()
+    code = srv.stop()
+    report = sanitizer_report(srv)
+    assert report is None, "session server sanitizer report:\n" + report
+    assert code == 0, "session server exited %s on SIGTERM\n%s" % (code, srv.logs())
 
 
 @pytest.fixture
@@ -295,8 +327,13 @@ def start_server(session_tmp):
         return srv
 
     yield factory
+    reports = []
     for srv in started:
         try:
             srv.stop(timeout=10)
         finally:
             _LIVE_SERVERS.remove(srv)
+        report = sanitizer_report(srv)
+        if report:
+            reports.append(report)
+    assert not reports, "sanitizer report from an own server:\n" + "\n".join(reports)

@@ -96,6 +96,11 @@ def test_chat_needs_another_member(server):
                  422, "validation_failed", "memberIds")
     assert_error(api(server, "POST", "/api/chats", ta, json={"memberIds": [], "name": "solo"}),
                  422, "validation_failed", "memberIds")
+    # the caller alone is one member, not two
+    assert_error(api(server, "POST", "/api/chats", ta, json={"memberIds": [a["id"]]}),
+                 422, "validation_failed", "memberIds")
+    assert_error(api(server, "POST", "/api/chats", ta, json={"memberIds": [a["id"]], "name": "me"}),
+                 422, "validation_failed", "memberIds")
 
 
 @pytest.mark.parametrize("body,field", [

@@ -200,9 +200,10 @@ def _send_big(server, token, total, path="/api/posts", chunk=65536, pace=0.0):
     filler = total - len(b'{"text":""}')
     body = b'{"text":"' + b"a" * filler + b'"}'
     assert len(body) == total
-    head = http_request_bytes("POST", path, {"Authorization": "Bearer " + token,
-                                             "Content-Type": "application/json",
-                                             "Content-Length": str(total)}, b"")
+    headers = {"Content-Type": "application/json", "Content-Length": str(total)}
+    if token != "x":
+        headers["Authorization"] = "Bearer " + token
+    head = http_request_bytes("POST", path, headers, b"")
     s = raw_connect(server, timeout=10)
     sent = [0]
 
@@ -250,6 +251,23 @@ def test_payload_too_large_via_requests(server):
     except Exception as e:  # a reset under the client is the bug being tested
         pytest.fail("client could not read the 413: %r" % e)
     assert_error(r, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("path,token,codes", [
+    ("/api/posts", False, (401, 413)),          # no token: either answer, but readable
+    ("/api/nowhere", True, (404, 413)),         # unknown route
+    ("/api/users/me", True, (405, 413)),        # wrong method (POST)
+    ("/api/auth/register", False, (413,)),
+])
+def test_early_errors_with_big_body_are_readable(server, path, token, codes):
+    """Errors decided before the body is read must still reach the client:
+    the server drains or lingers instead of resetting the connection."""
+    tok = register(server)[1] if token else "x"
+    resp, how, _ = _send_big(server, tok, 2 * MIB, path=path)
+    assert resp is not None, "no response (%s)" % how
+    assert resp.complete, "response truncated (%s)" % how
+    assert resp.status in codes, resp
+    assert resp.headers.get("content-type") == JSON_CT
 
 
 def test_body_of_exactly_one_mib_is_not_413(server):

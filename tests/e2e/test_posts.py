@@ -32,6 +32,21 @@ def test_create_post_text_trimmed(server):
     assert p["text"] == "spaced out"
 
 
+def test_create_post_unicode_whitespace_trimmed(server):
+    # docs/api.md choice: JavaScript trim() whitespace, e.g. NBSP, ideographic space, BOM
+    _, token = register(server)
+    p = assert_json(post(server, token, text="\u00a0\u3000\ufeff hi there \u2028\u00a0"), 201)
+    assert p["text"] == "hi there"
+    assert_error(post(server, token, text="\u00a0\u3000\u2003"), 422, "validation_failed", "text")
+
+
+def test_create_post_counts_code_points_not_graphemes(server):
+    # "e" + COMBINING ACUTE is one grapheme but two code points
+    _, token = register(server)
+    assert_json(post(server, token, text="e\u0301" * 2500), 201)
+    assert_error(post(server, token, text="e\u0301" * 2500 + "e"), 422, "validation_failed", "text")
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\n\t \r\n"])
 def test_create_post_empty_text(server, text):
     _, token = register(server)

@@ -45,6 +45,23 @@ def test_headers_and_429_per_ip(start_server):
     assert api(srv, "GET", "/healthz").status_code == 200
 
 
+def test_headers_on_every_api_response(start_server):
+    srv = start_server(RATE_LIMIT_MAX=50)
+    _, tok = register(srv)
+    for method, path, t, body in (("GET", "/api/nowhere", tok, None),     # 404
+                                  ("PUT", "/api/posts", tok, None),        # 405
+                                  ("GET", "/api/users/me", None, None),    # 401
+                                  ("POST", "/api/posts", tok, {"text": ""}),  # 422
+                                  ("GET", "/api/posts/zzz", tok, None)):   # 404 bad id
+        r = api(srv, method, path, t, json=body)
+        assert r.status_code >= 400
+        for h in RL:
+            assert h in r.headers, (method, path, r.status_code, h)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        r = api(srv, "GET", path)
+        assert "RateLimit-Limit" not in r.headers, path
+
+
 def test_per_user_keys(start_server):
     srv = start_server(RATE_LIMIT_MAX=5)
     # two registrations: 2 of the IP's 5

@@ -57,6 +57,30 @@ def test_patch_me_each_field(server):
     assert pub["id"] == user["id"] and pub["username"] == user["username"]
 
 
+def test_profile_change_shows_in_embedded_authors(server):
+    """Author/Sender objects show the current profile, not a copy from the
+    time of writing (what clients of the Node version saw via populate)."""
+    me, tok = register(server)
+    other, otok = register(server)
+    post = assert_json(api(server, "POST", "/api/posts", tok, json={"text": "x"}), 201)
+    com = assert_json(api(server, "POST", "/api/posts/%s/comments" % post["id"], tok,
+                          json={"text": "c"}), 201)
+    chat = assert_json(api(server, "POST", "/api/chats", tok, json={"memberIds": [other["id"]]}), 201)
+    msg = assert_json(api(server, "POST", "/api/chats/%s/messages" % chat["id"], tok,
+                          json={"text": "m"}), 201)
+    assert_json(patch_me(server, tok, displayName="Renamed", avatarUrl="https://x.example/n.png"), 200)
+    want = {"id": me["id"], "username": me["username"], "displayName": "Renamed",
+            "avatarUrl": "https://x.example/n.png"}
+    p = assert_json(api(server, "GET", "/api/posts/" + post["id"], otok), 200)
+    assert p["author"] == want
+    items, _ = check_page(assert_json(api(server, "GET", "/api/posts/%s/comments" % post["id"], otok), 200))
+    assert [c["author"] for c in items if c["id"] == com["id"]] == [want]
+    items, _ = check_page(assert_json(api(server, "GET", "/api/chats/%s/messages" % chat["id"], otok), 200))
+    assert [m["sender"] for m in items if m["id"] == msg["id"]] == [want]
+    c = assert_json(api(server, "GET", "/api/chats/" + chat["id"], otok), 200)
+    assert want in c["members"]
+
+
 def test_patch_me_several_fields_at_once(server):
     _, token = register(server)
     me = assert_json(patch_me(server, token, displayName="D", bio="B",
