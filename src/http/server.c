@@ -59,7 +59,11 @@
 #include "util/metrics.h"
 
 #define CONNECTION_TIMEOUT_S 60  /* MHD closes a connection idle this long */
-#define CONNECTION_MEMORY (64 * 1024) /* MHD's per-connection pool: headers + read buffer */
+/* MHD's per-connection pool holds the request head and its read buffer;
+ * bodies go to our own buffer (HTTP_BODY_MAX), so this only has to exceed
+ * the largest head we accept.  Pages are touched lazily, so idle
+ * keep-alive connections cost far less than this. */
+#define CONNECTION_MEMORY (64 * 1024)
 #define LINGER_MS 5000
 
 static const http_route_fn handlers[ROUTE__COUNT] = {
@@ -474,7 +478,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(buf);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
-    log_warn("libmicrohttpd: %s", buf);
+    /* At run time these are nearly all client mistakes (malformed heads,
+     * bad Content-Length) that MHD has already answered: info, not warn. */
+    log_info("libmicrohttpd: %s", buf);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
