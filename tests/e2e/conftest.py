@@ -12,9 +12,11 @@ Names kept stable because the WebSocket tests reuse them:
 
 Environment:
   CHATLI_BIN        path to the binary (default <repo>/build/chatli)
-  CHATLI_E2E_STORE  "sqlite" (default) or "mongo"; with "mongo", MONGODB_URI
-                    (and MONGODB_DB) from os.environ are passed to the server
-                    and tests marked sqlite_only are skipped.
+  CHATLI_E2E_STORE  "sqlite" or "mongo" (default: "mongo" when MONGODB_URI is
+                    set); MONGODB_URI and MONGODB_DB from os.environ are passed
+                    to every server (without MONGODB_DB each server gets its own
+                    chatli_e2e_<random> database); with "mongo", tests marked
+                    sqlite_only are skipped.
 """
 import os
 import shutil
@@ -33,7 +35,10 @@ from helpers import api, register  # noqa: F401  (re-exported for test modules)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHATLI_BIN = os.path.abspath(os.environ.get("CHATLI_BIN", str(REPO_ROOT / "build" / "chatli")))
-STORE = os.environ.get("CHATLI_E2E_STORE", "sqlite").lower()
+# A MONGODB_URI in our environment means the servers run on MongoDB even
+# without CHATLI_E2E_STORE=mongo, so sqlite_only tests are skipped then too.
+STORE = os.environ.get("CHATLI_E2E_STORE",
+                       "mongo" if os.environ.get("MONGODB_URI") else "sqlite").lower()
 
 # Servers started during the current test (plus the session one), so a failing
 # test can show their log tails.
@@ -65,7 +70,7 @@ def _store_env():
     for k in ("MONGODB_URI", "MONGODB_DB"):
         if k in os.environ:
             env[k] = os.environ[k]
-    if STORE == "mongo" and "MONGODB_URI" in env and "MONGODB_DB" not in env:
+    if "MONGODB_URI" in env and "MONGODB_DB" not in env:
         # One database per test session so runs do not see each other's data.
         env["MONGODB_DB"] = "chatli_e2e_" + uuid.uuid4().hex[:12]
     return env
