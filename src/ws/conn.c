@@ -47,7 +47,10 @@ static void conn_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
         return;
     switch (ws__outq_push(&c->out, b)) {
     case WS_OUTQ_QUEUED:
-        lws_callback_on_writable(c->wsi);
+        /* A non-empty queue already has a writeable callback coming (the
+         * writer re-arms while frames remain). */
+        if (c->out.n == 1)
+            lws_callback_on_writable(c->wsi);
         break;
     case WS_OUTQ_DROPPED:
         break;
