@@ -220,6 +220,9 @@ static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
     free(c->rx);
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
+    /* Read again, so the client's close reply (and anything before it) is
+     * taken and the closing handshake can finish. */
+    rx_pause(c, false);
     lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
     lws_callback_on_writable(c->wsi);

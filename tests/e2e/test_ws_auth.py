@@ -124,6 +124,21 @@ def test_frames_sent_before_ready_are_handled_after_it(server):
         w.close()
 
 
+def test_many_frames_pipelined_behind_auth_are_all_answered(server):
+    user, token = register(server)
+    w = WS(server)
+    try:
+        w.send({"type": "auth", "token": token})
+        for i in range(40):  # more than the 16 kept before ready: reading pauses, none lost
+            w.send({"type": "ping"})
+        assert w.recv()["type"] == "ready"
+        for i in range(40):
+            assert w.recv()["type"] == "pong", i
+        assert w.barrier() == []
+    finally:
+        w.close()
+
+
 def test_second_auth_frame_is_bad_request(server):
     user, token = register(server)
     w, _ = connect(server, token)
