@@ -99,6 +99,9 @@ def test_raw_corpus(msrv, world, name):
         assert resp.status in expect, "%s: got %d, expected one of %s\n%r" % (
             name, resp.status, expect, raw[:400])
         assert resp.status != 101 or 101 in expect
+        # one well-formed response: the body is not another status line + headers
+        assert not resp.body.startswith(b"HTTP/"), "%s: malformed response, header block " \
+            "sent twice:\n%r" % (name, raw[:600])
         if resp.status in ROUTER_ERRORS:
             assert resp.headers.get("content-type") == "application/json; charset=utf-8", resp.headers
             err = resp.json()["error"]
