@@ -66,6 +66,10 @@ static void finish(struct http_linger *l, struct entry *e)
     pthread_mutex_lock(&l->mu);
     unlink_locked(l, e);
     pthread_mutex_unlock(&l->mu);
+    /* Our fd is a dup: MHD may not have closed its own yet, and epoll drops
+     * a registration only when the last fd of the socket closes, so without
+     * the DEL a later event could still carry the freed `e`. */
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, e->fd, NULL);
     close(e->fd);
     free(e);
 }
@@ -205,6 +209,7 @@ void http_linger_close(struct http_linger *l)
     while (l->head) {
         struct entry *e = l->head;
         unlink_locked(l, e);
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, e->fd, NULL);
         close(e->fd);
         free(e);
     }

@@ -163,7 +163,9 @@ static void unlink_pending(struct acceptor *a, struct pending *p)
 static void drop(struct acceptor *a, struct pending *p)
 {
     unlink_pending(a, p);
-    close(p->fd); /* also removes it from the epoll set */
+    if (p->in_epoll) /* explicit: close() alone unregisters only the last fd of a socket */
+        epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+    close(p->fd);
     free(p);
 }
 
