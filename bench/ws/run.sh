@@ -11,8 +11,9 @@
 #      until every held connection has its post.new;
 #   2. chat, closed loop: PAIRS direct chats, WINDOW frames in flight per
 #      connection, for DURATION s: the most messages/s the box gives;
-#   3. chat, open loop at RATE msg/s (default 25,000, half the 50,000 target):
-#      latency at a fixed rate.
+#   3. chat, open loop at half the rate step 2 reached: latency at a load
+#      the server sustains;
+#   4. chat, open loop at RATE msg/s (default 25,000, half the 50,000 target).
 # Then a summary table from the generator's RESULT lines.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,6 +48,11 @@ log=$BENCH_TMP/wsbench.out
 echo
 "$WSB" "${common[@]}" --pairs "$PAIRS" --window "$WINDOW" --duration "$DURATION" chat | tee -a "$log"
 echo
+half=$(grep '^RESULT mode=closed' "$log" | tr ' ' '\n' | sed -n 's/^delivered_per_s=//p' | awk '{printf "%d", $1 / 2}')
+if [ "${half:-0}" -gt 0 ]; then
+    "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$half" --duration "$DURATION" chat | tee -a "$log"
+    echo
+fi
 "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat | tee -a "$log"
 
 val() { grep "^RESULT $1" "$log" | sed -n "${2}p" | tr ' ' '\n' | sed -n "s/^$3=//p"; }
@@ -56,7 +62,7 @@ printf '  %-44s %s\n' "idle connections held" "$(val idle_conns 1 idle_conns) of
 printf '  %-44s %s\n' "server RSS per idle connection (bytes)" "$(val idle_conns 1 rss_per_conn_bytes)"
 printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast 1 bcast_last_ms_median) / $(val bcast 1 bcast_last_ms_max)"
 printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast 1 bcast_cpu_us_per_delivery)"
-for i in 1 2; do
+for i in $(seq 1 "$(grep -c "^RESULT mode=" "$log")"); do
     printf '  %-44s %s msg/s, ack p50/p99/p99.9 %s/%s/%s ms, delivery p99 %s ms, %s us CPU/msg, all delivered: %s\n' \
         "chat $(val mode $i mode) (target $(val mode $i rate_target)/s)" \
         "$(val mode $i delivered_per_s)" "$(val mode $i ack_p50_ms)" "$(val mode $i ack_p99_ms)" \
