@@ -573,13 +573,21 @@ static void close_idle(struct http_server *s)
 bool http_server_drain(struct http_server *s, long long deadline_ms)
 {
     atomic_store(&s->draining, true);
+    /* A socket the acceptor handed over just before it stopped may still sit
+     * in MHD's queue of new connections (counted only once a worker takes
+     * it), so "none left" must hold on two looks 20 ms apart. */
+    int zero_seen = 0;
     for (;;) {
         close_idle(s);
-        if (atomic_load(&s->n_conns) <= 0)
-            return true;
+        if (atomic_load(&s->n_conns) <= 0) {
+            if (++zero_seen >= 2)
+                return true;
+        } else {
+            zero_seen = 0;
+        }
         if (clock_mono_ns() / 1000000 >= deadline_ms)
             return false;
-        usleep(10000);
+        usleep(zero_seen ? 20000 : 10000);
     }
 }
 
