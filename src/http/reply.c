@@ -104,6 +104,8 @@ static void add_common(struct http_req *rq, struct MHD_Response *r, int status)
         add_num(r, "Retry-After", rq->rl_reset_s > 0 ? rq->rl_reset_s : 1);
     if (status == 405 && rq->match.allow[0])
         add(r, "Allow", rq->match.allow);
+    if (status == 401) /* RFC 9110 requires a challenge on every 401 */
+        add(r, "WWW-Authenticate", "Bearer");
     /* While draining, finish this request and let the client reconnect
      * elsewhere instead of holding an idle keep-alive connection open; and
      * a connection whose body we did not read cannot carry another request. */

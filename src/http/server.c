@@ -133,6 +133,20 @@ static const char *method_label(const char *m)
     return "OTHER";
 }
 
+/* The method as logged: MHD's own string when it is a short run of
+ * printable ASCII (the JSON log line needs valid UTF-8), else the label. */
+static const char *method_for_log(const struct http_req *rq)
+{
+    const char *m = rq->method;
+    if (!m)
+        return rq->method_label ? rq->method_label : "";
+    size_t n = 0;
+    for (; m[n]; n++)
+        if (n >= 32 || (unsigned char)m[n] <= 0x20 || (unsigned char)m[n] >= 0x7f)
+            return rq->method_label;
+    return m;
+}
+
 static const char *header(struct http_req *rq, const char *name)
 {
     return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
@@ -404,7 +418,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int level = rq->status >= 500 ? LOG_WARN : LOG_INFO;
     if (log_enabled(level)) {
         json_t *f = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:s}", "msg", "request", "reqId", rq->id,
-                              "method", rq->method ? rq->method : "", "path", rq->log_target,
+                              "method", method_for_log(rq), "path", rq->log_target,
                               "status", rq->status, "durationMs", secs * 1000.0, "ip", rq->client_ip);
         if (f) {
             if (rq->authed)

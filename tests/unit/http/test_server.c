@@ -241,6 +241,7 @@ static void test_basics(void)
     CHECK_EQ_STR(hdr(&r, "Allow"), "GET, POST");
     CHECK_EQ_INT(request(fd, "POST", "/api/posts", NULL, "{bad", &r), 0);
     CHECK_EQ_INT(r.status, 401);
+    CHECK_EQ_STR(hdr(&r, "WWW-Authenticate"), "Bearer");
     /* Then body checks: 415, 400, and core's 422. */
     CHECK_EQ_INT(request(fd, "POST", "/api/posts", auth, "{bad", &r), 0);
     CHECK_EQ_INT(r.status, 400);
