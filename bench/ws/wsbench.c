@@ -1212,6 +1212,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsbench: the server must be on a 127.x.x.x address (loopback only)\n");
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows through tee */
     if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
         return 1;
     signal(SIGPIPE, SIG_IGN);
