@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/ws/run.sh - the /ws gateway under load, with bench/ws's generator.
 #
-# Builds chatli_wsbench (CMake target, in BUILD, default build-bench), starts
+# Builds chatli and chatli_wsbench (CMake targets, in BUILD, default build-bench), starts
 # the server like bench/http/run.sh (temp DATA_DIR, loopback, RATE_LIMIT_MAX=0,
 # WS_RATE_PER_S=0 so flood control does not cap the generator, cheap Argon2),
 # then runs, each bounded in time:
@@ -31,7 +31,7 @@ DURATION=${DURATION:-10}
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$BUILD" --target chatli_wsbench -j2 >/dev/null
+cmake --build "$BUILD" --target chatli chatli_wsbench -j2 >/dev/null
 WSB=$BUILD/bench/chatli_wsbench
 : "${CHATLI_BIN:=$BUILD/chatli}"
 export CHATLI_BIN
