@@ -74,6 +74,7 @@ struct http_req {
     const char *method_label;     /* a literal for metrics ("GET", ..., "OTHER") */
     char *path;                   /* new: the raw path, without the query */
     char *log_target;             /* new: path + query with token values redacted */
+    bool target_ok;               /* the raw target is origin-form and escaped */
     struct route_match match;
     bool called;                  /* the access handler ran at least once */
     bool queued;                  /* a response was queued */

@@ -214,10 +214,26 @@ static void count_rate(struct http_req *rq)
     rq->rl_exceeded = res.exceeded;
 }
 
+/* An origin-form request target ("/path?query"): it starts with '/' and
+ * holds no blank, control or non-ASCII byte (those must be %-escaped).
+ * `raw` is the target exactly as received. */
+static bool target_ok(const char *raw)
+{
+    if (raw[0] != '/')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)raw; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return false;
+    return true;
+}
+
 /* Answers the request.  Returns 0, or -1 when MHD refused the response. */
 static int dispatch(struct http_req *rq)
 {
     struct route_match *m = &rq->match;
+    if (!rq->target_ok)
+        return http_reply_error(rq, CHAT_E_BAD_REQUEST, NULL,
+                                "malformed request target (expected /path?query, escaped)");
     if (strcmp(rq->method, MHD_HTTP_METHOD_OPTIONS) == 0 && m->status != 404)
         return http_reply_preflight(rq); /* never authenticated or limited */
     if (m->api) {
@@ -304,6 +320,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(rq->id, sizeof rq->id, rnd, sizeof rnd);
+    rq->target_ok = target_ok(uri);
     size_t plen = strcspn(uri, "?");
     rq->path = strndup(uri, plen);
     rq->log_target = http_redact_target(uri);
@@ -528,9 +545,10 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
         MHD_OPTION_CONNECTION_LIMIT, limit,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-        /* Refuse (400) request lines with stray spaces and header lines
-         * without a colon instead of guessing what they meant. */
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        /* Not MHD_OPTION_STRICT_FOR_CLIENT: its extra refusals (a missing
+         * Host, stray spaces) go through MHD 0.9.75's error path, which
+         * sends the response head twice.  Malformed targets are refused
+         * by target_ok() instead, with a proper JSON 400. */
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,

@@ -282,6 +282,23 @@ static void test_basics(void)
     CHECK(hdr(&r, "Access-Control-Allow-Methods") == NULL);
     CHECK(hdr(&r, "Access-Control-Allow-Origin") == NULL);
 
+    /* A malformed target is a JSON 400 from us, not MHD's HTML. */
+    int fd2 = dial();
+    const char *bad = "GET  /healthz  HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK_EQ_INT(send_all(fd2, bad, strlen(bad)), 0);
+    CHECK_EQ_INT(read_resp(fd2, &r), 0);
+    CHECK_EQ_INT(r.status, 400);
+    CHECK(strstr(r.body, "\"bad_request\"") != NULL);
+    close(fd2);
+    /* HTTP/1.1 without Host is served (MHD's strict mode would refuse it
+     * with a doubled response head). */
+    fd2 = dial();
+    const char *nohost = "GET /healthz HTTP/1.1\r\n\r\n";
+    CHECK_EQ_INT(send_all(fd2, nohost, strlen(nohost)), 0);
+    CHECK_EQ_INT(read_resp(fd2, &r), 0);
+    CHECK_EQ_INT(r.status, 200);
+    close(fd2);
+
     /* Ops. */
     CHECK_EQ_INT(request(fd, "GET", "/readyz", NULL, NULL, &r), 0);
     CHECK_EQ_INT(r.status, 200);
