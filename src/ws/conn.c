@@ -223,7 +223,6 @@ static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
     /* Read again, so the client's close reply (and anything before it) is
      * taken and the closing handshake can finish. */
     rx_pause(c, false);
-    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
     lws_callback_on_writable(c->wsi);
 }
@@ -303,7 +302,6 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
     u->conns = c;
     u->n_conns++;
     c->state = WS_C_READY;
-    lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
 
     for (size_t i = 0; i < j->n_co; i++) {
         struct ws_user *o = ws__users_get(&ws->users, j->co[i]);
@@ -464,6 +462,8 @@ static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, 
 {
     if (c->state == WS_C_CLOSING)
         return;
+    c->rx_s = ws__now_s();
+    c->pinged = false;
     if (lws_frame_is_binary(c->wsi)) {
         metrics_error("ws_protocol");
         conn_close(ws, c, WS_CLOSE_UNSUPPORTED, "binary frames are not supported", false);
@@ -524,6 +524,7 @@ static void on_established(struct ws_server *ws, struct ws_conn *c, struct lws *
     memset(c, 0, sizeof *c);
     c->wsi = wsi;
     c->id = ws->next_conn_id++;
+    c->born_s = c->rx_s = ws__now_s();
     ws__conns_put(&ws->conns, c);
     c->all_next = ws->all;
     if (ws->all)
@@ -549,7 +550,6 @@ static void on_established(struct ws_server *ws, struct ws_conn *c, struct lws *
         conn_close(ws, c, WS_CLOSE_POLICY, "socket.io is not available yet", false);
         return;
     }
-    lws_set_timer_usecs(wsi, (lws_usec_t)WS_AUTH_TIMEOUT_S * LWS_USEC_PER_SEC);
 
     /* ?token=...: lws has URL-decoded the arguments.  A query string too
      * long to hold a real token is a bad token. */
@@ -573,6 +573,19 @@ static int on_writeable(struct ws_server *ws, struct ws_conn *c)
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)r,
                          strlen(r));
         return -1;
+    }
+    if (c->ping_due) {
+        /* A payload, because lws 4.1 does not report an empty pong
+         * (LWS_CALLBACK_RECEIVE_PONG) and the pong is what proves the peer
+         * is alive. */
+        unsigned char ping[LWS_PRE + 2];
+        memcpy(ping + LWS_PRE, "ka", 2);
+        c->ping_due = false;
+        if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+            return -1;
+        if (c->out.n > 0)
+            lws_callback_on_writable(c->wsi);
+        return 0;
     }
     struct ws_buf *b = ws__outq_pop(&c->out);
     if (!b)
@@ -612,10 +625,11 @@ int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return c && c->id ? on_writeable(server_of(wsi), c) : 0;
-    case LWS_CALLBACK_TIMER:
-        if (c && c->id && c->state == WS_C_NEW)
-            conn_close(server_of(wsi), c, WS_CLOSE_AUTH_TIMEOUT, "authentication timeout",
-                       false);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->id) {
+            c->rx_s = ws__now_s();
+            c->pinged = false;
+        }
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (c)
@@ -624,6 +638,38 @@ int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     default:
         return 0;
     }
+}
+
+/* ---- the sweep ------------------------------------------------------------------ */
+
+/* Every WS_SWEEP_MS: the auth deadline of connections still waiting for
+ * their auth frame, pings for quiet connections, hang-ups for dead ones.
+ * O(connections) per sweep, nothing per frame. */
+static void sweep_cb(lws_sorted_usec_list_t *sul)
+{
+    struct ws_server *ws = lws_container_of(sul, struct ws_server, sweep);
+    uint32_t now = ws__now_s();
+    for (struct ws_conn *c = ws->all; c; c = c->all_next) {
+        if (c->state == WS_C_CLOSING)
+            continue;
+        if (c->state == WS_C_NEW && now - c->born_s >= WS_AUTH_TIMEOUT_S) {
+            conn_close(ws, c, WS_CLOSE_AUTH_TIMEOUT, "authentication timeout", false);
+            continue;
+        }
+        uint32_t idle = now - c->rx_s;
+        if (idle >= WS_HANGUP_IDLE_S) {
+            conn_close(ws, c, WS_CLOSE_GOING_AWAY, "idle timeout", false);
+        } else if (idle >= WS_PING_IDLE_S && !c->pinged) {
+            c->pinged = c->ping_due = true; /* once per quiet spell */
+            lws_callback_on_writable(c->wsi);
+        }
+    }
+    lws_sul_schedule(ws->ctx, 0, &ws->sweep, sweep_cb, (lws_usec_t)WS_SWEEP_MS * 1000);
+}
+
+void ws__sweep_start(struct ws_server *ws)
+{
+    lws_sul_schedule(ws->ctx, 0, &ws->sweep, sweep_cb, (lws_usec_t)WS_SWEEP_MS * 1000);
 }
 
 /* ---- inbox messages ----------------------------------------------------------- */

@@ -38,6 +38,13 @@ int64_t ws__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint32_t ws__now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)ts.tv_sec;
+}
+
 /* ---- messages ------------------------------------------------------- */
 
 struct ws_msg *ws__msg_new(int kind, size_t n_users)
@@ -194,6 +201,7 @@ static void lws_log_emit(int level, const char *line)
 static void *loop_main(void *arg)
 {
     struct ws_server *ws = arg;
+    ws__sweep_start(ws);
     while (!atomic_load(&ws->loop_stop)) {
         /* The timeout argument is ignored by lws 4.x: it sleeps until the
          * next event or timer, and lws_cancel_service() wakes it. */
@@ -229,10 +237,10 @@ static const struct lws_protocols protocols[] = {
     {0},
 };
 
-static const lws_retry_bo_t idle_policy = {
-    .secs_since_valid_ping = WS_PING_IDLE_S,
-    .secs_since_valid_hangup = WS_HANGUP_IDLE_S,
-};
+/* All zero: lws's own validity timers off (its default policy would ping
+ * after 300 s, at the cost described at WS_SWEEP_MS); conn.c's sweep does
+ * liveness instead. */
+static const lws_retry_bo_t no_lws_validity_policy = {0};
 
 /* ---- public API ------------------------------------------------------- */
 
@@ -276,7 +284,7 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     info.user = ws;
     info.gid = -1;
     info.uid = -1;
-    info.retry_and_idle_policy = &idle_policy;
+    info.retry_and_idle_policy = &no_lws_validity_policy;
     info.timeout_secs_ah_idle = WS_HANDSHAKE_TIMEOUT_S;
     /* Header tables are held only during handshakes; more lets a burst of
      * connects proceed at once (each is max_http_header_data, 4 KiB). */
@@ -377,6 +385,7 @@ void ws_server_close(struct ws_server *ws)
         atomic_store(&ws->loop_stop, true);
         lws_cancel_service(ws->ctx);
         pthread_join(ws->loop_thread, NULL);
+        lws_sul_cancel(&ws->sweep); /* the loop is gone: no race */
     }
     /* Destroying the context closes what is left; its CLOSED callbacks run
      * here, on this thread, now that the service thread is gone. */

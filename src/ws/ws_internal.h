@@ -85,9 +85,19 @@
 #define WS_EARLY_MAX 16
 #define WS_WORKERS 4               /* worker threads (they block on the store) */
 #define WS_CLOSE_GRACE_S 3         /* time for a close frame to get out */
-#define WS_PING_IDLE_S 30          /* idle this long: lws sends a ping */
-#define WS_HANGUP_IDLE_S 75        /* idle this long (no pong either): hang up */
 #define WS_HANDSHAKE_TIMEOUT_S 10  /* timeout_secs_ah_idle: stalled handshakes */
+
+/* Liveness and the auth deadline are checked by one sweep over every
+ * connection each WS_SWEEP_MS, not by per-connection lws timers: lws 4.1
+ * keeps its timers in one sorted list, so its ping/pong policy
+ * (retry_and_idle_policy) re-inserted a timer, walking the list, on every
+ * frame in or out - measured as the loop's top cost with thousands of
+ * connections.  A connection silent for WS_PING_IDLE_S gets a ping; one
+ * silent (not even a pong) for WS_HANGUP_IDLE_S is closed.  So the auth
+ * deadline is WS_AUTH_TIMEOUT_S plus at most one sweep. */
+#define WS_SWEEP_MS 500
+#define WS_PING_IDLE_S 30
+#define WS_HANGUP_IDLE_S 75
 #define WS_CO_MEMBER_PAGES 100     /* chats_list pages read for presence (x100 chats) */
 
 /* Close codes (RFC 6455 and CONTRACT 6). */
@@ -244,6 +254,10 @@ struct ws_conn {
     bool drain_then_close;          /* 1001: flush the queue first */
     bool is_sio;                    /* came in on /socket.io/ */
     bool rx_paused;                 /* reading stopped: too many requests queued */
+    bool ping_due;                  /* the sweep asked for a ping */
+    bool pinged;                    /* a ping went out since the last rx */
+    uint32_t born_s;                /* ws__now_s() at upgrade */
+    uint32_t rx_s;                  /* ws__now_s() of the last frame or pong received */
     const char *close_reason;       /* string literal */
     uint8_t token_hash[32];         /* the session's, for revocation */
 };
@@ -422,6 +436,7 @@ struct ws_server {
     long n_conns;             /* established connections */
 
     /* loop only */
+    lws_sorted_usec_list_t sweep; /* the liveness / auth-deadline sweep */
     uint64_t next_conn_id;
     struct ws_conn_table conns;
     struct ws_user_table users;
@@ -434,6 +449,8 @@ void ws__send_settled(struct ws_server *ws);
 
 /* Monotonic milliseconds. */
 int64_t ws__now_ms(void);
+/* Monotonic seconds (fits 32 bits for 136 years of uptime). */
+uint32_t ws__now_s(void);
 
 /* ---- the loop side (conn.c) ------------------------------------------------ */
 
@@ -444,5 +461,7 @@ int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 void ws__loop_handle(struct ws_server *ws, struct ws_msg *m);
 /* Frees loop-owned state left after the context is destroyed. */
 void ws__loop_cleanup(struct ws_server *ws);
+/* Starts the periodic sweep (on the loop thread, before serving). */
+void ws__sweep_start(struct ws_server *ws);
 
 #endif

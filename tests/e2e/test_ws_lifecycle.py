@@ -288,3 +288,27 @@ def test_socketio_path_is_closed_cleanly_until_it_is_implemented(server):
     a, ta = register(server)
     w = WS(server, path="/socket.io/", query="EIO=4&transport=websocket")
     assert w.wait_close() == 1008
+
+
+@pytest.mark.slow
+@pytest.mark.time_limit(150)
+def test_idle_connections_are_pinged_and_dead_ones_hung_up(server):
+    # docs/api.md: a ping after 30 s of silence; closed after 75 s without
+    # anything from the client (not even a pong).
+    a, ta = register(server)
+    live, _ = connect(server, ta)
+    dead, _ = connect(server, ta)  # never reads again, so never answers a ping
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < 82:
+            try:
+                live.recv(timeout=2)
+            except Exception as e:
+                if isinstance(e, Closed):
+                    raise
+        assert live.pings >= 2, live.pings  # at ~30 s and ~60 s
+        assert live.barrier(ignore=("presence",)) == []
+        code = dead.wait_close(timeout=10)  # already closed by now
+        assert code in (1001, None), code
+    finally:
+        live.close()

@@ -47,6 +47,7 @@ class WS:
                                               sockopt=sockopt or ())
         self.skipped = []      # frames passed over by recv_type()
         self.close_code = None
+        self.pings = 0         # server pings seen (and answered)
 
     # -- sending -------------------------------------------------------
     def send(self, frame):
@@ -83,6 +84,7 @@ class WS:
                     pass
                 raise Closed(code, data[2:].decode("utf-8", "replace"))
             if op == OP_PING:
+                self.pings += 1
                 try:
                     self.ws.pong(data)
                 except Exception:
