@@ -6,7 +6,8 @@
 #    SQLite for MongoDB or adding Redis never touches core.
 # 2. Every header under src/ compiles on its own (it includes what it uses),
 #    with the same warnings as the build and -Werror.
-# 3. docs/openapi.yaml is valid YAML holding an OpenAPI 3.0 document.
+# 3. docs/openapi.yaml is valid YAML holding an OpenAPI 3.0 document (and,
+#    where openapi-spec-validator is installed, a valid one).
 #
 # Exit 0 when both hold; otherwise print each offence and exit 1.
 set -euo pipefail
@@ -75,6 +76,21 @@ PY
         echo "check-source: docs/openapi.yaml does not parse"
         fail=1
     fi
+    # Full schema validation where the validator is installed (the pyenv
+    # python of this machine image has it; Debian does not package it).
+    for py in python3 /usr/bin/python3; do
+        if command -v "$py" >/dev/null && "$py" -c 'import openapi_spec_validator, yaml' 2>/dev/null; then
+            if "$py" -c 'import sys, yaml
+from openapi_spec_validator import validate
+validate(yaml.safe_load(open(sys.argv[1], encoding="utf-8")))' docs/openapi.yaml; then
+                echo "check-source: docs/openapi.yaml is a valid OpenAPI document (openapi-spec-validator)"
+            else
+                echo "check-source: docs/openapi.yaml fails OpenAPI validation"
+                fail=1
+            fi
+            break
+        fi
+    done
 fi
 
 exit "$fail"
