@@ -414,6 +414,8 @@ struct ws_server {
 
     pthread_t loop_thread;
     bool loop_started;
+    bool evlib;               /* libev event loop (else lws's poll loop) */
+    bool ctx_dying;           /* loop: lws_context_destroy's first phase ran */
     atomic_bool loop_stop;
     atomic_bool stopping;     /* shutdown began: refuse new sockets and sends */
     atomic_long n_conns_approx;
