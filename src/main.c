@@ -68,6 +68,8 @@ static void to_ws(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
     ws_server_adopt(arg, fd);
 }
 
+static void to_reject(void *arg, int fd, int status) { http_server_reject(arg, fd, status); }
+
 /* mkdir -p: creates `path` and its missing parents (mode 0700: the
  * database and uploads are the server's alone). */
 static int make_dirs(const char *path)
@@ -208,7 +210,8 @@ int main(int argc, char **argv)
         goto out;
     }
     struct acceptor_config acfg = {.host = cfg.host, .port = cfg.port, .to_http = to_http,
-                                   .http_arg = http, .to_ws = to_ws, .ws_arg = ws};
+                                   .http_arg = http, .to_ws = to_ws, .ws_arg = ws,
+                                   .to_reject = to_reject, .reject_arg = http};
     if (acceptor_open(&acfg, &acc, &err) != 0) {
         rc = fatal("listen", &err);
         goto out;

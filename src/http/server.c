@@ -44,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "cache/cache.h"
@@ -577,6 +578,45 @@ void http_server_add_connection(struct http_server *s, int fd, const struct sock
         log_warn("MHD refused a connection: %s", strerror(errno));
         metrics_error("http_add_connection");
     }
+}
+
+void http_server_reject(struct http_server *s, int fd, int status)
+{
+    int code = status == 413 ? CHAT_E_PAYLOAD_TOO_LARGE : CHAT_E_BAD_REQUEST;
+    json_t *body = http_error_body(code, NULL, status == 413 ? "Content-Length is too large"
+                                                             : "malformed Content-Length header");
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        close(fd);
+        return;
+    }
+    unsigned char rnd[8];
+    char id[17];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(id, sizeof id, rnd, sizeof rnd);
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: " HTTP_JSON_TYPE "\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n"
+                     "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+                     "Referrer-Policy: no-referrer\r\n"
+                     "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+                     "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s\r\n",
+                     status, status == 413 ? "Content Too Large" : "Bad Request", strlen(text), id,
+                     s->cors.any ? "Access-Control-Allow-Origin: *\r\n" : "");
+    /* A fresh socket's send buffer takes these few hundred bytes at once;
+     * if it somehow does not, the client gets a truncated answer and the
+     * close, which is all a malformed request can expect. */
+    struct iovec iov[2] = {{head, (size_t)n}, {text, strlen(text)}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    free(text);
+    shutdown(fd, SHUT_WR);
+    http_linger_add(s->linger, fd); /* unread body bytes must not turn the close into a reset */
+    metrics_http_request("other", "OTHER", status, 0.0);
+    log_info("rejected a request head with a malformed Content-Length (%d, reqId %s)", status, id);
 }
 
 unsigned http_server_connections(struct http_server *s)

@@ -14,6 +14,12 @@
  * only once the client has sent data, so the first peek right after accept
  * usually settles it.
  *
+ * With a reject sink configured, a plain HTTP socket is also held until its
+ * first head is complete, so that a Content-Length libmicrohttpd 0.9.75
+ * cannot parse is answered by us: MHD's own error path for it sends the
+ * response head twice.  Heads almost always arrive in one segment, so this
+ * rarely costs a wait.
+ *
  * Bounds.  A pending socket gets `peek_timeout_ms` to show a classifiable
  * head, at most MAX_PEEKS edges (a client dribbling one byte per packet
  * would otherwise cost us a 16 KiB copy per byte), and at most NET_PEEK_MAX
@@ -193,6 +199,16 @@ static bool only_empty_lines(const char *b, size_t n)
     return true;
 }
 
+/* Gives a socket with a defective head to the reject sink. */
+static void reject(struct acceptor *a, struct pending *p, int status)
+{
+    unlink_pending(a, p);
+    if (p->in_epoll)
+        epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+    a->cfg.to_reject(a->cfg.reject_arg, p->fd, status);
+    free(p);
+}
+
 /* Peeks and classifies.  Returns true while `p` is still pending. */
 static bool peek(struct acceptor *a, struct pending *p)
 {
@@ -211,6 +227,9 @@ static bool peek(struct acceptor *a, struct pending *p)
         return false;
     }
     enum net_class c = net_classify(a->peekbuf, (size_t)n);
+    /* Past these bounds MHD takes the socket as it is: it reads
+     * incrementally, has its own timeout, and answers a malformed head. */
+    bool bounded = (size_t)n >= sizeof a->peekbuf || ++p->peeks > MAX_PEEKS || p->peer_done;
     if (c == NET_CLASS_MORE && p->peer_done && only_empty_lines(a->peekbuf, (size_t)n)) {
         /* Nothing but blank lines and the client is done: no request will
          * ever come.  MHD 0.9.75 skips the blank lines and then waits for
@@ -218,13 +237,20 @@ static bool peek(struct acceptor *a, struct pending *p)
         drop(a, p);
         return false;
     }
-    if (c == NET_CLASS_MORE) {
-        /* Past our bounds MHD takes it as it is: it reads incrementally,
-         * has its own timeout, and answers a malformed head with 400. */
-        if ((size_t)n >= sizeof a->peekbuf || ++p->peeks > MAX_PEEKS || p->peer_done)
-            c = NET_CLASS_HTTP;
-        else
+    if (c == NET_CLASS_HTTP && a->cfg.to_reject) {
+        /* A Content-Length MHD cannot parse makes MHD 0.9.75 send its
+         * error response head twice; answer those heads ourselves. */
+        enum net_head h = net_head_check(a->peekbuf, (size_t)n);
+        if (h == NET_HEAD_BAD_LENGTH || h == NET_HEAD_HUGE_LENGTH) {
+            reject(a, p, h == NET_HEAD_HUGE_LENGTH ? 413 : 400);
+            return false;
+        }
+        if (h == NET_HEAD_MORE && !bounded)
             return true;
+    } else if (c == NET_CLASS_MORE) {
+        if (!bounded)
+            return true;
+        c = NET_CLASS_HTTP;
     }
     hand_off(a, p, c);
     return false;

@@ -22,6 +22,12 @@
  * borrowed for the call.  Runs on the acceptor thread: must not block. */
 typedef void (*acceptor_sink_cb)(void *arg, int fd, const struct sockaddr *sa, socklen_t salen);
 
+/* Takes ownership of `fd`, whose first request head has a Content-Length
+ * that libmicrohttpd 0.9.75 would answer with a malformed response (see
+ * net_head_check); the sink answers `status` (400 or 413) itself and
+ * closes.  Runs on the acceptor thread: must not block. */
+typedef void (*acceptor_reject_cb)(void *arg, int fd, int status);
+
 struct acceptor_config {
     const char *host;     /* HOST: address or name to bind */
     int port;             /* PORT; 0 = any free port (see acceptor_port) */
@@ -31,6 +37,11 @@ struct acceptor_config {
     void *http_arg;
     acceptor_sink_cb to_ws;
     void *ws_arg;
+    /* Optional.  When set, plain HTTP sockets are held until their first
+     * head is complete (within the same bounds) and checked; only the
+     * first request of a connection can be checked this way. */
+    acceptor_reject_cb to_reject;
+    void *reject_arg;
 };
 
 struct acceptor;

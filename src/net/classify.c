@@ -141,3 +141,76 @@ enum net_class net_classify(const char *buf, size_t len)
     }
     return upgrade ? NET_CLASS_WS : NET_CLASS_HTTP;
 }
+
+/* The value of the first header `name` (name_len bytes) in the complete
+ * head `buf[0..end)`, trimmed; false when absent. */
+static bool find_header(const char *buf, size_t end, const char *name, size_t name_len,
+                        const char **val, size_t *val_len)
+{
+    const char *p = memchr(buf, '\n', end); /* skip the request line */
+    while (p && (size_t)(p - buf) + 1 < end) {
+        const char *line = p + 1;
+        const char *nl = memchr(line, '\n', end - (size_t)(line - buf));
+        if (!nl)
+            return false;
+        size_t n = (size_t)(nl - line);
+        if (n > 0 && line[n - 1] == '\r')
+            n--;
+        const char *colon = memchr(line, ':', n);
+        if (colon && (size_t)(colon - line) == name_len && strncasecmp(line, name, name_len) == 0) {
+            const char *v = colon + 1, *e = line + n;
+            while (v < e && is_ows(*v))
+                v++;
+            while (e > v && is_ows(e[-1]))
+                e--;
+            *val = v;
+            *val_len = (size_t)(e - v);
+            return true;
+        }
+        p = nl;
+    }
+    return false;
+}
+
+enum net_head net_head_check(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (buf[i] == '\r' || buf[i] == '\n'))
+        i++;
+    /* The head ends at the first empty line: "\n\n" or "\n\r\n". */
+    size_t end = 0;
+    for (size_t k = i; k < len; k++) {
+        if (buf[k] != '\n')
+            continue;
+        if (k + 1 < len && buf[k + 1] == '\n') {
+            end = k + 2;
+            break;
+        }
+        if (k + 2 < len && buf[k + 1] == '\r' && buf[k + 2] == '\n') {
+            end = k + 3;
+            break;
+        }
+    }
+    if (end == 0)
+        return NET_HEAD_MORE;
+    const char *v;
+    size_t vl;
+    if (find_header(buf + i, end - i, "Transfer-Encoding", 17, &v, &vl))
+        return NET_HEAD_OK; /* MHD ignores Content-Length then */
+    if (!find_header(buf + i, end - i, "Content-Length", 14, &v, &vl))
+        return NET_HEAD_OK;
+    if (vl == 0)
+        return NET_HEAD_BAD_LENGTH;
+    unsigned long long n = 0;
+    bool huge = false;
+    for (size_t k = 0; k < vl; k++) {
+        if (v[k] < '0' || v[k] > '9')
+            return NET_HEAD_BAD_LENGTH;
+        unsigned d = (unsigned)(v[k] - '0');
+        if (n > (~0ULL - d) / 10)
+            huge = true;
+        else
+            n = n * 10 + d;
+    }
+    return huge ? NET_HEAD_HUGE_LENGTH : NET_HEAD_OK;
+}

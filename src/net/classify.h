@@ -29,4 +29,19 @@ enum net_class {
  * request and the head has not ended. */
 enum net_class net_classify(const char *buf, size_t len);
 
+enum net_head {
+    NET_HEAD_MORE = 0,        /* the head has not ended yet */
+    NET_HEAD_OK = 1,          /* complete, nothing we need to refuse */
+    NET_HEAD_BAD_LENGTH = 2,  /* Content-Length is not a decimal number: 400 */
+    NET_HEAD_HUGE_LENGTH = 3, /* Content-Length does not fit 64 bits: 413 */
+};
+
+/* Checks the head of a plain HTTP request for the one defect libmicrohttpd
+ * 0.9.75 answers with a malformed response (its error path sends the
+ * response head twice): a Content-Length MHD cannot parse.  Mirrors MHD:
+ * with a Transfer-Encoding header the length is ignored; otherwise the
+ * first Content-Length header counts, blanks around its value trimmed.
+ * Returns NET_HEAD_MORE until the empty line that ends the head. */
+enum net_head net_head_check(const char *buf, size_t len);
+
 #endif

@@ -43,6 +43,26 @@ static void sink(int fd, int ws)
 static void to_http(void *arg, int fd, const struct sockaddr *sa, socklen_t l) { sink(fd, 0); }
 static void to_ws(void *arg, int fd, const struct sockaddr *sa, socklen_t l) { sink(fd, 1); }
 
+static int rejected_status[MAX_GOT];
+static int n_rejected;
+
+static void to_reject(void *arg, int fd, int status)
+{
+    pthread_mutex_lock(&mu);
+    if (n_rejected < MAX_GOT)
+        rejected_status[n_rejected++] = status;
+    pthread_mutex_unlock(&mu);
+    close(fd);
+}
+
+static int count_rejected(void)
+{
+    pthread_mutex_lock(&mu);
+    int n = n_rejected;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
 static int count_got(void)
 {
     pthread_mutex_lock(&mu);
@@ -264,6 +284,43 @@ static void test_burst_backlog(void)
     acceptor_close(a);
 }
 
+static void test_reject(void)
+{
+    struct acceptor_config cfg = {.host = "127.0.0.1", .port = 0, .peek_timeout_ms = 2000,
+                                  .to_http = to_http, .to_ws = to_ws, .to_reject = to_reject};
+    struct acceptor *a = NULL;
+    CHECK_EQ_INT(acceptor_open(&cfg, &a, NULL), 0);
+    if (!a)
+        return;
+    int port = acceptor_port(a);
+    int c1 = dial(port);
+    send_all(c1, "POST /api/posts HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n");
+    int c2 = dial(port);
+    send_all(c2, "POST /api/posts HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+    for (int i = 0; i < 200 && count_rejected() < 2; i++)
+        usleep(10000);
+    CHECK_EQ_INT(count_rejected(), 2);
+    CHECK_EQ_INT(rejected_status[0] + rejected_status[1], 400 + 413);
+    CHECK_EQ_INT(count_got(), 0);
+
+    /* A plain head in two pieces waits for its end, then goes to HTTP with
+     * its bytes unread. */
+    const char *req = "POST /api/posts HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    int c3 = dial(port);
+    send_all(c3, "POST /api/posts HTTP/1.1\r\nHo");
+    usleep(100000);
+    CHECK_EQ_INT(count_got(), 0);
+    send_all(c3, req + strlen("POST /api/posts HTTP/1.1\r\nHo"));
+    CHECK_EQ_INT(wait_got(1, 2000), 1);
+    CHECK(reads_back(got[0].fd, req));
+    reset_got();
+    close(c1);
+    close(c2);
+    close(c3);
+    acceptor_close(a);
+    n_rejected = 0;
+}
+
 static void test_stop(void)
 {
     struct acceptor *a = start(0, 2000);
@@ -305,6 +362,7 @@ int main(void)
     test_routing();
     test_timeouts();
     test_burst_backlog();
+    test_reject();
     test_stop();
     int fds1 = open_fds();
     if (fds0 != fds1)

@@ -106,8 +106,53 @@ static void test_malformed(void)
     }
 }
 
+static enum net_head head(const char *s) { return net_head_check(s, strlen(s)); }
+
+static void test_head_check(void)
+{
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nHost: x\r\n"), NET_HEAD_MORE);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: -5\r\n"), NET_HEAD_MORE);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"text\":\"x\"}"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\ncontent-length:\t007 \r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\nContent-Length: 5\n\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("\r\nPOST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: -5\r\n\r\n"), NET_HEAD_BAD_LENGTH);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: abc\r\n\r\n"), NET_HEAD_BAD_LENGTH);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: +5\r\n\r\n"), NET_HEAD_BAD_LENGTH);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n"), NET_HEAD_BAD_LENGTH);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length:\r\n\r\n"), NET_HEAD_BAD_LENGTH);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n"), NET_HEAD_BAD_LENGTH);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n"),
+                 NET_HEAD_HUGE_LENGTH);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+                 NET_HEAD_HUGE_LENGTH);
+    /* Only the first Content-Length counts, as in MHD; with a
+     * Transfer-Encoding MHD ignores it altogether. */
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: x\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n"),
+                 NET_HEAD_OK);
+    /* Not a header: a request line or a body that mentions it. */
+    CHECK_EQ_INT(head("POST /Content-Length:x HTTP/1.1\r\n\r\nContent-Length: x\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nX-Content-Length: x\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(net_head_check("", 0), NET_HEAD_MORE);
+    CHECK_EQ_INT(head("\r\n\r\n"), NET_HEAD_MORE);
+
+    unsigned seed = 777;
+    char buf[256];
+    for (int round = 0; round < 20000; round++) {
+        size_t n = (size_t)(rand_r(&seed) % sizeof buf);
+        for (size_t k = 0; k < n; k++)
+            buf[k] = "\r\n:Content-Lgth 0123456789xTE"[rand_r(&seed) % 30];
+        enum net_head h = net_head_check(buf, n);
+        CHECK(h >= NET_HEAD_MORE && h <= NET_HEAD_HUGE_LENGTH);
+    }
+}
+
 int main(void)
 {
+    test_head_check();
     test_ws();
     test_http();
     test_malformed();
