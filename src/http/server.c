@@ -20,8 +20,9 @@
  *      and discarding, so the client can finish sending and read our 413
  *      instead of being reset mid-upload.
  *   4. Final call: the pipeline, in the contract's precedence order:
- *      preflight -> (for /api) session + rate limit -> 404 -> 405 -> 401 ->
- *      413 -> body checks (400/415/400) -> one core call -> reply.
+ *      malformed target (400) -> preflight -> (for /api) session + rate
+ *      limit -> 404 -> 405 -> 401 -> 413 -> body checks (400/415/400) ->
+ *      one core call -> reply.
  *   5. Request-completed callback: log line, metrics, free.
  * Rate limiting runs before 404/405 on /api, as Express's limiter mounted on
  * /api does, so every /api response carries RateLimit-* and a client past
@@ -31,7 +32,13 @@
  * closes idle keep-alive connections, which would otherwise hold
  * shutdown until MHD's idle timeout; and a connection answered before its
  * body was read is handed to the linger thread instead of being closed
- * with unread input (which would reset it). */
+ * with unread input (which would reset it).
+ *
+ * MHD 0.9.75's own error responses (for heads it refuses before calling
+ * us) repeat their response head.  We keep out of that path where we can:
+ * no strict mode (a missing Host is served; bad targets get our JSON 400),
+ * and the acceptor sends a first head with an unparseable Content-Length
+ * to http_server_reject() instead of to MHD. */
 #include "http/server.h"
 
 #include <errno.h>
