@@ -10,7 +10,7 @@
 # to the Debian package that ships it, which must be in the runtime list or
 # among the packages apt installs with it (their Depends/Pre-Depends
 # closure, e.g. libc6).  Indirect libraries come with their package's own
-# dependencies.
+# dependencies.  Plugins the binary dlopen()s are listed by hand below.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -59,4 +59,21 @@ for lib in $needed; do
     fi
 done
 [ "$n" -gt 0 ] || { echo "check-runtime-deps: no NEEDED entries in $bin?"; exit 1; }
+
+# Plugins loaded with dlopen() do not show up in DT_NEEDED; list them here.
+# libwebsockets-evlib_ev.so: lws's libev event loop (LWS_SERVER_OPTION_LIBEV).
+plugins=(libwebsockets-evlib_ev.so)
+for so in "${plugins[@]}"; do
+    pkg=$(dpkg -S "*/$so" 2>/dev/null | head -n 1 || true)
+    pkg=${pkg%%:*}
+    if [ -z "$pkg" ]; then
+        echo "check-runtime-deps: plugin $so belongs to no installed package"
+        fail=1
+    elif [ -n "${allowed[$pkg]:-}" ] || [ -n "${closure[$pkg]:-}" ]; then
+        echo "check-runtime-deps: plugin $so <- $pkg (runtime list)"
+    else
+        echo "check-runtime-deps: plugin $so <- $pkg: NOT installed by 'install-deps.sh runtime'"
+        fail=1
+    fi
+done
 exit "$fail"

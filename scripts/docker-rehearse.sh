@@ -94,6 +94,10 @@ if [ -z "$ok" ]; then
     cat "$work/server.log"
     exit 1
 fi
+if grep -q 'using poll()' "$work/server.log"; then
+    echo "docker-rehearse: the gateway fell back to poll(): an lws event-loop plugin is missing"
+    exit 1
+fi
 user=$(ps -o user= -p "$server_pid" | tr -d ' ')
 echo "docker-rehearse: HEALTHCHECK passed; server runs as uid/user $user"
 kill -TERM "$server_pid"

@@ -16,8 +16,11 @@
 # package list lives in one place.
 set -euo pipefail
 
+# libwebsockets-evlib-ev is a plugin lws dlopen()s for LWS_SERVER_OPTION_LIBEV
+# (the gateway's epoll loop); without it the gateway falls back to poll().
 runtime_pkgs=(
-    libmicrohttpd12 libwebsockets17 libjansson4 libsodium23 libsqlite3-0 libcurl4
+    libmicrohttpd12 libwebsockets17 libwebsockets-evlib-ev libjansson4 libsodium23
+    libsqlite3-0 libcurl4
     libmongoc-1.0-0 libbson-1.0-0 libhiredis0.14
     curl ca-certificates
 )
