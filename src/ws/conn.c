@@ -284,8 +284,21 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
 
 /* The token check came back good: the connection joins its user, gets
  * `ready`, and the frames it sent meanwhile are handled in order. */
+static bool recently_revoked(const struct ws_server *ws, const uint8_t hash[32])
+{
+    unsigned n = ws->n_revoked < WS_REVOKED_RING ? ws->n_revoked : WS_REVOKED_RING;
+    for (unsigned i = 0; i < n; i++)
+        if (memcmp(ws->revoked[i], hash, 32) == 0)
+            return true;
+    return false;
+}
+
 static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *j)
 {
+    if (recently_revoked(ws, j->sess.token_hash)) {
+        conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "token revoked", false);
+        return;
+    }
     struct ws_user *u = ws__users_get_or_add(&ws->users, j->sess.user_id);
     json_t *online = json_array();
     if (!u || !online) {
@@ -692,6 +705,7 @@ static void deliver(struct ws_server *ws, struct ws_msg *m)
 
 static void revoke_token(struct ws_server *ws, struct ws_msg *m)
 {
+    memcpy(ws->revoked[ws->n_revoked++ % WS_REVOKED_RING], m->token_hash, 32);
     for (size_t i = 0; i < m->n_users; i++) {
         struct ws_user *u = ws__users_get(&ws->users, m->users[i]);
         for (struct ws_conn *c = u ? u->conns : NULL; c; c = c->u_next)

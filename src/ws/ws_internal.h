@@ -83,6 +83,7 @@
  * closed with 1008. */
 #define WS_CONN_MAX_JOBS 32
 #define WS_EARLY_MAX 16
+#define WS_REVOKED_RING 64
 #define WS_WORKERS 4               /* worker threads (they block on the store) */
 #define WS_CLOSE_GRACE_S 3         /* time for a close frame to get out */
 #define WS_HANDSHAKE_TIMEOUT_S 10  /* timeout_secs_ah_idle: stalled handshakes */
@@ -439,6 +440,10 @@ struct ws_server {
 
     /* loop only */
     lws_sorted_usec_list_t sweep; /* the liveness / auth-deadline sweep */
+    /* The last WS_REVOKED_RING revoked token hashes: a token checked by a
+     * worker just before its logout is refused when its check comes back. */
+    uint8_t revoked[WS_REVOKED_RING][32];
+    unsigned n_revoked;           /* total ever added; slot = n % RING */
     uint64_t next_conn_id;
     struct ws_conn_table conns;
     struct ws_user_table users;

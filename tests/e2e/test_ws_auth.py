@@ -7,6 +7,7 @@ contract fixes 10 s, so one test waits for it), the ready frame's user and
 online list, and logout closing the token's connections with 4401.
 """
 import json
+import threading
 import time
 
 import pytest
@@ -190,6 +191,25 @@ def test_logout_closes_that_tokens_connections_with_4401(server):
         assert w2.barrier() == []
     finally:
         w2.close()
+
+
+def test_logout_racing_a_connect_never_leaves_the_connection_open(server):
+    # The token check runs on a worker; a logout landing between that check
+    # and the connection joining its user must still close it.
+    for _ in range(15):
+        user, token = register(server)
+        result = {}
+
+        def logout():
+            result["status"] = api(server, "POST", "/api/auth/logout", token).status_code
+
+        t = threading.Thread(target=logout)
+        w = WS(server, token=token)
+        t.start()
+        code = w.wait_close(timeout=10)
+        t.join(10)
+        assert result.get("status") == 204
+        assert code == 4401, code
 
 
 def test_plain_http_get_on_ws_is_not_upgraded(server):
