@@ -35,7 +35,7 @@ void log_json(int level, json_t *fields)
     json_object_set_new(line, "level", json_string(names[level < 0 || level > 3 ? 1 : level]));
     if (fields)
         json_object_update(line, fields);
-    char *s = json_dumps(line, JSON_COMPACT);
+    char *s = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(line);
     if (!s)
         return;
