@@ -68,6 +68,11 @@
 /* Messages committed together at most.  insert_many splits larger batches
  * itself, but a bounded batch bounds the callback latency of its last one. */
 #define WRITER_BATCH_MAX 512
+/* FerretDB 1.24 stops an ordered insert at an error only within its own
+ * batches of 100 documents (see settle_unattempted()): commit at most that
+ * many at once there, so that a chat's messages still commit in seq order
+ * when a round is cut short. */
+#define FERRETDB_BATCH_MAX 100
 /* Queued appends at most; past it append_message answers UNAVAILABLE at
  * once (the database cannot keep up, and memory must stay bounded). */
 #define WRITER_QUEUE_MAX 65536
@@ -174,6 +179,8 @@ struct mongo_store {
     bool closing;
     pthread_t writer;
     struct pending **batch; /* writer only: WRITER_BATCH_MAX slots */
+    size_t batch_max;       /* messages per commit: WRITER_BATCH_MAX, or
+                               FERRETDB_BATCH_MAX on FerretDB */
 };
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -2224,6 +2231,7 @@ static int reserve_seqs(struct mongo_store *s, mongoc_client_t *c, struct pendin
                 (!have_members || !members_contain(&members_doc, &g[i]->sender)))
                 g[i]->rc = chat_err_set(&g[i]->err, CHAT_E_NOT_FOUND, NULL, "no such chat");
         if (attempt == 3) {
+            log_warn("store mongodb append_message: seq reservation kept missing the chat");
             for (size_t i = 0; i < n; i++)
                 if (undecided(g[i]))
                     g[i]->rc = chat_err_set(&g[i]->err, CHAT_E_UNAVAILABLE, NULL,
@@ -2253,6 +2261,55 @@ static int reserve_seqs(struct mongo_store *s, mongoc_client_t *c, struct pendin
     }
     if (have_members)
         bson_destroy(&members_doc);
+    return rc;
+}
+
+/* After an ordered insert stopped at an error: the entries behind it were
+ * not attempted, so they wait for the next round with new seqs (the
+ * reserved ones become gaps).  Whether they really were not inserted is
+ * checked by _id, since FerretDB 1.24 honours `ordered` only within its
+ * internal batches of 100 documents and goes on with the next batch
+ * (msg_insert.go); whatever is found stored counts as inserted. */
+static int settle_unattempted(struct mongo_store *s, mongoc_client_t *c, struct pending **who,
+                              size_t n, struct chat_err *err)
+{
+    if (n == 0)
+        return 0;
+    bson_oid_t *ids = calloc(n, sizeof *ids);
+    if (!ids)
+        return oom(err);
+    for (size_t j = 0; j < n; j++) {
+        bson_oid_copy(&who[j]->id, &ids[j]);
+        who[j]->m.seq = 0;
+    }
+    bson_t q = BSON_INITIALIZER, in, opts = BSON_INITIALIZER, proj;
+    BSON_APPEND_DOCUMENT_BEGIN(&q, "_id", &in);
+    append_oid_array(&in, "$in", ids, n);
+    bson_append_document_end(&q, &in);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    BSON_APPEND_INT32(&proj, "seq", 1);
+    bson_append_document_end(&opts, &proj);
+    free(ids);
+    mongoc_collection_t *col = coll(s, c, "messages");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(col, &q, &opts, NULL);
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_OID(&it))
+            continue;
+        for (size_t j = 0; j < n; j++) {
+            if (bson_oid_equal(bson_iter_oid(&it), &who[j]->id)) {
+                who[j]->m.seq = get_i64(doc, "seq");
+                who[j]->inserted = true;
+            }
+        }
+    }
+    bson_error_t e;
+    int rc = mongoc_cursor_error(cur, &e) ? fail(err, "append_message", &e) : 0;
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(col);
+    bson_destroy(&q);
+    bson_destroy(&opts);
     return rc;
 }
 
@@ -2340,8 +2397,7 @@ static int insert_round(struct mongo_store *s, mongoc_client_t *c, struct pendin
                                    err_msg ? err_msg : "write error on insert");
                     p->rc = fail(&p->err, "append_message", &pe);
                 }
-                for (size_t j = (size_t)err_idx + 1; j < k; j++)
-                    who[j]->m.seq = 0;
+                rc = settle_unattempted(s, c, who + err_idx + 1, k - (size_t)err_idx - 1, err);
             }
             if (wc_error) {
                 /* Written on the primary but not acknowledged by a majority:
@@ -2349,7 +2405,9 @@ static int insert_round(struct mongo_store *s, mongoc_client_t *c, struct pendin
                  * with the same clientId finds it if it survived. */
                 log_warn("store mongodb append_message: write concern error");
                 metrics_error("unavailable");
-                for (size_t j = 0; j < done; j++) {
+                for (size_t j = 0; j < k; j++) {
+                    if (!who[j]->inserted)
+                        continue;
                     who[j]->inserted = false;
                     who[j]->rc = chat_err_set(&who[j]->err, CHAT_E_UNAVAILABLE, NULL,
                                               "the database is unavailable");
@@ -2643,10 +2701,14 @@ static int commit_batch(struct mongo_store *s, struct pending **b, size_t n)
             break;
     }
     if (!brc) {
-        for (size_t i = 0; i < n; i++)
-            if (undecided(b[i]))
-                b[i]->rc = chat_err_set(&b[i]->err, CHAT_E_UNAVAILABLE, NULL,
-                                        "the chat is busy; try again");
+        for (size_t i = 0; i < n; i++) {
+            if (!undecided(b[i]))
+                continue;
+            log_warn("store mongodb append_message: no free seq after %d rounds",
+                     COMMIT_ROUNDS);
+            b[i]->rc = chat_err_set(&b[i]->err, CHAT_E_UNAVAILABLE, NULL,
+                                    "the chat is busy; try again");
+        }
         update_chats(s, c, sorted, groups, ng);
     }
 
@@ -2690,7 +2752,7 @@ static void *writer_main(void *arg)
         if (!s->head)
             break; /* closing, and the queue is drained */
         size_t n = 0;
-        while (s->head && n < WRITER_BATCH_MAX) {
+        while (s->head && n < s->batch_max) {
             struct pending *p = s->head;
             s->head = p->next;
             if (!s->head)
@@ -2868,6 +2930,7 @@ static int detect_topology(struct mongo_store *s, mongoc_client_t *c, struct cha
     }
     bson_destroy(&cmd);
     s->rmw_locks = bson_iter_init_find(&it, &reply, "ferretdbVersion");
+    s->batch_max = s->rmw_locks ? FERRETDB_BATCH_MAX : WRITER_BATCH_MAX;
     bson_destroy(&reply);
     const mongoc_write_concern_t *uri_wc = mongoc_uri_get_write_concern(s->uri);
     bool uri_chose = uri_wc && !mongoc_write_concern_is_default(uri_wc);
