@@ -9,9 +9,11 @@
  * padding (43 characters).  The store keeps only BLAKE2b-256 of the raw
  * bytes: a leaked database does not yield usable tokens, and since the token
  * has 256 bits of entropy a fast unsalted hash is enough (no Argon2id on
- * every request).  Expiry is checked here, not by the store, because not
- * every backend can expire rows (FerretDB has no TTL indexes); an expired
- * session found on use is deleted.  Logout deletes the session and publishes
+ * every request).  Confirmed sessions are remembered for a moment in the
+ * session cache (core/session_cache.c), which logout clears at once.
+ * Expiry is checked here, not by the store, because not every backend can
+ * expire rows (FerretDB has no TTL indexes); an expired session found on
+ * use is deleted.  Logout deletes the session and publishes
  * a revocation on the bus so the gateway closes that token's WebSockets. */
 #include <stdlib.h>
 #include <string.h>
@@ -204,9 +206,19 @@ done:
     return rc;
 }
 
+void auth_forget_token(struct core *c, const uint8_t token_hash[32])
+{
+    core__session_cache_forget(c->priv->sessions, token_hash);
+}
+
 int auth_logout(struct core *c, const struct session *s, struct chat_err *err)
 {
+    /* Forget before and after the delete: a check that read the row before
+     * the delete must not cache it (the first forget's epoch bump covers a
+     * check already in flight, the second one any that started since). */
+    auth_forget_token(c, s->token_hash);
     int rc = store_delete_session(c->store, s->token_hash, err);
+    auth_forget_token(c, s->token_hash);
     if (rc)
         return rc;
     /* The store no longer knows the token, so no new request or WebSocket
@@ -242,7 +254,16 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
     token_hash(raw, out->token_hash);
     sodium_memzero(raw, sizeof raw);
 
+    /* A cached session is checked for expiry like a stored one; an expired
+     * one falls through to the store path, which deletes it. */
+    uint64_t epoch;
+    if (core__session_cache_get(c->priv->sessions, out->token_hash, out->user_id, &expires,
+                                &epoch) &&
+        clock_now_ms() < expires)
+        return 0;
     int rc = store_get_session(c->store, out->token_hash, out->user_id, &expires, err);
+    if (rc == 0 && clock_now_ms() < expires)
+        core__session_cache_put(c->priv->sessions, out->token_hash, out->user_id, expires, epoch);
     if (rc == CHAT_E_NOT_FOUND)
         rc = chat_err_set(err, CHAT_E_UNAUTHORIZED, NULL, "invalid or revoked token");
     else if (rc == 0 && clock_now_ms() >= expires) {

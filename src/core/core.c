@@ -12,7 +12,9 @@
  *   membership change made through this core and guarded against the race
  *   where a fetch that started before an invalidation stores its stale
  *   result after it: each slot has an epoch, bumped by invalidation, and a
- *   fetch only installs its result if the epoch it saw is still current. */
+ *   fetch only installs its result if the epoch it saw is still current.
+ * The session and author caches (core/session_cache.c, author_cache.c)
+ * are created and freed here too; they use the same epoch scheme. */
 #include "core/core_internal.h"
 
 #include <stdlib.h>
@@ -53,6 +55,8 @@ int core_new(const struct core_config *cfg, struct store *store, struct bus *bus
     if (pthread_mutex_init(&p->mc_lock, NULL) != 0)
         goto fail_locks;
     inited = 3;
+    if (core__session_cache_new(&p->sessions) != 0 || core__author_cache_new(&p->authors) != 0)
+        goto fail_locks;
 
     /* The password is irrelevant: nobody can log in as the dummy. */
     static const char dummy_pw[] = "chatli-dummy-password";
@@ -69,6 +73,10 @@ int core_new(const struct core_config *cfg, struct store *store, struct bus *bus
 fail_locks:
     rc = core__internal(err, "core: cannot create locks");
 fail:
+    if (p) {
+        core__session_cache_free(p->sessions);
+        core__author_cache_free(p->authors);
+    }
     if (inited > 2)
         pthread_mutex_destroy(&p->mc_lock);
     if (inited > 1)
@@ -87,6 +95,8 @@ void core_free(struct core *c)
     struct core_priv *p = c->priv;
     for (size_t i = 0; i < CORE_MCACHE_SLOTS; i++)
         free(p->mc[i].ids);
+    core__session_cache_free(p->sessions);
+    core__author_cache_free(p->authors);
     pthread_mutex_destroy(&p->mc_lock);
     pthread_cond_destroy(&p->pw_cond);
     pthread_mutex_destroy(&p->pw_lock);

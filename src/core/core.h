@@ -74,6 +74,12 @@ int auth_register(struct core *c, json_t *body, json_t **out, struct chat_err *e
 int auth_login(struct core *c, json_t *body, json_t **out, struct chat_err *err);
 /* Revokes the caller's token. */
 int auth_logout(struct core *c, const struct session *s, struct chat_err *err);
+/* Drops the session of `token_hash` from this process's session cache, so
+ * the next check of that token asks the store.  auth_logout calls it; a bus
+ * that carries revocations between instances (the Redis issue) must call it
+ * for each revocation from another instance, or that logout takes up to the
+ * cache's TTL (2 s) to take effect here.  Never fails. */
+void auth_forget_token(struct core *c, const uint8_t token_hash[32]);
 /* Resolves a bearer token (the raw string from the header or query) into a
  * session.  CHAT_E_UNAUTHORIZED when malformed, unknown, expired or revoked. */
 int auth_check(struct core *c, const char *token, struct session *out, struct chat_err *err);

@@ -2,8 +2,10 @@
  *
  * The private state behind `struct core`: the Argon2id concurrency gate, the
  * dummy hash that makes an unknown login cost as much as a wrong password,
- * and the short-lived chat member cache that spares the message path a full
- * store_get_chat per message.  Plus small helpers every service uses:
+ * the short-lived chat member cache that spares the message path a full
+ * store_get_chat per message, and the session and author caches that spare
+ * every request its token lookup and every page its users query.  Plus small
+ * helpers every service uses:
  * logging an internal failure, publishing a frame on the bus, and collecting
  * member lists. */
 #ifndef CHATLI_CORE_CORE_INTERNAL_H
@@ -12,6 +14,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,10 +35,30 @@ struct core_mcache_slot {
     uint64_t epoch;              /* bumped by every invalidation of this slot */
 };
 
+/* Session cache geometry (core/session_cache.c): direct-mapped, sharded.
+ * The TTL bounds how long a logout made through ANOTHER instance goes
+ * unnoticed here; logouts through this core are forgotten at once. */
+#define CORE_SCACHE_SLOTS 4096
+#define CORE_SCACHE_SHARDS 16
+#define CORE_SCACHE_TTL_MS 2000
+
+struct core_session_cache;
+
+/* Author cache geometry (core/author_cache.c), the same scheme.  The TTL
+ * bounds how long a profile edited through ANOTHER instance shows its old
+ * name here; edits through this core are forgotten at once. */
+#define CORE_ACACHE_SLOTS 4096
+#define CORE_ACACHE_SHARDS 16
+#define CORE_ACACHE_TTL_MS 2000
+
+struct core_author_cache;
+struct user;
+
 /* Shared by every thread that calls core.
  * - pw_lock guards pw_active; pw_cond is signalled when a hash slot frees.
  * - mc_lock guards mc[] (every field of every slot).
- * - dummy_hash is written once in core_new and read-only afterwards. */
+ * - dummy_hash is written once in core_new and read-only afterwards.
+ * - the caches lock inside (see their files); the pointers are immutable. */
 struct core_priv {
     pthread_mutex_t pw_lock;
     pthread_cond_t pw_cond;
@@ -45,6 +68,9 @@ struct core_priv {
 
     pthread_mutex_t mc_lock;
     struct core_mcache_slot mc[CORE_MCACHE_SLOTS];
+
+    struct core_session_cache *sessions;
+    struct core_author_cache *authors;
 };
 
 /* Blocks until fewer than pw_max hashes run, then counts this one in.
@@ -73,6 +99,44 @@ int core__chat_members(struct core *c, const char *chat_id, const char *member,
 /* Drops chat `chat_id` from the member cache, and makes any fetch of that
  * slot already in flight discard its (possibly stale) result. */
 void core__chat_members_invalidate(struct core *c, const char *chat_id);
+
+/* ---- session cache (core/session_cache.c) ----
+ * Threads: every function may run on any thread concurrently. */
+
+/* *out is new: release with core__session_cache_free.  0 or CHAT_E_INTERNAL. */
+int core__session_cache_new(struct core_session_cache **out);
+void core__session_cache_free(struct core_session_cache *sc);
+/* True with user_id and expires_at filled when `hash` is cached and fresh
+ * (its expiry is the caller's to check).  Always sets *epoch, to hand to
+ * core__session_cache_put after asking the store on a miss. */
+bool core__session_cache_get(struct core_session_cache *sc, const uint8_t hash[32],
+                             char user_id[OID_SIZE], int64_t *expires_at, uint64_t *epoch);
+/* Caches a session the store just confirmed, unless a forget of its slot
+ * happened since the core__session_cache_get that gave `epoch`. */
+void core__session_cache_put(struct core_session_cache *sc, const uint8_t hash[32],
+                             const char *user_id, int64_t expires_at, uint64_t epoch);
+/* Drops `hash` and voids lookups of its slot already in flight. */
+void core__session_cache_forget(struct core_session_cache *sc, const uint8_t hash[32]);
+
+/* ---- author cache (core/author_cache.c) ----
+ * Threads: every function may run on any thread concurrently. */
+
+/* *out is new: release with core__author_cache_free.  0 or CHAT_E_INTERNAL. */
+int core__author_cache_new(struct core_author_cache **out);
+void core__author_cache_free(struct core_author_cache *ac);
+/* A new Author object for `id` when it is cached and fresh, else NULL.
+ * Always sets *epoch, to hand to core__author_cache_put after asking the
+ * store on a miss. */
+json_t *core__author_cache_get(struct core_author_cache *ac, const char *id, uint64_t *epoch);
+/* Caches the Author fields of `u` (borrowed; copied), unless a forget of
+ * its slot happened since the core__author_cache_get that gave `epoch`. */
+void core__author_cache_put(struct core_author_cache *ac, const struct user *u, uint64_t epoch);
+/* Drops `id` and voids lookups of its slot already in flight. */
+void core__author_cache_forget(struct core_author_cache *ac, const char *id);
+
+/* The Author object of user `id` (new), through the author cache.
+ * CHAT_E_NOT_FOUND when there is no such user; store errors pass through. */
+int core__author(struct core *c, const char *id, json_t **out, struct chat_err *err);
 
 /* A growable array of ids, for collecting the authors a page needs. */
 struct core_ids {

@@ -99,7 +99,6 @@ int messages_send_async(struct core *c, const struct session *s, const char *cha
 {
     char *text = NULL, *attachment = NULL, *client_id = NULL;
     struct send_ctx *x = NULL;
-    struct user u = {0};
     int rc;
 
     if (!oid_valid(chat_id))
@@ -139,14 +138,9 @@ int messages_send_async(struct core *c, const struct session *s, const char *cha
     /* The callback may not call the store, so the sender's Author is
      * fetched now (it is the same user for a dedupe hit too: the dedupe key
      * includes the sender). */
-    rc = store_get_user(c->store, s->user_id, &u, err);
+    rc = core__author(c, s->user_id, &x->sender, err);
     if (rc)
         goto fail;
-    x->sender = views_author(&u);
-    if (!x->sender) {
-        rc = oom(err);
-        goto fail;
-    }
 
     struct message m = {0};
     int64_t now = clock_now_ms();
@@ -171,7 +165,6 @@ fail:
     if (x)
         send_ctx_free(x);
 done:
-    store_user_cleanup(&u);
     free(text);
     free(attachment);
     free(client_id);

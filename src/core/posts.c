@@ -32,16 +32,7 @@ static int oom(struct chat_err *err)
 static int caller_author(struct core *c, const struct session *s, json_t **out,
                          struct chat_err *err)
 {
-    struct user u = {0};
-    *out = NULL;
-    int rc = store_get_user(c->store, s->user_id, &u, err);
-    if (rc == 0) {
-        *out = views_author(&u);
-        if (!*out)
-            rc = oom(err);
-    }
-    store_user_cleanup(&u);
-    return rc;
+    return core__author(c, s->user_id, out, err);
 }
 
 int posts_create(struct core *c, const struct session *s, json_t *body, json_t **out,

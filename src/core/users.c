@@ -94,7 +94,11 @@ int users_update_me(struct core *c, const struct session *s, json_t *body, json_
         avatar = NULL;
     }
     if (jd || jb || ja) {
+        /* Forget the cached Author on both sides of the write: a read that
+         * fetched the old row before it must not cache it after. */
+        core__author_cache_forget(c->priv->authors, u.id);
         rc = store_update_user(c->store, &u, err);
+        core__author_cache_forget(c->priv->authors, u.id);
         if (rc)
             goto done;
     }

@@ -2,9 +2,10 @@
  * records.
  *
  * Embedded authors (post author, comment author, message sender, chat
- * members) are looked up in a `struct views_authors`, loaded with ONE
- * store_get_users call per page, so a page costs one users query however
- * many items it has.  Each Author object is built once and shared (jansson
+ * members) are looked up in a `struct views_authors`, loaded from the
+ * author cache plus at most ONE store_get_users call per page for the ids
+ * it lacks, so a page costs at most one users query however many items it
+ * has.  Each Author object is built once and shared (jansson
  * refcounts) by every item that embeds it.
  *
  * Every builder returns a new reference, or NULL when out of memory. */
