@@ -1,6 +1,6 @@
 /* main.c - chatli's composition root: configuration, start-up order,
  * signals and the shutdown sequence.  The only file that names concrete
- * adapters (store_sqlite, bus_local, cache_mem).
+ * adapters (store_sqlite or store_mongo, bus_local, cache_mem).
  *
  * Thread model (one process):
  *   - main: reads the config, starts everything in dependency order, then
@@ -48,6 +48,7 @@
 #include "core/core.h"
 #include "http/server.h"
 #include "net/acceptor.h"
+#include "store/store_mongo.h"
 #include "store/store_sqlite.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -156,13 +157,6 @@ int main(int argc, char **argv)
     struct http_server *http = NULL;
     struct acceptor *acc = NULL;
 
-    if (cfg.mongodb_uri) {
-        chat_err_set(&err, CHAT_E_UNAVAILABLE, NULL,
-                     "MONGODB_URI is set, but the MongoDB store adapter is not built yet; "
-                     "unset it to use the embedded SQLite store");
-        rc = fatal("store", &err);
-        goto out;
-    }
     if (make_dirs(cfg.data_dir) != 0) {
         chat_err_set(&err, CHAT_E_UNAVAILABLE, NULL, "cannot create DATA_DIR %s: %s", cfg.data_dir,
                      strerror(errno));
@@ -175,11 +169,20 @@ int main(int argc, char **argv)
                            "Connections the process can hold (file descriptor limit minus a reserve).",
                            ceiling_gauge, NULL);
 
-    char db_path[4096 + 16];
-    snprintf(db_path, sizeof db_path, "%s/chatli.db", cfg.data_dir);
-    if (store_sqlite_open(db_path, &store, &err) != 0) {
-        rc = fatal("store", &err);
-        goto out;
+    /* MONGODB_URI selects the production store; without it the embedded
+     * SQLite database lives in DATA_DIR (which uploads use either way). */
+    if (cfg.mongodb_uri) {
+        if (store_mongo_open(cfg.mongodb_uri, cfg.mongodb_db, &store, &err) != 0) {
+            rc = fatal("store", &err);
+            goto out;
+        }
+    } else {
+        char db_path[4096 + 16];
+        snprintf(db_path, sizeof db_path, "%s/chatli.db", cfg.data_dir);
+        if (store_sqlite_open(db_path, &store, &err) != 0) {
+            rc = fatal("store", &err);
+            goto out;
+        }
     }
     if (bus_local_new(&bus, &err) != 0) {
         rc = fatal("bus", &err);

@@ -401,6 +401,7 @@ def test_sync_after_disconnect_returns_exactly_the_missed_messages(server, trio)
 
 
 @pytest.mark.slow
+@pytest.mark.time_limit(300)  # 505 sequential sends: ~0.1 s each on FerretDB
 def test_sync_stops_at_500_per_chat_and_says_incomplete(server, trio):
     chat_id = trio["chat"]["id"]
     small = make_chat(server, trio["ta"], [trio["c"]["id"]])
