@@ -40,17 +40,37 @@ static struct ws_server *server_of(struct lws *wsi)
 static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
                        const char *reason, bool drain);
 
-/* Queues `b` (borrowed: the queue takes its own reference) on `c`. */
+/* Queues `b` (borrowed: the queue takes its own reference) on `c`.
+ *
+ * During a batch (the inbox drain) the connection joins ws->flush and is
+ * written directly when the batch ends (ws__loop_flush), all its new frames
+ * in one send().  Outside a batch (frames answering a received frame, the
+ * sweep's pings) it asks lws for a writeable callback, as lws intends.
+ * Writing from the drain instead of from LWS_CALLBACK_SERVER_WRITEABLE
+ * spares two epoll_ctl() calls and an epoll_wait() wake-up per delivery
+ * (measured on this box: 15.2 us of CPU per 300-byte send() on loopback,
+ * 20.2 us with that POLLOUT round trip); redis writes its replies the
+ * same way before it sleeps (beforeSleep, handleClientsWithPendingWrites)
+ * and installs a write handler only when the socket is full.  lws keeps
+ * what the kernel does not take (lws_write buffers the rest and asks for
+ * POLLOUT itself), so a direct write never blocks and never loses bytes. */
 static void conn_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
 {
     if (c->state == WS_C_CLOSING)
         return;
     switch (ws__outq_push(&c->out, b)) {
     case WS_OUTQ_QUEUED:
-        /* A non-empty queue already has a writeable callback coming (the
-         * writer re-arms while frames remain). */
-        if (c->out.n == 1)
+        if (ws->batching) {
+            if (!c->flush_queued) {
+                c->flush_queued = true;
+                c->flush_next = ws->flush;
+                ws->flush = c;
+            }
+        } else if (c->out.n == 1 && !c->flush_queued) {
+            /* A non-empty queue already has a writeable callback coming
+             * (the writer re-arms while frames remain) or a flush. */
             lws_callback_on_writable(c->wsi);
+        }
         break;
     case WS_OUTQ_DROPPED:
         break;
@@ -61,6 +81,50 @@ static void conn_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
         conn_close(ws, c, WS_CLOSE_POLICY, "slow consumer", false);
         break;
     }
+}
+
+/* Writes queued frames, several per send(): up to WS_WRITE_BATCH bytes at a
+ * time, again while the kernel takes everything, until the queue is empty
+ * or WS_WRITE_BUDGET bytes went out.  A frame alone (or too big to
+ * coalesce) is sent from its shared buffer, its header written into the
+ * headroom (the same bytes for every recipient); several are copied into
+ * ws->wbuf.  lws_write(LWS_WRITE_RAW) sends the bytes as they are and
+ * buffers what the socket refuses.  -1 when the socket failed. */
+static int conn_write(struct ws_server *ws, struct ws_conn *c)
+{
+    size_t budget = WS_WRITE_BUDGET;
+    while (c->out.n > 0 && budget > 0) {
+        struct ws_buf *b = ws__outq_peek(&c->out);
+        unsigned char hdr[WS_FRAME_HDR_MAX];
+        size_t total;
+        int n;
+        if (c->out.n == 1 || WS_FRAME_HDR_MAX + b->len > WS_WRITE_BATCH) {
+            b = ws__outq_pop(&c->out);
+            size_t hl = ws__frame_header(hdr, b->len);
+            unsigned char *p = ws_buf_payload(b) - hl;
+            memcpy(p, hdr, hl);
+            total = hl + b->len;
+            n = lws_write(c->wsi, p, total, LWS_WRITE_RAW);
+            ws__buf_unref(b);
+        } else {
+            total = 0;
+            while ((b = ws__outq_peek(&c->out)) &&
+                   total + WS_FRAME_HDR_MAX + b->len <= WS_WRITE_BATCH) {
+                b = ws__outq_pop(&c->out);
+                total += ws__frame_header(ws->wbuf + total, b->len);
+                memcpy(ws->wbuf + total, ws_buf_payload(b), b->len);
+                total += b->len;
+                ws__buf_unref(b);
+            }
+            n = lws_write(c->wsi, ws->wbuf, total, LWS_WRITE_RAW);
+        }
+        if (n < 0)
+            return -1;
+        budget = total >= budget ? 0 : budget - total;
+        if (lws_partial_buffered(c->wsi))
+            break; /* the socket is full: lws sends the rest on POLLOUT */
+    }
+    return 0;
 }
 
 /* Serializes and queues `frame` (stolen) on `c`. */
@@ -233,6 +297,17 @@ static void conn_teardown(struct ws_server *ws, struct ws_conn *c)
     if (c->id == 0)
         return;
     c->state = WS_C_CLOSING;
+    if (c->flush_queued) {
+        /* Cannot happen today (nothing a drain calls makes lws close a
+         * connection there and then), but lws frees `c` after this
+         * callback, so it must not stay on the list. */
+        struct ws_conn **pp = &ws->flush;
+        while (*pp && *pp != c)
+            pp = &(*pp)->flush_next;
+        if (*pp)
+            *pp = c->flush_next;
+        c->flush_queued = false;
+    }
     ws__conns_del(&ws->conns, c);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
@@ -600,12 +675,9 @@ static int on_writeable(struct ws_server *ws, struct ws_conn *c)
             lws_callback_on_writable(c->wsi);
         return 0;
     }
-    struct ws_buf *b = ws__outq_pop(&c->out);
-    if (!b)
+    if (c->out.n == 0)
         return 0;
-    int n = lws_write(c->wsi, ws_buf_payload(b), b->len, LWS_WRITE_TEXT);
-    ws__buf_unref(b);
-    if (n < 0)
+    if (conn_write(ws, c) < 0)
         return -1;
     if (c->out.n > 0 || c->state == WS_C_CLOSING)
         lws_callback_on_writable(c->wsi);
@@ -792,6 +864,40 @@ void ws__loop_handle(struct ws_server *ws, struct ws_msg *m)
         break;
     }
     ws__msg_free(ws, m);
+}
+
+void ws__loop_batch_begin(struct ws_server *ws)
+{
+    ws->batching = true;
+}
+
+void ws__loop_flush(struct ws_server *ws)
+{
+    ws->batching = false;
+    struct ws_conn *c = ws->flush;
+    ws->flush = NULL;
+    while (c) {
+        struct ws_conn *next = c->flush_next;
+        c->flush_next = NULL;
+        c->flush_queued = false;
+        if (c->out.n > 0) {
+            /* Only a READY connection with nothing of lws's still buffered
+             * is written here; a closing one goes through its writeable
+             * callback (the close frame comes from there), and a
+             * connection whose socket was full waits for POLLOUT. */
+            if (c->state != WS_C_READY || lws_partial_buffered(c->wsi)) {
+                lws_callback_on_writable(c->wsi);
+            } else if (conn_write(ws, c) < 0) {
+                conn_close(ws, c, WS_CLOSE_GOING_AWAY, "write failed", false);
+            } else {
+                if (c->out.n > 0)
+                    lws_callback_on_writable(c->wsi);
+                if (c->sync_parked)
+                    conn_dispatch(ws, c);
+            }
+        }
+        c = next;
+    }
 }
 
 void ws__loop_cleanup(struct ws_server *ws)

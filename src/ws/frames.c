@@ -56,6 +56,26 @@ void ws__buf_unref(struct ws_buf *b)
         free(b);
 }
 
+size_t ws__frame_header(unsigned char hdr[WS_FRAME_HDR_MAX], size_t len)
+{
+    hdr[0] = 0x81; /* FIN, opcode 1 (text) */
+    if (len < 126) {
+        hdr[1] = (unsigned char)len; /* server frames are not masked */
+        return 2;
+    }
+    if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (unsigned char)(len >> 8);
+        hdr[3] = (unsigned char)len;
+        return 4;
+    }
+    hdr[1] = 127;
+    uint64_t v = len;
+    for (int i = 0; i < 8; i++)
+        hdr[2 + i] = (unsigned char)(v >> (56 - 8 * i));
+    return 10;
+}
+
 bool ws__frame_is_ephemeral(const char *frame, size_t len)
 {
     static const char typing[] = "{\"type\":\"typing\"";

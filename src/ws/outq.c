@@ -66,6 +66,11 @@ struct ws_buf *ws__outq_pop(struct ws_outq *q)
     return b;
 }
 
+struct ws_buf *ws__outq_peek(const struct ws_outq *q)
+{
+    return q->n ? q->v[q->head] : NULL;
+}
+
 void ws__outq_clear(struct ws_outq *q)
 {
     for (uint32_t i = 0; i < q->n; i++)

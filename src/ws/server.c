@@ -13,6 +13,9 @@
  * non-empty is covered by the wake-up of the push that made it non-empty,
  * and a push after the loop took the list finds it empty and wakes again.
  *
+ * Each drain is one output batch (conn.c): frames it queues are written
+ * when it ends, several per send(), without a writeable callback each.
+ *
  * Order: the bus subscriber, the workers and the store callbacks all append
  * to the same FIFO, and the loop appends to each connection's queue in
  * inbox order, so the order in which core publishes (a chat's messages in
@@ -123,19 +126,22 @@ void ws__inbox_push(struct ws_server *ws, struct ws_msg *head)
         lws_cancel_service(ws->ctx);
 }
 
-/* Loop thread: takes the inbox and handles it in order. */
+/* Loop thread: takes the inbox and handles it in order, then writes what
+ * it queued. */
 static void inbox_drain(struct ws_server *ws)
 {
     pthread_mutex_lock(&ws->in_lock);
     struct ws_msg *m = ws->in_head;
     ws->in_head = ws->in_tail = NULL;
     pthread_mutex_unlock(&ws->in_lock);
+    ws__loop_batch_begin(ws);
     while (m) {
         struct ws_msg *next = m->next;
         m->next = NULL;
         ws__loop_handle(ws, m);
         m = next;
     }
+    ws__loop_flush(ws);
 }
 
 void ws__send_settled(struct ws_server *ws)
@@ -284,7 +290,8 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     pthread_cond_init(&ws->sd_cond, &ca);
     pthread_condattr_destroy(&ca);
 
-    if (ws__conns_init(&ws->conns) < 0 || ws__users_init(&ws->users) < 0) {
+    ws->wbuf = malloc(WS_WRITE_BATCH);
+    if (!ws->wbuf || ws__conns_init(&ws->conns) < 0 || ws__users_init(&ws->users) < 0) {
         chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: out of memory");
         goto fail;
     }
@@ -429,6 +436,7 @@ void ws_server_close(struct ws_server *ws)
     ws__loop_cleanup(ws);
     ws__conns_cleanup(&ws->conns);
     ws__users_cleanup(&ws->users);
+    free(ws->wbuf);
     pthread_mutex_destroy(&ws->in_lock);
     pthread_mutex_destroy(&ws->wk_lock);
     pthread_cond_destroy(&ws->wk_cond);
