@@ -731,14 +731,26 @@ static int store_mongo_create_user(struct store *st, const struct user *u, struc
             BSON_APPEND_UTF8(&q, "email", u->email ? u->email : "");
             int r = find_one(s, c, "users", &q, NULL, &found, "create_user", err);
             bson_destroy(&q);
-            if (r < 0) {
-                rc = r;
-            } else if (r == 1) {
+            if (r == 1) {
                 bson_destroy(&found);
                 rc = chat_err_set(err, CHAT_E_EMAIL_TAKEN, "email", "email already registered");
-            } else {
-                rc = chat_err_set(err, CHAT_E_USERNAME_TAKEN, "username", "username already taken");
+            } else if (r == 0) {
+                bson_init(&q);
+                BSON_APPEND_UTF8(&q, "usernameLower", lower);
+                r = find_one(s, c, "users", &q, NULL, &found, "create_user", err);
+                bson_destroy(&q);
+                if (r == 1) {
+                    bson_destroy(&found);
+                    rc = chat_err_set(err, CHAT_E_USERNAME_TAKEN, "username",
+                                      "username already taken");
+                } else if (r == 0) {
+                    /* The duplicate was the _id: core reused an id. */
+                    log_error("store mongodb create_user: user id %s is taken", u->id);
+                    rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "database error");
+                }
             }
+            if (r < 0)
+                rc = r;
         }
     }
     mongoc_collection_destroy(col);
@@ -882,9 +894,12 @@ static char *regex_prefix(const char *prefix)
         return NULL;
     *p++ = '^';
     for (const unsigned char *q = (const unsigned char *)prefix; *q; q++) {
-        bool alnum = (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') ||
-                     (*q >= 'A' && *q <= 'Z');
-        if (*q < 0x80 && !alnum)
+        /* '_' is a word character, special in no dialect (PCRE on MongoDB,
+         * RE2 on FerretDB); other ASCII punctuation is escaped, which both
+         * read as the literal character. */
+        bool plain = (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') ||
+                     (*q >= 'A' && *q <= 'Z') || *q == '_';
+        if (*q < 0x80 && !plain)
             *p++ = '\\';
         *p++ = (char)*q;
     }
@@ -1703,17 +1718,20 @@ static int store_mongo_is_member(struct store *st, const char *chat_id, const ch
     mongoc_client_t *c = pop(s, err);
     if (!c)
         return CHAT_E_UNAVAILABLE;
+    /* By _id alone, members checked here: the same index lookup on MongoDB,
+     * and the only filter FerretDB answers without scanning the collection. */
     bson_t q = BSON_INITIALIZER, proj = BSON_INITIALIZER, doc;
     BSON_APPEND_OID(&q, "_id", &cid);
-    BSON_APPEND_OID(&q, "members", &uid);
-    BSON_APPEND_INT32(&proj, "_id", 1);
+    BSON_APPEND_INT32(&proj, "members", 1);
     int rc = find_one(s, c, "chats", &q, &proj, &doc, "is_member", err);
     push(s, c);
     bson_destroy(&q);
     bson_destroy(&proj);
     if (rc == 1) {
+        bool member = members_contain(&doc, &uid);
         bson_destroy(&doc);
-        return 0;
+        if (member)
+            return 0;
     }
     return rc < 0 ? rc : chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such chat");
 }
@@ -1890,20 +1908,28 @@ static int store_mongo_set_read(struct store *st, const char *chat_id, const cha
     mongoc_client_t *c = pop(s, err);
     if (!c)
         return CHAT_E_UNAVAILABLE;
+    /* By _id alone (see is_member), the chat checked here. */
     bson_t q = BSON_INITIALIZER, proj = BSON_INITIALIZER, msg;
     BSON_APPEND_OID(&q, "_id", &mid);
-    BSON_APPEND_OID(&q, "chatId", &cid);
     BSON_APPEND_INT32(&proj, "seq", 1);
+    BSON_APPEND_INT32(&proj, "chatId", 1);
     int rc = find_one(s, c, "messages", &q, &proj, &msg, "set_read", err);
     bson_destroy(&q);
     bson_destroy(&proj);
     push(s, c);
     if (rc < 0)
         return rc;
-    if (rc == 0)
+    bool in_chat = false;
+    if (rc == 1) {
+        bson_iter_t it;
+        in_chat = bson_iter_init_find(&it, &msg, "chatId") && BSON_ITER_HOLDS_OID(&it) &&
+                  bson_oid_equal(bson_iter_oid(&it), &cid);
+    }
+    int64_t seq = rc == 1 ? get_i64(&msg, "seq") : 0;
+    if (rc == 1)
+        bson_destroy(&msg);
+    if (!in_chat)
         return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such message");
-    int64_t seq = get_i64(&msg, "seq");
-    bson_destroy(&msg);
 
     char mark[6 + OID_SIZE];
     snprintf(mark, sizeof mark, "reads.%s", user_id);
