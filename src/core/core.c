@@ -14,7 +14,9 @@
  *   result after it: each slot has an epoch, bumped by invalidation, and a
  *   fetch only installs its result if the epoch it saw is still current.
  * The session and author caches (core/session_cache.c, author_cache.c)
- * are created and freed here too; they use the same epoch scheme. */
+ * are created and freed here too; they use the same epoch scheme.  So is
+ * the feed page cache (core/feed_cache.c), validated by one version
+ * counter instead. */
 #include "core/core_internal.h"
 
 #include <stdlib.h>
@@ -55,7 +57,8 @@ int core_new(const struct core_config *cfg, struct store *store, struct bus *bus
     if (pthread_mutex_init(&p->mc_lock, NULL) != 0)
         goto fail_locks;
     inited = 3;
-    if (core__session_cache_new(&p->sessions) != 0 || core__author_cache_new(&p->authors) != 0)
+    if (core__session_cache_new(&p->sessions) != 0 || core__author_cache_new(&p->authors) != 0 ||
+        core__feed_cache_new(&p->feed) != 0)
         goto fail_locks;
 
     /* The password is irrelevant: nobody can log in as the dummy. */
@@ -76,6 +79,7 @@ fail:
     if (p) {
         core__session_cache_free(p->sessions);
         core__author_cache_free(p->authors);
+        core__feed_cache_free(p->feed);
     }
     if (inited > 2)
         pthread_mutex_destroy(&p->mc_lock);
@@ -97,6 +101,7 @@ void core_free(struct core *c)
         free(p->mc[i].ids);
     core__session_cache_free(p->sessions);
     core__author_cache_free(p->authors);
+    core__feed_cache_free(p->feed);
     pthread_mutex_destroy(&p->mc_lock);
     pthread_cond_destroy(&p->pw_cond);
     pthread_mutex_destroy(&p->pw_lock);

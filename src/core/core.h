@@ -103,6 +103,17 @@ int posts_create(struct core *c, const struct session *s, json_t *body, json_t *
 /* `author` is the raw ?author= value or NULL. */
 int posts_list(struct core *c, const struct session *s, const char *author,
                const struct page_params *pp, json_t **out, struct chat_err *err);
+/* The same page as posts_list, as the compact JSON text a transport sends:
+ * *text is new (NUL-terminated; free()), *len its length.  Served from the
+ * feed page cache when no feed write happened since the page was built
+ * (through this core; through another instance, up to 1 s may pass). */
+int posts_list_text(struct core *c, const struct session *s, const char *author,
+                    const struct page_params *pp, char **text, size_t *len, struct chat_err *err);
+/* Invalidates every cached feed page of this process.  Core calls it after
+ * each post, like, comment and profile write; a bus that carries such
+ * events between instances (the Redis issue) should call it for each one
+ * from another instance.  Never fails. */
+void posts_feed_changed(struct core *c);
 int posts_get(struct core *c, const struct session *s, const char *id, json_t **out,
               struct chat_err *err);
 /* CHAT_E_FORBIDDEN unless the caller wrote the post. */
@@ -162,5 +173,17 @@ int messages_send(struct core *c, const struct session *s, const char *chat_id, 
  * `origin_conn`. */
 int chats_read(struct core *c, const struct session *s, const char *chat_id, json_t *body,
                uint64_t origin_conn, struct chat_err *err);
+
+/* ---- chat members (core/members.c) ---- */
+
+/* The member ids of chat `chat_id` (the caller among them), for fan-out by
+ * a transport: the typing frame.  CHAT_E_NOT_FOUND when there is no such
+ * chat or the caller is not a member, like chats_get.  Served from the
+ * member cache while fresh; a cached list is trusted only if it contains
+ * the caller, else the store is asked.  *ids is new (free()), *n its
+ * count, the caller included; on failure *ids is NULL and *n 0.  Store
+ * errors pass through. */
+int chats_member_ids(struct core *c, const struct session *s, const char *chat_id,
+                     char (**ids)[OID_SIZE], size_t *n, struct chat_err *err);
 
 #endif

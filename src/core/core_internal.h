@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +55,18 @@ struct core_session_cache;
 struct core_author_cache;
 struct user;
 
+/* Feed page cache geometry (core/feed_cache.c): direct-mapped, sharded,
+ * at most SLOTS x MAX_BYTES of text.  The TTL bounds how long a write made
+ * through ANOTHER instance goes unseen; writes through this core invalidate
+ * at once (the feed version). */
+#define CORE_FCACHE_SLOTS 256
+#define CORE_FCACHE_SHARDS 16
+#define CORE_FCACHE_TTL_MS 1000
+#define CORE_FCACHE_MAX_BYTES (64 * 1024)
+#define CORE_FCACHE_KEY_MAX 128
+
+struct core_feed_cache;
+
 /* Shared by every thread that calls core.
  * - pw_lock guards pw_active; pw_cond is signalled when a hash slot frees.
  * - mc_lock guards mc[] (every field of every slot).
@@ -71,6 +84,8 @@ struct core_priv {
 
     struct core_session_cache *sessions;
     struct core_author_cache *authors;
+    struct core_feed_cache *feed;
+    _Atomic uint64_t feed_version; /* bumped after every write that can change a feed page */
 };
 
 /* Blocks until fewer than pw_max hashes run, then counts this one in.
@@ -137,6 +152,24 @@ void core__author_cache_forget(struct core_author_cache *ac, const char *id);
 /* The Author object of user `id` (new), through the author cache.
  * CHAT_E_NOT_FOUND when there is no such user; store errors pass through. */
 int core__author(struct core *c, const char *id, json_t **out, struct chat_err *err);
+
+/* ---- feed page cache (core/feed_cache.c) ----
+ * Threads: every function may run on any thread concurrently. */
+
+/* *out is new: release with core__feed_cache_free.  0 or CHAT_E_INTERNAL. */
+int core__feed_cache_new(struct core_feed_cache **out);
+void core__feed_cache_free(struct core_feed_cache *fc);
+/* The current feed version: read it BEFORE the store reads of a page. */
+uint64_t core__feed_version(struct core *c);
+/* True with *text (new, NUL-terminated, free()) and *len when the page of
+ * `key` was built under `version` and is fresh.  False on a miss or when
+ * out of memory. */
+bool core__feed_cache_get(struct core_feed_cache *fc, const char *key, size_t key_len,
+                          uint64_t version, char **text, size_t *len);
+/* Keeps a copy of `text` (borrowed) as the page of `key` built under
+ * `version`.  Oversized keys or pages are not kept. */
+void core__feed_cache_put(struct core_feed_cache *fc, const char *key, size_t key_len,
+                          uint64_t version, const char *text, size_t len);
 
 /* A growable array of ids, for collecting the authors a page needs. */
 struct core_ids {

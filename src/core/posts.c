@@ -5,8 +5,13 @@
  * names the last row shown by (created_at, id), the store's order key, so
  * equal timestamps neither repeat nor skip an item.
  *
+ * Every write that changes what a feed page shows calls posts_feed_changed
+ * after the store returned, which invalidates the feed page cache
+ * (core/feed_cache.c) behind posts_list_text.
+ *
  * post.new goes to every connection with likedByMe false: it is serialized
  * once for everybody, and a brand-new post has no likes anyway. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +76,7 @@ int posts_create(struct core *c, const struct session *s, json_t *body, json_t *
     rc = store_create_post(c->store, &p, err);
     if (rc)
         goto done;
+    posts_feed_changed(c);
 
     *out = views_post(&p, author);
     if (!*out) {
@@ -152,6 +158,50 @@ int posts_list(struct core *c, const struct session *s, const char *author,
     return rc;
 }
 
+int posts_list_text(struct core *c, const struct session *s, const char *author,
+                    const struct page_params *pp, char **text, size_t *len, struct chat_err *err)
+{
+    struct page_key before;
+    int limit;
+
+    *text = NULL;
+    *len = 0;
+    /* The same checks as posts_list, before the cache: a bad request is
+     * refused whatever is cached. */
+    if (author && !oid_valid(author))
+        return chat_err_set(err, CHAT_E_VALIDATION, "author", "author must be a user id");
+    int rc = validate_limit(pp->limit, &limit, err);
+    if (rc)
+        return rc;
+    if (pp->before && (rc = cursor_decode_key(CURSOR_POSTS, pp->before, &before, err)))
+        return rc;
+
+    /* Everything the page depends on.  A valid cursor is at most 46
+     * characters, so the key always fits. */
+    char key[CORE_FCACHE_KEY_MAX];
+    int kn = snprintf(key, sizeof key, "%s|%s|%d|%s", s->user_id, author ? author : "", limit,
+                      pp->before ? pp->before : "");
+    bool cacheable = kn > 0 && (size_t)kn < sizeof key;
+    uint64_t version = core__feed_version(c); /* before any store read */
+    if (cacheable && core__feed_cache_get(c->priv->feed, key, (size_t)kn, version, text, len))
+        return 0;
+
+    json_t *page = NULL;
+    rc = posts_list(c, s, author, pp, &page, err);
+    if (rc)
+        return rc;
+    *text = json_dumps(page, JSON_COMPACT);
+    json_decref(page);
+    if (!*text)
+        return oom(err);
+    *len = strlen(*text);
+    /* A write since `version` was read makes this page possibly stale: it
+     * would never be served, so do not let it evict a current one. */
+    if (cacheable && core__feed_version(c) == version)
+        core__feed_cache_put(c->priv->feed, key, (size_t)kn, version, *text, *len);
+    return 0;
+}
+
 int posts_get(struct core *c, const struct session *s, const char *id, json_t **out,
               struct chat_err *err)
 {
@@ -185,7 +235,10 @@ int posts_delete(struct core *c, const struct session *s, const char *id, struct
     store_post_cleanup(&p);
     if (rc)
         return rc;
-    return store_delete_post(c->store, id, err);
+    rc = store_delete_post(c->store, id, err);
+    if (rc == 0)
+        posts_feed_changed(c);
+    return rc;
 }
 
 int posts_like(struct core *c, const struct session *s, const char *id, bool like,
@@ -198,6 +251,7 @@ int posts_like(struct core *c, const struct session *s, const char *id, bool lik
     int rc = store_set_like(c->store, id, s->user_id, like, &count, err);
     if (rc)
         return rc;
+    posts_feed_changed(c);
     json_t *o = json_object();
     if (!o || json_object_set_new(o, "likeCount", json_integer(count)) != 0 ||
         json_object_set_new(o, "likedByMe", json_boolean(like)) != 0) {
@@ -239,6 +293,7 @@ int comments_create(struct core *c, const struct session *s, const char *post_id
         rc = not_found(err);
     if (rc)
         goto done;
+    posts_feed_changed(c); /* commentCount */
     *out = views_comment(&cm, author);
     if (!*out)
         rc = oom(err);

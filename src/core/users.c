@@ -101,6 +101,7 @@ int users_update_me(struct core *c, const struct session *s, json_t *body, json_
         core__author_cache_forget(c->priv->authors, u.id);
         if (rc)
             goto done;
+        posts_feed_changed(c); /* feed pages embed the Author */
     }
     rc = reply_user(&u, true, out, err);
 
