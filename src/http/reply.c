@@ -127,13 +127,55 @@ static int queue(struct http_req *rq, int status, struct MHD_Response *r)
     return 0;
 }
 
+/* A growing output buffer for json_dump_callback. */
+struct dump_buf {
+    char *p;
+    size_t len, cap;
+};
+
+static int dump_cb(const char *chunk, size_t n, void *arg)
+{
+    struct dump_buf *b = arg;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap;
+        while (n > cap - b->len)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            return -1;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, chunk, n);
+    b->len += n;
+    return 0;
+}
+
+/* Serializes `body` into a new malloc'd buffer of *len bytes (not
+ * NUL-terminated), or NULL when out of memory.  Unlike json_dumps it
+ * starts at a size that holds most bodies and skips json_dumps' final
+ * copy and our strlen: the buffer goes to MHD as it is. */
+static char *dump(json_t *body, size_t *len)
+{
+    struct dump_buf b = {.p = malloc(2048), .cap = 2048};
+    if (!b.p)
+        return NULL;
+    if (json_dump_callback(body, dump_cb, &b, JSON_COMPACT) != 0) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
 int http_reply_json(struct http_req *rq, int status, json_t *body)
 {
     struct MHD_Response *r;
     if (!body) {
         r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     } else {
-        char *s = json_dumps(body, JSON_COMPACT);
+        size_t len = 0;
+        char *s = dump(body, &len);
         json_decref(body);
         if (!s) {
             /* Out of memory: a static body still answers. */
@@ -141,7 +183,7 @@ int http_reply_json(struct http_req *rq, int status, json_t *body)
             status = 500;
             r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
         } else {
-            r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+            r = MHD_create_response_from_buffer(len, s, MHD_RESPMEM_MUST_FREE);
             if (!r)
                 free(s);
         }
