@@ -13,7 +13,11 @@
 #      connection, for DURATION s: the most messages/s the box gives;
 #   3. chat, open loop at half the rate step 2 reached: latency at a load
 #      the server sustains;
-#   4. chat, open loop at RATE msg/s (default 25,000, half the 50,000 target).
+#   4. chat, open loop at RATE msg/s (default 25,000, half the 50,000 target);
+#   5. typing, open loop at TYPING_RATE frames/s (default 2,000): CPU per frame;
+#   6. floor (no server): the kernel's CPU for one send() per connection over
+#      IDLE_CONNS loopback connections, with and without a POLLOUT round
+#      trip, the least a broadcast delivery can cost on this box.
 # Then a summary table from the generator's RESULT lines.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +31,7 @@ PAIRS=${PAIRS:-500}
 WINDOW=${WINDOW:-4}
 RATE=${RATE:-25000}
 DURATION=${DURATION:-10}
+TYPING_RATE=${TYPING_RATE:-2000}
 
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -55,6 +60,11 @@ if [ "${half:-0}" -gt 0 ]; then
 fi
 "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat | tee -a "$log"
 
+echo
+"$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$TYPING_RATE" --duration "$DURATION" typing | tee -a "$log"
+echo
+"$WSB" --conns "$IDLE_CONNS" --bcast 10 floor | tee -a "$log"
+
 val() { grep "^RESULT $1" "$log" | sed -n "${2}p" | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 echo
 echo "summary ($(nproc) cores shared by server and generator; server cost from /proc/$SERVER_PID)"
@@ -62,9 +72,13 @@ printf '  %-44s %s\n' "idle connections held" "$(val idle_conns 1 idle_conns) of
 printf '  %-44s %s\n' "server RSS per idle connection (bytes)" "$(val idle_conns 1 rss_per_conn_bytes)"
 printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast 1 bcast_last_ms_median) / $(val bcast 1 bcast_last_ms_max)"
 printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast 1 bcast_cpu_us_per_delivery)"
-for i in $(seq 1 "$(grep -c "^RESULT mode=" "$log")"); do
+for i in $(seq 1 "$(grep -c "^RESULT mode=[rc]" "$log")"); do
     printf '  %-44s %s msg/s, ack p50/p99/p99.9 %s/%s/%s ms, delivery p99 %s ms, %s us CPU/msg, all delivered: %s\n' \
         "chat $(val mode $i mode) (target $(val mode $i rate_target)/s)" \
         "$(val mode $i delivered_per_s)" "$(val mode $i ack_p50_ms)" "$(val mode $i ack_p99_ms)" \
         "$(val mode $i ack_p999_ms)" "$(val mode $i deliv_p99_ms)" "$(val mode $i cpu_us_per_msg)" "$(val mode $i ok)"
 done
+printf '  %-44s %s frames/s, %s us CPU/frame, all delivered: %s\n' "typing (target $TYPING_RATE/s)" \
+    "$(val mode=typing 1 delivered_per_s)" "$(val mode=typing 1 cpu_us_per_frame)" "$(val mode=typing 1 ok)"
+printf '  %-44s %s us plain, %s us with a POLLOUT round trip\n' "kernel floor per 300-byte send() (no server)" \
+    "$(val floor_conns 1 send_us)" "$(val floor_conns 1 pollout_send_us)"

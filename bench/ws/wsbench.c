@@ -10,6 +10,14 @@
  *          message.send either at a total --rate (msg/s) or closed-loop with
  *          --window frames in flight per connection; reports ack and delivery
  *          latency percentiles, throughput, and server CPU per message.
+ *   typing the chat setup, open loop at --rate typing frames/s: server CPU per
+ *          typing frame delivered (typing frames carry no client data, so
+ *          no latency).
+ *   floor  no server: the kernel's own cost of what a delivery needs, one
+ *          send() of --frame-bytes on each of --conns loopback connections
+ *          (plain, with a POLLOUT round trip through epoll first, and two
+ *          frames as two send()s vs one), so the gateway's CPU per delivery
+ *          can be read against what no user-space change can remove.
  *
  * Design.  The parent seeds users and chats over REST (libcurl), then forks
  * --procs workers, each owning a slice of the connections in its own epoll
@@ -27,6 +35,8 @@
  * chat ids checked to be 24 hex characters at seeding), because the generator
  * shares two cores with the server and must stay cheap per frame. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
@@ -94,10 +104,12 @@ static struct {
     long bcast_rounds;
     const char *tokens_file;
     long reg_parallel;
+    int typing;
+    long frame_bytes;
 } opt = {
     .conns = 1000, .users = 0, .pairs = 500, .procs = 0, .sources = 16, .pending = 256,
     .rate = 0, .window = 1, .duration = 10, .warmup = 2, .drain = 5, .hold = 5, .settle = 3,
-    .bcast_rounds = 10, .reg_parallel = 8,
+    .bcast_rounds = 10, .reg_parallel = 8, .frame_bytes = 300,
 };
 
 struct user {
@@ -277,6 +289,17 @@ static void send_msg(struct worker *w, size_t i)
     struct cstate *s = &w->cs[i];
     int64_t now = mono_ns();
     char buf[256];
+    if (opt.typing) {
+        int n = snprintf(buf, sizeof buf, "{\"type\":\"typing\",\"chatId\":\"%s\"}", chat_ids[(w->lo + i) / 2]);
+        if (wsconn_send_text(&w->conns[i], buf, (size_t)n) < 0) {
+            w->rep.send_failed++;
+            return;
+        }
+        w->rep.sent++;
+        if (in_window(w, now))
+            w->rep.sent_win++;
+        return;
+    }
     int n = snprintf(buf, sizeof buf,
                      "{\"type\":\"message.send\",\"chatId\":\"%s\",\"text\":\"t%" PRId64 "\",\"clientId\":\"%" PRIu32
                      "-%" PRId64 "\"}",
@@ -341,6 +364,12 @@ static void on_text(struct worker *w, struct wsconn *c, struct cstate *s, const 
             hist_record(&w->rep.ack, now - t);
         if (w->chat.rate == 0 && now < w->chat.t_end)
             send_msg(w, c->id);
+    } else if (IS("typing")) {
+        if (w->chatting && opt.typing) {
+            w->rep.delivered++;
+            if (in_window(w, now))
+                w->rep.delivered_win++;
+        }
     } else if (IS("post.new")) {
         if (w->armed && s->bcast_round != w->round && memmem(d, len, w->marker, w->marker_len)) {
             s->bcast_round = w->round;
@@ -364,7 +393,9 @@ static void on_text(struct worker *w, struct wsconn *c, struct cstate *s, const 
             size_t n = len < sizeof w->rep.first_error - 1 ? len : sizeof w->rep.first_error - 1;
             memcpy(w->rep.first_error, d, n);
         }
-        if (w->chatting && skim_get(d, len, "clientId", 1, &v, &vl)) {
+        if (w->chatting && opt.typing) {
+            w->rep.rejected++;
+        } else if (w->chatting && skim_get(d, len, "clientId", 1, &v, &vl)) {
             s->outstanding--;
             w->rep.rejected++;
             if (w->chat.rate == 0 && now < w->chat.t_end)
@@ -432,7 +463,9 @@ static void chat_tick(struct worker *w, int64_t now)
             w->sched++;
         }
     }
-    int settled = w->rep.acked + w->rep.rejected == w->rep.sent && w->rep.delivered >= w->rep.acked;
+    /* A typing frame is settled when its partner got it (or it was refused). */
+    int settled = opt.typing ? w->rep.delivered + w->rep.rejected >= w->rep.sent
+                             : w->rep.acked + w->rep.rejected == w->rep.sent && w->rep.delivered >= w->rep.acked;
     if (now >= w->chat.t_end && (settled || now >= w->chat.t_drain)) {
         w->chatting = 0;
         struct itimerspec off = {0};
@@ -1040,9 +1073,10 @@ static void print_hist(const char *what, const struct hist *h)
 static void run_chat(void)
 {
     size_t total = (size_t)opt.pairs * 2;
-    printf("== chat 1:1: %ld pairs (%zu connections), %d processes, ", opt.pairs, total, procs.n);
+    printf("== %s 1:1: %ld pairs (%zu connections), %d processes, ", opt.typing ? "typing" : "chat", opt.pairs,
+           total, procs.n);
     if (opt.rate > 0)
-        printf("open loop at %.0f msg/s", opt.rate);
+        printf("open loop at %.0f %s/s", opt.rate, opt.typing ? "typing frames" : "msg");
     else
         printf("closed loop, %ld in flight per connection", opt.window);
     printf(", warmup %.0f s, measured %.0f s\n", opt.warmup, opt.duration);
@@ -1106,6 +1140,26 @@ static void run_chat(void)
             memcpy(s.first_error, reps[p].first_error, sizeof s.first_error);
     }
     double win = opt.duration;
+    if (opt.typing) {
+        double cpu = c1 - c0;
+        printf("typing frames: sent %" PRId64 ", delivered %" PRId64 ", refused %" PRId64 ", send failed %" PRId64
+               ", not sent (back-pressure) %" PRId64 "; %s\n",
+               s.sent, s.delivered, s.rejected, s.send_failed, s.skipped,
+               s.delivered == s.sent ? "every frame reached the partner" : "MISMATCH: some frames were not delivered");
+        if (s.first_error[0])
+            printf("  first error frame: %s\n", s.first_error);
+        printf("throughput over the measured %.0f s: sent %.0f/s, delivered %.0f/s\n", win,
+               (double)s.sent_win / win, (double)s.delivered_win / win);
+        if (c0 >= 0 && s.delivered_win > 0)
+            printf("server CPU: %.2f s in the window = %.1f us per typing frame (membership check, fan-out, delivery)\n",
+                   cpu, cpu * 1e6 / (double)s.delivered_win);
+        printf("box CPU in the window: %.2f of %.2f core-s busy (server %.2f, generator and everything else %.2f)\n",
+               b1 - b0, tot1 - tot0, cpu, (b1 - b0) - cpu);
+        printf("RESULT mode=typing rate_target=%.0f delivered_per_s=%.0f cpu_us_per_frame=%.2f ok=%d\n", opt.rate,
+               (double)s.delivered_win / win, s.delivered_win ? cpu * 1e6 / (double)s.delivered_win : 0.0,
+               s.delivered == s.sent);
+        return;
+    }
     printf("messages: sent %" PRId64 ", acked %" PRId64 ", delivered %" PRId64 ", rejected %" PRId64
            ", send failed %" PRId64 ", not sent (back-pressure) %" PRId64 "; %s\n",
            s.sent, s.acked, s.delivered, s.rejected, s.send_failed, s.skipped,
@@ -1134,10 +1188,169 @@ static void run_chat(void)
            s.acked + s.rejected == s.sent && s.delivered == s.acked);
 }
 
+/* ---- floor: the kernel's cost per delivery, no server ---- */
+
+/* The reader side: connects `n` sockets to `dst` from 127.0.0.2.. and reads
+ * whatever arrives until the parent closes them.  Runs in a child. */
+static void floor_reader(const struct sockaddr_in *dst, size_t n, int ready_fd)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        _exit(2);
+    for (size_t i = 0; i < n; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(i % (size_t)opt.sources));
+        if (fd < 0 || bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ||
+            connect(fd, (const struct sockaddr *)dst, sizeof *dst) < 0)
+            _exit(3);
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    }
+    char one = 1;
+    if (write(ready_fd, &one, 1) != 1)
+        _exit(2);
+    static char buf[65536];
+    struct epoll_event evs[512];
+    size_t open_n = n;
+    while (open_n > 0) {
+        int k = epoll_wait(ep, evs, 512, 1000);
+        for (int j = 0; j < k; j++) {
+            ssize_t r = read(evs[j].data.fd, buf, sizeof buf);
+            if (r <= 0) {
+                close(evs[j].data.fd);
+                open_n--;
+            }
+        }
+    }
+    _exit(0);
+}
+
+static void run_floor(void)
+{
+    size_t n = (size_t)opt.conns;
+    long rounds = opt.bcast_rounds > 0 ? opt.bcast_rounds : 10;
+    size_t len = (size_t)opt.frame_bytes;
+    printf("== floor: %zu loopback TCP connections (TCP_NODELAY, as lws sets), %ld rounds of one %zu-byte send()"
+           " each; CPU of the sending process only (the kernel runs the receiving side of loopback in the sender's"
+           " softirq, so that is included, as it is in the server's figures)\n",
+           n, rounds, len);
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u)};
+    socklen_t al = sizeof a;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 4096) < 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &al) < 0) {
+        perror("floor: listen");
+        exit(1);
+    }
+    int pp[2];
+    if (pipe(pp) < 0) {
+        perror("pipe");
+        exit(1);
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        close(ls);
+        close(pp[0]);
+        floor_reader(&a, n, pp[1]);
+    }
+    close(pp[1]);
+    int *fds = calloc(n, sizeof *fds);
+    char *frame = malloc(2 * len);
+    if (!fds || !frame)
+        exit(1);
+    memset(frame, 'x', 2 * len);
+    for (size_t i = 0; i < n; i++) {
+        fds[i] = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int on = 1;
+        if (fds[i] < 0 || setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0) {
+            perror("floor: accept");
+            exit(1);
+        }
+    }
+    char one;
+    if (read(pp[0], &one, 1) != 1) {
+        fprintf(stderr, "wsbench: the floor reader failed to connect\n");
+        exit(1);
+    }
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    for (size_t i = 0; i < n; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    struct epoll_event *evs = malloc(1024 * sizeof *evs);
+    static const char *names[] = {
+        "send() per connection",
+        "POLLOUT round trip (epoll_ctl +OUT, epoll_wait, send(), epoll_ctl -OUT) per connection",
+        "two frames as two send()s per connection",
+        "two frames as one send() per connection",
+    };
+    double per[4] = {0};
+    for (int mode = 0; mode < 4; mode++) {
+        int64_t sends = 0, wall0 = mono_ns();
+        double c0 = (double)self_cpu_us();
+        for (long r = 0; r < rounds; r++) {
+            if (mode == 1) {
+                for (size_t i = 0; i < n; i++) {
+                    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = i};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, fds[i], &ev);
+                }
+                size_t left = n;
+                while (left > 0) {
+                    int k = epoll_wait(ep, evs, 1024, 1000);
+                    if (k <= 0)
+                        break;
+                    for (int j = 0; j < k; j++) {
+                        if (!(evs[j].events & EPOLLOUT))
+                            continue;
+                        size_t i = evs[j].data.u64;
+                        sends += send(fds[i], frame, len, MSG_NOSIGNAL) == (ssize_t)len;
+                        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+                        epoll_ctl(ep, EPOLL_CTL_MOD, fds[i], &ev);
+                        left--;
+                    }
+                }
+            } else {
+                for (size_t i = 0; i < n; i++) {
+                    if (mode == 0)
+                        sends += send(fds[i], frame, len, MSG_NOSIGNAL) == (ssize_t)len;
+                    else if (mode == 2)
+                        sends += send(fds[i], frame, len, MSG_NOSIGNAL) == (ssize_t)len &&
+                                 send(fds[i], frame, len, MSG_NOSIGNAL) == (ssize_t)len;
+                    else
+                        sends += send(fds[i], frame, 2 * len, MSG_NOSIGNAL) == (ssize_t)(2 * len);
+                }
+            }
+            sleep_until(mono_ns() + 100 * NS_PER_MS); /* the reader catches up, idle between rounds */
+        }
+        double cpu = ((double)self_cpu_us() - c0) / 1e6;
+        per[mode] = sends ? cpu * 1e6 / (double)sends : 0;
+        printf("  %-90s %8.2f us CPU per connection (%" PRId64 " of %zu, %.1f s)\n", names[mode], per[mode], sends,
+               n * (size_t)rounds, ms(mono_ns() - wall0 - rounds * 100 * NS_PER_MS) / 1e3);
+    }
+    printf("RESULT floor_conns=%zu floor_bytes=%zu send_us=%.2f pollout_send_us=%.2f two_sends_us=%.2f"
+           " one_send_of_two_us=%.2f\n",
+           n, len, per[0], per[1], per[2], per[3]);
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    close(ls);
+    close(ep);
+    free(evs);
+    free(fds);
+    free(frame);
+    waitpid(pid, NULL, 0);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: chatli_wsbench --url http://127.0.0.1:PORT [options] idle|chat\n"
+            "usage: chatli_wsbench --url http://127.0.0.1:PORT [options] idle|chat|typing\n"
+            "       chatli_wsbench [--conns N] [--bcast ROUNDS] [--frame-bytes B] floor\n"
             "  --server-pid PID   read the server's CPU and RSS from /proc (recommended)\n"
             "  --tokens FILE      reuse users listed there (\"id token\" lines); new ones are appended\n"
             "  --procs N          generator processes (default: one per 10,000 connections)\n"
@@ -1153,7 +1366,9 @@ static void usage(FILE *f)
             "  --pairs N          direct chats, two connected users each (default 500)\n"
             "  --rate R           total message.send per second (default 0 = closed loop)\n"
             "  --window N         closed loop: frames in flight per connection (default 1)\n"
-            "  --warmup S, --duration S, --drain S   (defaults 2, 10, 5)\n");
+            "  --warmup S, --duration S, --drain S   (defaults 2, 10, 5)\n"
+            " typing: the chat options; --rate is required (typing frames per second)\n"
+            " floor: --conns, --sources, --bcast (rounds, default 10), --frame-bytes B (default 300)\n");
 }
 
 int main(int argc, char **argv)
@@ -1168,6 +1383,7 @@ int main(int argc, char **argv)
         {"rate", required_argument, NULL, 'r'},     {"window", required_argument, NULL, 'w'},
         {"warmup", required_argument, NULL, 'W'},   {"duration", required_argument, NULL, 'd'},
         {"drain", required_argument, NULL, 'D'},    {"help", no_argument, NULL, 'H'},
+        {"frame-bytes", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -1190,17 +1406,44 @@ int main(int argc, char **argv)
         case 'W': opt.warmup = atof(optarg); break;
         case 'd': opt.duration = atof(optarg); break;
         case 'D': opt.drain = atof(optarg); break;
+        case 'F': opt.frame_bytes = atol(optarg); break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc - 1 || !opt.url) {
+    if (optind != argc - 1) {
         usage(stderr);
         return 2;
     }
     opt.scenario = argv[optind];
     int is_idle = strcmp(opt.scenario, "idle") == 0, is_chat = strcmp(opt.scenario, "chat") == 0;
-    if ((!is_idle && !is_chat) || sscanf(opt.url, "http://%63[^:/]:%d", opt.host, &opt.port) != 2 ||
+    int is_floor = strcmp(opt.scenario, "floor") == 0;
+    opt.typing = strcmp(opt.scenario, "typing") == 0;
+    if (is_floor) {
+        if (opt.conns < 1 || opt.conns > 100000 || opt.sources < 1 || opt.sources > 250 || opt.frame_bytes < 1 ||
+            opt.frame_bytes > 65536 || opt.bcast_rounds < 0 || opt.bcast_rounds > 1000) {
+            usage(stderr);
+            return 2;
+        }
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        signal(SIGPIPE, SIG_IGN);
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            if ((rlim_t)opt.conns + 64 > rl.rlim_cur) {
+                fprintf(stderr, "wsbench: %ld connections exceed the fd limit %lu\n", opt.conns,
+                        (unsigned long)rl.rlim_cur);
+                return 2;
+            }
+        }
+        run_floor();
+        return 0;
+    }
+    if (opt.typing)
+        is_chat = 1;
+    if (!opt.url || (!is_idle && !is_chat) || (opt.typing && opt.rate <= 0) ||
+        sscanf(opt.url, "http://%63[^:/]:%d", opt.host, &opt.port) != 2 ||
         opt.conns < 1 || opt.pairs < 1 || opt.sources < 1 || opt.sources > 250 || opt.pending < 1 ||
         opt.window < 1 || opt.duration <= 0 || opt.warmup < 0 || opt.rate < 0 || opt.bcast_rounds > 1000 ||
         opt.procs < 0 || opt.procs > MAX_PROCS) {
