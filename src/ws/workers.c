@@ -261,31 +261,28 @@ static void run_send(struct ws_server *ws, struct ws_job *j)
     batch_finish(ws, &b, j);
 }
 
+/* typing: the chat's member ids come from core's member cache (no chat
+ * view is built), and the frame goes to the others through the bus. */
 static void run_typing(struct ws_server *ws, struct ws_job *j)
 {
     struct chat_err err = {0};
     struct batch b = {0};
-    json_t *chat = NULL;
-    int rc = chats_get(ws->core, &j->sess, j->frame.chat_id, &chat, &err);
+    char(*ids)[OID_SIZE] = NULL;
+    size_t n = 0, k = 0;
+    int rc = chats_member_ids(ws->core, &j->sess, j->frame.chat_id, &ids, &n, &err);
     if (rc < 0) {
         batch_error(&b, j->conn_id, &err, rc, NULL);
         batch_finish(ws, &b, j);
         return;
     }
-    json_t *members = json_object_get(chat, "members");
-    const char *chat_id = json_string_value(json_object_get(chat, "id"));
-    size_t n = json_array_size(members), k = 0, i;
-    char(*ids)[OID_SIZE] = n ? malloc(n * sizeof *ids) : NULL;
-    json_t *m;
-    json_array_foreach(members, i, m) {
-        const char *id = json_string_value(json_object_get(m, "id"));
-        if (ids && id && oid_valid(id) && strcmp(id, j->sess.user_id) != 0)
-            memcpy(ids[k++], id, OID_SIZE);
-    }
-    if (k > 0 && chat_id) {
+    /* Everyone but the typist, compacted in place. */
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], j->sess.user_id) != 0)
+            memcpy(ids[k++], ids[i], OID_SIZE);
+    if (k > 0) {
         /* "type" first: ws__frame_is_ephemeral recognises typing by it. */
-        json_t *f = json_pack("{s:s, s:s, s:s}", "type", "typing", "chatId", chat_id, "userId",
-                              j->sess.user_id);
+        json_t *f = json_pack("{s:s, s:s, s:s}", "type", "typing", "chatId", j->frame.chat_id,
+                              "userId", j->sess.user_id);
         char *s = f ? json_dumps(f, JSON_COMPACT) : NULL;
         if (s) {
             struct bus_event ev = {
@@ -298,12 +295,13 @@ static void run_typing(struct ws_server *ws, struct ws_job *j)
             struct chat_err berr = {0};
             if (bus_publish(ws->bus, &ev, &berr) < 0)
                 log_warn("ws: typing not published: %s", berr.msg);
+        } else {
+            log_error("ws: out of memory building a typing frame; it is dropped");
         }
         free(s);
         json_decref(f);
     }
     free(ids);
-    json_decref(chat);
     batch_finish(ws, &b, j);
 }
 
