@@ -27,7 +27,7 @@ struct ws_buf *ws__buf_new(const char *data, size_t len, unsigned flags)
     b->refs = 1;
     b->flags = flags;
     b->len = len;
-    if (len)
+    if (len && data)
         memcpy(b->mem + LWS_PRE, data, len);
     b->mem[LWS_PRE + len] = '\0';
     return b;
@@ -37,11 +37,21 @@ struct ws_buf *ws__buf_from_json(json_t *frame, unsigned flags)
 {
     if (!frame)
         return NULL;
-    char *s = json_dumps(frame, JSON_COMPACT);
-    if (!s)
+    /* json_dumps grows a buffer from 16 bytes and then copies the result
+     * once more; almost every frame fits here, so it is serialized once
+     * and copied once.  A bigger one (a sync page's long message) is
+     * serialized again straight into its buffer. */
+    char stack[4096];
+    size_t n = json_dumpb(frame, stack, sizeof stack, JSON_COMPACT);
+    if (n == 0)
+        return NULL; /* an empty dump is no frame (json_dumpb's error value) */
+    if (n <= sizeof stack)
+        return ws__buf_new(stack, n, flags);
+    struct ws_buf *b = ws__buf_new(NULL, n, flags);
+    if (b && json_dumpb(frame, (char *)ws_buf_payload(b), n, JSON_COMPACT) != n) {
+        ws__buf_unref(b);
         return NULL;
-    struct ws_buf *b = ws__buf_new(s, strlen(s), flags);
-    free(s);
+    }
     return b;
 }
 
@@ -93,14 +103,6 @@ static const struct {
     {"auth", WS_F_AUTH},     {"message.send", WS_F_SEND}, {"typing", WS_F_TYPING},
     {"read", WS_F_READ},     {"ping", WS_F_PING},         {"sync", WS_F_SYNC},
 };
-
-/* Copies `key` from the frame into `body` when present (any JSON type:
- * core checks it). */
-static int copy_key(json_t *body, json_t *root, const char *key)
-{
-    json_t *v = json_object_get(root, key);
-    return v ? json_object_set(body, key, v) : 0;
-}
 
 static int need_chat_id(struct ws_frame *f, struct chat_err *err)
 {
@@ -176,11 +178,9 @@ int ws__frame_parse(const char *data, size_t len, struct ws_frame *out, struct c
         int rc = need_chat_id(out, err);
         if (rc < 0)
             return rc;
-        out->body = json_object();
-        if (!out->body || copy_key(out->body, out->root, "text") < 0 ||
-            copy_key(out->body, out->root, "attachmentUrl") < 0 ||
-            copy_key(out->body, out->root, "clientId") < 0)
-            return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+        /* Core reads only its own fields (text, attachmentUrl, clientId),
+         * like the REST body it also gets whole: no copy of them. */
+        out->body = json_incref(out->root);
         return 0;
     }
     case WS_F_TYPING:
@@ -189,9 +189,7 @@ int ws__frame_parse(const char *data, size_t len, struct ws_frame *out, struct c
         int rc = need_chat_id(out, err);
         if (rc < 0)
             return rc;
-        out->body = json_object();
-        if (!out->body || copy_key(out->body, out->root, "messageId") < 0)
-            return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+        out->body = json_incref(out->root); /* core reads messageId */
         return 0;
     }
     case WS_F_PING:

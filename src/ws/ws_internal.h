@@ -138,7 +138,8 @@ struct ws_buf {
 
 static inline unsigned char *ws_buf_payload(struct ws_buf *b) { return b->mem + LWS_PRE; }
 
-/* New buffer holding a copy of `data` (refs 1), or NULL on OOM. */
+/* New buffer holding a copy of `data` (refs 1), or NULL on OOM.  With
+ * `data` NULL the `len` payload bytes are left for the caller to fill. */
 struct ws_buf *ws__buf_new(const char *data, size_t len, unsigned flags);
 /* New buffer holding `frame` (borrowed) serialized compactly, or NULL. */
 struct ws_buf *ws__buf_from_json(json_t *frame, unsigned flags);
@@ -187,8 +188,10 @@ struct ws_frame {
     const char *chat_id;        /* borrowed from root: SEND, TYPING, READ */
     const char *client_id;      /* borrowed from root when "clientId" is a string */
     const char *token;          /* borrowed from root: AUTH */
-    json_t *body;               /* new: what core gets: SEND {text, attachmentUrl,
-                                   clientId}, READ {messageId} (as present) */
+    json_t *body;               /* new: what core gets for SEND and READ: the frame
+                                   object itself (a second reference to root);
+                                   core reads only its fields (text,
+                                   attachmentUrl, clientId / messageId) */
     struct ws_sync_entry *sync; /* new: SYNC, n_sync entries in frame order */
     size_t n_sync;
 };
