@@ -57,13 +57,24 @@ struct http_server {
     struct http_linger *linger;
     _Atomic bool draining;
     _Atomic long n_conns;     /* open MHD connections (NOTIFY_CONNECTION) */
+    _Atomic long n_async;     /* requests suspended for an async answer (http_async_*) */
     pthread_mutex_t conns_mu;
     struct http_conn *conns;
 };
 
+enum http_async_state {
+    HTTP_ASYNC_NONE = 0,    /* answered on the worker, as usual */
+    HTTP_ASYNC_PENDING = 1, /* the connection is suspended, the answer is being made elsewhere */
+    HTTP_ASYNC_DONE = 2,    /* the async_* fields hold the answer; the connection is resuming */
+};
+
 /* One request, from the URI log callback to the request-completed
  * callback (which frees it).  Owned by the MHD worker that serves the
- * connection; no other thread sees it. */
+ * connection; no other thread sees it, except that while `async` is
+ * PENDING one completion (http_async_finish, on any thread) writes the
+ * async_* fields and then stores DONE (release); the worker reads them only
+ * after it loads DONE (acquire), when MHD calls the handler again after
+ * the resume. */
 struct http_req {
     struct http_server *srv;
     struct http_conn *hc;         /* may be NULL if tracking failed */
@@ -93,6 +104,13 @@ struct http_req {
     int64_t rl_limit, rl_remaining, rl_reset_s;
     bool rl_exceeded;
     char client_ip[64];
+    /* an answer completed on another thread (http_async_begin/finish) */
+    _Atomic int async;            /* enum http_async_state */
+    int async_rc;                 /* 0, or the CHAT_E_* to answer */
+    int async_status;             /* the status when async_rc is 0 */
+    char *async_body;             /* new: the JSON body when async_rc is 0 */
+    size_t async_len;
+    struct chat_err async_err;    /* when async_rc is not 0 */
 };
 
 /* A route handler: calls core and returns 0 with *out (a new reference, or
@@ -101,6 +119,23 @@ struct http_req {
  * then returns 0 with *out NULL: the caller sees rq->queued. */
 typedef int (*http_route_fn)(struct http_req *rq, json_t *body, json_t **out, int *status,
                              struct chat_err *err);
+
+/* Answering on another thread, for a handler whose core call completes
+ * through a callback (POST messages: the store's group commit).  The
+ * handler calls http_async_begin, which suspends the connection so the
+ * worker serves other connections meanwhile, starts the core call, and
+ * returns 0 with *out NULL.  Exactly one http_async_finish follows, from
+ * the core callback on whatever thread it runs, or from the handler itself
+ * when the core call failed before queueing; it stores the answer and
+ * resumes the connection, and `rq` must not be touched after it.  MHD then
+ * calls the handler again on the worker, which sends the stored answer.
+ * http_async_finish steals `body` (a malloc'd JSON text) when rc is 0; `err`
+ * is copied when rc is not 0.  Shutdown waits for every begun request to
+ * finish before it stops MHD (MHD must not stop with a suspended
+ * connection). */
+void http_async_begin(struct http_req *rq);
+void http_async_finish(struct http_req *rq, int rc, int status, char *body, size_t len,
+                       const struct chat_err *err);
 
 /* A query-string value (decoded by MHD), NULL when absent. */
 const char *http_query(struct http_req *rq, const char *key);

@@ -1,8 +1,15 @@
 /* routes_chats.c - /api/chats, members, messages and read marks.
  *
- * POST messages uses the blocking messages_send: it holds this MHD worker
- * until the store's writer has committed the message, so a 201 means the
- * message is durable, the same promise as the WebSocket ack. */
+ * POST messages answers only after the store's writer has committed the
+ * message, so a 201 means the message is durable, the same promise as the
+ * WebSocket ack.  It does not hold its MHD worker meanwhile: the
+ * connection is suspended (http_async_begin) and resumed by the commit's
+ * callback, so a worker keeps serving other connections and one group
+ * commit can take every send in flight, not just one per worker (with
+ * blocking workers a batch was at most HTTP_THREADS messages). */
+#include <stdlib.h>
+#include <string.h>
+
 #include "http/http_internal.h"
 
 int routes_chats_create(struct http_req *rq, json_t *body, json_t **out, int *status,
@@ -55,14 +62,39 @@ int routes_messages_list(struct http_req *rq, json_t *body, json_t **out, int *s
     return messages_list(rq->srv->core, &rq->session, rq->match.params[0], &pp, out, err);
 }
 
+/* The send's completion, on the store's writer thread (or on the worker
+ * when it failed before queueing).  The message is borrowed for the call
+ * and the writer thread still holds references into it, so it is
+ * serialized here rather than shared with the worker. */
+static void on_sent(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
+{
+    struct http_req *rq = arg;
+    char *text = NULL;
+    struct chat_err oom = {0};
+    if (rc == 0) {
+        text = json_dumps(message, JSON_COMPACT);
+        if (!text) {
+            rc = chat_err_set(&oom, CHAT_E_INTERNAL, NULL, "out of memory serializing a message");
+            err = &oom;
+        }
+    }
+    /* 200: a repeated clientId returns the first message */
+    http_async_finish(rq, rc, created ? 201 : 200, text, text ? strlen(text) : 0, err);
+}
+
 int routes_messages_send(struct http_req *rq, json_t *body, json_t **out, int *status,
                          struct chat_err *err)
 {
-    bool created = false;
-    int rc = messages_send(rq->srv->core, &rq->session, rq->match.params[0], body, out, &created,
-                           err);
-    *status = created ? 201 : 200; /* 200: a repeated clientId returns the first message */
-    return rc;
+    *out = NULL;
+    http_async_begin(rq);
+    int rc = messages_send_async(rq->srv->core, &rq->session, rq->match.params[0], body, false, 0,
+                                 on_sent, rq, err);
+    if (rc != 0) {
+        if (err->code == 0)
+            chat_err_set(err, rc, NULL, NULL);
+        http_async_finish(rq, rc, 0, NULL, 0, err);
+    }
+    return 0;
 }
 
 int routes_chats_read(struct http_req *rq, json_t *body, json_t **out, int *status,

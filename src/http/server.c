@@ -136,6 +136,59 @@ void http_page_params(struct http_req *rq, struct page_params *pp)
     pp->after_seq = http_query(rq, "afterSeq");
 }
 
+/* ---- async answers ------------------------------------------------------- */
+
+void http_async_begin(struct http_req *rq)
+{
+    atomic_fetch_add(&rq->srv->n_async, 1);
+    atomic_store(&rq->async, HTTP_ASYNC_PENDING);
+    /* Suspended before the core call starts, so its completion can never
+     * resume a connection that is not suspended yet. */
+    MHD_suspend_connection(rq->conn);
+}
+
+void http_async_finish(struct http_req *rq, int rc, int status, char *body, size_t len,
+                       const struct chat_err *err)
+{
+    struct http_server *s = rq->srv;
+    struct MHD_Connection *conn = rq->conn;
+    rq->async_rc = rc;
+    rq->async_status = status;
+    rq->async_body = rc == 0 ? body : NULL;
+    rq->async_len = rc == 0 ? len : 0;
+    if (rc != 0) {
+        free(body);
+        if (err)
+            rq->async_err = *err;
+        else
+            chat_err_set(&rq->async_err, rc, NULL, NULL);
+    }
+    atomic_store_explicit(&rq->async, HTTP_ASYNC_DONE, memory_order_release);
+    /* From here the worker may run the request to its end and free it. */
+    MHD_resume_connection(conn);
+    atomic_fetch_sub(&s->n_async, 1);
+}
+
+/* Sends the answer an async completion stored.  Returns 0, or -1 when MHD
+ * refused the response. */
+static int async_reply(struct http_req *rq)
+{
+    char *body = rq->async_body;
+    rq->async_body = NULL;
+    if (rq->async_rc != 0) {
+        const struct chat_err *err = &rq->async_err;
+        if (err->code == CHAT_E_INTERNAL) {
+            log_error("%s %s: internal error: %s", rq->method, rq->match.route, err->msg);
+            metrics_error("internal");
+        } else if (err->code == CHAT_E_UNAVAILABLE) {
+            log_warn("%s %s: unavailable: %s", rq->method, rq->match.route, err->msg);
+            metrics_error("unavailable");
+        }
+        return http_reply_err(rq, err);
+    }
+    return http_reply_text(rq, rq->async_status, HTTP_JSON_TYPE, body, rq->async_len);
+}
+
 /* ---- the pipeline -------------------------------------------------------- */
 
 static const char *method_label(const char *m)
@@ -296,7 +349,9 @@ static int dispatch(struct http_req *rq)
     struct chat_err err = {0};
     int rc = handlers[m->op](rq, body, &out, &status, &err);
     json_decref(body);
-    if (rq->queued) { /* the handler answered itself (/metrics) */
+    if (rq->queued || atomic_load(&rq->async) != HTTP_ASYNC_NONE) {
+        /* The handler answered itself (/metrics, the feed), or the answer
+         * comes later (http_async_begin). */
         json_decref(out);
         return 0;
     }
@@ -453,7 +508,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (rq->queued)
         return MHD_YES;
-    return dispatch(rq) == 0 ? MHD_YES : MHD_NO;
+    switch (atomic_load_explicit(&rq->async, memory_order_acquire)) {
+    case HTTP_ASYNC_PENDING:
+        return MHD_YES; /* not resumed by us: keep waiting */
+    case HTTP_ASYNC_DONE:
+        return async_reply(rq) == 0 ? MHD_YES : MHD_NO;
+    default:
+        return dispatch(rq) == 0 ? MHD_YES : MHD_NO;
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -486,6 +548,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         atomic_store(&rq->hc->busy, false);
     }
     free(rq->body);
+    free(rq->async_body);
     free(rq->path);
     free(rq->log_target);
     free(rq);
@@ -573,7 +636,9 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     unsigned limit = deps->conn_limit ? deps->conn_limit : 10000;
     unsigned threads = s->cfg->http_threads > 0 ? (unsigned)s->cfg->http_threads : 4;
     s->daemon = MHD_start_daemon(
-        MHD_USE_NO_LISTEN_SOCKET | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0,
+        MHD_USE_NO_LISTEN_SOCKET | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
+            MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+        0,
         NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs earlier options to stderr */
         MHD_OPTION_THREAD_POOL_SIZE, threads,
@@ -701,6 +766,17 @@ void http_server_close(struct http_server *s)
 {
     if (!s)
         return;
+    /* MHD must not stop with a suspended connection (its API forbids it;
+     * 0.9.75 aborts).  Every begun async answer finishes: the store calls
+     * back every queued append, even failed or during its own shutdown,
+     * which comes after ours, and a stuck statement gives up after its
+     * busy timeout. */
+    for (int waited_ms = 0; atomic_load(&s->n_async) > 0; waited_ms += 5) {
+        if (waited_ms > 0 && waited_ms % 5000 == 0)
+            log_warn("http: waiting for %ld async answers before stopping",
+                     atomic_load(&s->n_async));
+        usleep(5000);
+    }
     MHD_stop_daemon(s->daemon); /* calls on_completed / on_connection for what is left */
     http_linger_close(s->linger);
     cors_cleanup(&s->cors);
