@@ -135,6 +135,26 @@ int core__internal(struct chat_err *err, const char *what)
     return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
 }
 
+void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
+                        uint64_t skip_conn, const char *frame, size_t len)
+{
+    if (!c->bus || !frame)
+        return;
+    if (scope == BUS_TO_USERS && n == 0)
+        return;
+    struct bus_event ev = {
+        .scope = scope,
+        .user_ids = user_ids,
+        .n_users = scope == BUS_TO_USERS ? n : 0,
+        .skip_conn = skip_conn,
+        .frame = frame,
+        .len = len,
+    };
+    struct chat_err e = {0};
+    if (bus_publish(c->bus, &ev, &e) != 0)
+        log_warn("core: bus publish failed: %s", e.msg);
+}
+
 void core__publish(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
                    uint64_t skip_conn, json_t *frame)
 {
@@ -147,17 +167,7 @@ void core__publish(struct core *c, int scope, const char (*user_ids)[OID_SIZE], 
         log_error("core: cannot serialize an event frame (out of memory)");
         return;
     }
-    struct bus_event ev = {
-        .scope = scope,
-        .user_ids = user_ids,
-        .n_users = scope == BUS_TO_USERS ? n : 0,
-        .skip_conn = skip_conn,
-        .frame = text,
-        .len = strlen(text),
-    };
-    struct chat_err e = {0};
-    if (bus_publish(c->bus, &ev, &e) != 0)
-        log_warn("core: bus publish failed: %s", e.msg);
+    core__publish_text(c, scope, user_ids, n, skip_conn, text, strlen(text));
     free(text);
 }
 

@@ -164,6 +164,19 @@ int messages_send_async(struct core *c, const struct session *s, const char *cha
                         json_t *body, bool require_client_id, uint64_t origin_conn,
                         messages_send_cb cb, void *arg, struct chat_err *err);
 
+/* Completion of messages_send_async_text: like messages_send_cb, but the
+ * stored Message comes as its compact JSON text (`message`, `len`),
+ * borrowed for the call; NULL and 0 when rc is not 0. */
+typedef void (*messages_send_text_cb)(void *arg, int rc, const char *message, size_t len,
+                                      bool created, const struct chat_err *err);
+
+/* messages_send_async for a caller that sends the Message as text (REST):
+ * core serializes it once for both the message.new event and `cb`, where
+ * the other form costs the caller a second serialization. */
+int messages_send_async_text(struct core *c, const struct session *s, const char *chat_id,
+                             json_t *body, bool require_client_id, uint64_t origin_conn,
+                             messages_send_text_cb cb, void *arg, struct chat_err *err);
+
 /* The blocking form for REST: waits for the commit. */
 int messages_send(struct core *c, const struct session *s, const char *chat_id, json_t *body,
                   json_t **out, bool *created, struct chat_err *err);

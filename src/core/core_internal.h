@@ -103,6 +103,9 @@ int core__internal(struct chat_err *err, const char *what);
  * clients recover missed events with sync / GET. */
 void core__publish(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
                    uint64_t skip_conn, json_t *frame);
+/* The same with the frame already serialized (`frame`, `len` borrowed). */
+void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
+                        uint64_t skip_conn, const char *frame, size_t len);
 
 /* The member ids of chat `chat_id`, from the member cache or the store.
  * When `member` is not NULL it must be among them, else CHAT_E_NOT_FOUND

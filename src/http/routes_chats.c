@@ -8,6 +8,7 @@
  * commit can take every send in flight, not just one per worker (with
  * blocking workers a batch was at most HTTP_THREADS messages). */
 #include <stdlib.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/http_internal.h"
@@ -63,23 +64,25 @@ int routes_messages_list(struct http_req *rq, json_t *body, json_t **out, int *s
 }
 
 /* The send's completion, on the store's writer thread (or on the worker
- * when it failed before queueing).  The message is borrowed for the call
- * and the writer thread still holds references into it, so it is
- * serialized here rather than shared with the worker. */
-static void on_sent(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
+ * when it failed before queueing).  The message text is borrowed for the
+ * call: copied for the answer. */
+static void on_sent(void *arg, int rc, const char *message, size_t len, bool created,
+                    const struct chat_err *err)
 {
     struct http_req *rq = arg;
-    char *text = NULL;
+    char *body = NULL;
     struct chat_err oom = {0};
     if (rc == 0) {
-        text = json_dumps(message, JSON_COMPACT);
-        if (!text) {
-            rc = chat_err_set(&oom, CHAT_E_INTERNAL, NULL, "out of memory serializing a message");
+        body = malloc(len);
+        if (body) {
+            memcpy(body, message, len);
+        } else {
+            rc = chat_err_set(&oom, CHAT_E_INTERNAL, NULL, "out of memory copying a message");
             err = &oom;
         }
     }
     /* 200: a repeated clientId returns the first message */
-    http_async_finish(rq, rc, created ? 201 : 200, text, text ? strlen(text) : 0, err);
+    http_async_finish(rq, rc, created ? 201 : 200, body, len, err);
 }
 
 int routes_messages_send(struct http_req *rq, json_t *body, json_t **out, int *status,
@@ -87,8 +90,8 @@ int routes_messages_send(struct http_req *rq, json_t *body, json_t **out, int *s
 {
     *out = NULL;
     http_async_begin(rq);
-    int rc = messages_send_async(rq->srv->core, &rq->session, rq->match.params[0], body, false, 0,
-                                 on_sent, rq, err);
+    int rc = messages_send_async_text(rq->srv->core, &rq->session, rq->match.params[0], body,
+                                      false, 0, on_sent, rq, err);
     if (rc != 0) {
         if (err->code == 0)
             chat_err_set(err, rc, NULL, NULL);
