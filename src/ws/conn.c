@@ -168,8 +168,56 @@ static void jobs_free_waiting(struct ws_server *ws, struct ws_conn *c)
     c->jobs_head = c->jobs_tail = NULL;
 }
 
-/* Starts the connection's next job, unless one runs or the next sync page
- * must wait for the client to read what is queued. */
+/* The send-bound FIFO (WS_SENDS_IN_CORE_MAX): connections whose next job is
+ * a send that found no room, served in arrival order as answers come back. */
+static void send_wait(struct ws_server *ws, struct ws_conn *c)
+{
+    if (c->send_waiting)
+        return;
+    c->send_waiting = true;
+    c->sw_next = NULL;
+    c->sw_prev = ws->sw_tail;
+    if (ws->sw_tail)
+        ws->sw_tail->sw_next = c;
+    else
+        ws->sw_head = c;
+    ws->sw_tail = c;
+}
+
+static void send_unwait(struct ws_server *ws, struct ws_conn *c)
+{
+    if (!c->send_waiting)
+        return;
+    if (c->sw_prev)
+        c->sw_prev->sw_next = c->sw_next;
+    else
+        ws->sw_head = c->sw_next;
+    if (c->sw_next)
+        c->sw_next->sw_prev = c->sw_prev;
+    else
+        ws->sw_tail = c->sw_prev;
+    c->sw_prev = c->sw_next = NULL;
+    c->send_waiting = false;
+}
+
+static void conn_dispatch(struct ws_server *ws, struct ws_conn *c);
+
+/* One dispatched send was answered (or refused before core took it): its
+ * room goes to the connections waiting, oldest first. */
+static void send_answered(struct ws_server *ws)
+{
+    if (ws->sends_in_core > 0)
+        ws->sends_in_core--;
+    while (ws->sw_head && ws->sends_in_core < WS_SENDS_IN_CORE_MAX) {
+        struct ws_conn *c = ws->sw_head;
+        send_unwait(ws, c);
+        conn_dispatch(ws, c);
+    }
+}
+
+/* Starts the connection's next job, unless one runs, the next sync page
+ * must wait for the client to read what is queued, or the next send must
+ * wait for room (WS_SENDS_IN_CORE_MAX). */
 static void conn_dispatch(struct ws_server *ws, struct ws_conn *c)
 {
     struct ws_job *j = c->jobs_head;
@@ -181,6 +229,13 @@ static void conn_dispatch(struct ws_server *ws, struct ws_conn *c)
         return;
     }
     c->sync_parked = false;
+    if (j->kind == WS_J_SEND) {
+        if (ws->sends_in_core >= WS_SENDS_IN_CORE_MAX) {
+            send_wait(ws, c);
+            return;
+        }
+        ws->sends_in_core++;
+    }
     c->jobs_head = j->next;
     if (!c->jobs_head)
         c->jobs_tail = NULL;
@@ -275,6 +330,7 @@ static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
     c->drain_then_close = drain;
     if (!drain)
         ws__outq_clear(&c->out);
+    send_unwait(ws, c);
     jobs_free_waiting(ws, c);
     for (unsigned i = 0; i < c->n_early; i++)
         ws__buf_unref(c->early[i]);
@@ -316,6 +372,7 @@ static void conn_teardown(struct ws_server *ws, struct ws_conn *c)
     if (c->all_next)
         c->all_next->all_prev = c->all_prev;
     user_detach(ws, c);
+    send_unwait(ws, c);
     jobs_free_waiting(ws, c);
     for (unsigned i = 0; i < c->n_early; i++)
         ws__buf_unref(c->early[i]);
@@ -788,6 +845,11 @@ static void revoke_token(struct ws_server *ws, struct ws_msg *m)
 
 static void job_done(struct ws_server *ws, struct ws_job *j)
 {
+    /* A send core refused before queueing was answered in the same batch
+     * (its error frame); one core took is answered by its settles_send
+     * message.  Either way it leaves the bound once. */
+    if (j->kind == WS_J_SEND && !j->send_handed)
+        send_answered(ws);
     if (j->kind == WS_J_OFFLINE) {
         struct ws_user *u = ws__users_get(&ws->users, j->sess.user_id);
         if (!u || u->n_conns == 0)
@@ -834,8 +896,10 @@ void ws__loop_handle(struct ws_server *ws, struct ws_msg *m)
         break;
     case WS_M_TO_CONN: {
         struct ws_conn *c = ws__conns_get(&ws->conns, m->conn_id);
-        if (c && c->state == WS_C_READY)
+        if (c && c->state == WS_C_READY && m->buf)
             conn_send(ws, c, m->buf);
+        if (m->settles_send)
+            send_answered(ws);
         break;
     }
     case WS_M_CLOSE_CONN: {

@@ -190,8 +190,11 @@ static void run_auth(struct ws_server *ws, struct ws_job *j)
 /* What send_cb needs after the job went back to the loop. */
 struct send_ctx {
     struct ws_server *ws;
-    uint64_t conn_id;
-    char client_id[]; /* "" when the frame had none */
+    struct ws_msg *reply;  /* the answer's TO_CONN message (settles_send),
+                              allocated up front so the answer that frees
+                              the send's room (WS_SENDS_IN_CORE_MAX) always
+                              reaches the loop */
+    char client_id[];      /* "" when the frame had none */
 };
 
 /* Store writer thread, after the commit (or a failure): must not block. */
@@ -199,6 +202,7 @@ static void send_cb(void *arg, int rc, json_t *message, bool created, const stru
 {
     struct send_ctx *ctx = arg;
     struct ws_server *ws = ctx->ws;
+    struct ws_msg *m = ctx->reply;
     const char *cid = ctx->client_id[0] ? ctx->client_id : NULL;
     json_t *frame;
     if (rc == 0)
@@ -207,12 +211,11 @@ static void send_cb(void *arg, int rc, json_t *message, bool created, const stru
     else
         frame = ws__frame_error(rc, err && err->code == rc ? err->msg : NULL,
                                 err && err->code == rc ? err->field : NULL, cid);
-    struct ws_msg *m = frame ? ws__msg_frame(ctx->conn_id, frame, 0) : NULL;
+    m->buf = ws__buf_from_json(frame, 0);
     json_decref(frame);
-    if (m)
-        ws__inbox_push(ws, m);
-    else
+    if (!m->buf)
         log_error("ws: out of memory building a message.ack; the client will retry");
+    ws__inbox_push(ws, m);
     free(ctx);
     /* Settled only after the answer is in the inbox: shutdown sends 1001
      * behind it.  This is the last touch of `ws` (close waits for it). */
@@ -230,14 +233,18 @@ static void run_send(struct ws_server *ws, struct ws_job *j)
     const char *cid = j->frame.client_id;
     size_t cid_len = cid ? strlen(cid) : 0;
     struct send_ctx *ctx = malloc(sizeof *ctx + cid_len + 1);
-    if (!ctx) {
+    struct ws_msg *reply = ctx ? ws__msg_new(WS_M_TO_CONN, 0) : NULL;
+    if (!reply) {
+        free(ctx);
         chat_err_set(&err, CHAT_E_INTERNAL, NULL, NULL);
         batch_error(&b, j->conn_id, &err, CHAT_E_INTERNAL, cid);
         batch_finish(ws, &b, j);
         return;
     }
+    reply->conn_id = j->conn_id;
+    reply->settles_send = true;
     ctx->ws = ws;
-    ctx->conn_id = j->conn_id;
+    ctx->reply = reply;
     memcpy(ctx->client_id, cid ? cid : "", cid_len + 1);
 
     pthread_mutex_lock(&ws->sd_lock);
@@ -250,6 +257,7 @@ static void run_send(struct ws_server *ws, struct ws_job *j)
         batch_finish(ws, &b, j);
         return;
     }
+    free(reply);
     free(ctx);
     pthread_mutex_lock(&ws->sd_lock);
     ws->callbacks_pending--;
@@ -261,8 +269,6 @@ static void run_send(struct ws_server *ws, struct ws_job *j)
     batch_finish(ws, &b, j);
 }
 
-/* typing: the chat's member ids come from core's member cache (no chat
- * view is built), and the frame goes to the others through the bus. */
 static void run_typing(struct ws_server *ws, struct ws_job *j)
 {
     struct chat_err err = {0};
