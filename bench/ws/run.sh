@@ -13,8 +13,8 @@
 #      connection, for DURATION s: the most messages/s the box gives;
 #   3. chat, open loop at half the rate step 2 reached: latency at a load
 #      the server sustains;
-#   4. chat, open loop at RATE msg/s (default 25,000, half the 50,000 target);
-#   5. typing, open loop at TYPING_RATE frames/s (default 2,000): CPU per frame;
+#   4. typing, open loop at TYPING_RATE frames/s (default 2,000): CPU per frame;
+#   5. chat, open loop at RATE msg/s (default 25,000, half the 50,000 target);
 #   6. floor (no server): the kernel's CPU for one send() per connection over
 #      IDLE_CONNS loopback connections, with and without a POLLOUT round
 #      trip, the least a broadcast delivery can cost on this box.
@@ -58,10 +58,11 @@ if [ "${half:-0}" -gt 0 ]; then
     "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$half" --duration "$DURATION" chat | tee -a "$log"
     echo
 fi
-"$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat | tee -a "$log"
-
-echo
 "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$TYPING_RATE" --duration "$DURATION" typing | tee -a "$log"
+echo
+# Last among the server runs: it overloads the server, and what it leaves
+# queued would weigh on any run after it.
+"$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat | tee -a "$log"
 echo
 "$WSB" --conns "$IDLE_CONNS" --bcast 10 floor | tee -a "$log"
 
