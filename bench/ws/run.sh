@@ -73,11 +73,12 @@ printf '  %-44s %s\n' "idle connections held" "$(val idle_conns 1 idle_conns) of
 printf '  %-44s %s\n' "server RSS per idle connection (bytes)" "$(val idle_conns 1 rss_per_conn_bytes)"
 printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast 1 bcast_last_ms_median) / $(val bcast 1 bcast_last_ms_max)"
 printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast 1 bcast_cpu_us_per_delivery)"
-for i in $(seq 1 "$(grep -c "^RESULT mode=[rc]" "$log")"); do
+chat='mode=[rc]' # the chat runs' RESULT lines (closed, rate), in run order
+for i in $(seq 1 "$(grep -c "^RESULT $chat" "$log")"); do
     printf '  %-44s %s msg/s, ack p50/p99/p99.9 %s/%s/%s ms, delivery p99 %s ms, %s us CPU/msg, all delivered: %s\n' \
-        "chat $(val mode $i mode) (target $(val mode $i rate_target)/s)" \
-        "$(val mode $i delivered_per_s)" "$(val mode $i ack_p50_ms)" "$(val mode $i ack_p99_ms)" \
-        "$(val mode $i ack_p999_ms)" "$(val mode $i deliv_p99_ms)" "$(val mode $i cpu_us_per_msg)" "$(val mode $i ok)"
+        "chat $(val "$chat" $i mode) (target $(val "$chat" $i rate_target)/s)" \
+        "$(val "$chat" $i delivered_per_s)" "$(val "$chat" $i ack_p50_ms)" "$(val "$chat" $i ack_p99_ms)" \
+        "$(val "$chat" $i ack_p999_ms)" "$(val "$chat" $i deliv_p99_ms)" "$(val "$chat" $i cpu_us_per_msg)" "$(val "$chat" $i ok)"
 done
 printf '  %-44s %s frames/s, %s us CPU/frame, all delivered: %s\n' "typing (target $TYPING_RATE/s)" \
     "$(val mode=typing 1 delivered_per_s)" "$(val mode=typing 1 cpu_us_per_frame)" "$(val mode=typing 1 ok)"
