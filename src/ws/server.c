@@ -7,8 +7,9 @@
  * ws_server_adopt(), whose bytes are still unread in the socket, so lws
  * reads the HTTP request and performs the handshake itself.
  *
- * Inbox wake-ups: lws_cancel_service() writes to a pipe, so it is called
- * only when a push finds the inbox empty.  That is enough: the loop takes
+ * Inbox wake-ups: lws_cancel_service() writes to an eventfd (a pipe on
+ * some builds) and costs the pusher a syscall and the loop a pass through
+ * epoll, so it is called only when a push finds the inbox empty.  That is enough: the loop takes
  * the whole list at once under the lock, so a push that finds the list
  * non-empty is covered by the wake-up of the push that made it non-empty,
  * and a push after the loop took the list finds it empty and wakes again.
