@@ -1,34 +1,85 @@
 #!/usr/bin/env bash
 # check-source.sh - static checks that keep the layering honest (STYLE.md 1, 8).
 #
-# 1. src/core/ includes no driver header: the domain services reach the
-#    outside world only through the store, bus and cache ports, so swapping
-#    SQLite for MongoDB or adding Redis never touches core.
-# 2. Every header under src/ compiles on its own (it includes what it uses),
-#    with the same warnings as the build and -Werror.
+# 1. Include rules (docs/architecture.md): each folder of src/ may include
+#    only the chatli/ headers and driver headers of its allow-list below,
+#    its own folder's headers by bare name, and never "../" or another
+#    folder's file.  CMake enforces the same at build time (no global -Isrc,
+#    poisoned driver headers; tests/layering/ shows it); this check names
+#    the offending line before anything is built.
+# 2. Every header under include/ and src/ compiles on its own (it includes
+#    what it uses), with the same warnings as the build and -Werror.
 # 3. docs/openapi.yaml is valid YAML holding an OpenAPI 3.0 document (and,
 #    where openapi-spec-validator is installed, a valid one).
 #
-# Exit 0 when both hold; otherwise print each offence and exit 1.
+# Exit 0 when all hold; otherwise print each offence and exit 1.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 fail=0
 
-# --- 1. no driver headers in core -------------------------------------------
-driver_re='^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]([^>"]*/)?(microhttpd|libwebsockets|mongoc|bson|sqlite3|hiredis|curl)\.h[>"]'
-driver_dir_re='^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](libwebsockets|mongoc|libmongoc-1\.0|bson|libbson-1\.0|hiredis|curl)/'
-if [ -d src/core ]; then
-    hits=$(grep -rnE --include='*.c' --include='*.h' -e "$driver_re" -e "$driver_dir_re" src/core || true)
-    if [ -n "$hits" ]; then
-        echo "check-source: src/core/ includes a driver header (use a port instead):"
-        echo "$hits"
+# --- 1. include allow-lists ---------------------------------------------------
+util='err|oid|clock|log|metrics'
+# path glob -> allowed chatli/ headers (regex, without .h) and driver headers.
+# Adapters may include their own constructor header from chatli/adapters/.
+rules=(
+    "include/chatli/*|$util|store|bus|cache|core|config|"
+    "src/util/*|$util|"
+    "src/store/store.c|$util|store|"
+    "src/bus/*|$util|bus|adapters/bus_local|"
+    "src/cache/*|$util|cache|adapters/cache_mem|"
+    "src/core/*|$util|store|bus|cache|core|"
+    "src/store/store_sqlite*|$util|store|adapters/store_sqlite|sqlite3"
+    "src/store/store_mongo*|$util|store|adapters/store_mongo|mongoc/mongoc|bson/bson"
+    "src/net/*|$util|adapters/acceptor|"
+    "src/http/*|$util|store|bus|cache|core|config|adapters/http_server|microhttpd"
+    "src/ws/*|$util|bus|core|config|adapters/ws_server|libwebsockets"
+    "src/main.c|.*|"
+    "src/config.c|$util|config|adapters/http_server|"
+)
+drivers='microhttpd|libwebsockets|mongoc|bson|sqlite3|hiredis|curl'
+nfiles=0
+while IFS= read -r -d '' f; do
+    nfiles=$((nfiles + 1))
+    allow=
+    for r in "${rules[@]}"; do
+        pat=${r%%|*}
+        # shellcheck disable=SC2053  # $pat is a glob on purpose
+        if [[ $f == $pat ]]; then allow=${r#*|}; break; fi
+    done
+    if [ -z "$allow" ]; then
+        echo "check-source: $f matches no include rule (add one to scripts/check-source.sh)"
         fail=1
-    else
-        echo "check-source: src/core/ includes no driver header"
+        continue
     fi
-fi
+    allow_re="^(${allow%|})\$"
+    while IFS= read -r line; do
+        n=${line%%:*}
+        inc=$(sed -E 's/^[^#]*#[[:space:]]*include[[:space:]]*([<"][^>"]*[>"]).*/\1/' <<<"${line#*:}")
+        name=${inc:1:${#inc}-2}
+        ok=1
+        case "$inc" in
+        \"chatli/*\")
+            base=${name#chatli/}
+            [[ ${base%.h} =~ $allow_re ]] || ok=0
+            ;;
+        \"*/*\") ok=0 ;; # another folder's file, or ../
+        \"*\") ;;        # a header beside this file
+        \<*\>)
+            stem=${name%.h}
+            if [[ $stem =~ ^(.*/)?($drivers)(/.*)?$ ]]; then
+                [[ $stem =~ $allow_re ]] || ok=0
+            fi
+            ;;
+        esac
+        if [ "$ok" = 0 ]; then
+            echo "check-source: $f:$n: #include $inc is not allowed here (include rules in scripts/check-source.sh)"
+            fail=1
+        fi
+    done < <(grep -nE '^[[:space:]]*#[[:space:]]*include' "$f" || true)
+done < <(find src include -name '*.[ch]' -print0 | sort -z)
+echo "check-source: include rules checked over $nfiles files"
 
 # --- 2. each header compiles alone -------------------------------------------
 pc_mods=(libmicrohttpd libwebsockets jansson libsodium sqlite3 libcurl libmongoc-1.0 hiredis)
@@ -48,17 +99,17 @@ bad=0
 while IFS= read -r -d '' h; do
     n=$((n + 1))
     if ! out=$(gcc -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror -D_GNU_SOURCE \
-        -fsyntax-only -Isrc "${cflags[@]}" -x c "$h" 2>&1); then
+        -fsyntax-only -Iinclude "${cflags[@]}" -x c "$h" 2>&1); then
         echo "check-source: $h does not compile alone:"
         echo "$out"
         bad=$((bad + 1))
     fi
-done < <(find src -name '*.h' -print0 | sort -z)
+done < <(find include src -name '*.h' -print0 | sort -z)
 if [ "$bad" -gt 0 ]; then
-    echo "check-source: $bad of $n headers under src/ do not compile alone"
+    echo "check-source: $bad of $n headers do not compile alone"
     fail=1
 else
-    echo "check-source: all $n headers under src/ compile alone"
+    echo "check-source: all $n headers under include/ and src/ compile alone"
 fi
 
 # --- 3. the OpenAPI document parses -------------------------------------------

@@ -10,7 +10,7 @@
  *
  * One table drives both parsing order and `chatli --help`, so the help text
  * cannot forget a variable. */
-#include "config.h"
+#include "chatli/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -22,8 +22,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "http/cors.h"
-#include "util/log.h"
+#include "chatli/adapters/http_server.h"
+#include "chatli/log.h"
 
 struct var_doc {
     const char *name;
@@ -315,11 +315,9 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
 
     if (dup_str("CORS_ORIGINS", "*", &cfg->cors_origins, msg, msg_len))
         return -1;
-    struct cors cors;
     struct chat_err cerr = {0};
-    if (cors_init(&cors, cfg->cors_origins, &cerr) != 0)
+    if (http_server_check_origins(cfg->cors_origins, &cerr) != 0)
         return fail(msg, msg_len, "CORS_ORIGINS: %s", cerr.msg);
-    cors_cleanup(&cors);
 
     if (parse_bool("TRUST_PROXY", false, &cfg->trust_proxy, msg, msg_len))
         return -1;

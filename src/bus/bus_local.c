@@ -15,12 +15,12 @@
  * then free what `arg` points to.  A callback must therefore never call
  * subscribe() or publish() itself (the lock is not recursive once a writer
  * waits). */
-#include "bus/bus.h"
+#include "chatli/adapters/bus_local.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "util/log.h"
+#include "chatli/log.h"
 
 struct bus_local {
     struct bus base; /* must stay first */

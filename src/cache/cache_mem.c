@@ -19,15 +19,15 @@
  *
  * Threads: any thread; one mutex guards the whole table (a hit is a few
  * hundred nanoseconds, far below the request cost it guards). */
-#include "cache/cache.h"
+#include "chatli/adapters/cache_mem.h"
 
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/clock.h"
-#include "util/log.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
 
 #define KEY_MAX 1024          /* bytes; rate-limit keys are ids and IPs */
 #define SWEEP_MIN 1024        /* entries before the first count-driven sweep */

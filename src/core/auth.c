@@ -18,13 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/bus.h"
-#include "core/core_internal.h"
-#include "core/validate.h"
-#include "core/views.h"
-#include "store/store.h"
-#include "util/clock.h"
-#include "util/log.h"
+#include "chatli/bus.h"
+#include "core_internal.h"
+#include "validate.h"
+#include "views.h"
+#include "chatli/store.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
 
 #define TOKEN_BYTES 32
 #define TOKEN_B64_LEN 43 /* base64url, no padding, of 32 bytes */

@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
-#include "core/views.h"
-#include "util/clock.h"
+#include "core_internal.h"
+#include "views.h"
+#include "chatli/clock.h"
 
 #define SLOTS_PER_SHARD (CORE_ACACHE_SLOTS / CORE_ACACHE_SHARDS)
 

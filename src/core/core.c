@@ -17,15 +17,15 @@
  * are created and freed here too; they use the same epoch scheme.  So is
  * the feed page cache (core/feed_cache.c), validated by one version
  * counter instead. */
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/bus.h"
-#include "store/store.h"
-#include "util/clock.h"
-#include "util/log.h"
+#include "chatli/bus.h"
+#include "chatli/store.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
 
 int core_new(const struct core_config *cfg, struct store *store, struct bus *bus,
              struct core **out, struct chat_err *err)

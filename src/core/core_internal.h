@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/core.h"
+#include "chatli/core.h"
 
 /* Member cache geometry.  Direct-mapped: a chat id hashes to one slot and a
  * collision simply evicts, so memory is bounded (slots x members) with no

@@ -6,7 +6,7 @@
  * and we check the exact length per kind, so decode(s) succeeding implies
  * encode(decode(s)) == s.  That strictness is what lets the fuzzer assert
  * "bad cursor -> 422, never a crash or a wrong page". */
-#include "core/cursor.h"
+#include "cursor.h"
 
 #include <sodium.h>
 #include <string.h>

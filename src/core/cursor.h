@@ -16,8 +16,8 @@
 
 #include <stdint.h>
 
-#include "store/store.h"
-#include "util/err.h"
+#include "chatli/store.h"
+#include "chatli/err.h"
 
 #define CURSOR_VERSION 1
 /* Large enough for the longest encoding (2 + 32 bytes -> 46 chars) + NUL. */

@@ -33,8 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
-#include "util/clock.h"
+#include "core_internal.h"
+#include "chatli/clock.h"
 
 #define SLOTS_PER_SHARD (CORE_FCACHE_SLOTS / CORE_FCACHE_SHARDS)
 

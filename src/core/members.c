@@ -9,7 +9,7 @@
  * is CHAT_E_NOT_FOUND, so typing cannot probe which chats exist. */
 #include <stdlib.h>
 
-#include "core/core_internal.h"
+#include "core_internal.h"
 
 int chats_member_ids(struct core *c, const struct session *s, const char *chat_id,
                      char (**ids)[OID_SIZE], size_t *n, struct chat_err *err)

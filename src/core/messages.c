@@ -22,14 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/bus.h"
-#include "core/core_internal.h"
-#include "core/cursor.h"
-#include "core/validate.h"
-#include "core/views.h"
-#include "store/store.h"
-#include "util/clock.h"
-#include "util/log.h"
+#include "chatli/bus.h"
+#include "core_internal.h"
+#include "cursor.h"
+#include "validate.h"
+#include "views.h"
+#include "chatli/store.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
 
 static int not_found(struct chat_err *err)
 {

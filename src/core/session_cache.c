@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
-#include "util/clock.h"
+#include "core_internal.h"
+#include "chatli/clock.h"
 
 #define SLOTS_PER_SHARD (CORE_SCACHE_SLOTS / CORE_SCACHE_SHARDS)
 

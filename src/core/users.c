@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
-#include "core/cursor.h"
-#include "core/validate.h"
-#include "core/views.h"
-#include "store/store.h"
+#include "core_internal.h"
+#include "cursor.h"
+#include "validate.h"
+#include "views.h"
+#include "chatli/store.h"
 
 static int reply_user(const struct user *u, bool with_email, json_t **out, struct chat_err *err)
 {

@@ -8,7 +8,7 @@
  * contract asks for `local@domain.tld` and an http(s) URL with a host, and a
  * full RFC grammar would accept strings no client means (quoted local parts,
  * userinfo tricks) while rejecting none that matter. */
-#include "core/validate.h"
+#include "validate.h"
 
 #include <stdlib.h>
 #include <string.h>

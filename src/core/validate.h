@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util/err.h"
+#include "chatli/err.h"
 
 #define VALIDATE_URL_MAX 2048   /* bytes; URLs are ASCII in practice */
 #define VALIDATE_EMAIL_MAX 254  /* RFC 5321 path limit */

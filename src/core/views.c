@@ -5,13 +5,13 @@
  * one `ok` flag and drops the half-built object at the end.  Optional fields
  * are explicit nulls (imageUrl, avatarUrl, clientId, ...) because the
  * contract lists them as `"x"|null`, never as absent. */
-#include "core/views.h"
+#include "views.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/core_internal.h"
-#include "util/clock.h"
+#include "core_internal.h"
+#include "chatli/clock.h"
 
 /* json_string or null for NULL. */
 static json_t *str_or_null(const char *s)

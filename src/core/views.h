@@ -16,8 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "store/store.h"
-#include "util/err.h"
+#include "chatli/store.h"
+#include "chatli/err.h"
 
 struct core;
 

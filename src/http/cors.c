@@ -6,7 +6,9 @@
  * '/') once at start so a request costs a few strcasecmp calls.  Entries
  * are validated strictly so a typo stops the server at start rather than
  * silently locking a frontend out. */
-#include "http/cors.h"
+#include "cors.h"
+
+#include "chatli/adapters/http_server.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -118,4 +120,13 @@ const char *cors_allow_origin(const struct cors *c, const char *origin)
         if (strcasecmp(c->origins[i], origin) == 0)
             return origin;
     return NULL;
+}
+
+int http_server_check_origins(const char *list, struct chat_err *err)
+{
+    struct cors c;
+    int rc = cors_init(&c, list, err);
+    if (rc == 0)
+        cors_cleanup(&c);
+    return rc;
 }

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "util/err.h"
+#include "chatli/err.h"
 
 struct cors {
     bool any;       /* "*" was listed */

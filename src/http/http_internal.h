@@ -10,10 +10,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/core.h"
-#include "http/cors.h"
-#include "http/router.h"
-#include "util/err.h"
+#include "chatli/core.h"
+#include "cors.h"
+#include "router.h"
+#include "chatli/err.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;

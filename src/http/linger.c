@@ -6,7 +6,7 @@
  * share one timeout, so the list in insertion order is also deadline
  * order and expiry looks only at its head.  Bounds: MAX_ENTRIES sockets at
  * once, MAX_BYTES discarded per socket. */
-#include "http/linger.h"
+#include "linger.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "util/clock.h"
+#include "chatli/clock.h"
 
 #define MAX_ENTRIES 1024
 #define MAX_BYTES (64LL * 1024 * 1024)

@@ -12,7 +12,7 @@
 #ifndef CHATLI_HTTP_LINGER_H
 #define CHATLI_HTTP_LINGER_H
 
-#include "util/err.h"
+#include "chatli/err.h"
 
 struct http_linger;
 

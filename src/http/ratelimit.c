@@ -4,14 +4,14 @@
  * accept it only when inet_pton says it is an address, and re-print it, so
  * a key is always a canonical address (no "1.2.3.4 " vs "1.2.3.4" split,
  * no unbounded strings in the cache). */
-#include "http/ratelimit.h"
+#include "ratelimit.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "cache/cache.h"
+#include "chatli/cache.h"
 
 /* Parses `s[0..n)` as an address (no port); canonical text into out. */
 static bool parse_addr(const char *s, size_t n, char *out, size_t out_len)

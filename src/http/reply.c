@@ -5,16 +5,16 @@
  * their wire strings.  Headers are added here, not by routes, so no
  * response can leave without its security headers or its RateLimit-*
  * numbers. */
-#include "http/reply.h"
+#include "reply.h"
 
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http_internal.h"
-#include "util/err.h"
-#include "util/log.h"
+#include "http_internal.h"
+#include "chatli/err.h"
+#include "chatli/log.h"
 
 static const int status_table[CHAT_E_COUNT] = {
     [0] = 200,  /* CHAT_OK */

@@ -3,7 +3,7 @@
  * Names are percent-decoded before comparison because MHD decodes them too:
  * "?t%6Fken=..." reaches the application as "token", so it must be
  * redacted as "token".  Values are not inspected at all, only replaced. */
-#include "http/reqlog.h"
+#include "reqlog.h"
 
 #include <ctype.h>
 #include <stdbool.h>

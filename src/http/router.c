@@ -6,7 +6,7 @@
  * same path (/api/users/me before /api/users/{id}), and the first match
  * wins, so "me" is never taken for an id.  Each template's Allow string is
  * written next to its methods; test_router checks they agree. */
-#include "http/router.h"
+#include "router.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
  *
  * Each handler is one core call; the pipeline in server.c has already
  * routed, authenticated (logout), rate limited and parsed the body. */
-#include "http/http_internal.h"
+#include "http_internal.h"
 
 int routes_auth_register(struct http_req *rq, json_t *body, json_t **out, int *status,
                          struct chat_err *err)

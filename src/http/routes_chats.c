@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http_internal.h"
+#include "http_internal.h"
 
 int routes_chats_create(struct http_req *rq, json_t *body, json_t **out, int *status,
                         struct chat_err *err)

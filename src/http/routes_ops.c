@@ -6,14 +6,14 @@
  * draining the answer is 503 so a load balancer stops sending traffic. */
 #include <stdlib.h>
 
-#include "bus/bus.h"
-#include "cache/cache.h"
-#include "config.h"
-#include "http/http_internal.h"
-#include "http/reply.h"
-#include "store/store.h"
-#include "util/log.h"
-#include "util/metrics.h"
+#include "chatli/bus.h"
+#include "chatli/cache.h"
+#include "chatli/config.h"
+#include "http_internal.h"
+#include "reply.h"
+#include "chatli/store.h"
+#include "chatli/log.h"
+#include "chatli/metrics.h"
 
 int routes_ops_healthz(struct http_req *rq, json_t *body, json_t **out, int *status,
                        struct chat_err *err)

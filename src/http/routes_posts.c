@@ -1,6 +1,6 @@
 /* routes_posts.c - /api/posts, /api/posts/{id}, its like and comments. */
-#include "http/http_internal.h"
-#include "http/reply.h"
+#include "http_internal.h"
+#include "reply.h"
 
 int routes_posts_create(struct http_req *rq, json_t *body, json_t **out, int *status,
                         struct chat_err *err)

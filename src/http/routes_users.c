@@ -1,5 +1,5 @@
 /* routes_users.c - /api/users/me, /api/users/{id}, /api/users?q=. */
-#include "http/http_internal.h"
+#include "http_internal.h"
 
 int routes_users_me(struct http_req *rq, json_t *body, json_t **out, int *status,
                     struct chat_err *err)

@@ -39,7 +39,7 @@
  * no strict mode (a missing Host is served; bad targets get our JSON 400),
  * and the acceptor sends a first head with an unparseable Content-Length
  * to http_server_reject() instead of to MHD. */
-#include "http/server.h"
+#include "chatli/adapters/http_server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,17 +54,17 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "cache/cache.h"
-#include "config.h"
-#include "core/core.h"
-#include "http/http_internal.h"
-#include "http/linger.h"
-#include "http/ratelimit.h"
-#include "http/reply.h"
-#include "http/reqlog.h"
-#include "util/clock.h"
-#include "util/log.h"
-#include "util/metrics.h"
+#include "chatli/cache.h"
+#include "chatli/config.h"
+#include "chatli/core.h"
+#include "http_internal.h"
+#include "linger.h"
+#include "ratelimit.h"
+#include "reply.h"
+#include "reqlog.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
+#include "chatli/metrics.h"
 
 #define CONNECTION_TIMEOUT_S 60  /* MHD closes a connection idle this long */
 /* MHD's per-connection pool holds the request head and its read buffer;

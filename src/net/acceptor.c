@@ -37,7 +37,7 @@
  *
  * Every accepted descriptor ends in exactly one place: closed here (silent,
  * reset, stop) or handed to a sink, which owns it from then on. */
-#include "net/acceptor.h"
+#include "chatli/adapters/acceptor.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -55,10 +55,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "net/classify.h"
-#include "util/clock.h"
-#include "util/log.h"
-#include "util/metrics.h"
+#include "classify.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
+#include "chatli/metrics.h"
 
 #define DEFAULT_PENDING_MAX 4096
 #define DEFAULT_PEEK_TIMEOUT_MS 5000

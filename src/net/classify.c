@@ -7,7 +7,7 @@
  * waits for the end of the header block to look for Upgrade.  Anything
  * malformed goes to MHD, which answers 400 itself; only something that looks
  * exactly like a handshake reaches libwebsockets. */
-#include "net/classify.h"
+#include "classify.h"
 
 #include <stdbool.h>
 #include <string.h>

@@ -1,11 +1,11 @@
 /* store.c - the adapter-independent parts of the store port: releasing the
  * records adapters fill, and timing every operation into /metrics. */
-#include "store/store.h"
+#include "chatli/store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/metrics.h"
+#include "chatli/metrics.h"
 
 void store__observe(const char *op, int64_t start_ns)
 {

@@ -45,7 +45,7 @@
  *
  * Threads: any thread may call any operation; the writer thread is private
  * to this file.  `struct mongo_store` notes which fields are shared. */
-#include "store/store_mongo.h"
+#include "chatli/adapters/store_mongo.h"
 
 #include <mongoc/mongoc.h>
 #include <pthread.h>
@@ -53,8 +53,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/log.h"
-#include "util/metrics.h"
+#include "chatli/log.h"
+#include "chatli/metrics.h"
 
 /* Pool defaults from the scaling guide, applied when the URI is silent. */
 #define DEFAULT_MAX_POOL_SIZE 50

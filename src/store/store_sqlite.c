@@ -26,7 +26,7 @@
  * Schema versions live in PRAGMA user_version; `migrations` below is the
  * ordered list of steps, applied in one transaction at open.  A database
  * newer than this binary is refused rather than guessed at. */
-#include "store/store_sqlite.h"
+#include "chatli/adapters/store_sqlite.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,9 +36,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/store_sqlite_internal.h"
-#include "util/log.h"
-#include "util/metrics.h"
+#include "store_sqlite_internal.h"
+#include "chatli/log.h"
+#include "chatli/metrics.h"
 
 #define BUSY_TIMEOUT_MS 5000
 

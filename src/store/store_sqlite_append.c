@@ -24,13 +24,13 @@
  * callback of the batch gets the error: nothing of it is visible, so no
  * caller ever sees a message acked that is not stored, or stored but
  * refused. */
-#include "store/store_sqlite_internal.h"
+#include "store_sqlite_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/clock.h"
-#include "util/log.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
 
 /* One queued append.  Owned by the queue, then by the writer thread;
  * freed after its callback. */

@@ -16,7 +16,7 @@
  * would cost one write per member on every append, so we take the sort.
  * Both statements run in one read transaction, so members and chats come
  * from the same snapshot. */
-#include "store/store_sqlite_internal.h"
+#include "store_sqlite_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "store/store.h"
+#include "chatli/store.h"
 
 /* Every statement the adapter runs has a slot here, so each connection can
  * keep it prepared for its lifetime (store_sqlite__stmt prepares it on first

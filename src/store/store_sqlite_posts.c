@@ -10,7 +10,7 @@
  * same transaction as the like or comment row, under the write mutex: they
  * stay exact under any concurrency and reading a post costs no COUNT(*).
  * Likes are keyed (post, user), so a second like is a no-op. */
-#include "store/store_sqlite_internal.h"
+#include "store_sqlite_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

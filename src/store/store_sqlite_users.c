@@ -8,7 +8,7 @@
  * case-folding would bypass the index.  Emails arrive lower-cased from core
  * and are unique as stored.  Sessions are keyed by the 32-byte token hash;
  * the token itself never reaches the store. */
-#include "store/store_sqlite_internal.h"
+#include "store_sqlite_internal.h"
 
 #include <jansson.h>
 #include <stdlib.h>

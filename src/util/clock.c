@@ -1,5 +1,5 @@
 /* clock.c - time helpers.  gmtime_r is reentrant, so any thread may call these. */
-#include "util/clock.h"
+#include "chatli/clock.h"
 
 #include <stdio.h>
 #include <time.h>

@@ -1,5 +1,5 @@
 /* err.c - the wire names of chatli's error codes. */
-#include "util/err.h"
+#include "chatli/err.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* log.c - JSON line logger. */
-#include "util/log.h"
+#include "chatli/log.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util/clock.h"
+#include "chatli/clock.h"
 
 static int min_level = LOG_INFO;
 static const char *names[] = {"debug", "info", "warn", "error"};

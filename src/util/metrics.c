@@ -8,7 +8,7 @@
  * release order, so a reader that sees `used` sees the labels.  Tables are
  * bounded; a label set past a full table is dropped from the per-label
  * series (the totals still count it). */
-#include "util/metrics.h"
+#include "chatli/metrics.h"
 
 #include <dirent.h>
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /* oid.c - ObjectId minting.  The random part comes from libsodium, drawn once
  * (sodium_init must have run; main does it before any thread starts); the
  * counter is an atomic so concurrent MHD workers never mint the same id. */
-#include "util/oid.h"
+#include "chatli/oid.h"
 
 #include <pthread.h>
 #include <sodium.h>

@@ -21,14 +21,14 @@
  * co-members up again (chats may have changed meanwhile) and broadcasts
  * `offline` unless the user came back in between.  Presence is counted per
  * instance. */
-#include "ws/ws_internal.h"
+#include "ws_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/bus.h"
-#include "util/log.h"
-#include "util/metrics.h"
+#include "chatli/bus.h"
+#include "chatli/log.h"
+#include "chatli/metrics.h"
 
 static struct ws_server *server_of(struct lws *wsi)
 {

@@ -10,7 +10,7 @@
  * REST route would answer for a bad path or query parameter.  Fields that
  * core validates (text, attachmentUrl, clientId, messageId) are passed
  * through untouched so REST and WS give the same answers. */
-#include "ws/ws_internal.h"
+#include "ws_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

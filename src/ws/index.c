@@ -8,7 +8,7 @@
  * doubling at load factor 1.  Connection ids are sequential, so the low
  * bits already spread; user ids are ObjectIds whose first bytes are a
  * timestamp, so they are hashed whole (FNV-1a).  Loop thread only. */
-#include "ws/ws_internal.h"
+#include "ws_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,7 +12,7 @@
  * which recovers every message exactly because the store is the source of
  * truth.  Both limits count frames and bytes: many tiny frames cost ring
  * slots and headers, a few big ones cost bytes. */
-#include "ws/ws_internal.h"
+#include "ws_internal.h"
 
 #include <stdlib.h>
 

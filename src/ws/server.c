@@ -22,7 +22,7 @@
  * inbox order, so the order in which core publishes (a chat's messages in
  * seq order, from the store's writer thread) is the order every client
  * receives. */
-#include "ws/ws_internal.h"
+#include "ws_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -30,10 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bus/bus.h"
-#include "config.h"
-#include "util/log.h"
-#include "util/metrics.h"
+#include "chatli/bus.h"
+#include "chatli/config.h"
+#include "chatli/log.h"
+#include "chatli/metrics.h"
 
 int64_t ws__now_ms(void)
 {

@@ -16,14 +16,14 @@
  *
  * "Users sharing a chat with me" (presence, the ready frame) has no core
  * function of its own: it is read here by paging chats_list. */
-#include "ws/ws_internal.h"
+#include "ws_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/bus.h"
-#include "util/log.h"
+#include "chatli/bus.h"
+#include "chatli/log.h"
 
 /* ---- job objects ------------------------------------------------------ */
 

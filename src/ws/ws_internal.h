@@ -33,10 +33,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/core.h"
-#include "util/err.h"
-#include "util/oid.h"
-#include "ws/ws.h"
+#include "chatli/core.h"
+#include "chatli/err.h"
+#include "chatli/oid.h"
+#include "chatli/adapters/ws_server.h"
 
 /* ---- limits (the numbers the contract leaves to us; docs/api.md) -------- */
 

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "store/store.h"
-#include "util/oid.h"
+#include "chatli/store.h"
+#include "chatli/oid.h"
 
 #define T0 1764326362000LL /* a fixed base time (ms) so orders are ours */
 

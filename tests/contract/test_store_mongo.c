@@ -27,9 +27,9 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
-#include "store/store_mongo.h"
-#include "util/clock.h"
-#include "util/metrics.h"
+#include "chatli/adapters/store_mongo.h"
+#include "chatli/clock.h"
+#include "chatli/metrics.h"
 
 static char *base_uri;   /* CHATLI_TEST_MONGODB_URI + test timeouts */
 static bool is_ferretdb; /* the server answers buildInfo with ferretdbVersion */

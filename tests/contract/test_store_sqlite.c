@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "store/store_sqlite.h"
-#include "util/clock.h"
+#include "chatli/adapters/store_sqlite.h"
+#include "chatli/clock.h"
 
 static char tmpdir[256];
 

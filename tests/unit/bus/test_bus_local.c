@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bus/bus.h"
+#include "chatli/bus.h"
+#include "chatli/adapters/bus_local.h"
 #include "check.h"
 
 struct rec {

@@ -7,7 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cache/cache.h"
+#include "chatli/cache.h"
+#include "chatli/adapters/cache_mem.h"
 #include "check.h"
 
 static void test_window(void)

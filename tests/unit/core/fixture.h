@@ -16,10 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus/bus.h"
+#include "chatli/bus.h"
+#include "chatli/adapters/bus_local.h"
 #include "check.h"
-#include "core/core.h"
-#include "store/store_sqlite.h"
+#include "chatli/core.h"
+#include "chatli/adapters/store_sqlite.h"
 
 #define FX_MAX_EVENTS 256
 

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cache/cache.h"
+#include "chatli/cache.h"
+#include "chatli/adapters/cache_mem.h"
 #include "check.h"
 #include "http/ratelimit.h"
 

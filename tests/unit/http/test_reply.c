@@ -5,7 +5,7 @@
 
 #include "check.h"
 #include "http/reply.h"
-#include "util/err.h"
+#include "chatli/err.h"
 
 static void test_status_table(void)
 {

@@ -16,16 +16,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bus/bus.h"
-#include "cache/cache.h"
+#include "chatli/bus.h"
+#include "chatli/adapters/bus_local.h"
+#include "chatli/cache.h"
+#include "chatli/adapters/cache_mem.h"
 #include "check.h"
-#include "config.h"
-#include "core/core.h"
-#include "http/server.h"
-#include "net/acceptor.h"
-#include "store/store_sqlite.h"
-#include "util/clock.h"
-#include "util/log.h"
+#include "chatli/config.h"
+#include "chatli/core.h"
+#include "chatli/adapters/http_server.h"
+#include "chatli/adapters/acceptor.h"
+#include "chatli/adapters/store_sqlite.h"
+#include "chatli/clock.h"
+#include "chatli/log.h"
 
 static struct config cfg;
 static struct store *store;

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "net/acceptor.h"
+#include "chatli/adapters/acceptor.h"
 
 #define MAX_GOT 64
 

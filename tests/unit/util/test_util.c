@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "check.h"
-#include "util/clock.h"
-#include "util/err.h"
-#include "util/metrics.h"
-#include "util/oid.h"
+#include "chatli/clock.h"
+#include "chatli/err.h"
+#include "chatli/metrics.h"
+#include "chatli/oid.h"
 
 static void test_oid(void)
 {

@@ -3,12 +3,12 @@
  *
  * The in-process adapter (cache_mem.c) keeps state in this process; the
  * Redis adapter (later) shares it between instances.  Thread-safe. */
-#ifndef CHATLI_CACHE_CACHE_H
-#define CHATLI_CACHE_CACHE_H
+#ifndef CHATLI_CACHE_H
+#define CHATLI_CACHE_H
 
 #include <stdint.h>
 
-#include "util/err.h"
+#include "chatli/err.h"
 
 struct cache;
 
@@ -35,8 +35,5 @@ static inline int cache_hit(struct cache *c, const char *key, int64_t window_ms,
 static inline int cache_ping(struct cache *c, struct chat_err *err)
 { return c->ops->ping ? c->ops->ping(c, err) : 0; }
 
-/* In-process adapter: a mutex-guarded hash table; expired windows are swept
- * as new ones are created, so memory stays bounded by active keys. */
-int cache_mem_new(struct cache **out, struct chat_err *err);
 
 #endif

@@ -1,6 +1,6 @@
 /* clock.h - wall-clock and monotonic time, and the contract's timestamp form. */
-#ifndef CHATLI_UTIL_CLOCK_H
-#define CHATLI_UTIL_CLOCK_H
+#ifndef CHATLI_CLOCK_H
+#define CHATLI_CLOCK_H
 
 #include <stddef.h>
 #include <stdint.h>

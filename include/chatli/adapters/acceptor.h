@@ -10,12 +10,12 @@
  * that starts with a REST request stays with MHD even if it later sends an
  * Upgrade (MHD answers that as a plain request).  Browsers and proxies open
  * a fresh socket for a WebSocket, so this does not arise in practice. */
-#ifndef CHATLI_NET_ACCEPTOR_H
-#define CHATLI_NET_ACCEPTOR_H
+#ifndef CHATLI_ADAPTERS_ACCEPTOR_H
+#define CHATLI_ADAPTERS_ACCEPTOR_H
 
 #include <sys/socket.h>
 
-#include "util/err.h"
+#include "chatli/err.h"
 
 /* Takes ownership of `fd` (an accepted, non-blocking socket whose first
  * bytes are unread) and must close it on failure.  `sa` is the peer address,

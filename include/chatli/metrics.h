@@ -5,8 +5,8 @@
  * time, such as route x status, sit in a small table guarded by a mutex and
  * are looked up once per request).  /metrics renders it in the Prometheus
  * text format. */
-#ifndef CHATLI_UTIL_METRICS_H
-#define CHATLI_UTIL_METRICS_H
+#ifndef CHATLI_METRICS_H
+#define CHATLI_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,10 +3,10 @@
  * Selected in main.c when MONGODB_URI is set.  Behaves like the SQLite adapter
  * for every operation of store/store.h; the collections, indexes and shard
  * keys are described in docs/data-model.md ("MongoDB"). */
-#ifndef CHATLI_STORE_STORE_MONGO_H
-#define CHATLI_STORE_STORE_MONGO_H
+#ifndef CHATLI_ADAPTERS_STORE_MONGO_H
+#define CHATLI_ADAPTERS_STORE_MONGO_H
 
-#include "store/store.h"
+#include "chatli/store.h"
 
 /* Connects to the deployment named by `uri` (borrowed; "mongodb://..." or
  * "mongodb+srv://..."), creates the indexes and starts the adapter's writer

@@ -1,4 +1,4 @@
-/* ws.h - the WebSocket gateway (/ws and /socket.io/) on libwebsockets.
+/* ws_server.h - the WebSocket gateway (/ws and /socket.io/) on libwebsockets.
  *
  * One lws service thread owns every `struct lws`.  The acceptor (net/)
  * classifies each new socket and hands WebSocket upgrades here with
@@ -6,10 +6,10 @@
  * lws_cancel_service(); the loop adopts it.  Work that touches the store
  * (auth, message.send, sync, read) runs on the gateway's worker threads and
  * comes back through the same queue.  Deliveries arrive from the bus. */
-#ifndef CHATLI_WS_WS_H
-#define CHATLI_WS_WS_H
+#ifndef CHATLI_ADAPTERS_WS_SERVER_H
+#define CHATLI_ADAPTERS_WS_SERVER_H
 
-#include "util/err.h"
+#include "chatli/err.h"
 
 struct config;
 struct core;

@@ -1,8 +1,8 @@
 /* store_sqlite.h - the embedded SQLite adapter of the store port. */
-#ifndef CHATLI_STORE_STORE_SQLITE_H
-#define CHATLI_STORE_STORE_SQLITE_H
+#ifndef CHATLI_ADAPTERS_STORE_SQLITE_H
+#define CHATLI_ADAPTERS_STORE_SQLITE_H
 
-#include "store/store.h"
+#include "chatli/store.h"
 
 /* Opens (creating and migrating as needed) the database at `path`, a file
  * path such as "./data/chatli.db", or ":memory:" for a private in-memory

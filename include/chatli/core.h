@@ -17,15 +17,15 @@
  * - Thread-safety: every function may run on any thread concurrently, but
  *   may block on the store: never call them on the WebSocket loop thread.
  *   messages_send_async's callback runs on the store's writer thread. */
-#ifndef CHATLI_CORE_CORE_H
-#define CHATLI_CORE_CORE_H
+#ifndef CHATLI_CORE_H
+#define CHATLI_CORE_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "util/err.h"
-#include "util/oid.h"
+#include "chatli/err.h"
+#include "chatli/oid.h"
 
 struct store;
 struct bus;

@@ -26,15 +26,15 @@
  * key names the last item of the previous page; the next page holds items
  * strictly after it in that order, so equal timestamps never repeat or skip
  * an item.  Core encodes page keys into opaque cursors. */
-#ifndef CHATLI_STORE_STORE_H
-#define CHATLI_STORE_STORE_H
+#ifndef CHATLI_STORE_H
+#define CHATLI_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util/err.h"
-#include "util/oid.h"
+#include "chatli/err.h"
+#include "chatli/oid.h"
 
 /* ---- domain records ---------------------------------------------------- */
 
@@ -251,7 +251,7 @@ struct store {
  * below call it so every adapter is measured the same way. */
 void store__observe(const char *op, int64_t start_ns);
 
-#include "util/clock.h"
+#include "chatli/clock.h"
 
 #define STORE__CALL(op, ...)                                                   \
     do {                                                                       \

@@ -4,8 +4,8 @@
  * embed them, look the same whatever the store.  The layout is MongoDB's:
  * 4 bytes of big-endian seconds, 5 random bytes chosen once per process, and
  * a 3-byte counter, so ids minted by one process sort by creation time. */
-#ifndef CHATLI_UTIL_OID_H
-#define CHATLI_UTIL_OID_H
+#ifndef CHATLI_OID_H
+#define CHATLI_OID_H
 
 #include <stdbool.h>
 #include <stdint.h>

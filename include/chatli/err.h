@@ -5,8 +5,8 @@
  * allowed and ignored).  There is one CHAT_E_* per error code of CONTRACT.md
  * section 1; the wire string lives here so REST and WebSocket use the same
  * words, while the HTTP status table lives in http/reply.c alone. */
-#ifndef CHATLI_UTIL_ERR_H
-#define CHATLI_UTIL_ERR_H
+#ifndef CHATLI_ERR_H
+#define CHATLI_ERR_H
 
 enum chat_code {
     CHAT_OK = 0,

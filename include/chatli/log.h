@@ -3,8 +3,8 @@
  * Lines are built with jansson (so every string is escaped correctly) and
  * written with a single write(2), which keeps lines from different threads
  * whole.  Never log a token: callers redact before logging. */
-#ifndef CHATLI_UTIL_LOG_H
-#define CHATLI_UTIL_LOG_H
+#ifndef CHATLI_LOG_H
+#define CHATLI_LOG_H
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 

@@ -1,17 +1,17 @@
-/* server.h - the REST transport: libmicrohttpd without a listening socket.
+/* http_server.h - the REST transport: libmicrohttpd without a listening socket.
  *
  * The acceptor (net/) owns the port and hands each non-WebSocket
  * connection here with http_server_add_connection().  MHD runs a pool of
  * HTTP_THREADS epoll workers; each request is parsed, authenticated, rate
  * limited, routed to one core call and answered on its worker (a blocking
  * store call holds that worker).  Responses follow CONTRACT.md section 1. */
-#ifndef CHATLI_HTTP_SERVER_H
-#define CHATLI_HTTP_SERVER_H
+#ifndef CHATLI_ADAPTERS_HTTP_SERVER_H
+#define CHATLI_ADAPTERS_HTTP_SERVER_H
 
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "util/err.h"
+#include "chatli/err.h"
 
 struct config;
 struct core;
@@ -28,6 +28,12 @@ struct http_server_deps {
     struct bus *bus;          /* borrowed, may be NULL: /readyz redis check */
     unsigned conn_limit;      /* MHD connection limit, e.g. the fd ceiling */
 };
+
+/* Checks a CORS_ORIGINS value ("*" or comma-separated "scheme://host[:port]")
+ * the way http_server_open() will parse it, so config_load() can stop the
+ * server at start with a message naming the variable.  Returns 0, or
+ * CHAT_E_BAD_REQUEST with the offending entry in `err`. */
+int http_server_check_origins(const char *list, struct chat_err *err);
 
 /* Starts the MHD daemon and its worker pool.  *out is new:
  * http_server_close().  Errors: CHAT_E_BAD_REQUEST (a bad CORS_ORIGINS),

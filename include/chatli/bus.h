@@ -8,14 +8,14 @@
  * to its connections and queues the same bytes on each.  bus_publish never
  * blocks: the local adapter copies the event and hands it to the subscriber
  * callback, which only queues it for the gateway's loop. */
-#ifndef CHATLI_BUS_BUS_H
-#define CHATLI_BUS_BUS_H
+#ifndef CHATLI_BUS_H
+#define CHATLI_BUS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util/err.h"
-#include "util/oid.h"
+#include "chatli/err.h"
+#include "chatli/oid.h"
 
 enum bus_scope {
     BUS_TO_USERS = 0, /* every connection of each listed user */
@@ -69,7 +69,5 @@ static inline void bus_subscribe(struct bus *b, bus_deliver_cb cb, void *arg)
 static inline int bus_ping(struct bus *b, struct chat_err *err)
 { return b && b->ops->ping ? b->ops->ping(b, err) : 0; }
 
-/* The in-process adapter: publish calls the subscriber directly. */
-int bus_local_new(struct bus **out, struct chat_err *err);
 
 #endif
