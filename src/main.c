@@ -95,7 +95,6 @@ static int make_dirs(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
-static long long mono_ms(void) { return clock_mono_ns() / 1000000; }
 
 static int cores(void)
 {
@@ -243,7 +242,7 @@ int main(int argc, char **argv)
         }
     }
 
-    long long t0 = mono_ms(), grace_ms = cfg.shutdown_grace_s * 1000;
+    long long t0 = clock_mono_ms(), grace_ms = cfg.shutdown_grace_s * 1000;
     log_info("%s received: draining (grace %lld s)", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
              (long long)cfg.shutdown_grace_s);
     acceptor_stop(acc);

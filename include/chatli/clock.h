@@ -11,6 +11,10 @@ int64_t clock_now_ms(void);
 /* Nanoseconds of CLOCK_MONOTONIC, for durations only. */
 int64_t clock_mono_ns(void);
 
+/* Milliseconds of CLOCK_MONOTONIC: deadlines, TTLs, rate windows.  A
+ * wall-clock step never moves them. */
+int64_t clock_mono_ms(void);
+
 #define CLOCK_ISO_LEN 25 /* "2026-11-28T10:39:22.123Z" + NUL */
 
 /* Writes `ms` as ISO 8601 UTC with milliseconds into `out`

@@ -1,7 +1,7 @@
 /* store.h - the storage port: chatli's domain operations, whatever the engine.
  *
- * Core reaches storage only through this header.  An adapter (store_sqlite.c,
- * later store_mongo.c) embeds `struct store` as its first member and fills one
+ * Core reaches storage only through this header.  An adapter (store_sqlite*.c,
+ * store_mongo*.c) embeds `struct store` as its first member and fills one
  * static `struct store_ops`.  The port speaks the domain - users, sessions,
  * posts, chats, messages, page keys - never SQL or BSON.
  *
@@ -218,6 +218,13 @@ struct store_ops {
     /* Removes a member (and its read mark); *removed false when it was none. */
     int (*remove_member)(struct store *st, const char *chat_id, const char *user_id,
                          bool *removed, struct chat_err *err);
+    /* `user_id`'s contacts: the distinct ids of every other user who shares
+     * at least one chat with it, in no particular order, at most `max`;
+     * *truncated tells whether more exist.  *out is new (free()), NULL when
+     * *n_out is 0.  An unknown user has no contacts (0, not NOT_FOUND). */
+    int (*list_contacts)(struct store *st, const char *user_id, size_t max,
+                         char (**out)[OID_SIZE], size_t *n_out, bool *truncated,
+                         struct chat_err *err);
 
     /* -- messages -- */
     /* Queues `m` (id, chat_id, sender_id, text, attachment_url, client_id,
@@ -323,6 +330,10 @@ static inline int store_add_member(struct store *st, const char *chat_id, const 
 static inline int store_remove_member(struct store *st, const char *chat_id, const char *user_id,
                                       bool *removed, struct chat_err *err)
 { STORE__CALL(remove_member, chat_id, user_id, removed, err); }
+static inline int store_list_contacts(struct store *st, const char *user_id, size_t max,
+                                      char (**out)[OID_SIZE], size_t *n_out, bool *truncated,
+                                      struct chat_err *err)
+{ STORE__CALL(list_contacts, user_id, max, out, n_out, truncated, err); }
 /* Not timed here: the adapter observes "append_message" at commit. */
 static inline int store_append_message(struct store *st, const struct message *m, store_append_cb cb,
                                        void *arg)

@@ -54,11 +54,6 @@ struct cache_mem {
     unsigned char sipkey[crypto_shorthash_KEYBYTES]; /* immutable after new */
 };
 
-static int64_t now_ms(void)
-{
-    return clock_mono_ns() / 1000000;
-}
-
 static uint64_t hash_key(const struct cache_mem *m, const char *key, size_t len)
 {
     unsigned char out[crypto_shorthash_BYTES];
@@ -122,7 +117,7 @@ static int cache_mem_hit(struct cache *c, const char *key, int64_t window_ms, in
     uint64_t h = hash_key(m, key, len);
 
     pthread_mutex_lock(&m->lock);
-    int64_t now = now_ms();
+    int64_t now = clock_mono_ms();
     struct entry *e = m->buckets[h & (m->nbuckets - 1)];
     while (e && !(e->hash == h && e->klen == len && memcmp(e->key, key, len) == 0))
         e = e->next;
@@ -202,7 +197,7 @@ int cache_mem_new(struct cache **out, struct chat_err *err)
         return chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
     }
     m->sweep_at = SWEEP_MIN;
-    m->last_sweep_ms = now_ms();
+    m->last_sweep_ms = clock_mono_ms();
     crypto_shorthash_keygen(m->sipkey);
     m->base.ops = &cache_mem_ops;
     m->base.name = "memory";

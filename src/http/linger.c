@@ -46,7 +46,6 @@ struct http_linger {
 
 static char tag_stop;
 
-static int64_t now_ms(void) { return clock_mono_ns() / 1000000; }
 
 static void unlink_locked(struct http_linger *l, struct entry *e)
 {
@@ -100,7 +99,7 @@ static void *linger_main(void *arg)
     struct epoll_event evs[64];
     for (;;) {
         pthread_mutex_lock(&l->mu);
-        int64_t t = l->head ? l->head->deadline_ms - now_ms() : 1000;
+        int64_t t = l->head ? l->head->deadline_ms - clock_mono_ms() : 1000;
         pthread_mutex_unlock(&l->mu);
         if (t < 0)
             t = 0;
@@ -117,7 +116,7 @@ static void *linger_main(void *arg)
         }
         if (stop)
             break;
-        int64_t now = now_ms();
+        int64_t now = clock_mono_ms();
         for (;;) {
             pthread_mutex_lock(&l->mu);
             struct entry *e = l->head;
@@ -167,7 +166,7 @@ void http_linger_add(struct http_linger *l, int fd)
         return;
     }
     e->fd = fd;
-    e->deadline_ms = now_ms() + l->timeout_ms;
+    e->deadline_ms = clock_mono_ms() + l->timeout_ms;
     pthread_mutex_lock(&l->mu);
     if (l->stopped || l->n >= MAX_ENTRIES) {
         pthread_mutex_unlock(&l->mu);

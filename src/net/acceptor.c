@@ -104,7 +104,6 @@ static _Atomic long total_pending; /* see register_gauge */
 /* Distinct addresses that tag the two non-pending epoll entries. */
 static char tag_listen, tag_stop;
 
-static int64_t now_ms(void) { return clock_mono_ns() / 1000000; }
 
 long acceptor_raise_fd_limit(void)
 {
@@ -273,7 +272,7 @@ static void accept_some(struct acceptor *a)
             if (e == EINTR || e == ECONNABORTED || e == EPROTO)
                 continue;
             if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-                int64_t now = now_ms();
+                int64_t now = clock_mono_ms();
                 a->resume_at_ms = now + EMFILE_PAUSE_MS;
                 set_listen(a, false);
                 if (now - a->last_emfile_log_ms > 1000) {
@@ -297,7 +296,7 @@ static void accept_some(struct acceptor *a)
         p->fd = fd;
         p->sa = sa;
         p->salen = salen;
-        p->deadline_ms = now_ms() + a->cfg.peek_timeout_ms;
+        p->deadline_ms = clock_mono_ms() + a->cfg.peek_timeout_ms;
         p->prev = a->tail;
         if (a->tail)
             a->tail->next = p;
@@ -336,7 +335,7 @@ static void *acceptor_main(void *arg)
     struct acceptor *a = arg;
     struct epoll_event evs[EVENTS_PER_WAIT];
     for (;;) {
-        int n = epoll_wait(a->epfd, evs, EVENTS_PER_WAIT, wait_timeout(a, now_ms()));
+        int n = epoll_wait(a->epfd, evs, EVENTS_PER_WAIT, wait_timeout(a, clock_mono_ms()));
         if (n < 0 && errno != EINTR) {
             log_error("acceptor: epoll_wait: %s", strerror(errno));
             break;
@@ -357,7 +356,7 @@ static void *acceptor_main(void *arg)
         }
         if (stop)
             break;
-        int64_t now = now_ms();
+        int64_t now = clock_mono_ms();
         while (a->head && a->head->deadline_ms <= now)
             drop(a, a->head); /* silent too long */
         maybe_resume(a, now);

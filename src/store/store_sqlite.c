@@ -554,6 +554,7 @@ static const struct store_ops store_sqlite_ops = {
     .get_chat = store_sqlite__get_chat,
     .list_chats = store_sqlite__list_chats,
     .is_member = store_sqlite__is_member,
+    .list_contacts = store_sqlite__list_contacts,
     .add_member = store_sqlite__add_member,
     .remove_member = store_sqlite__remove_member,
     .append_message = store_sqlite__append_message,

@@ -440,6 +440,64 @@ done:
     return r;
 }
 
+/* members_by_user finds the user's chats, the primary key (chat, user) their
+ * members; DISTINCT folds a contact met in several chats.  One row more than
+ * `max` is read to tell a cut list from a full one. */
+int store_sqlite__list_contacts(struct store *st, const char *user_id, size_t max,
+                                char (**out)[OID_SIZE], size_t *n_out, bool *truncated,
+                                struct chat_err *err)
+{
+    struct store_sqlite *s = (struct store_sqlite *)st;
+    *out = NULL;
+    *n_out = 0;
+    *truncated = false;
+    if (max == 0)
+        return 0;
+    char(*ids)[OID_SIZE] = malloc(max * sizeof *ids);
+    if (!ids)
+        return chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
+    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
+    if (!c) {
+        free(ids);
+        return CHAT_E_UNAVAILABLE;
+    }
+    int rc, r = 0;
+    size_t n = 0;
+    sqlite3_stmt *q = store_sqlite__stmt(
+        c, STORE_SQLITE_CONTACTS,
+        "SELECT DISTINCT u.id FROM members me"
+        " JOIN members other ON other.chat = me.chat AND other.user <> me.user"
+        " JOIN users u ON u.k = other.user"
+        " WHERE me.user = (SELECT k FROM users WHERE id = ?1) LIMIT ?2",
+        &rc);
+    if (!q) {
+        r = store_sqlite__fail(c, rc, "prepare", err);
+    } else {
+        store_sqlite__bind_text(q, 1, user_id ? user_id : "");
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)max + 1);
+        while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+            if (n == max) {
+                *truncated = true;
+                continue;
+            }
+            const char *id = (const char *)sqlite3_column_text(q, 0);
+            if (id && strlen(id) == OID_SIZE - 1)
+                memcpy(ids[n++], id, OID_SIZE);
+        }
+        if (rc != SQLITE_DONE)
+            r = store_sqlite__fail(c, rc, "list contacts", err);
+        store_sqlite__done(q);
+    }
+    store_sqlite__read_release(s, c);
+    if (r < 0 || n == 0) {
+        free(ids);
+        return r;
+    }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
 int store_sqlite__is_member(struct store *st, const char *chat_id, const char *user_id,
                             struct chat_err *err)
 {

@@ -66,6 +66,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_CHAT_MEMBERS,
     STORE_SQLITE_CHATS_MEMBERS_MANY,
     STORE_SQLITE_IS_MEMBER,
+    STORE_SQLITE_CONTACTS,
     STORE_SQLITE_MSG_SEQ_BY_ID,
     STORE_SQLITE_READ_MARK_SET,
     STORE_SQLITE_MEMBER_OF,
@@ -225,6 +226,9 @@ int store_sqlite__list_chats(struct store *st, const char *user_id, const struct
                              int limit, struct chat_list *out, struct chat_err *err);
 int store_sqlite__is_member(struct store *st, const char *chat_id, const char *user_id,
                             struct chat_err *err);
+int store_sqlite__list_contacts(struct store *st, const char *user_id, size_t max,
+                                char (**out)[OID_SIZE], size_t *n_out, bool *truncated,
+                                struct chat_err *err);
 int store_sqlite__add_member(struct store *st, const char *chat_id, const char *user_id,
                              bool *added, struct chat_err *err);
 int store_sqlite__remove_member(struct store *st, const char *chat_id, const char *user_id,

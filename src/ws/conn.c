@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "chatli/bus.h"
+#include "chatli/clock.h"
 #include "chatli/log.h"
 #include "chatli/metrics.h"
 
@@ -505,7 +506,7 @@ static void stash_early(struct ws_server *ws, struct ws_conn *c, const char *dat
 
 static bool flood_ok(struct ws_server *ws, struct ws_conn *c)
 {
-    return ws__bucket_take(&c->user->bucket, ws->rate_per_s, ws->rate_burst, ws__now_ms());
+    return ws__bucket_take(&c->user->bucket, ws->rate_per_s, ws->rate_burst, clock_mono_ms());
 }
 
 static const int job_of_frame[] = {

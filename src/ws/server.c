@@ -31,22 +31,14 @@
 #include <unistd.h>
 
 #include "chatli/bus.h"
+#include "chatli/clock.h"
 #include "chatli/config.h"
 #include "chatli/log.h"
 #include "chatli/metrics.h"
 
-int64_t ws__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 uint32_t ws__now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint32_t)ts.tv_sec;
+    return (uint32_t)(clock_mono_ms() / 1000);
 }
 
 /* ---- messages ------------------------------------------------------- */
@@ -371,7 +363,7 @@ long ws_server_connections(struct ws_server *ws)
 static void wait_until(struct ws_server *ws, long *counter, long long deadline_ms)
 {
     pthread_mutex_lock(&ws->sd_lock);
-    while (*counter > 0 && ws__now_ms() < deadline_ms) {
+    while (*counter > 0 && clock_mono_ms() < deadline_ms) {
         struct timespec ts = {.tv_sec = deadline_ms / 1000,
                               .tv_nsec = (deadline_ms % 1000) * 1000000L};
         int rc = pthread_cond_timedwait(&ws->sd_cond, &ws->sd_lock, &ts);

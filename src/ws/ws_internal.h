@@ -505,8 +505,6 @@ struct ws_server {
  * dropped.  Any thread. */
 void ws__send_settled(struct ws_server *ws);
 
-/* Monotonic milliseconds. */
-int64_t ws__now_ms(void);
 /* Monotonic seconds (fits 32 bits for 136 years of uptime). */
 uint32_t ws__now_s(void);
 

@@ -832,6 +832,76 @@ static void case_chats(void)
     store_close(st);
 }
 
+/* True when `id` is one of the n ids in `ids`. */
+static bool has_id(char (*ids)[OID_SIZE], size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0)
+            return true;
+    return false;
+}
+
+/* Contacts: every other member of every chat of a user, once each. */
+static void case_contacts(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char u[5][OID_SIZE], missing[OID_SIZE], c[OID_SIZE];
+    mk_user(st, "k_ann", u[0]);
+    mk_user(st, "k_ben", u[1]);
+    mk_user(st, "k_cat", u[2]);
+    mk_user(st, "k_dan", u[3]);
+    mk_user(st, "k_eve", u[4]); /* shares no chat with ann */
+    new_id(missing);
+    char pair[2][OID_SIZE], trio[3][OID_SIZE];
+    memcpy(pair[0], u[0], OID_SIZE);
+    memcpy(pair[1], u[1], OID_SIZE);
+    bool existed;
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, pair, 2, T0, c, &existed), 0);
+    memcpy(trio[0], u[1], OID_SIZE); /* ben again: counted once */
+    memcpy(trio[1], u[0], OID_SIZE);
+    memcpy(trio[2], u[2], OID_SIZE);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, "g", trio, 3, T0 + 1, c, &existed), 0);
+    memcpy(pair[0], u[3], OID_SIZE); /* dan and eve: not ann's */
+    memcpy(pair[1], u[4], OID_SIZE);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, pair, 2, T0 + 2, c, &existed), 0);
+
+    char(*ids)[OID_SIZE] = NULL;
+    size_t n = 99;
+    bool cut = true;
+    CHECK_EQ_INT(store_list_contacts(st, u[0], 10, &ids, &n, &cut, &err), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK(!cut);
+    CHECK(has_id(ids, n, u[1]) && has_id(ids, n, u[2]));
+    CHECK(!has_id(ids, n, u[0]));
+    free(ids);
+
+    /* A cut list says so. */
+    CHECK_EQ_INT(store_list_contacts(st, u[0], 1, &ids, &n, &cut, &err), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK(cut);
+    CHECK(n == 1 && (has_id(ids, n, u[1]) || has_id(ids, n, u[2])));
+    free(ids);
+
+    /* Leaving a chat drops the contacts met only there. */
+    bool removed = false;
+    CHECK_EQ_INT(store_remove_member(st, c, u[4], &removed, &err), 0);
+    CHECK_EQ_INT(store_list_contacts(st, u[3], 10, &ids, &n, &cut, &err), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(ids == NULL);
+    free(ids);
+
+    /* No chats, or no such user: no contacts, not an error. */
+    CHECK_EQ_INT(store_list_contacts(st, u[4], 10, &ids, &n, &cut, &err), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(store_list_contacts(st, missing, 10, &ids, &n, &cut, &err), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(ids == NULL);
+    store_close(st);
+}
+
 /* Chats list, most recently active first, with last message and unread. */
 static void case_list_chats(void)
 {
@@ -1445,6 +1515,7 @@ int store_contract_run(const struct store_contract_opts *o)
     case_posts();
     case_likes_concurrent();
     case_chats();
+    case_contacts();
     case_list_chats();
     case_append();
     case_append_concurrent();
