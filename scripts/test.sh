@@ -6,8 +6,8 @@
 # Phases, in order (each prints a banner; a summary with each phase's result
 # and time closes the run):
 #   deps          scripts/install-deps.sh test
-#   source        scripts/check-source.sh (core includes no driver header,
-#                 each header under src/ compiles alone, openapi.yaml parses)
+#   source        scripts/check-source.sh (per-folder include allow-lists,
+#                 each header compiles alone, openapi.yaml parses)
 #   redis         a private redis-server on a free loopback port, exported to
 #                 the suites as CHATLI_TEST_REDIS_URL
 #   ferretdb      when scripts/ferretdb.sh exists and CHATLI_SKIP_MONGO is
@@ -17,6 +17,8 @@
 #   build         Release into build/ with -DCHATLI_WERROR=ON
 #   runtime-deps  every library build/chatli links comes from a package the
 #                 Docker runtime stage installs (scripts/check-runtime-deps.sh)
+#   calls         no call circle between the files of one src/ folder, read
+#                 from build/'s object files (scripts/check-calls.py)
 #   ctest         unit + contract tests (build/)
 #   e2e           tests/e2e against build/chatli (CHATLI_BIN)
 #   mongo-e2e     tests/e2e again, the server on FerretDB: MONGODB_URI set and
@@ -233,6 +235,7 @@ if [ -n "$build_ok" ]; then
     else
         record runtime-deps FAIL 0 "build/chatli was not built"
     fi
+    phase calls "$PY" scripts/check-calls.py build
     phase ctest run_ctest build
     if have_e2e_tests; then
         phase e2e run_e2e "$root/build/chatli"
@@ -241,6 +244,7 @@ if [ -n "$build_ok" ]; then
     fi
 else
     skip runtime-deps "build failed"
+    skip calls "build failed"
     skip ctest "build failed"
     skip e2e "build failed"
 fi
