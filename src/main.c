@@ -147,6 +147,16 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(cfg.log_level);
+    /* config checks these URLs, but this build has no Redis or Cloudinary
+     * adapter yet and wires in-process ones below (so /readyz says "redis":
+     * "disabled", "media": "local"): say so once rather than let an
+     * operator believe state is shared or uploads leave the host.  The
+     * URLs hold credentials and are not logged. */
+    if (cfg.redis_url)
+        log_warn("REDIS_URL is set but not used by this build yet: rate limits, cache and "
+                 "fan-out stay in this process");
+    if (cfg.cloudinary_url)
+        log_warn("CLOUDINARY_URL is set but not used by this build yet: media stays local");
 
     int rc = 1;
     struct chat_err err = {0};

@@ -11,6 +11,7 @@
 #ifndef CHATLI_BUS_H
 #define CHATLI_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,8 @@ struct bus_ops {
 struct bus {
     const struct bus_ops *ops;
     const char *name; /* "local", "redis" */
+    bool remote;      /* events go through a server shared by instances
+                         (Redis): /readyz pings it and reports it as "redis" */
 };
 
 static inline void bus_close(struct bus *b) { if (b) b->ops->close(b); }

@@ -6,6 +6,7 @@
 #ifndef CHATLI_CACHE_H
 #define CHATLI_CACHE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "chatli/err.h"
@@ -26,6 +27,8 @@ struct cache_ops {
 struct cache {
     const struct cache_ops *ops;
     const char *name; /* "memory", "redis" */
+    bool remote;      /* state lives in a server shared by instances (Redis):
+                         /readyz pings it and reports it as "redis" */
 };
 
 static inline void cache_close(struct cache *c) { if (c) c->ops->close(c); }

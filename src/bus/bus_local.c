@@ -90,6 +90,7 @@ int bus_local_new(struct bus **out, struct chat_err *err)
     }
     l->base.ops = &bus_local_ops;
     l->base.name = "local";
+    l->base.remote = false; /* this process's connections only: /readyz says "disabled" */
     *out = &l->base;
     return 0;
 }

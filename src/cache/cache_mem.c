@@ -201,6 +201,7 @@ int cache_mem_new(struct cache **out, struct chat_err *err)
     crypto_shorthash_keygen(m->sipkey);
     m->base.ops = &cache_mem_ops;
     m->base.name = "memory";
+    m->base.remote = false; /* this process's state only: /readyz says "disabled" */
     *out = &m->base;
     return 0;
 }

@@ -1,6 +1,8 @@
-/* http_internal.h - what server.c, reply.c and routes_*.c share: the
- * server and per-request structs and the route handler signature.  Not a
- * public header: main.c uses http/server.h only. */
+/* http_internal.h - what server.c, request.c, reply.c and routes_*.c
+ * share: the server and per-request structs, the route handler signature,
+ * the request helpers handlers call (request.c) and the handlers
+ * themselves (routes_*.c, listed in server.c's route table).  Not a public
+ * header: main.c uses chatli/adapters/http_server.h only. */
 #ifndef CHATLI_HTTP_HTTP_INTERNAL_H
 #define CHATLI_HTTP_HTTP_INTERNAL_H
 
@@ -120,7 +122,9 @@ struct http_req {
 typedef int (*http_route_fn)(struct http_req *rq, json_t *body, json_t **out, int *status,
                              struct chat_err *err);
 
-/* Answering on another thread, for a handler whose core call completes
+/* request.c: what a handler may ask of its request.
+ *
+ * Answering on another thread, for a handler whose core call completes
  * through a callback (POST messages: the store's group commit).  The
  * handler calls http_async_begin, which suspends the connection so the
  * worker serves other connections meanwhile, starts the core call, and

@@ -1,7 +1,8 @@
 /* reply.c - statuses, error bodies and the headers of every response.
  *
- * The status table is the one place a domain code becomes an HTTP status
- * (STYLE.md section 4): core and the WebSocket gateway only know codes and
+ * http_status_of is the one place a domain code becomes an HTTP status
+ * (STYLE.md section 4): it reads the status from each code's line of
+ * CHAT_ERRORS, while core and the WebSocket gateway only use codes and
  * their wire strings.  Headers are added here, not by routes, so no
  * response can leave without its security headers or its RateLimit-*
  * numbers. */
@@ -16,31 +17,19 @@
 #include "chatli/err.h"
 #include "chatli/log.h"
 
-static const int status_table[CHAT_E_COUNT] = {
-    [0] = 200,  /* CHAT_OK */
-    [1] = 400,  /* CHAT_E_INVALID_JSON */
-    [2] = 400,  /* CHAT_E_BAD_REQUEST */
-    [3] = 401,  /* CHAT_E_UNAUTHORIZED */
-    [4] = 401,  /* CHAT_E_INVALID_CREDENTIALS */
-    [5] = 403,  /* CHAT_E_FORBIDDEN */
-    [6] = 404,  /* CHAT_E_NOT_FOUND */
-    [7] = 405,  /* CHAT_E_METHOD_NOT_ALLOWED */
-    [8] = 409,  /* CHAT_E_EMAIL_TAKEN */
-    [9] = 409,  /* CHAT_E_USERNAME_TAKEN */
-    [10] = 413, /* CHAT_E_PAYLOAD_TOO_LARGE */
-    [11] = 415, /* CHAT_E_UNSUPPORTED_MEDIA */
-    [12] = 422, /* CHAT_E_VALIDATION */
-    [13] = 429, /* CHAT_E_RATE_LIMITED */
-    [14] = 500, /* CHAT_E_INTERNAL */
-    [15] = 503, /* CHAT_E_UNAVAILABLE */
-};
-
 int http_status_of(int code)
 {
-    int i = -code;
-    if (code > 0 || i >= CHAT_E_COUNT)
+    switch (code) {
+    case CHAT_OK:
+        return 200;
+#define STATUS(name, value, status, wire, msg) \
+    case CHAT_E_##name:                        \
+        return status;
+        CHAT_ERRORS(STATUS)
+#undef STATUS
+    default: /* a positive or unlisted code is a bug of ours, not the client's */
         return 500;
-    return status_table[i];
+    }
 }
 
 json_t *http_error_body(int code, const char *field, const char *msg)

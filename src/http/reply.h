@@ -1,6 +1,6 @@
 /* reply.h - every REST response goes out through here.
  *
- * reply.c holds the only table from CHAT_E_* codes to HTTP statuses, builds
+ * reply.c is the only reader of the HTTP status of a CHAT_E_* code, builds
  * the contract's error body, and adds the headers every response carries:
  * Content-Type, security headers, X-Request-Id, CORS, RateLimit-*, Allow
  * (405), Retry-After (429), and Connection: close while draining.

@@ -38,7 +38,11 @@
  * us) repeat their response head.  We keep out of that path where we can:
  * no strict mode (a missing Host is served; bad targets get our JSON 400),
  * and the acceptor sends a first head with an unparseable Content-Length
- * to http_server_reject() instead of to MHD. */
+ * to http_server_reject() instead of to MHD.
+ *
+ * This file holds the route table, so it calls every routes_*.c handler;
+ * what a handler needs of its request (query values, async answers) lives
+ * in request.c, below the handlers, so no handler calls back up here. */
 #include "chatli/adapters/http_server.h"
 
 #include <errno.h>
@@ -122,55 +126,10 @@ static void register_gauge(void)
                            connections_gauge, NULL);
 }
 
-/* ---- helpers used by routes_*.c ------------------------------------------ */
-
-const char *http_query(struct http_req *rq, const char *key)
-{
-    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
-}
-
-void http_page_params(struct http_req *rq, struct page_params *pp)
-{
-    pp->limit = http_query(rq, "limit");
-    pp->before = http_query(rq, "before");
-    pp->after_seq = http_query(rq, "afterSeq");
-}
-
 /* ---- async answers ------------------------------------------------------- */
 
-void http_async_begin(struct http_req *rq)
-{
-    atomic_fetch_add(&rq->srv->n_async, 1);
-    atomic_store(&rq->async, HTTP_ASYNC_PENDING);
-    /* Suspended before the core call starts, so its completion can never
-     * resume a connection that is not suspended yet. */
-    MHD_suspend_connection(rq->conn);
-}
-
-void http_async_finish(struct http_req *rq, int rc, int status, char *body, size_t len,
-                       const struct chat_err *err)
-{
-    struct http_server *s = rq->srv;
-    struct MHD_Connection *conn = rq->conn;
-    rq->async_rc = rc;
-    rq->async_status = status;
-    rq->async_body = rc == 0 ? body : NULL;
-    rq->async_len = rc == 0 ? len : 0;
-    if (rc != 0) {
-        free(body);
-        if (err)
-            rq->async_err = *err;
-        else
-            chat_err_set(&rq->async_err, rc, NULL, NULL);
-    }
-    atomic_store_explicit(&rq->async, HTTP_ASYNC_DONE, memory_order_release);
-    /* From here the worker may run the request to its end and free it. */
-    MHD_resume_connection(conn);
-    atomic_fetch_sub(&s->n_async, 1);
-}
-
-/* Sends the answer an async completion stored.  Returns 0, or -1 when MHD
- * refused the response. */
+/* Sends the answer an async completion stored (http_async_finish, in
+ * request.c).  Returns 0, or -1 when MHD refused the response. */
 static int async_reply(struct http_req *rq)
 {
     char *body = rq->async_body;

@@ -28,6 +28,25 @@ def test_readyz(server):
     assert set(body["checks"]) == {"store", "redis", "media"}
 
 
+@pytest.mark.own_server
+def test_readyz_reports_wired_adapters_not_env(start_server):
+    """REDIS_URL and CLOUDINARY_URL parse, but this build wires no Redis or
+    Cloudinary adapter: /readyz says what is wired ("disabled", "local", 200)
+    even with a dead Redis address, and the start log says once per variable
+    that it is unused, without the URL's credentials."""
+    srv = start_server(REDIS_URL="redis://127.0.0.1:1/0",
+                       CLOUDINARY_URL="cloudinary://k3y:s3cr3tvalue@demo")
+    body = assert_json(api(srv, "GET", "/readyz"), 200)
+    assert body == {"status": "ok",
+                    "checks": {"store": "ok", "redis": "disabled", "media": "local"}}
+    assert srv.stop() == 0
+    logs = srv.stdout_text() + srv.stderr_text()
+    for var in ("REDIS_URL", "CLOUDINARY_URL"):
+        warned = [l for l in logs.splitlines() if var in l and "not used" in l]
+        assert len(warned) == 1, (var, logs[-2000:])
+    assert "s3cr3tvalue" not in logs, "CLOUDINARY_URL's secret leaked into the log"
+
+
 def test_ops_endpoints_need_no_token_and_reject_other_methods(server):
     for path in ("/healthz", "/readyz", "/metrics"):
         r = api(server, "POST", path, json={})

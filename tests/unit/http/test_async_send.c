@@ -1,5 +1,5 @@
 /* test_async_send.c - POST /api/chats/{id}/messages answered through MHD
- * suspend/resume (http_async_begin/finish in http/server.c), over loopback
+ * suspend/resume (http_async_begin/finish in http/request.c), over loopback
  * behind the real acceptor, with core on SQLite :memory:.
  *
  * What must hold: every send gets exactly one well-formed answer on a

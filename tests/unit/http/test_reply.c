@@ -1,4 +1,4 @@
-/* test_reply.c - http/reply.c: the CHAT_E_* -> status table and the
+/* test_reply.c - http/reply.c: the CHAT_E_* -> status mapping and the
  * contract's error body. */
 #include <jansson.h>
 #include <string.h>
@@ -25,10 +25,18 @@ static void test_status_table(void)
     CHECK_EQ_INT(http_status_of(CHAT_E_RATE_LIMITED), 429);
     CHECK_EQ_INT(http_status_of(CHAT_E_INTERNAL), 500);
     CHECK_EQ_INT(http_status_of(CHAT_E_UNAVAILABLE), 503);
-    /* Every code has a status in 200..599; unknown codes are 500. */
-    for (int c = 0; c > -CHAT_E_COUNT; c--)
-        CHECK(http_status_of(c) >= 200 && http_status_of(c) < 600);
-    CHECK_EQ_INT(http_status_of(-CHAT_E_COUNT), 500);
+    /* Every listed code has a status in 200..599 (its own line's, which
+     * catches a case the switch lost); unknown codes, starting just past
+     * the lowest listed one, are 500. */
+    int lowest = 0;
+#define EACH(name, value, st, wire, msg)                                                     \
+    CHECK(http_status_of(CHAT_E_##name) >= 200 && http_status_of(CHAT_E_##name) < 600);      \
+    CHECK_EQ_INT(http_status_of(CHAT_E_##name), st);                                         \
+    if (CHAT_E_##name < lowest)                                                              \
+        lowest = CHAT_E_##name;
+    CHAT_ERRORS(EACH)
+#undef EACH
+    CHECK_EQ_INT(http_status_of(lowest - 1), 500);
     CHECK_EQ_INT(http_status_of(-1000), 500);
     CHECK_EQ_INT(http_status_of(7), 500);
 }
