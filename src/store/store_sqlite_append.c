@@ -131,27 +131,23 @@ static int batch_chat(struct store_sqlite_conn *c, struct batch *b, const char *
     for (int i = 0; i < b->n_chats; i++)
         if (strcmp(b->chats[i].id, id) == 0)
             return i;
-    int rc;
-    sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_CHAT,
-                                         "SELECT k, last_seq FROM chats WHERE id = ?1", &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", err);
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_APPEND_CHAT,
+                                  "SELECT k, last_seq FROM chats WHERE id = ?1", &q, err);
+    if (r)
+        return r;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(q);
+    r = store_sqlite__step(c, q, "append: chat", err);
     /* One entry per distinct chat, at most one per item: never full. */
     struct batch_chat *e = &b->chats[b->n_chats];
     memset(e, 0, sizeof *e);
     memcpy(e->id, id, OID_SIZE);
-    if (rc == SQLITE_ROW) {
+    if (r == 1) {
         e->k = sqlite3_column_int64(q, 0);
         e->last_seq = sqlite3_column_int64(q, 1);
-    } else if (rc != SQLITE_DONE) {
-        int r = store_sqlite__fail(c, rc, "append: chat", err);
-        store_sqlite__done(q);
-        return r;
     }
     store_sqlite__done(q);
-    return b->n_chats++;
+    return r < 0 ? r : b->n_chats++;
 }
 
 /* The sender's user key when it is a member of the batch's chat `chat`
@@ -162,25 +158,20 @@ static int64_t batch_sender(struct store_sqlite_conn *c, struct batch *b, int ch
     for (int i = 0; i < b->n_senders; i++)
         if (b->senders[i].chat == chat && strcmp(b->senders[i].id, id) == 0)
             return b->senders[i].k;
-    int rc;
-    sqlite3_stmt *q = store_sqlite__stmt(
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(
         c, STORE_SQLITE_APPEND_MEMBER,
         "SELECT user FROM members WHERE chat = ?1 AND user = (SELECT k FROM users WHERE id = ?2)",
-        &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", err);
+        &q, err);
+    if (r)
+        return r;
     sqlite3_bind_int64(q, 1, b->chats[chat].k);
     sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(q);
-    int64_t k = 0;
-    if (rc == SQLITE_ROW) {
-        k = sqlite3_column_int64(q, 0);
-    } else if (rc != SQLITE_DONE) {
-        int r = store_sqlite__fail(c, rc, "append: membership", err);
-        store_sqlite__done(q);
-        return r;
-    }
+    r = store_sqlite__step(c, q, "append: membership", err);
+    int64_t k = r == 1 ? sqlite3_column_int64(q, 0) : 0;
     store_sqlite__done(q);
+    if (r < 0)
+        return r;
     struct batch_sender *e = &b->senders[b->n_senders++];
     e->chat = chat;
     memcpy(e->id, id, OID_SIZE);
@@ -194,40 +185,31 @@ static int64_t batch_sender(struct store_sqlite_conn *c, struct batch *b, int ch
 static int find_duplicate(struct store_sqlite_conn *c, int64_t chat, int64_t sender,
                           struct store_sqlite_item *it)
 {
-    int rc;
     struct message *m = &it->m;
-    sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_DEDUPE,
-                                         "SELECT seq, id, text, attachment_url, created_at"
-                                         " FROM messages"
-                                         " WHERE chat = ?1 AND sender = ?2 AND client_id = ?3",
-                                         &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", &it->err);
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_APPEND_DEDUPE,
+                                  "SELECT " STORE_SQLITE_MSG_COLS("m") " FROM messages m"
+                                  " WHERE m.chat = ?1 AND m.sender = ?2 AND m.client_id = ?3",
+                                  &q, &it->err);
+    if (r)
+        return r;
     sqlite3_bind_int64(q, 1, chat);
     sqlite3_bind_int64(q, 2, sender);
     sqlite3_bind_text(q, 3, m->client_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE) {
-        store_sqlite__done(q);
-        return 0;
-    }
-    if (rc != SQLITE_ROW) {
-        int r = store_sqlite__fail(c, rc, "append: dedupe", &it->err);
+    r = store_sqlite__step(c, q, "append: dedupe", &it->err);
+    if (r != 1) {
         store_sqlite__done(q);
         return r;
     }
+    /* The stored message is the same chat's and sender's, so only its own
+     * columns are read. */
     bool oom = false;
     struct message *f = &it->first;
-    f->seq = sqlite3_column_int64(q, 0);
-    store_sqlite__col_id(q, 1, f->id);
+    store_sqlite__read_message(q, 0, f, &oom);
     memcpy(f->chat_id, m->chat_id, OID_SIZE);
     memcpy(f->sender_id, m->sender_id, OID_SIZE);
-    store_sqlite__col_dup_nn(q, 2, &f->text, &oom);
-    store_sqlite__col_dup(q, 3, &f->attachment_url, &oom);
-    f->client_id = strdup(m->client_id);
-    f->created_at = sqlite3_column_int64(q, 4);
     store_sqlite__done(q);
-    if (oom || !f->client_id) {
+    if (oom) {
         store_message_cleanup(f);
         it->rc = chat_err_set(&it->err, CHAT_E_INTERNAL, NULL, NULL);
     } else {
@@ -263,17 +245,17 @@ static int append_one(struct store_sqlite_conn *c, struct batch *b, struct store
             return r < 0 ? r : 0;
     }
 
-    int rc;
     int64_t seq = ch->last_seq + 1;
     /* Item strings outlive every step of the batch: SQLITE_STATIC saves a
-     * copy per bind, and store_sqlite__done clears the bindings. */
-    sqlite3_stmt *q = store_sqlite__stmt(
+     * copy per bind, and store_sqlite__exec clears the bindings. */
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(
         c, STORE_SQLITE_APPEND_INSERT,
         "INSERT INTO messages (chat, seq, id, sender, text, attachment_url,"
         " client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", &it->err);
+        &q, &it->err);
+    if (r)
+        return r;
     sqlite3_bind_int64(q, 1, ch->k);
     sqlite3_bind_int64(q, 2, seq);
     sqlite3_bind_text(q, 3, m->id, -1, SQLITE_STATIC);
@@ -284,13 +266,8 @@ static int append_one(struct store_sqlite_conn *c, struct batch *b, struct store
     if (m->client_id)
         sqlite3_bind_text(q, 7, m->client_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 8, m->created_at);
-    rc = sqlite3_step(q);
-    if (rc != SQLITE_DONE) {
-        int r = store_sqlite__fail(c, rc, "append: insert", &it->err);
-        store_sqlite__done(q);
+    if ((r = store_sqlite__exec(c, q, "append: insert", &it->err)))
         return r;
-    }
-    store_sqlite__done(q);
     ch->last_seq = seq;
     if (!ch->dirty || m->created_at > ch->max_at)
         ch->max_at = m->created_at;
@@ -305,30 +282,21 @@ static int append_one(struct store_sqlite_conn *c, struct batch *b, struct store
  * millisecond, and the chat list's order must stay stable. */
 static int flush_chats(struct store_sqlite_conn *c, struct batch *b, struct chat_err *err)
 {
-    int rc;
-    sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_APPEND_BUMP,
-                                         "UPDATE chats SET last_seq = ?2,"
-                                         " updated_at = max(updated_at, ?3) WHERE k = ?1",
-                                         &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", err);
-    for (int i = 0; i < b->n_chats; i++) {
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_APPEND_BUMP,
+                                  "UPDATE chats SET last_seq = ?2,"
+                                  " updated_at = max(updated_at, ?3) WHERE k = ?1",
+                                  &q, err);
+    for (int i = 0; i < b->n_chats && !r; i++) {
         struct batch_chat *ch = &b->chats[i];
         if (!ch->dirty)
             continue;
         sqlite3_bind_int64(q, 1, ch->k);
         sqlite3_bind_int64(q, 2, ch->last_seq);
         sqlite3_bind_int64(q, 3, ch->max_at);
-        rc = sqlite3_step(q);
-        if (rc != SQLITE_DONE) {
-            int r = store_sqlite__fail(c, rc, "append: bump chat", err);
-            store_sqlite__done(q);
-            return r;
-        }
-        sqlite3_reset(q);
+        r = store_sqlite__exec(c, q, "append: bump chat", err);
     }
-    store_sqlite__done(q);
-    return 0;
+    return r;
 }
 
 /* Commits one batch (a NULL-terminated list) and completes its items. */

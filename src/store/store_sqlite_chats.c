@@ -18,13 +18,16 @@
  * from the same snapshot. */
 #include "store_sqlite_internal.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A chat row: 7 chat columns, the last message (the shared message columns
+ * and its sender's id, all NULL for an empty chat), then the unread count. */
 #define CHAT_COLS                                                                   \
-    "c.k, c.id, c.type, c.name, c.last_seq, c.created_at, c.updated_at,"            \
-    " lm.seq, lm.id, su.id, lm.text, lm.attachment_url, lm.client_id, lm.created_at"
+    "c.k, c.id, c.type, c.name, c.last_seq, c.created_at, c.updated_at, "           \
+    STORE_SQLITE_MSG_COLS("lm") ", su.id"
 #define CHAT_JOINS                                                                  \
     " LEFT JOIN messages lm ON lm.chat = c.k AND lm.seq = c.last_seq"               \
     " LEFT JOIN users su ON su.k = lm.sender"
@@ -32,30 +35,35 @@
 #define UNREAD                                                                      \
     "(SELECT count(*) FROM messages x WHERE x.chat = c.k AND x.seq > v.read_seq"    \
     " AND x.sender <> v.user)"
-#define MSG_COLS "m.seq, m.id, u.id, m.text, m.attachment_url, m.client_id, m.created_at"
+#define MSG_COLS STORE_SQLITE_MSG_COLS("m") ", u.id"
 
-/* First-page key for chats: after every real (updated_at, id). */
-#define FIRST_TS INT64_MAX
-#define FIRST_ID "\x7f"
-
-/* Fills `m` from 7 columns at `col` (seq, id, sender id, text,
- * attachment_url, client_id, created_at). */
+/* Fills `m` from the shared message columns at `col` followed by the
+ * sender's id, as MSG_COLS and CHAT_COLS give them. */
 static void read_message(sqlite3_stmt *q, int col, const char *chat_id, struct message *m,
                          bool *oom)
 {
-    memset(m, 0, sizeof *m);
-    m->seq = sqlite3_column_int64(q, col);
-    store_sqlite__col_id(q, col + 1, m->id);
+    store_sqlite__read_message(q, col, m, oom);
     snprintf(m->chat_id, sizeof m->chat_id, "%.*s", OID_LEN, chat_id);
-    store_sqlite__col_id(q, col + 2, m->sender_id);
-    store_sqlite__col_dup_nn(q, col + 3, &m->text, oom);
-    store_sqlite__col_dup(q, col + 4, &m->attachment_url, oom);
-    store_sqlite__col_dup(q, col + 5, &m->client_id, oom);
-    m->created_at = sqlite3_column_int64(q, col + 6);
+    store_sqlite__col_id(q, col + 6, m->sender_id);
+}
+
+/* Fills the message `item` of the chat `arg` from a MSG_COLS row (a
+ * store_sqlite__collect reader).  0 or CHAT_E_INTERNAL (then `item` is
+ * cleaned up). */
+static int read_message_cb(sqlite3_stmt *q, void *item, void *arg)
+{
+    bool oom = false;
+    read_message(q, 0, arg, item, &oom);
+    if (oom) {
+        store_message_cleanup(item);
+        return CHAT_E_INTERNAL;
+    }
+    return 0;
 }
 
 /* Fills `ch` (all but the members) from a CHAT_COLS row followed by the
- * unread count; *k gets the chat's key.  0 or CHAT_E_INTERNAL. */
+ * unread count; *k gets the chat's key.  0 or CHAT_E_INTERNAL (then `ch` is
+ * cleaned up). */
 static int read_chat_row(sqlite3_stmt *q, struct chat *ch, int64_t *k)
 {
     bool oom = false;
@@ -82,12 +90,27 @@ static int read_chat_row(sqlite3_stmt *q, struct chat *ch, int64_t *k)
     return 0;
 }
 
-/* Appends a member id to `ch`; `cap` is its array's capacity. */
-static int push_member(struct chat *ch, size_t *cap, sqlite3_stmt *q, int col)
+/* The keys of a page's chats, in list order, for load_members_many. */
+struct page_keys {
+    int64_t *k;
+    size_t n, cap;
+};
+
+/* Fills the chat `item` of a list page from its row and keeps its key in
+ * the page_keys `arg` (a store_sqlite__collect reader). */
+static int read_listed_chat_cb(sqlite3_stmt *q, void *item, void *arg)
 {
-    if (store_sqlite__grow((void **)&ch->member_ids, cap, ch->n_members, sizeof *ch->member_ids))
+    struct page_keys *keys = arg;
+    if (store_sqlite__grow((void **)&keys->k, &keys->cap, keys->n, sizeof *keys->k))
         return CHAT_E_INTERNAL;
-    store_sqlite__col_id(q, col, ch->member_ids[ch->n_members++]);
+    return read_chat_row(q, item, &keys->k[keys->n++]);
+}
+
+/* Copies a member's id from the first column (a store_sqlite__collect
+ * reader). */
+static int read_member_cb(sqlite3_stmt *q, void *item, void *arg)
+{
+    store_sqlite__col_id(q, 0, item);
     return 0;
 }
 
@@ -97,90 +120,68 @@ static int push_member(struct chat *ch, size_t *cap, sqlite3_stmt *q, int col)
 static int load_chat(struct store_sqlite_conn *c, const char *id, const char *viewer,
                      struct chat *out, struct chat_err *err)
 {
-    int rc, r;
     int64_t k = 0;
+    sqlite3_stmt *q;
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *q =
-        viewer ? store_sqlite__stmt(c, STORE_SQLITE_CHAT_GET_VIEWER,
-                                    "SELECT " CHAT_COLS ", " UNREAD " FROM chats c"
-                                    " JOIN members v ON v.chat = c.k"
-                                    " AND v.user = (SELECT k FROM users WHERE id = ?2)" CHAT_JOINS
-                                    " WHERE c.id = ?1",
-                                    &rc)
-               : store_sqlite__stmt(c, STORE_SQLITE_CHAT_GET_ANY,
-                                    "SELECT " CHAT_COLS ", 0 FROM chats c" CHAT_JOINS
-                                    " WHERE c.id = ?1",
-                                    &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", err);
+    int r = viewer ? store_sqlite__prepare(c, STORE_SQLITE_CHAT_GET_VIEWER,
+                                           "SELECT " CHAT_COLS ", " UNREAD " FROM chats c"
+                                           " JOIN members v ON v.chat = c.k"
+                                           " AND v.user = (SELECT k FROM users WHERE id = ?2)"
+                                           CHAT_JOINS " WHERE c.id = ?1",
+                                           &q, err)
+                   : store_sqlite__prepare(c, STORE_SQLITE_CHAT_GET_ANY,
+                                           "SELECT " CHAT_COLS ", 0 FROM chats c" CHAT_JOINS
+                                           " WHERE c.id = ?1",
+                                           &q, err);
+    if (r)
+        return r;
     store_sqlite__bind_text(q, 1, id ? id : "");
     if (viewer)
         store_sqlite__bind_text(q, 2, viewer);
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW)
-        r = read_chat_row(q, out, &k) ? chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL) : 0;
-    else if (rc == SQLITE_DONE)
-        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such chat");
-    else
-        r = store_sqlite__fail(c, rc, "get chat", err);
+    r = store_sqlite__step_row(c, q, "get chat", "no such chat", err);
+    if (!r && read_chat_row(q, out, &k))
+        r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
     store_sqlite__done(q);
     if (r)
         return r;
 
-    q = store_sqlite__stmt(c, STORE_SQLITE_CHAT_MEMBERS,
-                           "SELECT u.id FROM members m JOIN users u ON u.k = m.user"
-                           " WHERE m.chat = ?1 ORDER BY m.pos",
-                           &rc);
-    if (!q) {
-        store_chat_cleanup(out);
-        return store_sqlite__fail(c, rc, "prepare", err);
+    r = store_sqlite__prepare(c, STORE_SQLITE_CHAT_MEMBERS,
+                              "SELECT u.id FROM members m JOIN users u ON u.k = m.user"
+                              " WHERE m.chat = ?1 ORDER BY m.pos",
+                              &q, err);
+    if (!r) {
+        sqlite3_bind_int64(q, 1, k);
+        r = store_sqlite__collect(c, q, "chat members", (void **)&out->member_ids,
+                                  &out->n_members, sizeof *out->member_ids, read_member_cb, NULL,
+                                  err);
+        store_sqlite__done(q);
     }
-    sqlite3_bind_int64(q, 1, k);
-    size_t cap = 0;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-        if (push_member(out, &cap, q, 0)) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    if (rc == SQLITE_NOMEM)
-        r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-    else if (rc != SQLITE_DONE)
-        r = store_sqlite__fail(c, rc, "chat members", err);
-    store_sqlite__done(q);
     if (r)
         store_chat_cleanup(out);
     return r;
 }
 
-/* A key lookup with one text parameter: 1 with *k set, 0 when absent, or a
- * negative port code. */
-static int key_of(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id, const char *sql,
-                  const char *arg, int64_t *k, struct chat_err *err)
+/* The integer key of row `id` found by `sql`: 0 with *k set,
+ * CHAT_E_NOT_FOUND with `missing` as the message, or a port code. */
+static int key_of(struct store_sqlite_conn *c, enum store_sqlite_stmt_id sid, const char *sql,
+                  const char *id, const char *missing, int64_t *k, struct chat_err *err)
 {
-    int rc, r;
-    sqlite3_stmt *q = store_sqlite__stmt(c, id, sql, &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", err);
-    store_sqlite__bind_text(q, 1, arg ? arg : "");
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW) {
-        *k = sqlite3_column_int64(q, 0);
-        r = 1;
-    } else {
-        r = rc == SQLITE_DONE ? 0 : store_sqlite__fail(c, rc, "key lookup", err);
-    }
-    store_sqlite__done(q);
-    return r;
+    int r = store_sqlite__lookup(c, sid, sql, id ? id : "", k, err);
+    if (r == 0)
+        return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, missing);
+    return r < 0 ? r : 0;
 }
 
 static int chat_key(struct store_sqlite_conn *c, const char *id, int64_t *k, struct chat_err *err)
 {
-    return key_of(c, STORE_SQLITE_CHAT_KEY, "SELECT k FROM chats WHERE id = ?1", id, k, err);
+    return key_of(c, STORE_SQLITE_CHAT_KEY, "SELECT k FROM chats WHERE id = ?1", id,
+                  "no such chat", k, err);
 }
 
 static int user_key(struct store_sqlite_conn *c, const char *id, int64_t *k, struct chat_err *err)
 {
-    return key_of(c, STORE_SQLITE_USER_KEY, "SELECT k FROM users WHERE id = ?1", id, k, err);
+    return key_of(c, STORE_SQLITE_USER_KEY, "SELECT k FROM users WHERE id = ?1", id,
+                  "no such user", k, err);
 }
 
 /* Inserts (chat, user) at the end of the join order unless present.
@@ -188,22 +189,72 @@ static int user_key(struct store_sqlite_conn *c, const char *id, int64_t *k, str
 static int insert_member(struct store_sqlite_conn *c, int64_t chat, int64_t user, bool *added,
                          struct chat_err *err)
 {
-    int rc;
-    sqlite3_stmt *q = store_sqlite__stmt(
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(
         c, STORE_SQLITE_MEMBER_INSERT,
         "INSERT OR IGNORE INTO members (chat, user, pos)"
         " VALUES (?1, ?2, (SELECT coalesce(max(pos), 0) + 1 FROM members WHERE chat = ?1))",
-        &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", err);
+        &q, err);
+    if (r)
+        return r;
     sqlite3_bind_int64(q, 1, chat);
     sqlite3_bind_int64(q, 2, user);
-    rc = sqlite3_step(q);
+    r = store_sqlite__exec(c, q, "insert member", err);
+    if (!r)
+        *added = sqlite3_changes(c->db) > 0;
+    return r;
+}
+
+/* The direct chat of `pair`: 1 with its id in `found`, 0 when none, or a
+ * port code. */
+static int find_pair(struct store_sqlite_conn *c, const char *pair, char found[OID_SIZE],
+                     struct chat_err *err)
+{
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_CHAT_BY_PAIR,
+                                  "SELECT id FROM chats WHERE pair = ?1", &q, err);
+    if (r)
+        return r;
+    store_sqlite__bind_text(q, 1, pair);
+    r = store_sqlite__step(c, q, "find direct chat", err);
+    if (r == 1)
+        store_sqlite__col_id(q, 0, found);
     store_sqlite__done(q);
-    if (rc != SQLITE_DONE)
-        return store_sqlite__fail(c, rc, "insert member", err);
-    *added = sqlite3_changes(c->db) > 0;
-    return 0;
+    return r;
+}
+
+/* Inserts the chat row of `in` (with `pair` for a direct chat, else NULL)
+ * and its members in order.  0 or a port code (CHAT_E_NOT_FOUND for a
+ * member that is no user). */
+static int insert_chat(struct store_sqlite_conn *c, const struct chat *in, const char *pair,
+                       struct chat_err *err)
+{
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_CHAT_INSERT,
+                                  "INSERT INTO chats (id, type, name, pair, created_at, updated_at)"
+                                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                  &q, err);
+    if (r)
+        return r;
+    store_sqlite__bind_id(q, 1, in->id);
+    sqlite3_bind_int(q, 2, in->type);
+    store_sqlite__bind_text(q, 3, in->name);
+    store_sqlite__bind_text(q, 4, pair);
+    sqlite3_bind_int64(q, 5, in->created_at);
+    sqlite3_bind_int64(q, 6, in->updated_at ? in->updated_at : in->created_at);
+    if ((r = store_sqlite__exec(c, q, "insert chat", err)))
+        return r;
+    int64_t ck = sqlite3_last_insert_rowid(c->db);
+    for (size_t i = 0; i < in->n_members && !r; i++) {
+        char mid[OID_SIZE];
+        int64_t uk = 0;
+        bool added;
+        snprintf(mid, sizeof mid, "%.*s", OID_LEN, in->member_ids[i]);
+        r = user_key(c, mid, &uk, err);
+        if (!r)
+            r = insert_member(c, ck, uk, &added, err);
+    }
+    return r;
 }
 
 int store_sqlite__create_chat(struct store *st, const struct chat *in, struct chat *out,
@@ -214,7 +265,6 @@ int store_sqlite__create_chat(struct store *st, const struct chat *in, struct ch
     *existed = false;
     if (in->n_members == 0 || !in->member_ids)
         return chat_err_set(err, CHAT_E_INTERNAL, NULL, "a chat needs members");
-    const char *first = in->member_ids[0];
     /* The pair key orders the two ids, so (a, b) and (b, a) meet. */
     char pair[2 * OID_SIZE];
     bool direct = in->type == CHAT_DIRECT && in->n_members == 2;
@@ -227,77 +277,27 @@ int store_sqlite__create_chat(struct store *st, const struct chat *in, struct ch
         }
         snprintf(pair, sizeof pair, "%.*s:%.*s", OID_LEN, a, OID_LEN, b);
     }
-    char first_id[OID_SIZE];
-    snprintf(first_id, sizeof first_id, "%.*s", OID_LEN, first);
+    char first_id[OID_SIZE], cid[OID_SIZE];
+    snprintf(first_id, sizeof first_id, "%.*s", OID_LEN, in->member_ids[0]);
+    snprintf(cid, sizeof cid, "%.*s", OID_LEN, in->id);
 
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
-    int rc, r = store_sqlite__begin(c, true, err);
-    if (r)
-        goto done;
-    if (direct) {
-        sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_CHAT_BY_PAIR,
-                                             "SELECT id FROM chats WHERE pair = ?1", &rc);
-        if (!q) {
-            r = store_sqlite__fail(c, rc, "prepare", err);
-            goto done;
-        }
-        store_sqlite__bind_text(q, 1, pair);
-        rc = sqlite3_step(q);
+    int r = store_sqlite__begin(c, true, err);
+    if (!r && direct) {
         char found[OID_SIZE] = "";
-        if (rc == SQLITE_ROW)
-            store_sqlite__col_id(q, 0, found);
-        else if (rc != SQLITE_DONE)
-            r = store_sqlite__fail(c, rc, "find direct chat", err);
-        store_sqlite__done(q);
-        if (r)
-            goto done;
-        if (rc == SQLITE_ROW) {
+        r = find_pair(c, pair, found, err);
+        if (r == 1) {
+            /* Nothing written: the rollback in unlock is harmless. */
             *existed = true;
             r = load_chat(c, found, first_id, out, err);
-            goto done; /* nothing written: the rollback in unlock is harmless */
+            goto done;
         }
     }
-
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_CHAT_INSERT,
-        "INSERT INTO chats (id, type, name, pair, created_at, updated_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
-    }
-    store_sqlite__bind_id(q, 1, in->id);
-    sqlite3_bind_int(q, 2, in->type);
-    store_sqlite__bind_text(q, 3, in->name);
-    store_sqlite__bind_text(q, 4, direct ? pair : NULL);
-    sqlite3_bind_int64(q, 5, in->created_at);
-    sqlite3_bind_int64(q, 6, in->updated_at ? in->updated_at : in->created_at);
-    rc = sqlite3_step(q);
-    store_sqlite__done(q);
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite__fail(c, rc, "insert chat", err);
-        goto done;
-    }
-    int64_t ck = sqlite3_last_insert_rowid(c->db);
-    for (size_t i = 0; i < in->n_members; i++) {
-        char mid[OID_SIZE];
-        int64_t uk = 0;
-        bool added;
-        snprintf(mid, sizeof mid, "%.*s", OID_LEN, in->member_ids[i]);
-        r = user_key(c, mid, &uk, err);
-        if (r == 0)
-            r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-        if (r < 0)
-            goto done;
-        if ((r = insert_member(c, ck, uk, &added, err)))
-            goto done;
-    }
-    char cid[OID_SIZE];
-    snprintf(cid, sizeof cid, "%.*s", OID_LEN, in->id);
-    if ((r = load_chat(c, cid, first_id, out, err)))
-        goto done;
-    if ((r = store_sqlite__commit(c, err)))
+    if (!r)
+        r = insert_chat(c, in, direct ? pair : NULL, err);
+    if (!r)
+        r = load_chat(c, cid, first_id, out, err);
+    if (!r && (r = store_sqlite__commit(c, err)))
         store_chat_cleanup(out);
 done:
     store_sqlite__write_unlock(s);
@@ -319,6 +319,21 @@ int store_sqlite__get_chat(struct store *st, const char *id, const char *viewer_
     return r;
 }
 
+/* `keys` as a JSON array, for json_each (new string, NULL when out of
+ * memory). */
+static char *keys_json(const int64_t *keys, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        if (json_array_append_new(arr, json_integer(keys[i]))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    char *js = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return js;
+}
+
 /* Reads the members of every chat in `out` (whose keys are `keys`) with one
  * statement and attaches them in join order. */
 static int load_members_many(struct store_sqlite_conn *c, struct chat_list *out,
@@ -326,54 +341,39 @@ static int load_members_many(struct store_sqlite_conn *c, struct chat_list *out,
 {
     if (out->n == 0)
         return 0;
-    size_t jn = out->n * 21 + 3;
-    char *js = malloc(jn);
-    size_t *caps = calloc(out->n, sizeof *caps);
-    if (!js || !caps) {
-        free(js);
-        free(caps);
-        return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-    }
-    size_t off = 0;
-    js[off++] = '[';
-    for (size_t i = 0; i < out->n; i++)
-        off += (size_t)snprintf(js + off, jn - off, "%s%lld", i ? "," : "", (long long)keys[i]);
-    js[off++] = ']';
-    js[off] = '\0';
-
-    int rc, r = 0;
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_CHATS_MEMBERS_MANY,
-        "SELECT m.chat, u.id FROM members m JOIN users u ON u.k = m.user"
-        " WHERE m.chat IN (SELECT value FROM json_each(?1)) ORDER BY m.chat, m.pos",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
-    }
-    store_sqlite__bind_text(q, 1, js);
-    size_t at = 0;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        int64_t k = sqlite3_column_int64(q, 0);
-        /* Rows come grouped by chat: search only when the chat changes. */
-        if (keys[at] != k)
-            for (at = 0; at < out->n && keys[at] != k; at++)
-                ;
-        if (at == out->n) { /* cannot happen: the IN list is exactly `keys` */
-            at = 0;
-            continue;
+    char *js = keys_json(keys, out->n);
+    size_t *caps = calloc(out->n, sizeof *caps); /* each chat's member_ids capacity */
+    sqlite3_stmt *q;
+    int r = js && caps ? 0 : chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+    if (!r)
+        r = store_sqlite__prepare(c, STORE_SQLITE_CHATS_MEMBERS_MANY,
+                                  "SELECT m.chat, u.id FROM members m JOIN users u ON u.k = m.user"
+                                  " WHERE m.chat IN (SELECT value FROM json_each(?1))"
+                                  " ORDER BY m.chat, m.pos",
+                                  &q, err);
+    if (!r) {
+        store_sqlite__bind_text(q, 1, js);
+        size_t at = 0;
+        while ((r = store_sqlite__step(c, q, "chat members", err)) == 1) {
+            int64_t k = sqlite3_column_int64(q, 0);
+            /* Rows come grouped by chat: search only when the chat changes. */
+            if (keys[at] != k)
+                for (at = 0; at < out->n && keys[at] != k; at++)
+                    ;
+            if (at == out->n) { /* cannot happen: the IN list is exactly `keys` */
+                at = 0;
+                continue;
+            }
+            struct chat *ch = &out->items[at];
+            if (store_sqlite__grow((void **)&ch->member_ids, &caps[at], ch->n_members,
+                                   sizeof *ch->member_ids)) {
+                r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+                break;
+            }
+            store_sqlite__col_id(q, 1, ch->member_ids[ch->n_members++]);
         }
-        if (push_member(&out->items[at], &caps[at], q, 1)) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
+        store_sqlite__done(q);
     }
-    if (rc == SQLITE_NOMEM)
-        r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-    else if (rc != SQLITE_DONE)
-        r = store_sqlite__fail(c, rc, "chat members", err);
-    store_sqlite__done(q);
-done:
     free(js);
     free(caps);
     return r;
@@ -388,55 +388,33 @@ int store_sqlite__list_chats(struct store *st, const char *user_id, const struct
     limit = store_sqlite__limit(limit);
     if (limit == 0)
         return 0;
-    int64_t *keys = malloc((size_t)limit * sizeof *keys);
-    if (!keys)
-        return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
     struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
-    if (!c) {
-        free(keys);
+    if (!c)
         return CHAT_E_UNAVAILABLE;
-    }
-    int rc, r = store_sqlite__begin(c, false, err);
-    if (r)
-        goto done;
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_CHATS_LIST,
-        "SELECT " CHAT_COLS ", " UNREAD " FROM members v JOIN chats c ON c.k = v.chat" CHAT_JOINS
-        " WHERE v.user = (SELECT k FROM users WHERE id = ?1)"
-        " AND (c.updated_at, c.id) < (?2, ?3)"
-        " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?4",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
-    }
-    store_sqlite__bind_text(q, 1, user_id ? user_id : "");
-    sqlite3_bind_int64(q, 2, before ? before->ts : FIRST_TS);
-    store_sqlite__bind_id(q, 3, before ? before->id : FIRST_ID);
-    sqlite3_bind_int(q, 4, limit);
-    size_t cap = 0;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (out->n >= (size_t)limit) /* LIMIT makes this unreachable; keeps `keys` safe */
-            break;
-        if (store_sqlite__grow((void **)&out->items, &cap, out->n, sizeof *out->items) ||
-            read_chat_row(q, &out->items[out->n], &keys[out->n])) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        out->n++;
-    }
-    if (rc == SQLITE_NOMEM)
-        r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-    else if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        r = store_sqlite__fail(c, rc, "list chats", err);
-    store_sqlite__done(q);
+    struct page_keys keys = {0};
+    sqlite3_stmt *q;
+    int r = store_sqlite__begin(c, false, err);
     if (!r)
-        r = load_members_many(c, out, keys, err);
+        r = store_sqlite__prepare(
+            c, STORE_SQLITE_CHATS_LIST,
+            "SELECT " CHAT_COLS ", " UNREAD " FROM members v JOIN chats c ON c.k = v.chat"
+            CHAT_JOINS " WHERE v.user = (SELECT k FROM users WHERE id = ?1)"
+            " AND (c.updated_at, c.id) < (?2, ?3)"
+            " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?4",
+            &q, err);
+    if (!r) {
+        store_sqlite__bind_text(q, 1, user_id ? user_id : "");
+        store_sqlite__bind_page(q, 2, before, limit);
+        r = store_sqlite__collect(c, q, "list chats", (void **)&out->items, &out->n,
+                                  sizeof *out->items, read_listed_chat_cb, &keys, err);
+        store_sqlite__done(q);
+    }
+    if (!r)
+        r = load_members_many(c, out, keys.k, err);
     if (r)
         store_chat_list_cleanup(out);
-done:
-    store_sqlite__read_release(s, c);
-    free(keys);
+    store_sqlite__read_release(s, c); /* ends the read transaction */
+    free(keys.k);
     return r;
 }
 
@@ -461,21 +439,19 @@ int store_sqlite__list_contacts(struct store *st, const char *user_id, size_t ma
         free(ids);
         return CHAT_E_UNAVAILABLE;
     }
-    int rc, r = 0;
     size_t n = 0;
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_CONTACTS,
-        "SELECT DISTINCT u.id FROM members me"
-        " JOIN members other ON other.chat = me.chat AND other.user <> me.user"
-        " JOIN users u ON u.k = other.user"
-        " WHERE me.user = (SELECT k FROM users WHERE id = ?1) LIMIT ?2",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_CONTACTS,
+                                  "SELECT DISTINCT u.id FROM members me"
+                                  " JOIN members other ON other.chat = me.chat"
+                                  " AND other.user <> me.user"
+                                  " JOIN users u ON u.k = other.user"
+                                  " WHERE me.user = (SELECT k FROM users WHERE id = ?1) LIMIT ?2",
+                                  &q, err);
+    if (!r) {
         store_sqlite__bind_text(q, 1, user_id ? user_id : "");
         sqlite3_bind_int64(q, 2, (sqlite3_int64)max + 1);
-        while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        while ((r = store_sqlite__step(c, q, "list contacts", err)) == 1) {
             if (n == max) {
                 *truncated = true;
                 continue;
@@ -484,8 +460,6 @@ int store_sqlite__list_contacts(struct store *st, const char *user_id, size_t ma
             if (id && strlen(id) == OID_SIZE - 1)
                 memcpy(ids[n++], id, OID_SIZE);
         }
-        if (rc != SQLITE_DONE)
-            r = store_sqlite__fail(c, rc, "list contacts", err);
         store_sqlite__done(q);
     }
     store_sqlite__read_release(s, c);
@@ -505,24 +479,16 @@ int store_sqlite__is_member(struct store *st, const char *chat_id, const char *u
     struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
     if (!c)
         return CHAT_E_UNAVAILABLE;
-    int rc, r;
-    sqlite3_stmt *q = store_sqlite__stmt(
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(
         c, STORE_SQLITE_IS_MEMBER,
         "SELECT 1 FROM members WHERE chat = (SELECT k FROM chats WHERE id = ?1)"
         " AND user = (SELECT k FROM users WHERE id = ?2)",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
+        &q, err);
+    if (!r) {
         store_sqlite__bind_text(q, 1, chat_id ? chat_id : "");
         store_sqlite__bind_text(q, 2, user_id ? user_id : "");
-        rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW)
-            r = 0;
-        else if (rc == SQLITE_DONE)
-            r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "not a member");
-        else
-            r = store_sqlite__fail(c, rc, "is member", err);
+        r = store_sqlite__step_row(c, q, "is member", "not a member", err);
         store_sqlite__done(q);
     }
     store_sqlite__read_release(s, c);
@@ -537,17 +503,10 @@ int store_sqlite__add_member(struct store *st, const char *chat_id, const char *
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
     int64_t ck = 0, uk = 0;
     int r = chat_key(c, chat_id, &ck, err);
-    if (r == 0)
-        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such chat");
-    if (r < 0)
-        goto done;
-    r = user_key(c, user_id, &uk, err);
-    if (r == 0)
-        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-    if (r < 0)
-        goto done;
-    r = insert_member(c, ck, uk, added, err);
-done:
+    if (!r)
+        r = user_key(c, user_id, &uk, err);
+    if (!r)
+        r = insert_member(c, ck, uk, added, err);
     store_sqlite__write_unlock(s);
     return r;
 }
@@ -559,60 +518,23 @@ int store_sqlite__remove_member(struct store *st, const char *chat_id, const cha
     *removed = false;
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
     int64_t ck = 0;
-    int rc, r = chat_key(c, chat_id, &ck, err);
-    if (r == 0)
-        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such chat");
-    if (r < 0)
-        goto done;
+    sqlite3_stmt *q;
+    int r = chat_key(c, chat_id, &ck, err);
     /* The read mark is the member row's read_seq: it goes with the row. */
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_MEMBER_DELETE,
-        "DELETE FROM members WHERE chat = ?1 AND user = (SELECT k FROM users WHERE id = ?2)",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
+    if (!r)
+        r = store_sqlite__prepare(c, STORE_SQLITE_MEMBER_DELETE,
+                                  "DELETE FROM members WHERE chat = ?1"
+                                  " AND user = (SELECT k FROM users WHERE id = ?2)",
+                                  &q, err);
+    if (!r) {
+        sqlite3_bind_int64(q, 1, ck);
+        store_sqlite__bind_text(q, 2, user_id ? user_id : "");
+        r = store_sqlite__exec(c, q, "remove member", err);
     }
-    sqlite3_bind_int64(q, 1, ck);
-    store_sqlite__bind_text(q, 2, user_id ? user_id : "");
-    rc = sqlite3_step(q);
-    store_sqlite__done(q);
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite__fail(c, rc, "remove member", err);
-        goto done;
-    }
-    *removed = sqlite3_changes(c->db) > 0;
-    r = 0;
-done:
+    if (!r)
+        *removed = sqlite3_changes(c->db) > 0;
     store_sqlite__write_unlock(s);
     return r;
-}
-
-/* Steps a message-list statement into `out`. */
-static int collect_messages(struct store_sqlite_conn *c, sqlite3_stmt *q, const char *chat_id,
-                            struct message_list *out, struct chat_err *err)
-{
-    size_t cap = 0;
-    int rc;
-    bool oom = false;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (store_sqlite__grow((void **)&out->items, &cap, out->n, sizeof *out->items)) {
-            oom = true;
-            break;
-        }
-        read_message(q, 0, chat_id, &out->items[out->n++], &oom);
-        if (oom)
-            break;
-    }
-    if (oom) {
-        store_message_list_cleanup(out);
-        return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-    }
-    if (rc != SQLITE_DONE) {
-        store_message_list_cleanup(out);
-        return store_sqlite__fail(c, rc, "list messages", err);
-    }
-    return 0;
 }
 
 static int list_messages(struct store_sqlite *s, const char *chat_id, int64_t bound, bool after,
@@ -628,28 +550,28 @@ static int list_messages(struct store_sqlite *s, const char *chat_id, int64_t bo
     struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
     if (!c)
         return CHAT_E_UNAVAILABLE;
-    int rc, r;
+    sqlite3_stmt *q;
     /* Both walk the (chat, seq) primary key in one direction: no sort. */
-    sqlite3_stmt *q =
-        after ? store_sqlite__stmt(c, STORE_SQLITE_MSGS_AFTER,
-                                   "SELECT " MSG_COLS " FROM messages m"
-                                   " JOIN users u ON u.k = m.sender"
-                                   " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
-                                   " AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
-                                   &rc)
-              : store_sqlite__stmt(c, STORE_SQLITE_MSGS_BEFORE,
-                                   "SELECT " MSG_COLS " FROM messages m"
-                                   " JOIN users u ON u.k = m.sender"
-                                   " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
-                                   " AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
-                                   &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
+    int r = after ? store_sqlite__prepare(c, STORE_SQLITE_MSGS_AFTER,
+                                          "SELECT " MSG_COLS " FROM messages m"
+                                          " JOIN users u ON u.k = m.sender"
+                                          " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
+                                          " AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
+                                          &q, err)
+                  : store_sqlite__prepare(c, STORE_SQLITE_MSGS_BEFORE,
+                                          "SELECT " MSG_COLS " FROM messages m"
+                                          " JOIN users u ON u.k = m.sender"
+                                          " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
+                                          " AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
+                                          &q, err);
+    if (!r) {
         store_sqlite__bind_text(q, 1, chat_id);
         sqlite3_bind_int64(q, 2, bound);
         sqlite3_bind_int(q, 3, limit);
-        r = collect_messages(c, q, chat_id, out, err);
+        r = store_sqlite__collect(c, q, "list messages", (void **)&out->items, &out->n,
+                                  sizeof *out->items, read_message_cb, (void *)chat_id, err);
+        if (r)
+            store_message_list_cleanup(out);
         store_sqlite__done(q);
     }
     store_sqlite__read_release(s, c);
@@ -669,81 +591,81 @@ int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int
     return list_messages((struct store_sqlite *)st, chat_id, after_seq, true, limit, out, err);
 }
 
+/* The chat key and seq of message `message_id` of chat `chat_id`: 0,
+ * CHAT_E_NOT_FOUND (no such message in this chat), or a port code. */
+static int find_message(struct store_sqlite_conn *c, const char *chat_id, const char *message_id,
+                        int64_t *ck, int64_t *seq, struct chat_err *err)
+{
+    sqlite3_stmt *q;
+    /* messages_by_id finds the message; the chat condition then checks it
+     * belongs to this chat. */
+    int r = store_sqlite__prepare(c, STORE_SQLITE_MSG_SEQ_BY_ID,
+                                  "SELECT m.chat, m.seq FROM messages m WHERE m.id = ?2"
+                                  " AND m.chat = (SELECT k FROM chats WHERE id = ?1)",
+                                  &q, err);
+    if (r)
+        return r;
+    store_sqlite__bind_text(q, 1, chat_id ? chat_id : "");
+    store_sqlite__bind_text(q, 2, message_id ? message_id : "");
+    r = store_sqlite__step_row(c, q, "find message", "no such message in this chat", err);
+    if (!r) {
+        *ck = sqlite3_column_int64(q, 0);
+        *seq = sqlite3_column_int64(q, 1);
+    }
+    store_sqlite__done(q);
+    return r;
+}
+
+/* 0 when `user_id` has a member row in the chat of key `ck`,
+ * CHAT_E_NOT_FOUND ("not a member") when not, or a port code. */
+static int check_member(struct store_sqlite_conn *c, int64_t ck, const char *user_id,
+                        struct chat_err *err)
+{
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_MEMBER_OF,
+                                  "SELECT 1 FROM members WHERE chat = ?1"
+                                  " AND user = (SELECT k FROM users WHERE id = ?2)",
+                                  &q, err);
+    if (r)
+        return r;
+    sqlite3_bind_int64(q, 1, ck);
+    store_sqlite__bind_text(q, 2, user_id);
+    r = store_sqlite__step_row(c, q, "member check", "not a member", err);
+    store_sqlite__done(q);
+    return r;
+}
+
 int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
                            const char *message_id, bool *moved, struct chat_err *err)
 {
     struct store_sqlite *s = (struct store_sqlite *)st;
     *moved = false;
+    if (!user_id)
+        user_id = "";
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
-    int rc, r = 0;
     int64_t ck = 0, seq = 0;
-    /* messages_by_id finds the message; the chat condition then checks it
-     * belongs to this chat. */
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_MSG_SEQ_BY_ID,
-        "SELECT m.chat, m.seq FROM messages m WHERE m.id = ?2"
-        " AND m.chat = (SELECT k FROM chats WHERE id = ?1)",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
-    }
-    store_sqlite__bind_text(q, 1, chat_id ? chat_id : "");
-    store_sqlite__bind_text(q, 2, message_id ? message_id : "");
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW) {
-        ck = sqlite3_column_int64(q, 0);
-        seq = sqlite3_column_int64(q, 1);
-    } else if (rc == SQLITE_DONE) {
-        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such message in this chat");
-    } else {
-        r = store_sqlite__fail(c, rc, "find message", err);
-    }
-    store_sqlite__done(q);
-    if (r)
-        goto done;
-
+    sqlite3_stmt *q;
+    int r = find_message(c, chat_id, message_id, &ck, &seq, err);
     /* The mark stores the message's seq and only ever grows. */
-    q = store_sqlite__stmt(c, STORE_SQLITE_READ_MARK_SET,
-                           "UPDATE members SET read_seq = ?3 WHERE chat = ?1"
-                           " AND user = (SELECT k FROM users WHERE id = ?2) AND read_seq < ?3",
-                           &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
+    if (!r)
+        r = store_sqlite__prepare(c, STORE_SQLITE_READ_MARK_SET,
+                                  "UPDATE members SET read_seq = ?3 WHERE chat = ?1"
+                                  " AND user = (SELECT k FROM users WHERE id = ?2)"
+                                  " AND read_seq < ?3",
+                                  &q, err);
+    if (!r) {
+        sqlite3_bind_int64(q, 1, ck);
+        store_sqlite__bind_text(q, 2, user_id);
+        sqlite3_bind_int64(q, 3, seq);
+        r = store_sqlite__exec(c, q, "set read mark", err);
     }
-    sqlite3_bind_int64(q, 1, ck);
-    store_sqlite__bind_text(q, 2, user_id ? user_id : "");
-    sqlite3_bind_int64(q, 3, seq);
-    rc = sqlite3_step(q);
-    store_sqlite__done(q);
-    if (rc != SQLITE_DONE) {
-        r = store_sqlite__fail(c, rc, "set read mark", err);
-        goto done;
-    }
-    *moved = sqlite3_changes(c->db) > 0;
-    if (*moved)
-        goto done;
+    if (!r)
+        *moved = sqlite3_changes(c->db) > 0;
     /* Not moved: an older mark, or no member row at all.  A non-member has
      * no mark to move, which is CHAT_E_NOT_FOUND like every other
      * non-member access. */
-    q = store_sqlite__stmt(c, STORE_SQLITE_MEMBER_OF,
-                           "SELECT 1 FROM members WHERE chat = ?1"
-                           " AND user = (SELECT k FROM users WHERE id = ?2)",
-                           &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
-    }
-    sqlite3_bind_int64(q, 1, ck);
-    store_sqlite__bind_text(q, 2, user_id ? user_id : "");
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE)
-        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "not a member");
-    else if (rc != SQLITE_ROW)
-        r = store_sqlite__fail(c, rc, "member check", err);
-    store_sqlite__done(q);
-done:
+    if (!r && !*moved)
+        r = check_member(c, ck, user_id, err);
     store_sqlite__write_unlock(s);
     return r;
 }

@@ -1,11 +1,17 @@
 /* store_sqlite_internal.h - what the files of the SQLite adapter share.
  *
- * The adapter is split by domain: store_sqlite.c (open/close, connections,
- * the read pool, migrations, error mapping, the ops table),
- * store_sqlite_users.c (users, sessions), store_sqlite_posts.c (posts, likes,
- * comments), store_sqlite_chats.c (chats, members, read marks, message
- * reads) and store_sqlite_append.c (the group-commit writer thread).  Nothing
- * here is visible outside src/store/store_sqlite*.c. */
+ * The adapter is split by domain, and its files call each other in one
+ * direction, top to bottom:
+ * - store_sqlite.c: open/close, ping, migrations and the ops table, which
+ *   names every operation below;
+ * - the operations, which never call each other: store_sqlite_users.c
+ *   (users, sessions), store_sqlite_posts.c (posts, likes, comments),
+ *   store_sqlite_chats.c (chats, members, read marks, message reads) and
+ *   store_sqlite_append.c (the group-commit writer thread);
+ * - store_sqlite_conn.c: the plumbing they all use (connections, the read
+ *   pool, cached statements, error mapping, step and row helpers), which
+ *   calls nothing above it.
+ * Nothing here is visible outside src/store/store_sqlite*.c. */
 #ifndef CHATLI_STORE_STORE_SQLITE_INTERNAL_H
 #define CHATLI_STORE_STORE_SQLITE_INTERNAL_H
 
@@ -17,8 +23,8 @@
 #include "chatli/store.h"
 
 /* Every statement the adapter runs has a slot here, so each connection can
- * keep it prepared for its lifetime (store_sqlite__stmt prepares it on first
- * use).  The SQL text sits beside the code that runs it. */
+ * keep it prepared for its lifetime (store_sqlite__prepare prepares it on
+ * first use).  The SQL text sits beside the code that runs it. */
 enum store_sqlite_stmt_id {
     STORE_SQLITE_BEGIN,
     STORE_SQLITE_BEGIN_IMMEDIATE,
@@ -97,12 +103,14 @@ struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
 /* The adapter.  Threads: any thread calls the ops; the writer thread drains
  * the append queue.
  * - `uri`, `open_flags`, `memory` are immutable after open.
- * - `w` (the only write connection) is guarded by `wmu`: direct writes
- *   (create_user, set_like, ...) and the writer's batches both lock it.
- * - `rpool`, `rfree`, `n_free`, `n_open` are guarded by `pmu`; `pcv` signals
- *   a released connection.  A connection taken from the pool belongs to its
- *   taker until released.
- * - `head`, `tail`, `closing` are guarded by `qmu`; `qcv` wakes the writer.
+ * - `w` (the only write connection) is guarded by `wmu`, taken by
+ *   store_sqlite__write_lock: direct writes (create_user, set_like, ...) and
+ *   the writer's batches both lock it.
+ * - `rpool`, `rfree`, `n_free`, `n_open` are guarded by `pmu` (touched only
+ *   in store_sqlite_conn.c); `pcv` signals a released connection.  A
+ *   connection taken from the pool belongs to its taker until released.
+ * - `head`, `tail`, `closing` are guarded by `qmu`; `qcv` wakes the writer
+ *   (store_sqlite_append.c).
  * - `writer`, `writer_started` are touched only by open and close.
  * For ":memory:" the write connection, open for the store's whole life,
  * is what keeps the shared in-memory database alive. */
@@ -129,29 +137,23 @@ struct store_sqlite {
     bool writer_started;
 };
 
-/* ---- store_sqlite.c ---- */
+/* ---- store_sqlite_conn.c: the plumbing every other file calls ---- */
 
-/* The cached statement `id` of `c`, prepared from `sql` on first use.
- * Returns NULL after logging when it cannot be prepared (then *rc holds the
- * sqlite code).  The statement is borrowed: reset it after use
- * (store_sqlite__done). */
-sqlite3_stmt *store_sqlite__stmt(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id,
-                                 const char *sql, int *rc);
+/* The read pool's part of open and close.  init sets up `pmu` and `pcv`,
+ * counts the pool in the process-wide gauges (registering them on first
+ * use); cleanup closes the read connections opened so far and undoes init.
+ * Called once each, with no other thread using the store. */
+void store_sqlite__pool_init(struct store_sqlite *s);
+void store_sqlite__pool_cleanup(struct store_sqlite *s);
 
-/* Resets `st` and clears its bindings (so no pointer bound with
- * SQLITE_STATIC outlives its buffer). */
-void store_sqlite__done(sqlite3_stmt *st);
-
-/* Logs sqlite's message for `rc` on `c` (with `what`, a literal naming the
- * operation), rolls back an open transaction, and maps rc to a port code:
- * CHAT_E_UNAVAILABLE for busy/locked/IO/full/cantopen/readonly/nomem,
- * CHAT_E_INTERNAL otherwise.  Fills `err` with the default text. */
-int store_sqlite__fail(struct store_sqlite_conn *c, int rc, const char *what, struct chat_err *err);
-
-/* Transaction helpers on a connection the caller holds.  0 or a port code. */
-int store_sqlite__begin(struct store_sqlite_conn *c, bool immediate, struct chat_err *err);
-int store_sqlite__commit(struct store_sqlite_conn *c, struct chat_err *err);
-void store_sqlite__rollback(struct store_sqlite_conn *c);
+/* Opens `c` on s->uri and configures it: WAL (on a file) and a larger page
+ * cache for the writer, query_only for a reader, synchronous=NORMAL for
+ * both.  0, or CHAT_E_UNAVAILABLE after logging (then `c` is closed). */
+int store_sqlite__conn_open(struct store_sqlite *s, struct store_sqlite_conn *c, bool writer,
+                            struct chat_err *err);
+/* Finalizes the cached statements and closes the database; a closed or
+ * zeroed `c` is fine. */
+void store_sqlite__conn_close(struct store_sqlite_conn *c);
 
 /* Takes a read connection (waiting while all STORE_SQLITE_POOL_MAX are busy, opening
  * one lazily).  NULL (and CHAT_E_UNAVAILABLE in err) when it cannot open. */
@@ -159,8 +161,65 @@ struct store_sqlite_conn *store_sqlite__read_acquire(struct store_sqlite *s, str
 /* Gives it back; rolls back a transaction left open. */
 void store_sqlite__read_release(struct store_sqlite *s, struct store_sqlite_conn *c);
 
+/* Locks `wmu` and returns the write connection; unlock rolls back whatever
+ * transaction the caller left open, then unlocks. */
 struct store_sqlite_conn *store_sqlite__write_lock(struct store_sqlite *s);
 void store_sqlite__write_unlock(struct store_sqlite *s);
+
+/* Logs sqlite's message for `rc` on `c` (with `what`, a literal naming the
+ * operation), rolls back an open transaction, and maps rc to a port code:
+ * CHAT_E_UNAVAILABLE for busy/locked/IO/full/cantopen/readonly/nomem/
+ * protocol/nolfs, CHAT_E_INTERNAL otherwise.  Fills `err` with the default
+ * text.  Every helper below fails through it. */
+int store_sqlite__fail(struct store_sqlite_conn *c, int rc, const char *what, struct chat_err *err);
+
+/* Sets *q to the cached statement `id` of `c`, prepared from `sql` on first
+ * use.  0, or a port code (store_sqlite__fail) with *q NULL.  The statement
+ * is borrowed from `c`: bind it, step it, then reset it with
+ * store_sqlite__done before the connection is given back. */
+int store_sqlite__prepare(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id,
+                          const char *sql, sqlite3_stmt **q, struct chat_err *err);
+
+/* Resets `st` and clears its bindings (so no pointer bound with
+ * SQLITE_STATIC outlives its buffer).  NULL is fine. */
+void store_sqlite__done(sqlite3_stmt *st);
+
+/* The step helpers.  None resets the statement except store_sqlite__exec;
+ * a failure has been through store_sqlite__fail (logged, rolled back,
+ * mapped), with `what` naming the operation in the log.
+ * - step: 1 on a row (read it), 0 at the end, or a port code.
+ * - step_row: 0 on a row (read it), CHAT_E_NOT_FOUND with `missing` as the
+ *   message when there is none, or a port code.
+ * - exec: runs `q` to its end, expecting no row, then resets it; 0 or a
+ *   port code.  sqlite3_changes still counts its rows afterwards. */
+int store_sqlite__step(struct store_sqlite_conn *c, sqlite3_stmt *q, const char *what,
+                       struct chat_err *err);
+int store_sqlite__step_row(struct store_sqlite_conn *c, sqlite3_stmt *q, const char *what,
+                           const char *missing, struct chat_err *err);
+int store_sqlite__exec(struct store_sqlite_conn *c, sqlite3_stmt *q, const char *what,
+                       struct chat_err *err);
+
+/* Runs the cached one-text-parameter query `id` with `arg` bound (NULL binds
+ * NULL, which matches nothing).  1 when it finds a row (and, when `k` is
+ * non-NULL, *k = its first column), 0 when none, or a port code. */
+int store_sqlite__lookup(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id,
+                         const char *sql, const char *arg, int64_t *k, struct chat_err *err);
+
+/* Steps `q` to its end, appending one `size`-byte item per row to the array
+ * *items of *n (grown as store_sqlite__grow does); `read_cb` fills the
+ * zeroed item from the row, with `arg` passed through, and returns 0 or
+ * CHAT_E_INTERNAL (out of memory, the item then holding nothing to free).
+ * 0, or a port code; either way *items and *n hold the rows read, for the
+ * caller's list cleanup.  Does not reset `q`. */
+int store_sqlite__collect(struct store_sqlite_conn *c, sqlite3_stmt *q, const char *what,
+                          void **items, size_t *n, size_t size,
+                          int (*read_cb)(sqlite3_stmt *q, void *item, void *arg), void *arg,
+                          struct chat_err *err);
+
+/* Transaction helpers on a connection the caller holds.  0 or a port code. */
+int store_sqlite__begin(struct store_sqlite_conn *c, bool immediate, struct chat_err *err);
+int store_sqlite__commit(struct store_sqlite_conn *c, struct chat_err *err);
+void store_sqlite__rollback(struct store_sqlite_conn *c);
 
 /* Binding and reading helpers.  store_sqlite__bind_text binds NULL for a NULL string and
  * copies the text (SQLITE_TRANSIENT). */
@@ -168,6 +227,10 @@ int store_sqlite__bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Binds an id held in a fixed OID_SIZE buffer, which may lack its NUL when
  * a caller filled it carelessly: at most OID_LEN bytes are read. */
 int store_sqlite__bind_id(sqlite3_stmt *st, int i, const char *id);
+/* Binds a page of a list newest first: before->ts at ?i, before->id at
+ * ?i+1 (for the row-value condition (ts, id) < (?i, ?i+1)) and `limit` at
+ * ?i+2.  A NULL `before` is the first page: a key after every row. */
+void store_sqlite__bind_page(sqlite3_stmt *st, int i, const struct page_key *before, int limit);
 /* Copies column `i` into *dst (new string, NULL when the column is NULL);
  * sets *oom on allocation failure. */
 void store_sqlite__col_dup(sqlite3_stmt *st, int i, char **dst, bool *oom);
@@ -175,6 +238,16 @@ void store_sqlite__col_dup(sqlite3_stmt *st, int i, char **dst, bool *oom);
 void store_sqlite__col_dup_nn(sqlite3_stmt *st, int i, char **dst, bool *oom);
 /* Copies an id column into a fixed buffer ("" when NULL or too long). */
 void store_sqlite__col_id(sqlite3_stmt *st, int i, char dst[OID_SIZE]);
+
+/* The message columns every message read shares, `t` being the messages
+ * table's alias in the query.  store_sqlite__read_message zeroes `m`, then
+ * fills seq, id, text, attachment_url, client_id and created_at from the 6
+ * columns at `col`; chat_id and sender_id are the caller's to fill.  Sets
+ * *oom on allocation failure; the strings read so far stay in `m` for
+ * store_message_cleanup. */
+#define STORE_SQLITE_MSG_COLS(t) \
+    t ".seq, " t ".id, " t ".text, " t ".attachment_url, " t ".client_id, " t ".created_at"
+void store_sqlite__read_message(sqlite3_stmt *q, int col, struct message *m, bool *oom);
 
 /* Grows an array of `size`-byte items to hold at least n+1; 0 or
  * CHAT_E_INTERNAL (the old array stays valid). */
@@ -184,9 +257,7 @@ int store_sqlite__grow(void **items, size_t *cap, size_t n, size_t size);
  * 1..100, this only keeps a bad caller from asking for huge pages. */
 int store_sqlite__limit(int limit);
 
-/* ---- the op families (one file each) ---- */
-
-int store_sqlite__migrate(struct store_sqlite_conn *c, struct chat_err *err);
+/* ---- the op families (one file each), named by store_sqlite.c's ops table ---- */
 
 int store_sqlite__create_user(struct store *st, const struct user *u, struct chat_err *err);
 int store_sqlite__get_user(struct store *st, const char *id, struct user *out,
@@ -240,7 +311,7 @@ int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int
 int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
                            const char *message_id, bool *moved, struct chat_err *err);
 
-/* store_sqlite_append.c */
+/* store_sqlite_append.c; store_sqlite.c starts and stops the writer. */
 int store_sqlite__append_start(struct store_sqlite *s, struct chat_err *err);
 /* Refuses new appends, drains the queue (commit + callbacks), joins. */
 void store_sqlite__append_stop(struct store_sqlite *s);

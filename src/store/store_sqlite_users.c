@@ -16,10 +16,12 @@
 
 #define USER_COLS "id, username, email, display_name, bio, avatar_url, pwhash, created_at"
 
-/* Fills `u` from a row of USER_COLS.  0 or CHAT_E_INTERNAL (then `u` is
- * cleaned up). */
-static int read_user(sqlite3_stmt *q, struct user *u)
+/* Fills the user `item` from a row of USER_COLS (a store_sqlite__collect
+ * reader; `arg` is unused).  0 or CHAT_E_INTERNAL (then `item` is cleaned
+ * up). */
+static int read_user_cb(sqlite3_stmt *q, void *item, void *arg)
 {
+    struct user *u = item;
     bool oom = false;
     memset(u, 0, sizeof *u);
     store_sqlite__col_id(q, 0, u->id);
@@ -49,22 +51,22 @@ static char *ascii_lower(const char *s)
     return l;
 }
 
-/* 1 when the statement `id` with one text parameter finds a row, 0 when not,
- * or a negative port code. */
-static int exists(struct store_sqlite_conn *c, enum store_sqlite_stmt_id id, const char *sql,
-                  const char *arg, struct chat_err *err)
+/* CHAT_E_EMAIL_TAKEN or CHAT_E_USERNAME_TAKEN when a user already holds the
+ * email or the lower-cased name, 0 when neither, or a port code. */
+static int check_free(struct store_sqlite_conn *c, const struct user *u, const char *lower,
+                      struct chat_err *err)
 {
-    int rc;
-    sqlite3_stmt *q = store_sqlite__stmt(c, id, sql, &rc);
-    if (!q)
-        return store_sqlite__fail(c, rc, "prepare", err);
-    store_sqlite__bind_text(q, 1, arg);
-    rc = sqlite3_step(q);
-    int out = rc == SQLITE_ROW    ? 1
-              : rc == SQLITE_DONE ? 0
-                                  : store_sqlite__fail(c, rc, "lookup", err);
-    store_sqlite__done(q);
-    return out;
+    int r = store_sqlite__lookup(c, STORE_SQLITE_USER_EMAIL_EXISTS,
+                                 "SELECT 1 FROM users WHERE email = ?1", u->email, NULL, err);
+    if (r == 1)
+        return chat_err_set(err, CHAT_E_EMAIL_TAKEN, NULL, NULL);
+    if (r < 0)
+        return r;
+    r = store_sqlite__lookup(c, STORE_SQLITE_USER_NAME_EXISTS,
+                             "SELECT 1 FROM users WHERE username_lower = ?1", lower, NULL, err);
+    if (r == 1)
+        return chat_err_set(err, CHAT_E_USERNAME_TAKEN, NULL, NULL);
+    return r;
 }
 
 int store_sqlite__create_user(struct store *st, const struct user *u, struct chat_err *err)
@@ -76,48 +78,29 @@ int store_sqlite__create_user(struct store *st, const struct user *u, struct cha
     /* The write mutex makes check-then-insert atomic: no other writer runs
      * between them (the unique indexes still back it up). */
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
-    int out = exists(c, STORE_SQLITE_USER_EMAIL_EXISTS, "SELECT 1 FROM users WHERE email = ?1",
-                     u->email, err);
-    if (out == 1) {
-        out = chat_err_set(err, CHAT_E_EMAIL_TAKEN, NULL, NULL);
-        goto done;
+    sqlite3_stmt *q;
+    int r = check_free(c, u, lower, err);
+    if (!r)
+        r = store_sqlite__prepare(
+            c, STORE_SQLITE_USER_INSERT,
+            "INSERT INTO users (id, username, username_lower, email, display_name, bio,"
+            " avatar_url, pwhash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            &q, err);
+    if (!r) {
+        store_sqlite__bind_id(q, 1, u->id);
+        store_sqlite__bind_text(q, 2, u->username ? u->username : "");
+        store_sqlite__bind_text(q, 3, lower);
+        store_sqlite__bind_text(q, 4, u->email ? u->email : "");
+        store_sqlite__bind_text(q, 5, u->display_name ? u->display_name : "");
+        store_sqlite__bind_text(q, 6, u->bio ? u->bio : "");
+        store_sqlite__bind_text(q, 7, u->avatar_url);
+        store_sqlite__bind_text(q, 8, u->pwhash ? u->pwhash : "");
+        sqlite3_bind_int64(q, 9, u->created_at);
+        r = store_sqlite__exec(c, q, "insert user", err);
     }
-    if (out < 0)
-        goto done;
-    out = exists(c, STORE_SQLITE_USER_NAME_EXISTS, "SELECT 1 FROM users WHERE username_lower = ?1",
-                 lower, err);
-    if (out == 1) {
-        out = chat_err_set(err, CHAT_E_USERNAME_TAKEN, NULL, NULL);
-        goto done;
-    }
-    if (out < 0)
-        goto done;
-    int rc;
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_USER_INSERT,
-        "INSERT INTO users (id, username, username_lower, email, display_name, bio, avatar_url,"
-        " pwhash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        &rc);
-    if (!q) {
-        out = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
-    }
-    store_sqlite__bind_id(q, 1, u->id);
-    store_sqlite__bind_text(q, 2, u->username ? u->username : "");
-    store_sqlite__bind_text(q, 3, lower);
-    store_sqlite__bind_text(q, 4, u->email ? u->email : "");
-    store_sqlite__bind_text(q, 5, u->display_name ? u->display_name : "");
-    store_sqlite__bind_text(q, 6, u->bio ? u->bio : "");
-    store_sqlite__bind_text(q, 7, u->avatar_url);
-    store_sqlite__bind_text(q, 8, u->pwhash ? u->pwhash : "");
-    sqlite3_bind_int64(q, 9, u->created_at);
-    rc = sqlite3_step(q);
-    out = rc == SQLITE_DONE ? 0 : store_sqlite__fail(c, rc, "insert user", err);
-    store_sqlite__done(q);
-done:
     store_sqlite__write_unlock(s);
     free(lower);
-    return out;
+    return r;
 }
 
 /* Reads at most one user with a one-text-parameter query. */
@@ -128,22 +111,15 @@ static int get_one(struct store_sqlite *s, enum store_sqlite_stmt_id id, const c
     struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
     if (!c)
         return CHAT_E_UNAVAILABLE;
-    int rc, r;
-    sqlite3_stmt *q = store_sqlite__stmt(c, id, sql, &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, id, sql, &q, err);
+    if (!r) {
+        store_sqlite__bind_text(q, 1, arg ? arg : "");
+        r = store_sqlite__step_row(c, q, "get user", "no such user", err);
+        if (!r && read_user_cb(q, out, NULL))
+            r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+        store_sqlite__done(q);
     }
-    store_sqlite__bind_text(q, 1, arg ? arg : "");
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW)
-        r = read_user(q, out) ? chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL) : 0;
-    else if (rc == SQLITE_DONE)
-        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-    else
-        r = store_sqlite__fail(c, rc, "get user", err);
-    store_sqlite__done(q);
-done:
     store_sqlite__read_release(s, c);
     return r;
 }
@@ -166,31 +142,38 @@ int store_sqlite__find_user_by_login(struct store *st, const char *login, struct
                    login, out, err);
 }
 
-/* Steps `q` to the end, appending each row to `out`. */
-static int collect_users(struct store_sqlite_conn *c, sqlite3_stmt *q, struct user_list *out,
-                         struct chat_err *err)
+/* Runs the user-list query `id` with `text` bound to ?1 (and, for a search,
+ * `upper`, `after` and `limit` to ?2..?4) into `out`: the one read path of
+ * get_users and search_users. */
+static int list_users(struct store_sqlite *s, enum store_sqlite_stmt_id id, const char *sql,
+                      const char *text, const char *upper, const char *after, int limit,
+                      struct user_list *out, struct chat_err *err)
 {
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (store_sqlite__grow((void **)&out->items, &cap, out->n, sizeof *out->items) ||
-            read_user(q, &out->items[out->n])) {
-            store_user_list_cleanup(out);
-            return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
+    if (!c)
+        return CHAT_E_UNAVAILABLE;
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, id, sql, &q, err);
+    if (!r) {
+        store_sqlite__bind_text(q, 1, text);
+        if (upper) {
+            store_sqlite__bind_text(q, 2, upper);
+            store_sqlite__bind_text(q, 3, after ? after : "");
+            sqlite3_bind_int(q, 4, limit);
         }
-        out->n++;
+        r = store_sqlite__collect(c, q, "list users", (void **)&out->items, &out->n,
+                                  sizeof *out->items, read_user_cb, NULL, err);
+        if (r)
+            store_user_list_cleanup(out);
+        store_sqlite__done(q);
     }
-    if (rc != SQLITE_DONE) {
-        store_user_list_cleanup(out);
-        return store_sqlite__fail(c, rc, "list users", err);
-    }
-    return 0;
+    store_sqlite__read_release(s, c);
+    return r;
 }
 
 int store_sqlite__get_users(struct store *st, const char (*ids)[OID_SIZE], size_t n,
                             struct user_list *out, struct chat_err *err)
 {
-    struct store_sqlite *s = (struct store_sqlite *)st;
     out->items = NULL;
     out->n = 0;
     if (n == 0)
@@ -209,23 +192,10 @@ int store_sqlite__get_users(struct store *st, const char (*ids)[OID_SIZE], size_
     json_decref(arr);
     if (!js)
         return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-    int r, rc;
-    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
-    if (!c) {
-        free(js);
-        return CHAT_E_UNAVAILABLE;
-    }
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_USERS_GET_MANY,
-        "SELECT " USER_COLS " FROM users WHERE id IN (SELECT value FROM json_each(?1))", &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
-        store_sqlite__bind_text(q, 1, js);
-        r = collect_users(c, q, out, err);
-        store_sqlite__done(q);
-    }
-    store_sqlite__read_release(s, c);
+    int r = list_users(
+        (struct store_sqlite *)st, STORE_SQLITE_USERS_GET_MANY,
+        "SELECT " USER_COLS " FROM users WHERE id IN (SELECT value FROM json_each(?1))", js,
+        NULL, NULL, 0, out, err);
     free(js);
     return r;
 }
@@ -234,27 +204,19 @@ int store_sqlite__update_user(struct store *st, const struct user *u, struct cha
 {
     struct store_sqlite *s = (struct store_sqlite *)st;
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
-    int rc, r;
-    sqlite3_stmt *q = store_sqlite__stmt(
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(
         c, STORE_SQLITE_USER_UPDATE,
-        "UPDATE users SET display_name = ?2, bio = ?3, avatar_url = ?4 WHERE id = ?1", &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-        goto done;
+        "UPDATE users SET display_name = ?2, bio = ?3, avatar_url = ?4 WHERE id = ?1", &q, err);
+    if (!r) {
+        store_sqlite__bind_id(q, 1, u->id);
+        store_sqlite__bind_text(q, 2, u->display_name ? u->display_name : "");
+        store_sqlite__bind_text(q, 3, u->bio ? u->bio : "");
+        store_sqlite__bind_text(q, 4, u->avatar_url);
+        r = store_sqlite__exec(c, q, "update user", err);
     }
-    store_sqlite__bind_id(q, 1, u->id);
-    store_sqlite__bind_text(q, 2, u->display_name ? u->display_name : "");
-    store_sqlite__bind_text(q, 3, u->bio ? u->bio : "");
-    store_sqlite__bind_text(q, 4, u->avatar_url);
-    rc = sqlite3_step(q);
-    if (rc != SQLITE_DONE)
-        r = store_sqlite__fail(c, rc, "update user", err);
-    else if (sqlite3_changes(c->db) == 0) /* counts matched rows, changed or not */
+    if (!r && sqlite3_changes(c->db) == 0) /* counts matched rows, changed or not */
         r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-    else
-        r = 0;
-    store_sqlite__done(q);
-done:
     store_sqlite__write_unlock(s);
     return r;
 }
@@ -262,7 +224,6 @@ done:
 int store_sqlite__search_users(struct store *st, const char *prefix, const char *after, int limit,
                                struct user_list *out, struct chat_err *err)
 {
-    struct store_sqlite *s = (struct store_sqlite *)st;
     out->items = NULL;
     out->n = 0;
     limit = store_sqlite__limit(limit);
@@ -280,56 +241,46 @@ int store_sqlite__search_users(struct store *st, const char *prefix, const char 
     memcpy(upper, prefix, pn);
     upper[pn] = (char)0xff;
     upper[pn + 1] = '\0';
-    int r, rc;
-    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
-    if (!c) {
-        free(upper);
-        return CHAT_E_UNAVAILABLE;
-    }
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_USERS_SEARCH,
-        "SELECT " USER_COLS " FROM users WHERE username_lower >= ?1 AND username_lower < ?2"
-        " AND username_lower > ?3 ORDER BY username_lower LIMIT ?4",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
-        store_sqlite__bind_text(q, 1, prefix);
-        sqlite3_bind_text(q, 2, upper, (int)(pn + 1), SQLITE_TRANSIENT);
-        store_sqlite__bind_text(q, 3, after ? after : "");
-        sqlite3_bind_int(q, 4, limit);
-        r = collect_users(c, q, out, err);
-        store_sqlite__done(q);
-    }
-    store_sqlite__read_release(s, c);
+    int r = list_users((struct store_sqlite *)st, STORE_SQLITE_USERS_SEARCH,
+                       "SELECT " USER_COLS " FROM users WHERE username_lower >= ?1"
+                       " AND username_lower < ?2 AND username_lower > ?3"
+                       " ORDER BY username_lower LIMIT ?4",
+                       prefix, upper, after, limit, out, err);
     free(upper);
     return r;
 }
 
 /* ---- sessions ---- */
 
-int store_sqlite__create_session(struct store *st, const uint8_t hash[32], const char *user_id,
-                                 int64_t expires_at, struct chat_err *err)
+/* Runs the session write `id`, whose ?1 is the token hash (and, for an
+ * insert, ?2 and ?3 the user and expiry), under the write lock. */
+static int write_session(struct store_sqlite *s, enum store_sqlite_stmt_id id, const char *sql,
+                         const uint8_t hash[32], const char *user_id, int64_t expires_at,
+                         const char *what, struct chat_err *err)
 {
-    struct store_sqlite *s = (struct store_sqlite *)st;
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
-    int rc, r;
-    /* REPLACE: a 256-bit hash collides only with itself, i.e. a retry. */
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_SESSION_INSERT,
-        "INSERT OR REPLACE INTO sessions (hash, user_id, expires_at) VALUES (?1, ?2, ?3)", &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, id, sql, &q, err);
+    if (!r) {
         sqlite3_bind_blob(q, 1, hash, 32, SQLITE_TRANSIENT);
-        store_sqlite__bind_text(q, 2, user_id ? user_id : "");
-        sqlite3_bind_int64(q, 3, expires_at);
-        rc = sqlite3_step(q);
-        r = rc == SQLITE_DONE ? 0 : store_sqlite__fail(c, rc, "insert session", err);
-        store_sqlite__done(q);
+        if (user_id) {
+            store_sqlite__bind_text(q, 2, user_id);
+            sqlite3_bind_int64(q, 3, expires_at);
+        }
+        r = store_sqlite__exec(c, q, what, err);
     }
     store_sqlite__write_unlock(s);
     return r;
+}
+
+int store_sqlite__create_session(struct store *st, const uint8_t hash[32], const char *user_id,
+                                 int64_t expires_at, struct chat_err *err)
+{
+    /* REPLACE: a 256-bit hash collides only with itself, i.e. a retry. */
+    return write_session(
+        (struct store_sqlite *)st, STORE_SQLITE_SESSION_INSERT,
+        "INSERT OR REPLACE INTO sessions (hash, user_id, expires_at) VALUES (?1, ?2, ?3)", hash,
+        user_id ? user_id : "", expires_at, "insert session", err);
 }
 
 int store_sqlite__get_session(struct store *st, const uint8_t hash[32], char user_id[OID_SIZE],
@@ -341,23 +292,16 @@ int store_sqlite__get_session(struct store *st, const uint8_t hash[32], char use
     struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
     if (!c)
         return CHAT_E_UNAVAILABLE;
-    int rc, r;
-    sqlite3_stmt *q = store_sqlite__stmt(
-        c, STORE_SQLITE_SESSION_GET, "SELECT user_id, expires_at FROM sessions WHERE hash = ?1",
-        &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_SESSION_GET,
+                                  "SELECT user_id, expires_at FROM sessions WHERE hash = ?1", &q,
+                                  err);
+    if (!r) {
         sqlite3_bind_blob(q, 1, hash, 32, SQLITE_TRANSIENT);
-        rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW) {
+        r = store_sqlite__step_row(c, q, "get session", "no such session", err);
+        if (!r) {
             store_sqlite__col_id(q, 0, user_id);
             *expires_at = sqlite3_column_int64(q, 1);
-            r = 0;
-        } else if (rc == SQLITE_DONE) {
-            r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such session");
-        } else {
-            r = store_sqlite__fail(c, rc, "get session", err);
         }
         store_sqlite__done(q);
     }
@@ -367,19 +311,7 @@ int store_sqlite__get_session(struct store *st, const uint8_t hash[32], char use
 
 int store_sqlite__delete_session(struct store *st, const uint8_t hash[32], struct chat_err *err)
 {
-    struct store_sqlite *s = (struct store_sqlite *)st;
-    struct store_sqlite_conn *c = store_sqlite__write_lock(s);
-    int rc, r;
-    sqlite3_stmt *q = store_sqlite__stmt(c, STORE_SQLITE_SESSION_DELETE,
-                                         "DELETE FROM sessions WHERE hash = ?1", &rc);
-    if (!q) {
-        r = store_sqlite__fail(c, rc, "prepare", err);
-    } else {
-        sqlite3_bind_blob(q, 1, hash, 32, SQLITE_TRANSIENT);
-        rc = sqlite3_step(q);
-        r = rc == SQLITE_DONE ? 0 : store_sqlite__fail(c, rc, "delete session", err);
-        store_sqlite__done(q);
-    }
-    store_sqlite__write_unlock(s);
-    return r;
+    return write_session((struct store_sqlite *)st, STORE_SQLITE_SESSION_DELETE,
+                         "DELETE FROM sessions WHERE hash = ?1", hash, NULL, 0, "delete session",
+                         err);
 }
