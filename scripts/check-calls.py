@@ -65,9 +65,12 @@ def main():
     if not objs:
         print(f"check-calls: no object files under {build}/CMakeFiles (build first)")
         return 1
+    src = pathlib.Path(__file__).resolve().parent.parent / "src"
     by_folder = collections.defaultdict(dict)
     for o in objs:
         rel = o.as_posix().split("/src/", 1)[1][: -len(".o")]  # e.g. core/auth.c
+        if not (src / rel).exists():
+            continue  # an object left behind by a source file since removed
         folder = rel.split("/")[0] if "/" in rel else "."
         by_folder[folder][rel] = symbols(o)
     bad = 0
