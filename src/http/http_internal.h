@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "chatli/core.h"
 #include "cors.h"
@@ -42,7 +43,7 @@ struct http_conn {
     _Atomic long served; /* requests completed on this connection */
     bool linger;        /* an answer went out before the body was read */
     bool shut;          /* draining shut its read side (main, under conns_mu) */
-    struct http_conn *prev, *next;
+    LIST_ENTRY(http_conn) link; /* in http_server.conns */
 };
 
 /* Threads: every field is set in http_server_open and immutable after,
@@ -61,7 +62,7 @@ struct http_server {
     _Atomic long n_conns;     /* open MHD connections (NOTIFY_CONNECTION) */
     _Atomic long n_async;     /* requests suspended for an async answer (http_async_*) */
     pthread_mutex_t conns_mu;
-    struct http_conn *conns;
+    LIST_HEAD(, http_conn) conns;
 };
 
 enum http_async_state {

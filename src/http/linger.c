@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,10 +29,10 @@ struct entry {
     int fd;
     int64_t deadline_ms;
     int64_t discarded;
-    struct entry *prev, *next;
+    TAILQ_ENTRY(entry) link; /* in http_linger.entries */
 };
 
-/* Threads: `head`, `tail`, `n` and `stopped` under `mu` (writers: any
+/* Threads: `entries`, `n` and `stopped` under `mu` (writers: any
  * thread adding, the linger thread removing); `epfd`, `evfd` and
  * `timeout_ms` immutable after open. */
 struct http_linger {
@@ -39,7 +40,7 @@ struct http_linger {
     int timeout_ms;
     pthread_t thread;
     pthread_mutex_t mu;
-    struct entry *head, *tail;
+    TAILQ_HEAD(, entry) entries; /* insertion order = deadline order */
     int n;
     bool stopped;
 };
@@ -49,14 +50,7 @@ static char tag_stop;
 
 static void unlink_locked(struct http_linger *l, struct entry *e)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        l->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        l->tail = e->prev;
+    TAILQ_REMOVE(&l->entries, e, link);
     l->n--;
 }
 
@@ -99,7 +93,8 @@ static void *linger_main(void *arg)
     struct epoll_event evs[64];
     for (;;) {
         pthread_mutex_lock(&l->mu);
-        int64_t t = l->head ? l->head->deadline_ms - clock_mono_ms() : 1000;
+        struct entry *first = TAILQ_FIRST(&l->entries);
+        int64_t t = first ? first->deadline_ms - clock_mono_ms() : 1000;
         pthread_mutex_unlock(&l->mu);
         if (t < 0)
             t = 0;
@@ -119,7 +114,7 @@ static void *linger_main(void *arg)
         int64_t now = clock_mono_ms();
         for (;;) {
             pthread_mutex_lock(&l->mu);
-            struct entry *e = l->head;
+            struct entry *e = TAILQ_FIRST(&l->entries);
             bool expired = e && e->deadline_ms <= now;
             pthread_mutex_unlock(&l->mu);
             if (!expired)
@@ -136,6 +131,7 @@ int http_linger_open(int timeout_ms, struct http_linger **out, struct chat_err *
     struct http_linger *l = calloc(1, sizeof *l);
     if (!l)
         return chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
+    TAILQ_INIT(&l->entries);
     l->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -174,12 +170,7 @@ void http_linger_add(struct http_linger *l, int fd)
         free(e);
         return;
     }
-    e->prev = l->tail;
-    if (l->tail)
-        l->tail->next = e;
-    else
-        l->head = e;
-    l->tail = e;
+    TAILQ_INSERT_TAIL(&l->entries, e, link);
     l->n++;
     /* Registered while holding `mu`, so the thread cannot expire and free
      * the entry before it is in the set. */
@@ -205,8 +196,8 @@ void http_linger_close(struct http_linger *l)
     pthread_join(l->thread, NULL);
     pthread_mutex_lock(&l->mu);
     l->stopped = true;
-    while (l->head) {
-        struct entry *e = l->head;
+    struct entry *e;
+    while ((e = TAILQ_FIRST(&l->entries))) {
         unlink_locked(l, e);
         epoll_ctl(l->epfd, EPOLL_CTL_DEL, e->fd, NULL);
         close(e->fd);

@@ -526,10 +526,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         hc->fd = ci ? ci->connect_fd : -1;
         pthread_mutex_lock(&s->conns_mu);
-        hc->next = s->conns;
-        if (s->conns)
-            s->conns->prev = hc;
-        s->conns = hc;
+        LIST_INSERT_HEAD(&s->conns, hc, link);
         pthread_mutex_unlock(&s->conns_mu);
         *socket_context = hc;
         return;
@@ -544,12 +541,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (!hc)
         return;
     pthread_mutex_lock(&s->conns_mu);
-    if (hc->prev)
-        hc->prev->next = hc->next;
-    else
-        s->conns = hc->next;
-    if (hc->next)
-        hc->next->prev = hc->prev;
+    LIST_REMOVE(hc, link);
     pthread_mutex_unlock(&s->conns_mu);
     if (hc->linger && hc->fd >= 0) {
         int dup_fd = fcntl(hc->fd, F_DUPFD_CLOEXEC, 0);
@@ -587,6 +579,7 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     s->cache = deps->cache;
     s->bus = deps->bus;
     pthread_mutex_init(&s->conns_mu, NULL);
+    LIST_INIT(&s->conns);
     if ((rc = cors_init(&s->cors, s->cfg->cors_origins, err)) != 0)
         goto fail_cors;
     if ((rc = http_linger_open(LINGER_MS, &s->linger, err)) != 0)
@@ -691,7 +684,8 @@ unsigned http_server_connections(struct http_server *s)
 static void close_idle(struct http_server *s)
 {
     pthread_mutex_lock(&s->conns_mu);
-    for (struct http_conn *hc = s->conns; hc; hc = hc->next) {
+    struct http_conn *hc;
+    LIST_FOREACH(hc, &s->conns, link) {
         if (hc->shut || hc->fd < 0 || atomic_load(&hc->busy) || atomic_load(&hc->served) == 0)
             continue;
         shutdown(hc->fd, SHUT_RD);

@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/queue.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -75,7 +76,7 @@ struct pending {
     bool peer_done;    /* EPOLLRDHUP seen: no more bytes will come */
     int peeks;
     int64_t deadline_ms; /* CLOCK_MONOTONIC ms */
-    struct pending *prev, *next;
+    TAILQ_ENTRY(pending) link; /* in acceptor.pending, deadline order */
     socklen_t salen;
     struct sockaddr_storage sa;
 };
@@ -91,7 +92,7 @@ struct acceptor {
     int lfd, epfd, evfd;
     pthread_t thread;
     bool running;
-    struct pending *head, *tail;
+    TAILQ_HEAD(, pending) pending; /* oldest (first to expire) first */
     _Atomic long npending;
     bool listen_armed;
     int64_t resume_at_ms;   /* EMFILE pause end; 0 when not paused */
@@ -152,14 +153,7 @@ static void maybe_resume(struct acceptor *a, int64_t now)
 
 static void unlink_pending(struct acceptor *a, struct pending *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        a->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        a->tail = p->prev;
+    TAILQ_REMOVE(&a->pending, p, link);
     atomic_fetch_sub(&a->npending, 1);
     atomic_fetch_sub(&total_pending, 1);
 }
@@ -297,12 +291,7 @@ static void accept_some(struct acceptor *a)
         p->sa = sa;
         p->salen = salen;
         p->deadline_ms = clock_mono_ms() + a->cfg.peek_timeout_ms;
-        p->prev = a->tail;
-        if (a->tail)
-            a->tail->next = p;
-        else
-            a->head = p;
-        a->tail = p;
+        TAILQ_INSERT_TAIL(&a->pending, p, link);
         atomic_fetch_add(&a->npending, 1);
         atomic_fetch_add(&total_pending, 1);
         if (!peek(a, p))
@@ -321,11 +310,11 @@ static void accept_some(struct acceptor *a)
 static int wait_timeout(struct acceptor *a, int64_t now)
 {
     int64_t t = -1;
-    if (a->head)
-        t = a->head->deadline_ms - now;
+    if (!TAILQ_EMPTY(&a->pending))
+        t = TAILQ_FIRST(&a->pending)->deadline_ms - now;
     if (a->resume_at_ms && (t < 0 || a->resume_at_ms - now < t))
         t = a->resume_at_ms - now;
-    if (t < 0 && (a->head || a->resume_at_ms))
+    if (t < 0 && (!TAILQ_EMPTY(&a->pending) || a->resume_at_ms))
         t = 0;
     return t > 60000 ? 60000 : (int)t;
 }
@@ -357,8 +346,8 @@ static void *acceptor_main(void *arg)
         if (stop)
             break;
         int64_t now = clock_mono_ms();
-        while (a->head && a->head->deadline_ms <= now)
-            drop(a, a->head); /* silent too long */
+        while (!TAILQ_EMPTY(&a->pending) && TAILQ_FIRST(&a->pending)->deadline_ms <= now)
+            drop(a, TAILQ_FIRST(&a->pending)); /* silent too long */
         maybe_resume(a, now);
     }
     return NULL;
@@ -432,6 +421,7 @@ int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, stru
         return chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
     a->cfg = *cfg;
     a->lfd = a->epfd = a->evfd = -1;
+    TAILQ_INIT(&a->pending);
     if (a->cfg.pending_max <= 0)
         a->cfg.pending_max = DEFAULT_PENDING_MAX;
     if (a->cfg.peek_timeout_ms <= 0)
@@ -497,8 +487,8 @@ void acceptor_stop(struct acceptor *a)
     a->running = false;
     close(a->lfd); /* the kernel now refuses new connections */
     a->lfd = -1;
-    while (a->head)
-        drop(a, a->head);
+    while (!TAILQ_EMPTY(&a->pending))
+        drop(a, TAILQ_FIRST(&a->pending));
     close(a->epfd);
     close(a->evfd);
     a->epfd = a->evfd = -1;
