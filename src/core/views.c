@@ -1,5 +1,9 @@
 /* views.c - building the contract's JSON objects.
  *
+ * Pure builders: no store, no cache, no other file of core, so every
+ * service and cache can call them without a circle (the Authors a page
+ * embeds are loaded by core/author_cache.c).
+ *
  * Objects are assembled with json_object_set_new, which always consumes its
  * value, so a failed allocation anywhere leaks nothing: each builder tracks
  * one `ok` flag and drops the half-built object at the end.  Optional fields
@@ -10,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core_internal.h"
 #include "chatli/clock.h"
 
 /* json_string or null for NULL. */
@@ -183,103 +186,9 @@ json_t *views_event(const char *type, const char *key, json_t *value)
 
 /* ---- author batches ------------------------------------------------------ */
 
-/* Authors come from the author cache (core/author_cache.c) and, for the
- * ids it lacks, from one store_get_users call. */
-
 static int cmp_id(const void *a, const void *b)
 {
     return memcmp(a, b, OID_LEN);
-}
-
-/* An id of the page whose Author the cache did not have. */
-struct miss {
-    char id[OID_SIZE];
-    uint64_t epoch; /* the cache slot's epoch before the store read */
-};
-
-static int cmp_miss(const void *a, const void *b)
-{
-    return memcmp(((const struct miss *)a)->id, ((const struct miss *)b)->id, OID_LEN);
-}
-
-int views_authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
-                       struct views_authors *out, struct chat_err *err)
-{
-    out->items = NULL;
-    out->n = 0;
-    if (n == 0)
-        return 0;
-
-    /* Collapse duplicates (a page often has one author many times). */
-    char(*uniq)[OID_SIZE] = malloc(n * sizeof *uniq);
-    if (!uniq)
-        return core__internal(err, "views: out of memory");
-    memcpy(uniq, ids, n * sizeof *uniq);
-    qsort(uniq, n, sizeof *uniq, cmp_id);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (m == 0 || memcmp(uniq[m - 1], uniq[i], OID_LEN) != 0)
-            memcpy(uniq[m++], uniq[i], OID_SIZE);
-
-    /* The author cache first; one store call for whatever it lacks. */
-    struct miss *miss = malloc(m * sizeof *miss);
-    out->items = calloc(m, sizeof *out->items);
-    if (!miss || !out->items) {
-        free(uniq);
-        free(miss);
-        views_authors_cleanup(out);
-        return core__internal(err, "views: out of memory");
-    }
-    size_t n_miss = 0;
-    for (size_t i = 0; i < m; i++) {
-        uint64_t epoch;
-        json_t *a = core__author_cache_get(c->priv->authors, uniq[i], &epoch);
-        if (a) {
-            memcpy(out->items[out->n].id, uniq[i], OID_SIZE);
-            out->items[out->n++].json = a;
-        } else {
-            memcpy(miss[n_miss].id, uniq[i], OID_SIZE);
-            miss[n_miss++].epoch = epoch;
-        }
-    }
-    free(uniq);
-    int rc = 0;
-    if (n_miss > 0) {
-        char(*want)[OID_SIZE] = malloc(n_miss * sizeof *want);
-        struct user_list users = {0};
-        if (!want) {
-            rc = core__internal(err, "views: out of memory");
-        } else {
-            for (size_t i = 0; i < n_miss; i++)
-                memcpy(want[i], miss[i].id, OID_SIZE);
-            rc = store_get_users(c->store, (const char(*)[OID_SIZE])want, n_miss, &users, err);
-            free(want);
-        }
-        /* `miss` is sorted (uniq was), and each user answers one miss. */
-        for (size_t i = 0; rc == 0 && i < users.n && out->n < m; i++) {
-            const struct user *u = &users.items[i];
-            json_t *a = views_author(u);
-            if (!a) {
-                rc = core__internal(err, "views: out of memory");
-                break;
-            }
-            struct miss key;
-            memcpy(key.id, u->id, OID_SIZE);
-            const struct miss *hit = bsearch(&key, miss, n_miss, sizeof *miss, cmp_miss);
-            if (hit)
-                core__author_cache_put(c->priv->authors, u, hit->epoch);
-            memcpy(out->items[out->n].id, u->id, OID_SIZE);
-            out->items[out->n++].json = a;
-        }
-        store_user_list_cleanup(&users);
-    }
-    free(miss);
-    if (rc) {
-        views_authors_cleanup(out);
-        return rc;
-    }
-    qsort(out->items, out->n, sizeof *out->items, cmp_id);
-    return 0;
 }
 
 void views_authors_cleanup(struct views_authors *a)
