@@ -7,8 +7,9 @@
  * cache keeps those three strings per user, in core's slot cache
  * (slotcache.h): CORE_ACACHE_SLOTS entries in CORE_ACACHE_SHARDS locks,
  * keyed by the user id.  It holds strings, not json_t objects: jansson's
- * reference counts are not safe to share between threads (see
- * messages.c), so a hit builds a fresh Author for its caller.
+ * decref is a release-only atomic with no acquire fence before the free,
+ * so one refcounted tree shared by several threads races (ThreadSanitizer
+ * reports it), and a hit builds a fresh Author for its caller instead.
  *
  * The slot's epoch makes a read of the store that raced a profile edit
  * never install the old profile.  A profile edited through this core

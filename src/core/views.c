@@ -5,8 +5,9 @@
  * embeds are loaded by core/author_cache.c).
  *
  * Objects are assembled with json_object_set_new, which always consumes its
- * value, so a failed allocation anywhere leaks nothing: each builder tracks
- * one `ok` flag and drops the half-built object at the end.  Optional fields
+ * value (even when the object itself failed to allocate), so a failed
+ * allocation anywhere leaks nothing: each builder tracks one `ok` flag and
+ * drops the half-built object at the end.  Optional fields
  * are explicit nulls (imageUrl, avatarUrl, clientId, ...) because the
  * contract lists them as `"x"|null`, never as absent. */
 #include "views.h"
@@ -22,6 +23,12 @@ static json_t *str_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* json_string, with "" for NULL (fields the contract never makes null). */
+static json_t *str_or_empty(const char *s)
+{
+    return json_string(s ? s : "");
+}
+
 static json_t *iso(int64_t ms)
 {
     char buf[CLOCK_ISO_LEN];
@@ -33,7 +40,9 @@ static json_t *borrowed_or_null(json_t *v)
     return v ? json_incref(v) : json_null();
 }
 
-/* Sets obj[key] = v (consumed); clears *ok when anything failed. */
+/* Sets obj[key] = v (consumed); clears *ok when anything failed, also when
+ * `obj` itself is NULL (json_object_set_new then just drops `v`), so a
+ * builder needs no check of its own json_object(). */
 static void put(json_t *obj, const char *key, json_t *v, bool *ok)
 {
     if (!v || json_object_set_new(obj, key, v) != 0)
@@ -49,20 +58,24 @@ static json_t *finish(json_t *obj, bool ok)
     return obj;
 }
 
+/* The fields a User and an Author both start with. */
+static void put_names(json_t *o, const struct user *u, bool *ok)
+{
+    put(o, "id", json_string(u->id), ok);
+    put(o, "username", str_or_empty(u->username), ok);
+    put(o, "displayName", str_or_empty(u->display_name), ok);
+}
+
 json_t *views_user(const struct user *u, bool with_email)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
-    put(o, "id", json_string(u->id), &ok);
-    put(o, "username", json_string(u->username ? u->username : ""), &ok);
-    put(o, "displayName", json_string(u->display_name ? u->display_name : ""), &ok);
-    put(o, "bio", json_string(u->bio ? u->bio : ""), &ok);
+    put_names(o, u, &ok);
+    put(o, "bio", str_or_empty(u->bio), &ok);
     put(o, "avatarUrl", str_or_null(u->avatar_url), &ok);
     put(o, "createdAt", iso(u->created_at), &ok);
     if (with_email)
-        put(o, "email", json_string(u->email ? u->email : ""), &ok);
+        put(o, "email", str_or_empty(u->email), &ok);
     return finish(o, ok);
 }
 
@@ -70,11 +83,7 @@ json_t *views_author(const struct user *u)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
-    put(o, "id", json_string(u->id), &ok);
-    put(o, "username", json_string(u->username ? u->username : ""), &ok);
-    put(o, "displayName", json_string(u->display_name ? u->display_name : ""), &ok);
+    put_names(o, u, &ok);
     put(o, "avatarUrl", str_or_null(u->avatar_url), &ok);
     return finish(o, ok);
 }
@@ -83,11 +92,9 @@ json_t *views_post(const struct post *p, json_t *author)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(p->id), &ok);
     put(o, "author", borrowed_or_null(author), &ok);
-    put(o, "text", json_string(p->text ? p->text : ""), &ok);
+    put(o, "text", str_or_empty(p->text), &ok);
     put(o, "imageUrl", str_or_null(p->image_url), &ok);
     put(o, "likeCount", json_integer(p->like_count), &ok);
     put(o, "commentCount", json_integer(p->comment_count), &ok);
@@ -100,12 +107,10 @@ json_t *views_comment(const struct comment *cm, json_t *author)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(cm->id), &ok);
     put(o, "postId", json_string(cm->post_id), &ok);
     put(o, "author", borrowed_or_null(author), &ok);
-    put(o, "text", json_string(cm->text ? cm->text : ""), &ok);
+    put(o, "text", str_or_empty(cm->text), &ok);
     put(o, "createdAt", iso(cm->created_at), &ok);
     return finish(o, ok);
 }
@@ -114,13 +119,11 @@ json_t *views_message(const struct message *m, json_t *sender)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(m->id), &ok);
     put(o, "chatId", json_string(m->chat_id), &ok);
     put(o, "seq", json_integer(m->seq), &ok);
     put(o, "sender", borrowed_or_null(sender), &ok);
-    put(o, "text", json_string(m->text ? m->text : ""), &ok);
+    put(o, "text", str_or_empty(m->text), &ok);
     put(o, "attachmentUrl", str_or_null(m->attachment_url), &ok);
     put(o, "clientId", str_or_null(m->client_id), &ok);
     put(o, "createdAt", iso(m->created_at), &ok);
@@ -131,8 +134,6 @@ json_t *views_chat(const struct chat *ch, const struct views_authors *authors)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(ch->id), &ok);
     put(o, "type", json_string(ch->type == CHAT_GROUP ? "group" : "direct"), &ok);
     put(o, "name", str_or_null(ch->name), &ok);
@@ -164,11 +165,7 @@ json_t *views_page(json_t *items, const char *next)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o) {
-        json_decref(items);
-        return NULL;
-    }
-    put(o, "items", items, &ok);
+    put(o, "items", items, &ok); /* consumed even when `o` is NULL */
     put(o, "nextCursor", str_or_null(next), &ok);
     return finish(o, ok);
 }
@@ -177,8 +174,6 @@ json_t *views_event(const char *type, const char *key, json_t *value)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "type", json_string(type), &ok);
     put(o, key, borrowed_or_null(value), &ok);
     return finish(o, ok);
