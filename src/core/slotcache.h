@@ -13,9 +13,9 @@
  * has not moved since.  A put after a store read is therefore never older
  * than a forget that returned before the get.
  *
- * Keys are bytes (hashed with FNV-1a: our keys are ids we mint, token
- * hashes and our own cursors, so nobody aims collisions at a slot, and a
- * collision only costs a store read).  A value is an opaque byte blob the
+ * Keys are bytes, hashed with a fast non-cryptographic hash: our keys are
+ * ids we mint, token hashes and our own cursors, so nobody aims collisions
+ * at a slot, and a collision only costs a store read.  A value is an opaque byte blob the
  * cache owns; the caller copies it out under the shard lock through a
  * read callback, so a hit costs no allocation the caller does not want.
  *
@@ -34,7 +34,8 @@ struct slotcache_slot;
 /* Immutable after slotcache_init; the slots are guarded by their shard's
  * lock (slotcache.c). */
 struct slotcache {
-    size_t n_shards, per_shard;      /* n_shards x per_shard slots */
+    size_t n_shards, per_shard;      /* n_shards x per_shard slots, powers of two */
+    unsigned shard_bits;             /* log2(n_shards) */
     size_t key_max;                  /* bytes; longer keys are never cached */
     int64_t ttl_ms;                  /* an entry is served this long after its put */
     struct slotcache_shard *shards;
@@ -42,9 +43,10 @@ struct slotcache {
     unsigned char *keys;             /* key_max bytes per slot */
 };
 
-/* Sets up `sc` (the caller's storage) with `slots` slots (a multiple of
- * `shards`), keys up to `key_max` bytes and entries fresh for `ttl_ms`.
- * 0, or CHAT_E_INTERNAL with nothing left to clean up. */
+/* Sets up `sc` (the caller's storage) with `slots` slots in `shards`
+ * locks (both powers of two, shards <= slots), keys up to `key_max` bytes
+ * and entries fresh for `ttl_ms`.  0, or CHAT_E_INTERNAL (also for a
+ * geometry that breaks those rules) with nothing left to clean up. */
 int slotcache_init(struct slotcache *sc, size_t slots, size_t shards, size_t key_max,
                    int64_t ttl_ms);
 /* Frees every entry and the table.  A zeroed `sc` is fine. */

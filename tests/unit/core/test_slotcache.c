@@ -48,7 +48,10 @@ static const char *get_str(struct slotcache *sc, const char *k, char buf[64], ui
 static void test_init(void)
 {
     struct slotcache sc;
-    CHECK_EQ_INT(slotcache_init(&sc, 10, 4, 8, 1000), CHAT_E_INTERNAL); /* not a multiple */
+    /* Geometry: powers of two, at least one slot per shard, some key. */
+    CHECK_EQ_INT(slotcache_init(&sc, 12, 4, 8, 1000), CHAT_E_INTERNAL);
+    CHECK_EQ_INT(slotcache_init(&sc, 16, 3, 8, 1000), CHAT_E_INTERNAL);
+    CHECK_EQ_INT(slotcache_init(&sc, 4, 8, 8, 1000), CHAT_E_INTERNAL);
     CHECK_EQ_INT(slotcache_init(&sc, 16, 0, 8, 1000), CHAT_E_INTERNAL);
     CHECK_EQ_INT(slotcache_init(&sc, 16, 4, 0, 1000), CHAT_E_INTERNAL);
     slotcache_cleanup(&sc); /* zeroed by the failed init: a no-op */
