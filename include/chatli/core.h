@@ -3,8 +3,9 @@
  * REST (http/) and the WebSocket gateway (ws/) both parse bytes into a jansson
  * object, authenticate, and call the functions below; core validates, talks
  * to the store and bus ports, and returns the contract's JSON shapes.  So one
- * action has one implementation: POST /api/chats/{id}/messages and the
- * message.send frame both end in messages_send_async().
+ * action has one implementation: POST /api/chats/{id}/messages (through
+ * messages_send_async_text) and the message.send frame (through
+ * messages_send_async) both end in the same send path.
  *
  * Conventions:
  * - Return 0 or a negative CHAT_E_* and fill `err` (field set for
@@ -16,7 +17,9 @@
  *   validates them (limit 1..100, cursors, afterSeq).
  * - Thread-safety: every function may run on any thread concurrently, but
  *   may block on the store: never call them on the WebSocket loop thread.
- *   messages_send_async's callback runs on the store's writer thread. */
+ *   messages_send_async's callback runs on the store's writer thread.
+ *   There is no blocking send: REST suspends its MHD connection until the
+ *   callback resumes it, and the gateway acks from the callback. */
 #ifndef CHATLI_CORE_H
 #define CHATLI_CORE_H
 
@@ -94,6 +97,17 @@ int users_get(struct core *c, const struct session *s, const char *id, json_t **
 /* GET /api/users?q= -> page of User. */
 int users_search(struct core *c, const struct session *s, const char *q,
                  const struct page_params *pp, json_t **out, struct chat_err *err);
+
+/* The most contacts users_contacts returns; a user with more gets the
+ * first this many the store finds, and a warning is logged. */
+#define USERS_CONTACTS_MAX 10000
+
+/* The caller's contacts, for presence: the distinct ids of every other
+ * user who shares at least one chat with the caller, in no particular
+ * order, at most USERS_CONTACTS_MAX.  *ids is new (free()), NULL when *n
+ * is 0.  Store errors pass through. */
+int users_contacts(struct core *c, const struct session *s, char (**ids)[OID_SIZE], size_t *n,
+                   struct chat_err *err);
 
 /* ---- posts, likes, comments (core/posts.c) ---- */
 
@@ -177,9 +191,23 @@ int messages_send_async_text(struct core *c, const struct session *s, const char
                              json_t *body, bool require_client_id, uint64_t origin_conn,
                              messages_send_text_cb cb, void *arg, struct chat_err *err);
 
-/* The blocking form for REST: waits for the commit. */
-int messages_send(struct core *c, const struct session *s, const char *chat_id, json_t *body,
-                  json_t **out, bool *created, struct chat_err *err);
+/* One page of a catch-up (the WS sync frame). */
+struct messages_sync_page {
+    json_t *messages; /* new: array of Message, oldest first */
+    int64_t last_seq; /* seq of the last of them; after_seq when there are none */
+    bool more;        /* messages after last_seq exist */
+};
+
+/* Up to `limit` (1..100) messages of chat `chat_id` with seq > `after_seq`,
+ * oldest first: GET messages?afterSeq= with typed arguments and results.
+ * CHAT_E_NOT_FOUND when there is no such chat or the caller is not a
+ * member; CHAT_E_VALIDATION (field "limit" or "afterSeq") for a limit or
+ * after_seq that GET messages would refuse.  Release `out` with
+ * messages_sync_page_cleanup (also after a failure). */
+int messages_sync_page(struct core *c, const struct session *s, const char *chat_id,
+                       int64_t after_seq, int limit, struct messages_sync_page *out,
+                       struct chat_err *err);
+void messages_sync_page_cleanup(struct messages_sync_page *p);
 
 /* POST /read and the WS read frame: body {"messageId"}.  When the mark
  * moves, publishes {"type":"read",...} to every member, skipping
@@ -187,16 +215,16 @@ int messages_send(struct core *c, const struct session *s, const char *chat_id, 
 int chats_read(struct core *c, const struct session *s, const char *chat_id, json_t *body,
                uint64_t origin_conn, struct chat_err *err);
 
-/* ---- chat members (core/members.c) ---- */
+/* ---- typing (core/members.c) ---- */
 
-/* The member ids of chat `chat_id` (the caller among them), for fan-out by
- * a transport: the typing frame.  CHAT_E_NOT_FOUND when there is no such
- * chat or the caller is not a member, like chats_get.  Served from the
- * member cache while fresh; a cached list is trusted only if it contains
- * the caller, else the store is asked.  *ids is new (free()), *n its
- * count, the caller included; on failure *ids is NULL and *n 0.  Store
- * errors pass through. */
-int chats_member_ids(struct core *c, const struct session *s, const char *chat_id,
-                     char (**ids)[OID_SIZE], size_t *n, struct chat_err *err);
+/* The typing frame: tells the other members of chat `chat_id` that the
+ * caller is typing, publishing {"type":"typing","chatId","userId"} to them
+ * ("type" first: transports recognise this ephemeral frame by it).
+ * CHAT_E_NOT_FOUND when there is no such chat or the caller is not a
+ * member, like chats_get; the membership comes from the member cache, and
+ * a cached list that lacks the caller is checked against the store.  Store
+ * errors pass through; a bus failure is logged, not returned. */
+int chats_typing(struct core *c, const struct session *s, const char *chat_id,
+                 struct chat_err *err);
 
 #endif

@@ -49,9 +49,14 @@ static int issue_token(struct core *c, const char *user_id, char tok[TOKEN_B64_S
     return store_create_session(c->store, hash, user_id, expires, err);
 }
 
-/* {"user": User+email, "token"} */
-static int auth_reply(const struct user *u, const char *tok, json_t **out, struct chat_err *err)
+/* Creates a session for `u` and answers {"user": User+email, "token"}:
+ * what a register and a login both end with. */
+static int auth_reply(struct core *c, const struct user *u, json_t **out, struct chat_err *err)
 {
+    char tok[TOKEN_B64_SIZE];
+    int rc = issue_token(c, u->id, tok, err);
+    if (rc)
+        return rc;
     json_t *user = views_user(u, true);
     json_t *o = user ? json_object() : NULL;
     if (!o || json_object_set_new(o, "user", user) != 0 ||
@@ -63,6 +68,14 @@ static int auth_reply(const struct user *u, const char *tok, json_t **out, struc
     }
     *out = o;
     return 0;
+}
+
+/* Wipes and frees a password the client sent (NULL is fine). */
+static void free_password(char *pw)
+{
+    if (pw)
+        sodium_memzero(pw, strlen(pw));
+    free(pw);
 }
 
 static int hash_password(struct core *c, const char *pw, char out[crypto_pwhash_STRBYTES],
@@ -91,7 +104,6 @@ int auth_register(struct core *c, json_t *body, json_t **out, struct chat_err *e
     char *username = NULL, *email = NULL, *password = NULL, *display = NULL;
     struct user u = {0};
     char pwhash[crypto_pwhash_STRBYTES];
-    char tok[TOKEN_B64_SIZE];
     int rc;
 
     *out = NULL;
@@ -140,17 +152,12 @@ int auth_register(struct core *c, json_t *body, json_t **out, struct chat_err *e
     rc = store_create_user(c->store, &u, err);
     if (rc)
         goto done;
-    rc = issue_token(c, u.id, tok, err);
-    if (rc)
-        goto done;
-    rc = auth_reply(&u, tok, out, err);
+    rc = auth_reply(c, &u, out, err);
 
 done:
-    if (password)
-        sodium_memzero(password, strlen(password));
+    free_password(password);
     free(username);
     free(email);
-    free(password);
     free(display);
     return rc;
 }
@@ -159,7 +166,6 @@ int auth_login(struct core *c, json_t *body, json_t **out, struct chat_err *err)
 {
     char *login = NULL, *password = NULL;
     struct user u = {0};
-    char tok[TOKEN_B64_SIZE];
     int rc;
 
     *out = NULL;
@@ -192,16 +198,11 @@ int auth_login(struct core *c, json_t *body, json_t **out, struct chat_err *err)
                           "wrong email/username or password");
         goto done;
     }
-    rc = issue_token(c, u.id, tok, err);
-    if (rc)
-        goto done;
-    rc = auth_reply(&u, tok, out, err);
+    rc = auth_reply(c, &u, out, err);
 
 done:
-    if (password)
-        sodium_memzero(password, strlen(password));
+    free_password(password);
     free(login);
-    free(password);
     store_user_cleanup(&u);
     return rc;
 }

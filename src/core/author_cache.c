@@ -1,161 +1,212 @@
-/* author_cache.c - user id -> the fields of an Author view, so that pages
- * and sends do not ask the store for the same few users on every request.
+/* author_cache.c - the Authors that pages and sends embed: user id -> the
+ * fields of an Author view, and the batch load every page uses.
  *
  * Every feed page, comment page, message page and message send embeds
  * Author objects ({"id","username","displayName","avatarUrl"}); loading
  * them was a users query per request (about 5% of a feed page's CPU).  The
- * table keeps those three strings per user.  It holds strings, not json_t
- * objects: jansson's reference counts are not safe to share between threads
- * (see messages.c), so a hit builds a fresh Author for its caller.
+ * cache keeps those three strings per user, in core's slot cache
+ * (slotcache.h): CORE_ACACHE_SLOTS entries in CORE_ACACHE_SHARDS locks,
+ * keyed by the user id.  It holds strings, not json_t objects: jansson's
+ * decref is a release-only atomic with no acquire fence before the free,
+ * so one refcounted tree shared by several threads races (ThreadSanitizer
+ * reports it), and a hit builds a fresh Author for its caller instead.
  *
- * Same shape as the session cache (session_cache.c): direct-mapped by a
- * hash of the id (ids are minted by us, so nobody aims collisions at a
- * slot, and a collision only costs a store read), CORE_ACACHE_SLOTS entries
- * in CORE_ACACHE_SHARDS locks, and a per-slot epoch so a read of the store
- * that raced a profile edit never installs the old profile.  A profile
- * edited through this core (users_update_me) is forgotten at once; one
- * edited through another instance shows here within CORE_ACACHE_TTL_MS. */
-#include <pthread.h>
+ * The slot's epoch makes a read of the store that raced a profile edit
+ * never install the old profile.  A profile edited through this core
+ * (users_update_me) is forgotten at once; one edited through another
+ * instance shows here within CORE_ACACHE_TTL_MS.
+ *
+ * core__authors_load serves a whole page: the cache first, then ONE
+ * store_get_users call for every id it lacks, so a page costs at most one
+ * users query however many items it has. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core_internal.h"
 #include "views.h"
-#include "chatli/clock.h"
-
-#define SLOTS_PER_SHARD (CORE_ACACHE_SLOTS / CORE_ACACHE_SHARDS)
-
-struct slot {
-    char id[OID_SIZE];      /* "" when empty */
-    char *username;         /* owned */
-    char *display_name;     /* owned */
-    char *avatar_url;       /* owned, NULL when unset */
-    int64_t fresh_until_ms; /* CLOCK_MONOTONIC ms */
-    uint64_t epoch;         /* bumped by every forget that maps here */
-};
-
-/* Threads: any thread that calls core; `lock` guards every field of every
- * slot of the shard. */
-struct shard {
-    pthread_mutex_t lock;
-    struct slot slots[SLOTS_PER_SHARD];
-};
+#include "chatli/store.h"
 
 struct core_author_cache {
-    struct shard shards[CORE_ACACHE_SHARDS];
+    struct slotcache slots;
 };
 
 int core__author_cache_new(struct core_author_cache **out)
 {
     struct core_author_cache *ac = calloc(1, sizeof *ac);
-    if (!ac)
+    if (!ac || slotcache_init(&ac->slots, CORE_ACACHE_SLOTS, CORE_ACACHE_SHARDS, OID_LEN,
+                              CORE_ACACHE_TTL_MS) != 0) {
+        free(ac);
         return CHAT_E_INTERNAL;
-    for (int i = 0; i < CORE_ACACHE_SHARDS; i++) {
-        if (pthread_mutex_init(&ac->shards[i].lock, NULL) != 0) {
-            while (i-- > 0)
-                pthread_mutex_destroy(&ac->shards[i].lock);
-            free(ac);
-            return CHAT_E_INTERNAL;
-        }
     }
     *out = ac;
     return 0;
-}
-
-static void slot_clear(struct slot *s)
-{
-    free(s->username);
-    free(s->display_name);
-    free(s->avatar_url);
-    s->username = s->display_name = s->avatar_url = NULL;
-    s->id[0] = '\0';
 }
 
 void core__author_cache_free(struct core_author_cache *ac)
 {
     if (!ac)
         return;
-    for (int i = 0; i < CORE_ACACHE_SHARDS; i++) {
-        for (int k = 0; k < SLOTS_PER_SHARD; k++)
-            slot_clear(&ac->shards[i].slots[k]);
-        pthread_mutex_destroy(&ac->shards[i].lock);
-    }
+    slotcache_cleanup(&ac->slots);
     free(ac);
 }
 
-static struct slot *slot_of(struct core_author_cache *ac, const char *id, struct shard **sh)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (int i = 0; i < OID_LEN && id[i]; i++) {
-        h ^= (uint8_t)id[i];
-        h *= 16777619u;
-    }
-    *sh = &ac->shards[h % CORE_ACACHE_SHARDS];
-    return &(*sh)->slots[(h / CORE_ACACHE_SHARDS) % SLOTS_PER_SHARD];
-}
+/* A cached value is the three strings back to back, each NUL-terminated,
+ * after one byte that tells whether avatarUrl is set (an unset one is
+ * null in the view, not ""). */
+struct author_read {
+    const char *id;
+    json_t *author; /* new: the view built from the hit */
+};
 
-static int64_t mono_ms(void)
+static bool read_author(void *arg, const void *val, size_t len)
 {
-    return clock_mono_ns() / 1000000;
+    struct author_read *r = arg;
+    const char *v = val;
+    struct user u = {.username = (char *)v + 1};
+    (void)len;
+    memcpy(u.id, r->id, OID_LEN);
+    u.display_name = u.username + strlen(u.username) + 1;
+    if (v[0])
+        u.avatar_url = u.display_name + strlen(u.display_name) + 1;
+    r->author = views_author(&u); /* NULL when out of memory: the caller asks the store */
+    return r->author != NULL;
 }
 
 json_t *core__author_cache_get(struct core_author_cache *ac, const char *id, uint64_t *epoch)
 {
-    struct shard *sh;
-    struct slot *s = slot_of(ac, id, &sh);
-    json_t *a = NULL;
-    pthread_mutex_lock(&sh->lock);
-    *epoch = s->epoch;
-    if (s->id[0] && strncmp(s->id, id, OID_LEN) == 0 && mono_ms() < s->fresh_until_ms) {
-        struct user u = {
-            .username = s->username,
-            .display_name = s->display_name,
-            .avatar_url = s->avatar_url,
-        };
-        memcpy(u.id, s->id, OID_SIZE);
-        a = views_author(&u); /* NULL when out of memory: the caller asks the store */
-    }
-    pthread_mutex_unlock(&sh->lock);
-    return a;
+    struct author_read r = {.id = id};
+    slotcache_get(&ac->slots, id, strnlen(id, OID_LEN), read_author, &r, epoch);
+    return r.author;
 }
 
 void core__author_cache_put(struct core_author_cache *ac, const struct user *u, uint64_t epoch)
 {
-    /* Copies made before taking the lock; a failed copy just skips caching. */
-    char *name = strdup(u->username ? u->username : "");
-    char *display = strdup(u->display_name ? u->display_name : "");
-    char *avatar = u->avatar_url ? strdup(u->avatar_url) : NULL;
-    struct shard *sh;
-    struct slot *s = slot_of(ac, u->id, &sh);
-    bool ok = name && display && (avatar || !u->avatar_url);
-    pthread_mutex_lock(&sh->lock);
-    /* A forget since the caller's lookup means its store answer may
-     * predate a profile edit: do not cache it. */
-    if (ok && s->epoch == epoch) {
-        slot_clear(s);
-        memcpy(s->id, u->id, OID_LEN);
-        s->id[OID_LEN] = '\0';
-        s->username = name;
-        s->display_name = display;
-        s->avatar_url = avatar;
-        s->fresh_until_ms = mono_ms() + CORE_ACACHE_TTL_MS;
-        name = display = avatar = NULL;
+    const char *name = u->username ? u->username : "";
+    const char *display = u->display_name ? u->display_name : "";
+    size_t n1 = strlen(name) + 1, n2 = strlen(display) + 1;
+    size_t n3 = u->avatar_url ? strlen(u->avatar_url) + 1 : 0;
+    char *v = malloc(1 + n1 + n2 + n3); /* a failed copy just skips caching */
+    if (v) {
+        v[0] = u->avatar_url != NULL;
+        memcpy(v + 1, name, n1);
+        memcpy(v + 1 + n1, display, n2);
+        if (n3)
+            memcpy(v + 1 + n1 + n2, u->avatar_url, n3);
     }
-    pthread_mutex_unlock(&sh->lock);
-    free(name);
-    free(display);
-    free(avatar);
+    slotcache_put(&ac->slots, u->id, strnlen(u->id, OID_LEN), v, 1 + n1 + n2 + n3, epoch);
 }
 
 void core__author_cache_forget(struct core_author_cache *ac, const char *id)
 {
-    struct shard *sh;
-    struct slot *s = slot_of(ac, id, &sh);
-    pthread_mutex_lock(&sh->lock);
-    s->epoch++;
-    if (s->id[0] && strncmp(s->id, id, OID_LEN) == 0)
-        slot_clear(s);
-    pthread_mutex_unlock(&sh->lock);
+    slotcache_forget(&ac->slots, id, strnlen(id, OID_LEN));
+}
+
+/* ---- loading a page's Authors -------------------------------------------- */
+
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, OID_LEN);
+}
+
+/* An id of the page whose Author the cache did not have. */
+struct miss {
+    char id[OID_SIZE];
+    uint64_t epoch; /* the cache slot's epoch before the store read */
+};
+
+static int cmp_miss(const void *a, const void *b)
+{
+    return memcmp(((const struct miss *)a)->id, ((const struct miss *)b)->id, OID_LEN);
+}
+
+/* Sorts `ids` and drops repeats (a page often has one author many times);
+ * returns how many are left. */
+static size_t uniq_ids(char (*ids)[OID_SIZE], size_t n)
+{
+    qsort(ids, n, sizeof *ids, cmp_id);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || memcmp(ids[m - 1], ids[i], OID_LEN) != 0)
+            memcpy(ids[m++], ids[i], OID_SIZE);
+    return m;
+}
+
+/* Asks the store for the `n_miss` ids of `miss` (sorted, for bsearch) and
+ * adds the Authors found to `out`, which has room for `cap`, caching each. */
+static int load_missing(struct core *c, const struct miss *miss, size_t n_miss, size_t cap,
+                        struct views_authors *out, struct chat_err *err)
+{
+    char(*want)[OID_SIZE] = malloc(n_miss * sizeof *want);
+    struct user_list users = {0};
+    if (!want)
+        return core__internal(err, "authors: out of memory");
+    for (size_t i = 0; i < n_miss; i++)
+        memcpy(want[i], miss[i].id, OID_SIZE);
+    int rc = store_get_users(c->store, (const char(*)[OID_SIZE])want, n_miss, &users, err);
+    free(want);
+    /* Each user answers one miss; `cap` guards against an adapter that
+     * returned one twice. */
+    for (size_t i = 0; rc == 0 && i < users.n && out->n < cap; i++) {
+        const struct user *u = &users.items[i];
+        json_t *a = views_author(u);
+        if (!a) {
+            rc = core__internal(err, "authors: out of memory");
+            break;
+        }
+        struct miss key;
+        memcpy(key.id, u->id, OID_SIZE);
+        const struct miss *hit = bsearch(&key, miss, n_miss, sizeof *miss, cmp_miss);
+        if (hit)
+            core__author_cache_put(c->priv->authors, u, hit->epoch);
+        memcpy(out->items[out->n].id, u->id, OID_SIZE);
+        out->items[out->n++].json = a;
+    }
+    store_user_list_cleanup(&users);
+    return rc;
+}
+
+int core__authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
+                       struct views_authors *out, struct chat_err *err)
+{
+    out->items = NULL;
+    out->n = 0;
+    if (n == 0)
+        return 0;
+
+    char(*uniq)[OID_SIZE] = malloc(n * sizeof *uniq);
+    if (!uniq)
+        return core__internal(err, "authors: out of memory");
+    memcpy(uniq, ids, n * sizeof *uniq);
+    size_t m = uniq_ids(uniq, n);
+
+    /* The author cache first; one store call for whatever it lacks. */
+    struct miss *miss = malloc(m * sizeof *miss);
+    out->items = calloc(m, sizeof *out->items);
+    int rc = 0;
+    size_t n_miss = 0;
+    if (!miss || !out->items)
+        rc = core__internal(err, "authors: out of memory");
+    for (size_t i = 0; rc == 0 && i < m; i++) {
+        uint64_t epoch;
+        json_t *a = core__author_cache_get(c->priv->authors, uniq[i], &epoch);
+        if (a) {
+            memcpy(out->items[out->n].id, uniq[i], OID_SIZE);
+            out->items[out->n++].json = a;
+        } else {
+            memcpy(miss[n_miss].id, uniq[i], OID_SIZE);
+            miss[n_miss++].epoch = epoch;
+        }
+    }
+    free(uniq);
+    if (rc == 0 && n_miss > 0)
+        rc = load_missing(c, miss, n_miss, m, out, err);
+    free(miss);
+    if (rc) {
+        views_authors_cleanup(out);
+        return rc;
+    }
+    qsort(out->items, out->n, sizeof *out->items, cmp_id);
+    return 0;
 }
 
 int core__author(struct core *c, const char *id, json_t **out, struct chat_err *err)
@@ -165,7 +216,7 @@ int core__author(struct core *c, const char *id, json_t **out, struct chat_err *
     *out = NULL;
     memcpy(ids[0], id, OID_LEN);
     ids[0][OID_LEN] = '\0';
-    int rc = views_authors_load(c, (const char(*)[OID_SIZE])ids, 1, &a, err);
+    int rc = core__authors_load(c, (const char(*)[OID_SIZE])ids, 1, &a, err);
     if (rc == 0 && a.n == 1)
         *out = json_incref(a.items[0].json);
     else if (rc == 0)

@@ -1,7 +1,7 @@
 /* chats.c - direct and group chats, membership, read marks.
  *
  * A chat view embeds its members and its last message's sender as Authors,
- * loaded in one store_get_users per chat or per page.
+ * loaded in one batch per chat or per page (core__authors_load).
  *
  * Events carry a Chat object serialized once for all its recipients, so its
  * viewer-specific field, unreadCount, cannot be right for each of them:
@@ -20,6 +20,7 @@
 #include "chatli/bus.h"
 #include "core_internal.h"
 #include "cursor.h"
+#include "page.h"
 #include "validate.h"
 #include "views.h"
 #include "chatli/store.h"
@@ -38,9 +39,11 @@ static int oom(struct chat_err *err)
     return core__internal(err, "chats: out of memory");
 }
 
-/* Appends the ids a chat view needs (members + last sender) to `ids`. */
-static int chat_ids(const struct chat *ch, struct core_ids *ids)
+/* Appends the ids the view of chat `row` needs (members + last sender) to
+ * `ids`: the page kind's `authors` (below) and chat_authors. */
+static int chat_ids(const void *row, struct core_ids *ids)
 {
+    const struct chat *ch = row;
     for (size_t i = 0; i < ch->n_members; i++)
         if (core__ids_push(ids, ch->member_ids[i]))
             return CHAT_E_INTERNAL;
@@ -58,7 +61,7 @@ static int chat_authors(struct core *c, const struct chat *ch, struct views_auth
         core__ids_cleanup(&ids);
         return oom(err);
     }
-    int rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, authors, err);
+    int rc = core__authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, authors, err);
     core__ids_cleanup(&ids);
     return rc;
 }
@@ -155,7 +158,7 @@ int chats_create(struct core *c, const struct session *s, json_t *body, json_t *
         goto done;
 
     /* One lookup checks every member exists and yields the Authors. */
-    rc = views_authors_load(c, (const char(*)[OID_SIZE])ids, n, &authors, err);
+    rc = core__authors_load(c, (const char(*)[OID_SIZE])ids, n, &authors, err);
     if (rc)
         goto done;
     for (size_t i = 1; i < n; i++) {
@@ -197,13 +200,33 @@ done:
     return rc;
 }
 
+/* A chats page (page.h): each chat embeds its members and its last
+ * message's sender, and resumes after its (updated_at, id). */
+static json_t *chat_view(const void *row, const struct views_authors *a)
+{
+    return views_chat(row, a);
+}
+
+static void chat_cursor(const void *row, char next[CURSOR_MAX])
+{
+    const struct chat *ch = row;
+    struct page_key k = {.ts = ch->updated_at};
+    memcpy(k.id, ch->id, OID_SIZE);
+    cursor_encode_key(CURSOR_CHATS, &k, next);
+}
+
+static const struct core_page_kind chat_kind = {
+    .size = sizeof(struct chat),
+    .authors = chat_ids,
+    .view = chat_view,
+    .cursor = chat_cursor,
+};
+
 int chats_list(struct core *c, const struct session *s, const struct page_params *pp,
                json_t **out, struct chat_err *err)
 {
     struct page_key before;
     struct chat_list list = {0};
-    struct views_authors authors = {0};
-    struct core_ids ids = {0};
     int limit;
 
     *out = NULL;
@@ -214,41 +237,8 @@ int chats_list(struct core *c, const struct session *s, const struct page_params
         return rc;
     rc = store_list_chats(c->store, s->user_id, pp->before ? &before : NULL, limit + 1, &list,
                           err);
-    if (rc)
-        goto done;
-
-    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
-    for (size_t i = 0; i < shown && rc == 0; i++)
-        if (chat_ids(&list.items[i], &ids))
-            rc = oom(err);
     if (rc == 0)
-        rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, &authors, err);
-    if (rc)
-        goto done;
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < shown; i++)
-        if (json_array_append_new(items, views_chat(&list.items[i], &authors))) {
-            json_decref(items);
-            items = NULL;
-        }
-    if (!items) {
-        rc = oom(err);
-        goto done;
-    }
-    char next[CURSOR_MAX];
-    bool more = list.n > (size_t)limit;
-    if (more) {
-        struct page_key k = {.ts = list.items[shown - 1].updated_at};
-        memcpy(k.id, list.items[shown - 1].id, OID_SIZE);
-        cursor_encode_key(CURSOR_CHATS, &k, next);
-    }
-    *out = views_page(items, more ? next : NULL);
-    if (!*out)
-        rc = oom(err);
-
-done:
-    core__ids_cleanup(&ids);
-    views_authors_cleanup(&authors);
+        rc = core__page_build(c, &chat_kind, list.items, list.n, limit, out, err);
     store_chat_list_cleanup(&list);
     return rc;
 }

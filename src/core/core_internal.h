@@ -3,11 +3,11 @@
  * The private state behind `struct core`: the Argon2id concurrency gate, the
  * dummy hash that makes an unknown login cost as much as a wrong password,
  * the short-lived chat member cache that spares the message path a full
- * store_get_chat per message, and the session and author caches that spare
- * every request its token lookup and every page its users query.  Plus small
- * helpers every service uses:
- * logging an internal failure, publishing a frame on the bus, and collecting
- * member lists. */
+ * store_get_chat per message, the session and author caches that spare
+ * every request its token lookup and every page its users query, and the
+ * feed page cache.  All four caches are slot caches (slotcache.h).  Plus
+ * small helpers every service uses (common.c): logging an internal
+ * failure, publishing a frame on the bus, and collecting ids. */
 #ifndef CHATLI_CORE_CORE_INTERNAL_H
 #define CHATLI_CORE_CORE_INTERNAL_H
 
@@ -20,21 +20,17 @@
 #include <stdint.h>
 
 #include "chatli/core.h"
+#include "slotcache.h"
 
-/* Member cache geometry.  Direct-mapped: a chat id hashes to one slot and a
- * collision simply evicts, so memory is bounded (slots x members) with no
- * sweeping.  The TTL bounds staleness only for changes made through another
- * instance; changes made through this core invalidate the slot at once. */
+/* Member cache geometry (core/members.c).  Direct-mapped: a chat id hashes
+ * to one slot and a collision simply evicts, so memory is bounded (slots x
+ * members) with no sweeping.  The TTL bounds staleness only for changes
+ * made through another instance; changes made through this core invalidate
+ * the slot at once.  Sharded like the others: every message send and
+ * typing frame looks a chat up here. */
 #define CORE_MCACHE_SLOTS 1024
+#define CORE_MCACHE_SHARDS 16
 #define CORE_MCACHE_TTL_MS 2000
-
-struct core_mcache_slot {
-    char chat_id[OID_SIZE];      /* "" when empty */
-    char (*ids)[OID_SIZE];       /* owned; n entries */
-    size_t n;
-    int64_t expires_ms;          /* CLOCK_MONOTONIC ms */
-    uint64_t epoch;              /* bumped by every invalidation of this slot */
-};
 
 /* Session cache geometry (core/session_cache.c): direct-mapped, sharded.
  * The TTL bounds how long a logout made through ANOTHER instance goes
@@ -69,9 +65,8 @@ struct core_feed_cache;
 
 /* Shared by every thread that calls core.
  * - pw_lock guards pw_active; pw_cond is signalled when a hash slot frees.
- * - mc_lock guards mc[] (every field of every slot).
  * - dummy_hash is written once in core_new and read-only afterwards.
- * - the caches lock inside (see their files); the pointers are immutable. */
+ * - the caches lock inside (slotcache.c); the pointers are immutable. */
 struct core_priv {
     pthread_mutex_t pw_lock;
     pthread_cond_t pw_cond;
@@ -79,19 +74,21 @@ struct core_priv {
     int pw_max;         /* cfg.pwhash_concurrency, at least 1 */
     char dummy_hash[crypto_pwhash_STRBYTES];
 
-    pthread_mutex_t mc_lock;
-    struct core_mcache_slot mc[CORE_MCACHE_SLOTS];
-
+    struct slotcache members; /* chat id -> member ids (core/members.c) */
     struct core_session_cache *sessions;
     struct core_author_cache *authors;
     struct core_feed_cache *feed;
     _Atomic uint64_t feed_version; /* bumped after every write that can change a feed page */
 };
 
+/* ---- the Argon2id gate (core/core.c) ---- */
+
 /* Blocks until fewer than pw_max hashes run, then counts this one in.
  * Every core__pw_enter is matched by one core__pw_leave. */
 void core__pw_enter(struct core *c);
 void core__pw_leave(struct core *c);
+
+/* ---- helpers (core/common.c) ---- */
 
 /* Logs `what` (a short description with no client data) at error level and
  * returns CHAT_E_INTERNAL with a generic message in `err`. */
@@ -106,6 +103,8 @@ void core__publish(struct core *c, int scope, const char (*user_ids)[OID_SIZE], 
 /* The same with the frame already serialized (`frame`, `len` borrowed). */
 void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
                         uint64_t skip_conn, const char *frame, size_t len);
+
+/* ---- member cache (core/members.c) ---- */
 
 /* The member ids of chat `chat_id`, from the member cache or the store.
  * When `member` is not NULL it must be among them, else CHAT_E_NOT_FOUND
@@ -152,6 +151,16 @@ void core__author_cache_put(struct core_author_cache *ac, const struct user *u, 
 /* Drops `id` and voids lookups of its slot already in flight. */
 void core__author_cache_forget(struct core_author_cache *ac, const char *id);
 
+struct views_authors;
+
+/* Loads the Author objects of `ids` (duplicates allowed; they are collapsed
+ * first) from the author cache plus at most one store_get_users call for
+ * the ids it lacks.  Ids that name no user are simply absent, and views
+ * then embed null.  Store errors pass through.  Release `out` with
+ * views_authors_cleanup (also after a failure). */
+int core__authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
+                       struct views_authors *out, struct chat_err *err);
+
 /* The Author object of user `id` (new), through the author cache.
  * CHAT_E_NOT_FOUND when there is no such user; store errors pass through. */
 int core__author(struct core *c, const char *id, json_t **out, struct chat_err *err);
@@ -174,7 +183,8 @@ bool core__feed_cache_get(struct core_feed_cache *fc, const char *key, size_t ke
 void core__feed_cache_put(struct core_feed_cache *fc, const char *key, size_t key_len,
                           uint64_t version, const char *text, size_t len);
 
-/* A growable array of ids, for collecting the authors a page needs. */
+/* A growable array of ids, for collecting the authors a page needs
+ * (core/common.c). */
 struct core_ids {
     char (*v)[OID_SIZE];
     size_t n, cap;

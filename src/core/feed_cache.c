@@ -24,52 +24,35 @@
  * for the reads between writes, which on a feed are most of them.
  *
  * Entries are keyed by everything the page depends on: viewer (likedByMe),
- * author filter, limit and cursor.  The table is direct-mapped (a key
- * hashes to one slot; a collision evicts) with CORE_FCACHE_SLOTS slots of
- * at most CORE_FCACHE_MAX_BYTES each, so its memory is bounded; larger
- * pages are simply not cached. */
-#include <pthread.h>
+ * author filter, limit and cursor.  They live in core's slot cache
+ * (slotcache.h), CORE_FCACHE_SLOTS slots of at most CORE_FCACHE_MAX_BYTES
+ * each, so memory is bounded; larger pages are simply not cached.  Nothing
+ * forgets a feed entry (the version does that job for every slot at once),
+ * so the slot epochs stay 0 and every put is kept. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core_internal.h"
-#include "chatli/clock.h"
-
-#define SLOTS_PER_SHARD (CORE_FCACHE_SLOTS / CORE_FCACHE_SHARDS)
-
-struct slot {
-    char key[CORE_FCACHE_KEY_MAX];
-    size_t key_len;         /* 0 when empty */
-    char *text;             /* owned */
-    size_t len;
-    uint64_t version;       /* the feed version the page was built under */
-    int64_t fresh_until_ms; /* CLOCK_MONOTONIC ms */
-};
-
-/* Threads: any thread that lists posts; `lock` guards every field of every
- * slot of the shard. */
-struct shard {
-    pthread_mutex_t lock;
-    struct slot slots[SLOTS_PER_SHARD];
-};
 
 struct core_feed_cache {
-    struct shard shards[CORE_FCACHE_SHARDS];
+    struct slotcache slots;
+};
+
+/* A cached value: the version the page was built under, then its text and
+ * a NUL. */
+struct page {
+    uint64_t version;
+    char text[];
 };
 
 int core__feed_cache_new(struct core_feed_cache **out)
 {
     struct core_feed_cache *fc = calloc(1, sizeof *fc);
-    if (!fc)
+    if (!fc || slotcache_init(&fc->slots, CORE_FCACHE_SLOTS, CORE_FCACHE_SHARDS,
+                              CORE_FCACHE_KEY_MAX, CORE_FCACHE_TTL_MS) != 0) {
+        free(fc);
         return CHAT_E_INTERNAL;
-    for (int i = 0; i < CORE_FCACHE_SHARDS; i++) {
-        if (pthread_mutex_init(&fc->shards[i].lock, NULL) != 0) {
-            while (i-- > 0)
-                pthread_mutex_destroy(&fc->shards[i].lock);
-            free(fc);
-            return CHAT_E_INTERNAL;
-        }
     }
     *out = fc;
     return 0;
@@ -79,77 +62,56 @@ void core__feed_cache_free(struct core_feed_cache *fc)
 {
     if (!fc)
         return;
-    for (int i = 0; i < CORE_FCACHE_SHARDS; i++) {
-        for (int k = 0; k < SLOTS_PER_SHARD; k++)
-            free(fc->shards[i].slots[k].text);
-        pthread_mutex_destroy(&fc->shards[i].lock);
-    }
+    slotcache_cleanup(&fc->slots);
     free(fc);
 }
 
-static struct slot *slot_of(struct core_feed_cache *fc, const char *key, size_t key_len,
-                            struct shard **sh)
-{
-    uint32_t h = 2166136261u; /* FNV-1a: keys are ids and our own cursors */
-    for (size_t i = 0; i < key_len; i++) {
-        h ^= (uint8_t)key[i];
-        h *= 16777619u;
-    }
-    *sh = &fc->shards[h % CORE_FCACHE_SHARDS];
-    return &(*sh)->slots[(h / CORE_FCACHE_SHARDS) % SLOTS_PER_SHARD];
-}
+struct page_read {
+    uint64_t version; /* the current feed version */
+    char *text;       /* new: a copy of the hit */
+    size_t len;
+};
 
-static int64_t mono_ms(void)
+static bool read_page(void *arg, const void *val, size_t len)
 {
-    return clock_mono_ns() / 1000000;
+    struct page_read *r = arg;
+    const struct page *p = val;
+    if (p->version != r->version)
+        return false;
+    /* A copy: the caller hands it to the transport, which frees it. */
+    size_t n = len - sizeof *p; /* the text and its NUL */
+    r->text = malloc(n);
+    if (!r->text)
+        return false;
+    memcpy(r->text, p->text, n);
+    r->len = n - 1;
+    return true;
 }
 
 bool core__feed_cache_get(struct core_feed_cache *fc, const char *key, size_t key_len,
                           uint64_t version, char **text, size_t *len)
 {
-    struct shard *sh;
-    struct slot *s = slot_of(fc, key, key_len, &sh);
-    bool hit = false;
-    *text = NULL;
-    *len = 0;
-    pthread_mutex_lock(&sh->lock);
-    if (s->key_len == key_len && memcmp(s->key, key, key_len) == 0 && s->version == version &&
-        mono_ms() < s->fresh_until_ms) {
-        /* A copy: the caller hands it to the transport, which frees it. */
-        char *t = malloc(s->len + 1);
-        if (t) {
-            memcpy(t, s->text, s->len + 1);
-            *text = t;
-            *len = s->len;
-            hit = true;
-        }
-    }
-    pthread_mutex_unlock(&sh->lock);
+    struct page_read r = {.version = version};
+    uint64_t epoch;
+    bool hit = slotcache_get(&fc->slots, key, key_len, read_page, &r, &epoch);
+    *text = r.text;
+    *len = r.len;
     return hit;
 }
 
 void core__feed_cache_put(struct core_feed_cache *fc, const char *key, size_t key_len,
                           uint64_t version, const char *text, size_t len)
 {
-    if (key_len == 0 || key_len > CORE_FCACHE_KEY_MAX || len > CORE_FCACHE_MAX_BYTES)
+    if (len > CORE_FCACHE_MAX_BYTES)
         return;
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return; /* not cached; the request itself is unaffected */
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    struct shard *sh;
-    struct slot *s = slot_of(fc, key, key_len, &sh);
-    pthread_mutex_lock(&sh->lock);
-    char *old = s->text;
-    memcpy(s->key, key, key_len);
-    s->key_len = key_len;
-    s->text = copy;
-    s->len = len;
-    s->version = version;
-    s->fresh_until_ms = mono_ms() + CORE_FCACHE_TTL_MS;
-    pthread_mutex_unlock(&sh->lock);
-    free(old);
+    struct page *p = malloc(sizeof *p + len + 1);
+    if (p) { /* else not cached; the request itself is unaffected */
+        p->version = version;
+        memcpy(p->text, text, len);
+        p->text[len] = '\0';
+    }
+    /* The epoch of a feed slot is always 0: nothing forgets feed pages. */
+    slotcache_put(&fc->slots, key, key_len, p, sizeof *p + len + 1, 0);
 }
 
 uint64_t core__feed_version(struct core *c)

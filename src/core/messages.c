@@ -17,7 +17,9 @@
  * Listing: `before` is an opaque cursor of the last seq shown (newest first);
  * `afterSeq` is the catch-up form (oldest first) whose nextCursor is the
  * plain decimal seq, as the contract says, so clients pass it back as
- * afterSeq.  Giving both is ambiguous and answered 422 on afterSeq. */
+ * afterSeq.  Giving both is ambiguous and answered 422 on afterSeq.
+ * messages_sync_page is the afterSeq form for the gateway's sync frame,
+ * with typed arguments and results instead of query strings and a page. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +27,17 @@
 #include "chatli/bus.h"
 #include "core_internal.h"
 #include "cursor.h"
+#include "page.h"
 #include "validate.h"
 #include "views.h"
 #include "chatli/store.h"
 #include "chatli/clock.h"
 #include "chatli/log.h"
+
+/* afterSeq is read as at most 18 decimal digits, which always fit an
+ * int64; the typed sync page refuses the same larger values. */
+#define AFTER_SEQ_DIGITS 18
+#define AFTER_SEQ_MAX 999999999999999999LL
 
 static int not_found(struct chat_err *err)
 {
@@ -231,81 +239,64 @@ int messages_send_async_text(struct core *c, const struct session *s, const char
     return send_async(c, s, chat_id, body, require_client_id, origin_conn, NULL, cb, arg, err);
 }
 
-/* ---- the blocking form --------------------------------------------------- */
+/* ---- listing ------------------------------------------------------------- */
 
-struct send_wait {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    int rc;
-    json_t *message;
-    bool created;
-    struct chat_err err;
+/* A messages page (page.h): each message embeds its sender.  Newest-first
+ * pages resume with an opaque cursor of the last seq shown; the afterSeq
+ * form with that seq in plain decimal, as the contract says. */
+static int message_authors(const void *row, struct core_ids *ids)
+{
+    return core__ids_push(ids, ((const struct message *)row)->sender_id);
+}
+
+static json_t *message_view(const void *row, const struct views_authors *a)
+{
+    const struct message *m = row;
+    return views_message(m, views_authors_find(a, m->sender_id));
+}
+
+static void before_cursor(const void *row, char next[CURSOR_MAX])
+{
+    cursor_encode_seq(((const struct message *)row)->seq, next);
+}
+
+static void after_cursor(const void *row, char next[CURSOR_MAX])
+{
+    snprintf(next, CURSOR_MAX, "%lld", (long long)((const struct message *)row)->seq);
+}
+
+static const struct core_page_kind before_kind = {
+    .size = sizeof(struct message),
+    .authors = message_authors,
+    .view = message_view,
+    .cursor = before_cursor,
 };
 
-static void on_sent(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
+static const struct core_page_kind after_kind = {
+    .size = sizeof(struct message),
+    .authors = message_authors,
+    .view = message_view,
+    .cursor = after_cursor,
+};
+
+/* 0 when the caller belongs to chat `chat_id`, else "no such chat". */
+static int check_member(struct core *c, const struct session *s, const char *chat_id,
+                        struct chat_err *err)
 {
-    struct send_wait *w = arg;
-    struct chat_err copy_err = {0};
-    /* A private deep copy, not json_incref: the writer thread still holds
-     * (and drops) references into `message`, and jansson's decref has no
-     * acquire fence, so sharing one refcounted tree across threads is a
-     * data race (ThreadSanitizer reports it). */
-    json_t *copy = message ? json_deep_copy(message) : NULL;
-    if (message && !copy && rc == 0) {
-        rc = core__internal(&copy_err, "messages: out of memory copying a message");
-        err = &copy_err;
-    }
-    pthread_mutex_lock(&w->lock);
-    w->rc = rc;
-    w->message = copy;
-    w->created = created;
-    if (err)
-        w->err = *err;
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
+    int rc = store_is_member(c->store, chat_id, s->user_id, err);
+    return rc == CHAT_E_NOT_FOUND ? not_found(err) : rc;
 }
 
-int messages_send(struct core *c, const struct session *s, const char *chat_id, json_t *body,
-                  json_t **out, bool *created, struct chat_err *err)
+static int bad_after_seq(struct chat_err *err)
 {
-    struct send_wait w = {.done = false};
-    *out = NULL;
-    *created = false;
-    if (pthread_mutex_init(&w.lock, NULL) != 0)
-        return core__internal(err, "messages: cannot create a mutex");
-    if (pthread_cond_init(&w.cond, NULL) != 0) {
-        pthread_mutex_destroy(&w.lock);
-        return core__internal(err, "messages: cannot create a condition variable");
-    }
-    int rc = messages_send_async(c, s, chat_id, body, false, 0, on_sent, &w, err);
-    if (rc == 0) {
-        pthread_mutex_lock(&w.lock);
-        while (!w.done)
-            pthread_cond_wait(&w.cond, &w.lock);
-        pthread_mutex_unlock(&w.lock);
-        rc = w.rc;
-        if (rc == 0) {
-            *out = w.message;
-            *created = w.created;
-        } else if (err) {
-            *err = w.err;
-        }
-    }
-    pthread_cond_destroy(&w.cond);
-    pthread_mutex_destroy(&w.lock);
-    return rc;
+    return chat_err_set(err, CHAT_E_VALIDATION, "afterSeq",
+                        "afterSeq must be a non-negative integer");
 }
-
-/* ---- listing ------------------------------------------------------------- */
 
 int messages_list(struct core *c, const struct session *s, const char *chat_id,
                   const struct page_params *pp, json_t **out, struct chat_err *err)
 {
     struct message_list list = {0};
-    struct views_authors authors = {0};
-    struct core_ids ids = {0};
     int64_t before = 0, after = 0;
     int limit;
 
@@ -319,16 +310,12 @@ int messages_list(struct core *c, const struct session *s, const char *chat_id,
         if (pp->before)
             return chat_err_set(err, CHAT_E_VALIDATION, "afterSeq",
                                 "afterSeq and before cannot be combined");
-        /* 18 digits always fit an int64. */
-        if (!validate_decimal(pp->after_seq, 18, &after))
-            return chat_err_set(err, CHAT_E_VALIDATION, "afterSeq",
-                                "afterSeq must be a non-negative integer");
+        if (!validate_decimal(pp->after_seq, AFTER_SEQ_DIGITS, &after))
+            return bad_after_seq(err);
     } else if (pp->before && (rc = cursor_decode_seq(pp->before, &before, err))) {
         return rc;
     }
-    rc = store_is_member(c->store, chat_id, s->user_id, err);
-    if (rc == CHAT_E_NOT_FOUND)
-        rc = not_found(err);
+    rc = check_member(c, s, chat_id, err);
     if (rc)
         return rc;
 
@@ -336,43 +323,46 @@ int messages_list(struct core *c, const struct session *s, const char *chat_id,
         rc = store_list_messages_after(c->store, chat_id, after, limit + 1, &list, err);
     else
         rc = store_list_messages(c->store, chat_id, before, limit + 1, &list, err);
-    if (rc)
-        goto done;
-
-    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
-    for (size_t i = 0; i < shown && rc == 0; i++)
-        if (core__ids_push(&ids, list.items[i].sender_id))
-            rc = oom(err);
     if (rc == 0)
-        rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, &authors, err);
-    if (rc)
-        goto done;
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < shown; i++) {
-        const struct message *m = &list.items[i];
-        if (json_array_append_new(items,
-                                  views_message(m, views_authors_find(&authors, m->sender_id)))) {
-            json_decref(items);
-            items = NULL;
-        }
-    }
-    if (!items) {
-        rc = oom(err);
-        goto done;
-    }
-    char next[CURSOR_MAX];
-    bool more = list.n > (size_t)limit;
-    if (more && pp->after_seq)
-        snprintf(next, sizeof next, "%lld", (long long)list.items[shown - 1].seq);
-    else if (more)
-        cursor_encode_seq(list.items[shown - 1].seq, next);
-    *out = views_page(items, more ? next : NULL);
-    if (!*out)
-        rc = oom(err);
-
-done:
-    core__ids_cleanup(&ids);
-    views_authors_cleanup(&authors);
+        rc = core__page_build(c, pp->after_seq ? &after_kind : &before_kind, list.items, list.n,
+                              limit, out, err);
     store_message_list_cleanup(&list);
     return rc;
+}
+
+int messages_sync_page(struct core *c, const struct session *s, const char *chat_id,
+                       int64_t after_seq, int limit, struct messages_sync_page *out,
+                       struct chat_err *err)
+{
+    struct message_list list = {0};
+
+    out->messages = NULL;
+    out->last_seq = after_seq;
+    out->more = false;
+    if (!oid_valid(chat_id))
+        return not_found(err);
+    if (limit < 1 || limit > 100)
+        return chat_err_set(err, CHAT_E_VALIDATION, "limit",
+                            "limit must be an integer from 1 to 100");
+    /* The bound of messages_list's afterSeq, so both refuse the same seqs. */
+    if (after_seq < 0 || after_seq > AFTER_SEQ_MAX)
+        return bad_after_seq(err);
+    int rc = check_member(c, s, chat_id, err);
+    if (rc == 0)
+        rc = store_list_messages_after(c->store, chat_id, after_seq, limit + 1, &list, err);
+    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
+    if (rc == 0)
+        rc = core__page_items(c, &after_kind, list.items, shown, &out->messages, err);
+    if (rc == 0 && shown > 0) {
+        out->last_seq = list.items[shown - 1].seq;
+        out->more = list.n > (size_t)limit;
+    }
+    store_message_list_cleanup(&list);
+    return rc;
+}
+
+void messages_sync_page_cleanup(struct messages_sync_page *p)
+{
+    json_decref(p->messages);
+    p->messages = NULL;
 }

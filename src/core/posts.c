@@ -1,9 +1,8 @@
 /* posts.c - the feed: posts, likes and comments.
  *
- * Lists fetch limit+1 rows: the extra row only tells whether another page
- * exists, so nextCursor is never a cursor to an empty page.  The cursor
- * names the last row shown by (created_at, id), the store's order key, so
- * equal timestamps neither repeat nor skip an item.
+ * Lists are built by core__page_build (page.h).  The cursor names the last
+ * row shown by (created_at, id), the store's order key, so equal
+ * timestamps neither repeat nor skip an item.
  *
  * Every write that changes what a feed page shows calls posts_feed_changed
  * after the store returned, which invalidates the feed page cache
@@ -18,6 +17,7 @@
 #include "chatli/bus.h"
 #include "core_internal.h"
 #include "cursor.h"
+#include "page.h"
 #include "validate.h"
 #include "views.h"
 #include "chatli/store.h"
@@ -94,46 +94,63 @@ done:
     return rc;
 }
 
-/* Builds the page JSON of `list` (at most limit+1 rows). */
-static int post_page(struct core *c, struct post_list *list, int limit, json_t **out,
-                     struct chat_err *err)
-{
-    struct views_authors authors = {0};
-    struct core_ids ids = {0};
-    size_t shown = list->n > (size_t)limit ? (size_t)limit : list->n;
-    int rc = 0;
+/* ---- listing (page.h) ---------------------------------------------------- */
 
-    for (size_t i = 0; i < shown && rc == 0; i++)
-        rc = core__ids_push(&ids, list->items[i].author_id);
-    if (rc) {
-        core__ids_cleanup(&ids);
-        return oom(err);
-    }
-    rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, &authors, err);
-    core__ids_cleanup(&ids);
-    if (rc) {
-        views_authors_cleanup(&authors);
-        return rc;
-    }
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < shown; i++) {
-        const struct post *p = &list->items[i];
-        if (json_array_append_new(items, views_post(p, views_authors_find(&authors, p->author_id))))
-            json_decref(items), items = NULL;
-    }
-    views_authors_cleanup(&authors);
-    if (!items)
-        return oom(err);
-    char next[CURSOR_MAX];
-    bool more = list->n > (size_t)limit;
-    if (more) {
-        struct page_key k = {.ts = list->items[shown - 1].created_at};
-        memcpy(k.id, list->items[shown - 1].id, OID_SIZE);
-        cursor_encode_key(CURSOR_POSTS, &k, next);
-    }
-    *out = views_page(items, more ? next : NULL);
-    return *out ? 0 : oom(err);
+/* Posts and comments resume after their last row's (created_at, id). */
+static void key_cursor(int kind, int64_t ts, const char *id, char next[CURSOR_MAX])
+{
+    struct page_key k = {.ts = ts};
+    memcpy(k.id, id, OID_SIZE);
+    cursor_encode_key(kind, &k, next);
 }
+
+static int post_authors(const void *row, struct core_ids *ids)
+{
+    return core__ids_push(ids, ((const struct post *)row)->author_id);
+}
+
+static json_t *post_view(const void *row, const struct views_authors *a)
+{
+    const struct post *p = row;
+    return views_post(p, views_authors_find(a, p->author_id));
+}
+
+static void post_cursor(const void *row, char next[CURSOR_MAX])
+{
+    const struct post *p = row;
+    key_cursor(CURSOR_POSTS, p->created_at, p->id, next);
+}
+
+static const struct core_page_kind post_kind = {
+    .size = sizeof(struct post),
+    .authors = post_authors,
+    .view = post_view,
+    .cursor = post_cursor,
+};
+
+static int comment_authors(const void *row, struct core_ids *ids)
+{
+    return core__ids_push(ids, ((const struct comment *)row)->author_id);
+}
+
+static json_t *comment_view(const void *row, const struct views_authors *a)
+{
+    const struct comment *cm = row;
+    return views_comment(cm, views_authors_find(a, cm->author_id));
+}
+
+static void comment_cursor(const void *row, char next[CURSOR_MAX])
+{
+    const struct comment *cm = row;
+    key_cursor(CURSOR_COMMENTS, cm->created_at, cm->id, next);
+}
+
+static const struct core_page_kind comment_kind = {
+    .size = sizeof(struct comment),
+    .authors = comment_authors,
+    .view = comment_view,
+    .cursor = comment_cursor,
+};
 
 int posts_list(struct core *c, const struct session *s, const char *author,
                const struct page_params *pp, json_t **out, struct chat_err *err)
@@ -153,7 +170,7 @@ int posts_list(struct core *c, const struct session *s, const char *author,
     rc = store_list_posts(c->store, author, s->user_id, pp->before ? &before : NULL, limit + 1,
                           &list, err);
     if (rc == 0)
-        rc = post_page(c, &list, limit, out, err);
+        rc = core__page_build(c, &post_kind, list.items, list.n, limit, out, err);
     store_post_list_cleanup(&list);
     return rc;
 }
@@ -213,7 +230,7 @@ int posts_get(struct core *c, const struct session *s, const char *id, json_t **
         return not_found(err);
     int rc = store_get_post(c->store, id, s->user_id, &p, err);
     if (rc == 0)
-        rc = views_authors_load(c, (const char(*)[OID_SIZE])&p.author_id, 1, &authors, err);
+        rc = core__authors_load(c, (const char(*)[OID_SIZE])&p.author_id, 1, &authors, err);
     if (rc == 0) {
         *out = views_post(&p, views_authors_find(&authors, p.author_id));
         if (!*out)
@@ -310,8 +327,6 @@ int comments_list(struct core *c, const struct session *s, const char *post_id,
     struct page_key before;
     struct comment_list list = {0};
     struct post p = {0};
-    struct views_authors authors = {0};
-    struct core_ids ids = {0};
     int limit;
 
     *out = NULL;
@@ -329,42 +344,8 @@ int comments_list(struct core *c, const struct session *s, const char *post_id,
         return rc;
     rc = store_list_comments(c->store, post_id, pp->before ? &before : NULL, limit + 1, &list,
                              err);
-    if (rc)
-        goto done;
-
-    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
-    for (size_t i = 0; i < shown && rc == 0; i++)
-        if (core__ids_push(&ids, list.items[i].author_id))
-            rc = oom(err);
     if (rc == 0)
-        rc = views_authors_load(c, (const char(*)[OID_SIZE])ids.v, ids.n, &authors, err);
-    if (rc)
-        goto done;
-    json_t *items = json_array();
-    for (size_t i = 0; items && i < shown; i++) {
-        const struct comment *cm = &list.items[i];
-        if (json_array_append_new(items,
-                                  views_comment(cm, views_authors_find(&authors, cm->author_id))))
-            json_decref(items), items = NULL;
-    }
-    if (!items) {
-        rc = oom(err);
-        goto done;
-    }
-    char next[CURSOR_MAX];
-    bool more = list.n > (size_t)limit;
-    if (more) {
-        struct page_key k = {.ts = list.items[shown - 1].created_at};
-        memcpy(k.id, list.items[shown - 1].id, OID_SIZE);
-        cursor_encode_key(CURSOR_COMMENTS, &k, next);
-    }
-    *out = views_page(items, more ? next : NULL);
-    if (!*out)
-        rc = oom(err);
-
-done:
-    core__ids_cleanup(&ids);
-    views_authors_cleanup(&authors);
+        rc = core__page_build(c, &comment_kind, list.items, list.n, limit, out, err);
     store_comment_list_cleanup(&list);
     return rc;
 }

@@ -9,16 +9,23 @@
  * Search matches a prefix of the lower-cased username.  Usernames only hold
  * [A-Za-z0-9_], so a query with any other character cannot match and is
  * answered with an empty page without asking the store (which also keeps
- * LIKE/regex metacharacters away from the adapters). */
+ * LIKE/regex metacharacters away from the adapters).
+ *
+ * Contacts (users sharing a chat with the caller) feed the gateway's
+ * presence: whom to tell that the caller came online or went offline, and
+ * whose presence the ready frame lists.  The store answers them in one
+ * query; USERS_CONTACTS_MAX bounds that query and the fan-out it feeds. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core_internal.h"
 #include "cursor.h"
+#include "page.h"
 #include "validate.h"
 #include "views.h"
 #include "chatli/store.h"
+#include "chatli/log.h"
 
 static int reply_user(const struct user *u, bool with_email, json_t **out, struct chat_err *err)
 {
@@ -127,6 +134,38 @@ int users_get(struct core *c, const struct session *s, const char *id, json_t **
     return rc;
 }
 
+/* A search page (page.h): plain Users, no Authors to load, resuming after
+ * the last lower-cased username. */
+static json_t *user_view(const void *row, const struct views_authors *a)
+{
+    (void)a;
+    return views_user(row, false);
+}
+
+static void user_cursor(const void *row, char next[CURSOR_MAX])
+{
+    char last[33];
+    snprintf(last, sizeof last, "%s", ((const struct user *)row)->username);
+    validate_ascii_lower(last);
+    cursor_encode_name(last, next);
+}
+
+static const struct core_page_kind user_kind = {
+    .size = sizeof(struct user),
+    .view = user_view,
+    .cursor = user_cursor,
+};
+
+/* True when `q` can match a username ([A-Za-z0-9_] only). */
+static bool searchable(const char *q, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!((q[i] >= 'a' && q[i] <= 'z') || (q[i] >= 'A' && q[i] <= 'Z') ||
+              (q[i] >= '0' && q[i] <= '9') || q[i] == '_'))
+            return false;
+    return true;
+}
+
 int users_search(struct core *c, const struct session *s, const char *q,
                  const struct page_params *pp, json_t **out, struct chat_err *err)
 {
@@ -148,44 +187,26 @@ int users_search(struct core *c, const struct session *s, const char *q,
         if (rc)
             return rc;
     }
-
-    json_t *items = json_array();
-    if (!items)
-        return core__internal(err, "users: out of memory");
-    bool searchable = true;
-    for (size_t i = 0; searchable && i < qlen; i++)
-        if (!((q[i] >= 'a' && q[i] <= 'z') || (q[i] >= 'A' && q[i] <= 'Z') ||
-              (q[i] >= '0' && q[i] <= '9') || q[i] == '_'))
-            searchable = false;
-    if (!searchable) {
-        *out = views_page(items, NULL);
-        return *out ? 0 : core__internal(err, "users: out of memory");
-    }
+    if (!searchable(q, qlen)) /* an empty page, without asking the store */
+        return core__page_build(c, &user_kind, NULL, 0, limit, out, err);
     memcpy(prefix, q, qlen + 1);
     validate_ascii_lower(prefix);
 
     rc = store_search_users(c->store, prefix, pp->before ? after : NULL, limit + 1, &list, err);
-    if (rc) {
-        json_decref(items);
-        return rc;
-    }
-    size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
-    for (size_t i = 0; i < shown; i++) {
-        if (json_array_append_new(items, views_user(&list.items[i], false)) != 0) {
-            json_decref(items);
-            store_user_list_cleanup(&list);
-            return core__internal(err, "users: out of memory");
-        }
-    }
-    char next[CURSOR_MAX];
-    bool more = list.n > (size_t)limit;
-    if (more) {
-        char last[33];
-        snprintf(last, sizeof last, "%s", list.items[shown - 1].username);
-        validate_ascii_lower(last);
-        cursor_encode_name(last, next);
-    }
+    if (rc == 0)
+        rc = core__page_build(c, &user_kind, list.items, list.n, limit, out, err);
     store_user_list_cleanup(&list);
-    *out = views_page(items, more ? next : NULL);
-    return *out ? 0 : core__internal(err, "users: out of memory");
+    return rc;
+}
+
+int users_contacts(struct core *c, const struct session *s, char (**ids)[OID_SIZE], size_t *n,
+                   struct chat_err *err)
+{
+    bool truncated = false;
+    int rc = store_list_contacts(c->store, s->user_id, USERS_CONTACTS_MAX, ids, n, &truncated,
+                                 err);
+    if (rc == 0 && truncated)
+        log_warn("users: a user has more than %d contacts; presence covers %d of them",
+                 USERS_CONTACTS_MAX, USERS_CONTACTS_MAX);
+    return rc;
 }

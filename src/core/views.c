@@ -1,8 +1,13 @@
 /* views.c - building the contract's JSON objects.
  *
+ * Pure builders: no store, no cache, no other file of core, so every
+ * service and cache can call them without a circle (the Authors a page
+ * embeds are loaded by core/author_cache.c).
+ *
  * Objects are assembled with json_object_set_new, which always consumes its
- * value, so a failed allocation anywhere leaks nothing: each builder tracks
- * one `ok` flag and drops the half-built object at the end.  Optional fields
+ * value (even when the object itself failed to allocate), so a failed
+ * allocation anywhere leaks nothing: each builder tracks one `ok` flag and
+ * drops the half-built object at the end.  Optional fields
  * are explicit nulls (imageUrl, avatarUrl, clientId, ...) because the
  * contract lists them as `"x"|null`, never as absent. */
 #include "views.h"
@@ -10,13 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core_internal.h"
 #include "chatli/clock.h"
 
 /* json_string or null for NULL. */
 static json_t *str_or_null(const char *s)
 {
     return s ? json_string(s) : json_null();
+}
+
+/* json_string, with "" for NULL (fields the contract never makes null). */
+static json_t *str_or_empty(const char *s)
+{
+    return json_string(s ? s : "");
 }
 
 static json_t *iso(int64_t ms)
@@ -30,7 +40,9 @@ static json_t *borrowed_or_null(json_t *v)
     return v ? json_incref(v) : json_null();
 }
 
-/* Sets obj[key] = v (consumed); clears *ok when anything failed. */
+/* Sets obj[key] = v (consumed); clears *ok when anything failed, also when
+ * `obj` itself is NULL (json_object_set_new then just drops `v`), so a
+ * builder needs no check of its own json_object(). */
 static void put(json_t *obj, const char *key, json_t *v, bool *ok)
 {
     if (!v || json_object_set_new(obj, key, v) != 0)
@@ -46,20 +58,24 @@ static json_t *finish(json_t *obj, bool ok)
     return obj;
 }
 
+/* The fields a User and an Author both start with. */
+static void put_names(json_t *o, const struct user *u, bool *ok)
+{
+    put(o, "id", json_string(u->id), ok);
+    put(o, "username", str_or_empty(u->username), ok);
+    put(o, "displayName", str_or_empty(u->display_name), ok);
+}
+
 json_t *views_user(const struct user *u, bool with_email)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
-    put(o, "id", json_string(u->id), &ok);
-    put(o, "username", json_string(u->username ? u->username : ""), &ok);
-    put(o, "displayName", json_string(u->display_name ? u->display_name : ""), &ok);
-    put(o, "bio", json_string(u->bio ? u->bio : ""), &ok);
+    put_names(o, u, &ok);
+    put(o, "bio", str_or_empty(u->bio), &ok);
     put(o, "avatarUrl", str_or_null(u->avatar_url), &ok);
     put(o, "createdAt", iso(u->created_at), &ok);
     if (with_email)
-        put(o, "email", json_string(u->email ? u->email : ""), &ok);
+        put(o, "email", str_or_empty(u->email), &ok);
     return finish(o, ok);
 }
 
@@ -67,11 +83,7 @@ json_t *views_author(const struct user *u)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
-    put(o, "id", json_string(u->id), &ok);
-    put(o, "username", json_string(u->username ? u->username : ""), &ok);
-    put(o, "displayName", json_string(u->display_name ? u->display_name : ""), &ok);
+    put_names(o, u, &ok);
     put(o, "avatarUrl", str_or_null(u->avatar_url), &ok);
     return finish(o, ok);
 }
@@ -80,11 +92,9 @@ json_t *views_post(const struct post *p, json_t *author)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(p->id), &ok);
     put(o, "author", borrowed_or_null(author), &ok);
-    put(o, "text", json_string(p->text ? p->text : ""), &ok);
+    put(o, "text", str_or_empty(p->text), &ok);
     put(o, "imageUrl", str_or_null(p->image_url), &ok);
     put(o, "likeCount", json_integer(p->like_count), &ok);
     put(o, "commentCount", json_integer(p->comment_count), &ok);
@@ -97,12 +107,10 @@ json_t *views_comment(const struct comment *cm, json_t *author)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(cm->id), &ok);
     put(o, "postId", json_string(cm->post_id), &ok);
     put(o, "author", borrowed_or_null(author), &ok);
-    put(o, "text", json_string(cm->text ? cm->text : ""), &ok);
+    put(o, "text", str_or_empty(cm->text), &ok);
     put(o, "createdAt", iso(cm->created_at), &ok);
     return finish(o, ok);
 }
@@ -111,13 +119,11 @@ json_t *views_message(const struct message *m, json_t *sender)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(m->id), &ok);
     put(o, "chatId", json_string(m->chat_id), &ok);
     put(o, "seq", json_integer(m->seq), &ok);
     put(o, "sender", borrowed_or_null(sender), &ok);
-    put(o, "text", json_string(m->text ? m->text : ""), &ok);
+    put(o, "text", str_or_empty(m->text), &ok);
     put(o, "attachmentUrl", str_or_null(m->attachment_url), &ok);
     put(o, "clientId", str_or_null(m->client_id), &ok);
     put(o, "createdAt", iso(m->created_at), &ok);
@@ -128,8 +134,6 @@ json_t *views_chat(const struct chat *ch, const struct views_authors *authors)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "id", json_string(ch->id), &ok);
     put(o, "type", json_string(ch->type == CHAT_GROUP ? "group" : "direct"), &ok);
     put(o, "name", str_or_null(ch->name), &ok);
@@ -161,11 +165,7 @@ json_t *views_page(json_t *items, const char *next)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o) {
-        json_decref(items);
-        return NULL;
-    }
-    put(o, "items", items, &ok);
+    put(o, "items", items, &ok); /* consumed even when `o` is NULL */
     put(o, "nextCursor", str_or_null(next), &ok);
     return finish(o, ok);
 }
@@ -174,8 +174,6 @@ json_t *views_event(const char *type, const char *key, json_t *value)
 {
     json_t *o = json_object();
     bool ok = o != NULL;
-    if (!o)
-        return NULL;
     put(o, "type", json_string(type), &ok);
     put(o, key, borrowed_or_null(value), &ok);
     return finish(o, ok);
@@ -183,103 +181,9 @@ json_t *views_event(const char *type, const char *key, json_t *value)
 
 /* ---- author batches ------------------------------------------------------ */
 
-/* Authors come from the author cache (core/author_cache.c) and, for the
- * ids it lacks, from one store_get_users call. */
-
 static int cmp_id(const void *a, const void *b)
 {
     return memcmp(a, b, OID_LEN);
-}
-
-/* An id of the page whose Author the cache did not have. */
-struct miss {
-    char id[OID_SIZE];
-    uint64_t epoch; /* the cache slot's epoch before the store read */
-};
-
-static int cmp_miss(const void *a, const void *b)
-{
-    return memcmp(((const struct miss *)a)->id, ((const struct miss *)b)->id, OID_LEN);
-}
-
-int views_authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
-                       struct views_authors *out, struct chat_err *err)
-{
-    out->items = NULL;
-    out->n = 0;
-    if (n == 0)
-        return 0;
-
-    /* Collapse duplicates (a page often has one author many times). */
-    char(*uniq)[OID_SIZE] = malloc(n * sizeof *uniq);
-    if (!uniq)
-        return core__internal(err, "views: out of memory");
-    memcpy(uniq, ids, n * sizeof *uniq);
-    qsort(uniq, n, sizeof *uniq, cmp_id);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (m == 0 || memcmp(uniq[m - 1], uniq[i], OID_LEN) != 0)
-            memcpy(uniq[m++], uniq[i], OID_SIZE);
-
-    /* The author cache first; one store call for whatever it lacks. */
-    struct miss *miss = malloc(m * sizeof *miss);
-    out->items = calloc(m, sizeof *out->items);
-    if (!miss || !out->items) {
-        free(uniq);
-        free(miss);
-        views_authors_cleanup(out);
-        return core__internal(err, "views: out of memory");
-    }
-    size_t n_miss = 0;
-    for (size_t i = 0; i < m; i++) {
-        uint64_t epoch;
-        json_t *a = core__author_cache_get(c->priv->authors, uniq[i], &epoch);
-        if (a) {
-            memcpy(out->items[out->n].id, uniq[i], OID_SIZE);
-            out->items[out->n++].json = a;
-        } else {
-            memcpy(miss[n_miss].id, uniq[i], OID_SIZE);
-            miss[n_miss++].epoch = epoch;
-        }
-    }
-    free(uniq);
-    int rc = 0;
-    if (n_miss > 0) {
-        char(*want)[OID_SIZE] = malloc(n_miss * sizeof *want);
-        struct user_list users = {0};
-        if (!want) {
-            rc = core__internal(err, "views: out of memory");
-        } else {
-            for (size_t i = 0; i < n_miss; i++)
-                memcpy(want[i], miss[i].id, OID_SIZE);
-            rc = store_get_users(c->store, (const char(*)[OID_SIZE])want, n_miss, &users, err);
-            free(want);
-        }
-        /* `miss` is sorted (uniq was), and each user answers one miss. */
-        for (size_t i = 0; rc == 0 && i < users.n && out->n < m; i++) {
-            const struct user *u = &users.items[i];
-            json_t *a = views_author(u);
-            if (!a) {
-                rc = core__internal(err, "views: out of memory");
-                break;
-            }
-            struct miss key;
-            memcpy(key.id, u->id, OID_SIZE);
-            const struct miss *hit = bsearch(&key, miss, n_miss, sizeof *miss, cmp_miss);
-            if (hit)
-                core__author_cache_put(c->priv->authors, u, hit->epoch);
-            memcpy(out->items[out->n].id, u->id, OID_SIZE);
-            out->items[out->n++].json = a;
-        }
-        store_user_list_cleanup(&users);
-    }
-    free(miss);
-    if (rc) {
-        views_authors_cleanup(out);
-        return rc;
-    }
-    qsort(out->items, out->n, sizeof *out->items, cmp_id);
-    return 0;
 }
 
 void views_authors_cleanup(struct views_authors *a)

@@ -2,11 +2,11 @@
  * records.
  *
  * Embedded authors (post author, comment author, message sender, chat
- * members) are looked up in a `struct views_authors`, loaded from the
- * author cache plus at most ONE store_get_users call per page for the ids
- * it lacks, so a page costs at most one users query however many items it
- * has.  Each Author object is built once and shared (jansson
- * refcounts) by every item that embeds it.
+ * members) are looked up in a `struct views_authors`, which
+ * core__authors_load (core/author_cache.c) fills from the author cache plus
+ * at most ONE store_get_users call per page, so a page costs at most one
+ * users query however many items it has.  Each Author object is built once
+ * and shared (jansson refcounts) by every item that embeds it.
  *
  * Every builder returns a new reference, or NULL when out of memory. */
 #ifndef CHATLI_CORE_VIEWS_H
@@ -17,9 +17,6 @@
 #include <stddef.h>
 
 #include "chatli/store.h"
-#include "chatli/err.h"
-
-struct core;
 
 struct views_author {
     char id[OID_SIZE];
@@ -32,12 +29,7 @@ struct views_authors {
     size_t n;
 };
 
-/* Loads the Author objects of `ids` (duplicates allowed; they are collapsed
- * before the store call).  Ids that name no user are simply absent, and
- * views then embed null.  Store errors pass through.  Release `out` with
- * views_authors_cleanup (also after a failure). */
-int views_authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
-                       struct views_authors *out, struct chat_err *err);
+/* Releases every Author of `a` and empties it.  NULL is ignored. */
 void views_authors_cleanup(struct views_authors *a);
 /* Borrowed Author for `id`, or NULL when not loaded. */
 json_t *views_authors_find(const struct views_authors *a, const char *id);

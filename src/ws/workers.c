@@ -14,15 +14,14 @@
  * is produced by send_cb on the store's writer thread, after core has
  * published message.new, and pushed to the inbox from there.
  *
- * "Users sharing a chat with me" (presence, the ready frame) has no core
- * function of its own: it is read here by paging chats_list. */
+ * The domain work is core's (users_contacts for presence, chats_typing,
+ * messages_sync_page); a job only calls it and turns the result into
+ * frames, errors and close messages for the loop. */
 #include "ws_internal.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "chatli/bus.h"
 #include "chatli/log.h"
 
 /* ---- job objects ------------------------------------------------------ */
@@ -105,67 +104,6 @@ static void batch_finish(struct ws_server *ws, struct batch *b, struct ws_job *j
     ws__inbox_push(ws, b->head);
 }
 
-/* ---- users sharing a chat ---------------------------------------------- */
-
-/* The ids of every other member of every chat of `s`'s user, without
- * duplicates.  *out is new (free()).  Core errors pass through. */
-static int co_members(struct core *core, const struct session *s, char (**out)[OID_SIZE],
-                      size_t *n_out, struct chat_err *err)
-{
-    *out = NULL;
-    *n_out = 0;
-    json_t *seen = json_object();
-    if (!seen)
-        return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-    char *cursor = NULL;
-    int rc = 0;
-    for (int page = 0; page < WS_CO_MEMBER_PAGES; page++) {
-        struct page_params pp = {.limit = "100", .before = cursor};
-        json_t *res = NULL;
-        rc = chats_list(core, s, &pp, &res, err);
-        free(cursor);
-        cursor = NULL;
-        if (rc < 0)
-            break;
-        size_t i, k;
-        json_t *chat, *m;
-        json_array_foreach(json_object_get(res, "items"), i, chat) {
-            json_array_foreach(json_object_get(chat, "members"), k, m) {
-                const char *id = json_string_value(json_object_get(m, "id"));
-                if (id && oid_valid(id) && strcmp(id, s->user_id) != 0 &&
-                    json_object_set(seen, id, json_true()) < 0)
-                    rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-            }
-        }
-        const char *next = json_string_value(json_object_get(res, "nextCursor"));
-        if (next && rc == 0 && !(cursor = strdup(next)))
-            rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-        json_decref(res);
-        if (rc < 0 || !cursor)
-            break;
-        if (page + 1 == WS_CO_MEMBER_PAGES)
-            log_warn("ws: a user has more than %d chats; presence covers the most recent",
-                     WS_CO_MEMBER_PAGES * 100);
-    }
-    free(cursor);
-    size_t n = json_object_size(seen);
-    if (rc == 0 && n > 0) {
-        *out = malloc(n * sizeof **out);
-        if (!*out) {
-            rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
-        } else {
-            const char *key;
-            json_t *v;
-            json_object_foreach(seen, key, v) {
-                memcpy((*out)[*n_out], key, OID_SIZE);
-                (*n_out)++;
-            }
-        }
-    }
-    json_decref(seen);
-    return rc;
-}
-
 /* ---- the jobs ------------------------------------------------------------ */
 
 static void run_auth(struct ws_server *ws, struct ws_job *j)
@@ -176,7 +114,7 @@ static void run_auth(struct ws_server *ws, struct ws_job *j)
     if (rc == 0)
         rc = users_me(ws->core, &j->sess, &j->me, &err);
     if (rc == 0)
-        rc = co_members(ws->core, &j->sess, &j->co, &j->n_co, &err);
+        rc = users_contacts(ws->core, &j->sess, &j->co, &j->n_co, &err);
     j->rc = rc;
     if (rc == CHAT_E_UNAVAILABLE)
         batch_add(&b, ws__msg_close(j->conn_id, WS_CLOSE_TRY_LATER, "try again later"));
@@ -273,41 +211,9 @@ static void run_typing(struct ws_server *ws, struct ws_job *j)
 {
     struct chat_err err = {0};
     struct batch b = {0};
-    char(*ids)[OID_SIZE] = NULL;
-    size_t n = 0, k = 0;
-    int rc = chats_member_ids(ws->core, &j->sess, j->frame.chat_id, &ids, &n, &err);
-    if (rc < 0) {
+    int rc = chats_typing(ws->core, &j->sess, j->frame.chat_id, &err);
+    if (rc < 0)
         batch_error(&b, j->conn_id, &err, rc, NULL);
-        batch_finish(ws, &b, j);
-        return;
-    }
-    /* Everyone but the typist, compacted in place. */
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(ids[i], j->sess.user_id) != 0)
-            memcpy(ids[k++], ids[i], OID_SIZE);
-    if (k > 0) {
-        /* "type" first: ws__frame_is_ephemeral recognises typing by it. */
-        json_t *f = json_pack("{s:s, s:s, s:s}", "type", "typing", "chatId", j->frame.chat_id,
-                              "userId", j->sess.user_id);
-        char *s = f ? json_dumps(f, JSON_COMPACT) : NULL;
-        if (s) {
-            struct bus_event ev = {
-                .scope = BUS_TO_USERS,
-                .user_ids = (const char(*)[OID_SIZE])ids,
-                .n_users = k,
-                .frame = s,
-                .len = strlen(s),
-            };
-            struct chat_err berr = {0};
-            if (bus_publish(ws->bus, &ev, &berr) < 0)
-                log_warn("ws: typing not published: %s", berr.msg);
-        } else {
-            log_error("ws: out of memory building a typing frame; it is dropped");
-        }
-        free(s);
-        json_decref(f);
-    }
-    free(ids);
     batch_finish(ws, &b, j);
 }
 
@@ -321,21 +227,6 @@ static void run_read(struct ws_server *ws, struct ws_job *j)
     batch_finish(ws, &b, j);
 }
 
-/* True when chat `chat_id` has a message after `seq` (one row read). */
-static bool has_more(struct ws_server *ws, struct ws_job *j, const char *chat_id, int64_t seq)
-{
-    char after[24];
-    snprintf(after, sizeof after, "%lld", (long long)seq);
-    struct page_params pp = {.limit = "1", .after_seq = after};
-    json_t *res = NULL;
-    struct chat_err err = {0};
-    if (messages_list(ws->core, &j->sess, chat_id, &pp, &res, &err) < 0)
-        return true; /* cannot tell: let the client look */
-    bool more = json_array_size(json_object_get(res, "items")) > 0;
-    json_decref(res);
-    return more;
-}
-
 /* One page of a sync: up to WS_SYNC_PAGE messages of the current chat (chats
  * the caller does not belong to are skipped on the way), or sync.done. */
 static void run_sync(struct ws_server *ws, struct ws_job *j)
@@ -344,43 +235,36 @@ static void run_sync(struct ws_server *ws, struct ws_job *j)
     struct ws_frame *f = &j->frame;
     while (j->sync_i < f->n_sync) {
         struct ws_sync_entry *e = &f->sync[j->sync_i];
-        char after[24], limit[16];
-        snprintf(after, sizeof after, "%lld", (long long)e->after_seq);
         int64_t left = WS_SYNC_MAX_PER_CHAT - j->sync_sent;
-        snprintf(limit, sizeof limit, "%d", (int)(left < WS_SYNC_PAGE ? left : WS_SYNC_PAGE));
-        struct page_params pp = {.limit = limit, .after_seq = after};
-        json_t *res = NULL;
+        struct messages_sync_page page;
         struct chat_err err = {0};
-        int rc = messages_list(ws->core, &j->sess, e->chat_id, &pp, &res, &err);
+        int rc = messages_sync_page(ws->core, &j->sess, e->chat_id, e->after_seq,
+                                    (int)(left < WS_SYNC_PAGE ? left : WS_SYNC_PAGE), &page, &err);
         if (rc == CHAT_E_NOT_FOUND) { /* not a member (or no such chat): ignored */
+            messages_sync_page_cleanup(&page);
             j->sync_i++;
             j->sync_sent = 0;
             continue;
         }
         if (rc < 0) {
+            messages_sync_page_cleanup(&page);
             batch_error(&b, j->conn_id, &err, rc, NULL);
             j->sync_incomplete = true;
             j->sync_i = f->n_sync;
             break;
         }
-        json_t *items = json_object_get(res, "items");
-        size_t i, n = json_array_size(items);
+        size_t i;
         json_t *msg;
-        json_array_foreach(items, i, msg) {
-            json_int_t seq = json_integer_value(json_object_get(msg, "seq"));
-            if (seq > e->after_seq)
-                e->after_seq = seq;
+        json_array_foreach(page.messages, i, msg)
             batch_frame(&b, j->conn_id,
                         json_pack("{s:s, s:O}", "type", "message.new", "message", msg));
-        }
-        j->sync_sent += (int64_t)n;
-        bool page_full = (int64_t)n >= (left < WS_SYNC_PAGE ? left : WS_SYNC_PAGE);
-        bool more = n > 0 && page_full && !json_is_null(json_object_get(res, "nextCursor")) &&
-                    json_object_get(res, "nextCursor") != NULL;
-        json_decref(res);
+        e->after_seq = page.last_seq;
+        j->sync_sent += (int64_t)json_array_size(page.messages);
+        bool more = page.more;
+        messages_sync_page_cleanup(&page);
+        /* At the cap with more left: this chat is cut, and sync.done says so. */
         if (more && j->sync_sent >= WS_SYNC_MAX_PER_CHAT) {
-            if (has_more(ws, j, e->chat_id, e->after_seq))
-                j->sync_incomplete = true;
+            j->sync_incomplete = true;
             more = false;
         }
         if (!more) {
@@ -401,7 +285,7 @@ static void run_offline(struct ws_server *ws, struct ws_job *j)
 {
     struct chat_err err = {0};
     struct batch b = {0};
-    if (co_members(ws->core, &j->sess, &j->co, &j->n_co, &err) < 0)
+    if (users_contacts(ws->core, &j->sess, &j->co, &j->n_co, &err) < 0)
         log_warn("ws: presence offline not sent: %s", err.msg);
     batch_finish(ws, &b, j);
 }

@@ -109,7 +109,6 @@
 #define WS_SWEEP_MS 500
 #define WS_PING_IDLE_S 30
 #define WS_HANGUP_IDLE_S 75
-#define WS_CO_MEMBER_PAGES 100     /* chats_list pages read for presence (x100 chats) */
 
 /* Close codes (RFC 6455 and CONTRACT 6). */
 #define WS_CLOSE_GOING_AWAY 1001

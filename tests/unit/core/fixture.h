@@ -204,6 +204,77 @@ static inline void fx_check_err(int rc, const struct chat_err *e, int code, cons
         fx_check_err(rc__, &err, (want_code), (want_field), __FILE__, __LINE__); \
     } while (0)
 
+/* ---- a blocking send ----------------------------------------------------
+ * Core only sends asynchronously (REST and the gateway both answer from
+ * the callback); tests want the stored message back before they go on, so
+ * this waits for messages_send_async's callback.  REST's form: no clientId
+ * required, no connection to skip.  *out is new (json_decref); on failure
+ * it is NULL and `err` holds the callback's error. */
+
+struct fx_send_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+    json_t *message;
+    bool created;
+    struct chat_err err;
+};
+
+static inline void fx_on_sent(void *arg, int rc, json_t *message, bool created,
+                              const struct chat_err *err)
+{
+    struct fx_send_wait *w = arg;
+    struct chat_err copy_err = {0};
+    /* A private deep copy, not json_incref: the writer thread still holds
+     * (and drops) references into `message`, and jansson's decref has no
+     * acquire fence, so sharing one refcounted tree across threads is a
+     * data race (ThreadSanitizer reports it). */
+    json_t *copy = message ? json_deep_copy(message) : NULL;
+    if (message && !copy && rc == 0) {
+        rc = chat_err_set(&copy_err, CHAT_E_INTERNAL, NULL, "out of memory copying a message");
+        err = &copy_err;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->rc = rc;
+    w->message = copy;
+    w->created = created;
+    if (err)
+        w->err = *err;
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static inline int messages_send(struct core *c, const struct session *s, const char *chat_id,
+                                json_t *body, json_t **out, bool *created, struct chat_err *err)
+{
+    struct fx_send_wait w = {.done = false};
+    *out = NULL;
+    *created = false;
+    if (pthread_mutex_init(&w.lock, NULL) != 0 || pthread_cond_init(&w.cond, NULL) != 0) {
+        fprintf(stderr, "messages_send: cannot create a mutex or condition variable\n");
+        exit(2);
+    }
+    int rc = messages_send_async(c, s, chat_id, body, false, 0, fx_on_sent, &w, err);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.lock);
+        while (!w.done)
+            pthread_cond_wait(&w.cond, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+        rc = w.rc;
+        if (rc == 0) {
+            *out = w.message;
+            *created = w.created;
+        } else if (err) {
+            *err = w.err;
+        }
+    }
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    return rc;
+}
+
 static inline const char *fx_str(json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));

@@ -1,7 +1,8 @@
 /* test_messages.c - core/messages.c: sending (validation, clientId dedupe,
  * the WS form with required clientId), message.new fan-out and its skipped
  * connection, the async callback, listing newest-first with cursors and
- * oldest-first with afterSeq, and concurrent senders. */
+ * oldest-first with afterSeq, the typed sync page (the same messages as
+ * afterSeq, its last seq and whether more exist), and concurrent senders. */
 #include <unistd.h>
 
 #include "fixture.h"
@@ -418,6 +419,80 @@ static void test_concurrent(struct fx *f)
             CHECK(all[i] != all[j]);
 }
 
+/* The typed sync page is GET messages?afterSeq= without the strings. */
+static void test_sync_page(struct fx *f)
+{
+    struct chat_err err = {0};
+    json_t *out = NULL, *body;
+    bool created;
+    body = json_pack("{s:[s], s:s}", "memberIds", sb.user_id, "name", "sync");
+    CHECK_EQ_INT(chats_create(f->core, &sa, body, &out, &created, &err), 0);
+    char sync_id[OID_SIZE];
+    snprintf(sync_id, sizeof sync_id, "%s", fx_str(out, "id"));
+    json_decref(out);
+    json_decref(body);
+    for (int i = 0; i < 7; i++) {
+        body = json_pack("{s:s+}", "text", "sync ", i % 2 ? "odd" : "even");
+        CHECK_EQ_INT(messages_send(f->core, i % 2 ? &sa : &sb, sync_id, body, &out, &created,
+                                   &err), 0);
+        json_decref(out);
+        json_decref(body);
+    }
+
+    /* Pages of 3 after 0: 1-3 and 4-6 with more, then 7 without. */
+    struct messages_sync_page page;
+    int64_t after = 0;
+    for (int k = 0; k < 3; k++) {
+        CHECK_EQ_INT(messages_sync_page(f->core, &sb, sync_id, after, 3, &page, &err), 0);
+        size_t want = k < 2 ? 3 : 1;
+        CHECK_EQ_INT(json_array_size(page.messages), want);
+        CHECK_EQ_INT(page.last_seq, after + (int64_t)want);
+        CHECK(page.more == (k < 2));
+        /* The very items GET messages?afterSeq= gives, senders embedded. */
+        char a[24];
+        snprintf(a, sizeof a, "%lld", (long long)after);
+        struct page_params pp = {.limit = "3", .after_seq = a};
+        CHECK_EQ_INT(messages_list(f->core, &sb, sync_id, &pp, &out, &err), 0);
+        CHECK(json_equal(page.messages, json_object_get(out, "items")));
+        CHECK(json_is_null(json_object_get(out, "nextCursor")) == !page.more);
+        json_decref(out);
+        after = page.last_seq;
+        messages_sync_page_cleanup(&page);
+    }
+    /* Caught up: no messages, last_seq stays, nothing more. */
+    CHECK_EQ_INT(messages_sync_page(f->core, &sa, sync_id, 7, 50, &page, &err), 0);
+    CHECK(json_is_array(page.messages) && json_array_size(page.messages) == 0);
+    CHECK_EQ_INT(page.last_seq, 7);
+    CHECK(!page.more);
+    messages_sync_page_cleanup(&page);
+    /* A full page that ends exactly at the last message has no more. */
+    CHECK_EQ_INT(messages_sync_page(f->core, &sa, sync_id, 6, 1, &page, &err), 0);
+    CHECK_EQ_INT(page.last_seq, 7);
+    CHECK(!page.more);
+    messages_sync_page_cleanup(&page);
+    CHECK_EQ_INT(messages_sync_page(f->core, &sa, sync_id, 999999999999999999LL, 1, &page, &err),
+                 0);
+    CHECK_EQ_INT(json_array_size(page.messages), 0);
+    messages_sync_page_cleanup(&page);
+
+    /* Refused like GET messages refuses them. */
+    CHECK_ERR(messages_sync_page(f->core, &sc, sync_id, 0, 3, &page, &err), CHAT_E_NOT_FOUND, NULL);
+    CHECK(page.messages == NULL);
+    messages_sync_page_cleanup(&page);
+    CHECK_ERR(messages_sync_page(f->core, &sa, "6929b0da0123456789abcdef", 0, 3, &page, &err),
+              CHAT_E_NOT_FOUND, NULL);
+    CHECK_ERR(messages_sync_page(f->core, &sa, "x", 0, 3, &page, &err), CHAT_E_NOT_FOUND, NULL);
+    CHECK_ERR(messages_sync_page(f->core, &sa, sync_id, 0, 0, &page, &err), CHAT_E_VALIDATION,
+              "limit");
+    CHECK_ERR(messages_sync_page(f->core, &sa, sync_id, 0, 101, &page, &err), CHAT_E_VALIDATION,
+              "limit");
+    CHECK_ERR(messages_sync_page(f->core, &sa, sync_id, -1, 3, &page, &err), CHAT_E_VALIDATION,
+              "afterSeq");
+    CHECK_ERR(messages_sync_page(f->core, &sa, sync_id, 1000000000000000000LL, 3, &page, &err),
+              CHAT_E_VALIDATION, "afterSeq");
+    messages_sync_page_cleanup(&page);
+}
+
 int main(void)
 {
     struct fx f;
@@ -429,6 +504,7 @@ int main(void)
     test_send(&f);
     test_async(&f);
     test_list(&f);
+    test_sync_page(&f);
     test_concurrent(&f);
     fx_close(&f);
     return check_done();

@@ -1,5 +1,6 @@
 /* test_users.c - core/users.c: me, profile updates and their validation,
- * public user views, and prefix search with opaque-cursor paging. */
+ * public user views, prefix search with opaque-cursor paging, and contacts
+ * (the users sharing a chat with the caller, capped at USERS_CONTACTS_MAX). */
 #include "fixture.h"
 
 static void test_me_and_get(struct fx *f)
@@ -219,6 +220,96 @@ static void test_search(struct fx *f)
     CHECK_ERR(users_search(f->core, &s, "zed", &pp, &out, &err), CHAT_E_VALIDATION, "before");
 }
 
+static bool has(const char (*ids)[OID_SIZE], size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0)
+            return true;
+    return false;
+}
+
+static void test_contacts(struct fx *f)
+{
+    struct chat_err err = {0};
+    struct session a, b, c, d, e;
+    json_t *out = NULL, *body;
+    bool created;
+    char (*ids)[OID_SIZE] = NULL;
+    size_t n = 0;
+    fx_user(f, "kai", &a);
+    fx_user(f, "lea", &b);
+    fx_user(f, "max", &c);
+    fx_user(f, "nia", &d);
+    fx_user(f, "oto", &e);
+
+    /* Nobody yet: no contacts, no array. */
+    CHECK_EQ_INT(users_contacts(f->core, &a, &ids, &n, &err), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(ids == NULL);
+
+    /* lea in two chats with kai counts once; kai is not his own contact. */
+    body = json_pack("{s:[s]}", "memberIds", b.user_id);
+    CHECK_EQ_INT(chats_create(f->core, &a, body, &out, &created, &err), 0);
+    json_decref(out);
+    json_decref(body);
+    body = json_pack("{s:[s,s,s], s:s}", "memberIds", b.user_id, c.user_id, d.user_id, "name",
+                     "team");
+    CHECK_EQ_INT(chats_create(f->core, &a, body, &out, &created, &err), 0);
+    json_decref(out);
+    json_decref(body);
+    CHECK_EQ_INT(users_contacts(f->core, &a, &ids, &n, &err), 0);
+    CHECK_EQ_INT(n, 3);
+    CHECK(has((const char(*)[OID_SIZE])ids, n, b.user_id));
+    CHECK(has((const char(*)[OID_SIZE])ids, n, c.user_id));
+    CHECK(has((const char(*)[OID_SIZE])ids, n, d.user_id));
+    CHECK(!has((const char(*)[OID_SIZE])ids, n, a.user_id));
+    free(ids);
+    CHECK_EQ_INT(users_contacts(f->core, &c, &ids, &n, &err), 0);
+    CHECK_EQ_INT(n, 3); /* kai, lea, nia through the group */
+    free(ids);
+    CHECK_EQ_INT(users_contacts(f->core, &e, &ids, &n, &err), 0);
+    CHECK_EQ_INT(n, 0);
+}
+
+/* More contacts than the cap: the first USERS_CONTACTS_MAX, no error.  The
+ * users and the chat are written to the store directly: registering ten
+ * thousand users through Argon2id is not what this tests. */
+static void test_contacts_cap(struct fx *f)
+{
+    struct chat_err err = {0};
+    struct session s;
+    fx_user(f, "popular", &s);
+    size_t n_members = USERS_CONTACTS_MAX + 2; /* the caller and one too many */
+    char(*members)[OID_SIZE] = malloc(n_members * sizeof *members);
+    memcpy(members[0], s.user_id, OID_SIZE);
+    int failed = 0;
+    for (size_t i = 1; i < n_members; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fan%zu", i);
+        struct user u = {.username = name, .email = name, .display_name = name, .bio = "",
+                         .pwhash = "x", .created_at = 1795862362123};
+        oid_new(u.id, u.created_at);
+        failed += store_create_user(f->st, &u, &err) != 0;
+        memcpy(members[i], u.id, OID_SIZE);
+    }
+    CHECK_EQ_INT(failed, 0);
+    struct chat in = {.type = CHAT_GROUP, .member_ids = members, .n_members = n_members,
+                      .created_at = 1795862362123, .updated_at = 1795862362123};
+    struct chat ch = {0};
+    bool existed = false;
+    oid_new(in.id, in.created_at);
+    CHECK_EQ_INT(store_create_chat(f->st, &in, &ch, &existed, &err), 0);
+    store_chat_cleanup(&ch);
+    free(members);
+
+    char (*ids)[OID_SIZE] = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(users_contacts(f->core, &s, &ids, &n, &err), 0);
+    CHECK_EQ_INT(n, USERS_CONTACTS_MAX);
+    CHECK(!has((const char(*)[OID_SIZE])ids, n, s.user_id));
+    free(ids);
+}
+
 int main(void)
 {
     struct fx f;
@@ -226,6 +317,8 @@ int main(void)
     test_me_and_get(&f);
     test_update(&f);
     test_search(&f);
+    test_contacts(&f);
+    test_contacts_cap(&f);
     fx_close(&f);
     return check_done();
 }

@@ -1,0 +1,82 @@
+/* common.c - the small helpers every core service uses: reporting an
+ * internal failure, publishing an event frame, and growing an id array.
+ *
+ * They sit in a file of their own, below every service, so that the
+ * services, the caches and core.c (which creates and frees the caches) all
+ * call down into them and no file of core calls back up into another.
+ *
+ * Publishing never fails its caller: by the time a frame is published the
+ * domain change is committed, and a client that missed the event recovers
+ * it with sync or GET.  So bus errors are logged here and swallowed. */
+#include "core_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "chatli/bus.h"
+#include "chatli/log.h"
+
+int core__internal(struct chat_err *err, const char *what)
+{
+    log_error("%s", what);
+    return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+}
+
+void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
+                        uint64_t skip_conn, const char *frame, size_t len)
+{
+    if (!c->bus || !frame)
+        return;
+    if (scope == BUS_TO_USERS && n == 0)
+        return;
+    struct bus_event ev = {
+        .scope = scope,
+        .user_ids = user_ids,
+        .n_users = scope == BUS_TO_USERS ? n : 0,
+        .skip_conn = skip_conn,
+        .frame = frame,
+        .len = len,
+    };
+    struct chat_err e = {0};
+    if (bus_publish(c->bus, &ev, &e) != 0)
+        log_warn("core: bus publish failed: %s", e.msg);
+}
+
+void core__publish(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
+                   uint64_t skip_conn, json_t *frame)
+{
+    if (!c->bus || !frame)
+        return;
+    if (scope == BUS_TO_USERS && n == 0)
+        return;
+    char *text = json_dumps(frame, JSON_COMPACT);
+    if (!text) {
+        log_error("core: cannot serialize an event frame (out of memory)");
+        return;
+    }
+    core__publish_text(c, scope, user_ids, n, skip_conn, text, strlen(text));
+    free(text);
+}
+
+int core__ids_push(struct core_ids *ids, const char *id)
+{
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 16;
+        void *v = realloc(ids->v, cap * sizeof *ids->v);
+        if (!v)
+            return CHAT_E_INTERNAL;
+        ids->v = v;
+        ids->cap = cap;
+    }
+    memcpy(ids->v[ids->n], id, OID_LEN);
+    ids->v[ids->n][OID_LEN] = '\0';
+    ids->n++;
+    return 0;
+}
+
+void core__ids_cleanup(struct core_ids *ids)
+{
+    free(ids->v);
+    ids->v = NULL;
+    ids->n = ids->cap = 0;
+}
