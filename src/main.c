@@ -109,6 +109,143 @@ static int fatal(const char *what, const struct chat_err *err)
     return 1;
 }
 
+/* Everything main starts, in start-up order; app_stop frees it in reverse. */
+struct app {
+    struct store *store;
+    struct bus *bus;
+    struct cache *cache;
+    struct core *core;
+    struct ws_server *ws;
+    struct http_server *http;
+    struct acceptor *acc;
+};
+
+/* config checks REDIS_URL and CLOUDINARY_URL, but this build has no Redis
+ * or Cloudinary adapter yet and wires in-process ones (so /readyz says
+ * "redis": "disabled", "media": "local"): say so once rather than let an
+ * operator believe state is shared or uploads leave the host.  The URLs
+ * hold credentials and are not logged. */
+static void warn_unused(const struct config *cfg)
+{
+    if (cfg->redis_url)
+        log_warn("REDIS_URL is set but not used by this build yet: rate limits, cache and "
+                 "fan-out stay in this process");
+    if (cfg->cloudinary_url)
+        log_warn("CLOUDINARY_URL is set but not used by this build yet: media stays local");
+}
+
+/* MONGODB_URI selects the production store; without it the embedded
+ * SQLite database lives in DATA_DIR. */
+static int open_store(const struct config *cfg, struct store **out, struct chat_err *err)
+{
+    if (cfg->mongodb_uri)
+        return store_mongo_open(cfg->mongodb_uri, cfg->mongodb_db, out, err);
+    char db_path[4096 + 16];
+    snprintf(db_path, sizeof db_path, "%s/chatli.db", cfg->data_dir);
+    return store_sqlite_open(db_path, out, err);
+}
+
+/* Starts every part in dependency order: adapters, core, the two
+ * transports, then the acceptor that feeds them.  Returns 0, or 1 after
+ * logging which part failed; app_stop frees what did start either way. */
+static int app_start(struct app *a, const struct config *cfg)
+{
+    struct chat_err err = {0};
+    if (make_dirs(cfg->data_dir) != 0) {
+        chat_err_set(&err, CHAT_E_UNAVAILABLE, NULL, "cannot create DATA_DIR %s: %s",
+                     cfg->data_dir, strerror(errno));
+        return fatal("DATA_DIR", &err);
+    }
+    connection_ceiling = acceptor_raise_fd_limit();
+    metrics_register_gauge("chatli_connection_ceiling",
+                           "Connections the process can hold (file descriptor limit minus a reserve).",
+                           ceiling_gauge, NULL);
+    if (open_store(cfg, &a->store, &err) != 0)
+        return fatal("store", &err);
+    if (bus_local_new(&a->bus, &err) != 0)
+        return fatal("bus", &err);
+    if (cache_mem_new(&a->cache, &err) != 0)
+        return fatal("cache", &err);
+    struct core_config ccfg = {
+        .token_ttl_s = cfg->token_ttl_s,
+        .pwhash_opslimit = cfg->pwhash_opslimit,
+        .pwhash_memlimit = cfg->pwhash_memlimit,
+        .pwhash_concurrency = cores(),
+    };
+    if (core_new(&ccfg, a->store, a->bus, &a->core, &err) != 0)
+        return fatal("core", &err);
+    if (ws_server_open(cfg, a->core, a->bus, &a->ws, &err) != 0)
+        return fatal("websocket gateway", &err);
+    struct http_server_deps deps = {.cfg = cfg, .core = a->core, .store = a->store,
+                                    .cache = a->cache, .bus = a->bus,
+                                    .conn_limit = (unsigned)connection_ceiling};
+    if (http_server_open(&deps, &a->http, &err) != 0)
+        return fatal("http server", &err);
+    struct acceptor_config acfg = {.host = cfg->host, .port = cfg->port, .to_http = to_http,
+                                   .http_arg = a->http, .to_ws = to_ws, .ws_arg = a->ws,
+                                   .to_reject = to_reject, .reject_arg = a->http};
+    if (acceptor_open(&acfg, &a->acc, &err) != 0)
+        return fatal("listen", &err);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s}", "msg", "chatli started",
+                          "host", cfg->host, "port", acceptor_port(a->acc), "store",
+                          a->store->name, "connectionCeiling", (json_int_t)connection_ceiling,
+                          "httpThreads", cfg->http_threads, "cache", a->cache->name, "bus",
+                          a->bus->name);
+    if (f) {
+        log_json(LOG_INFO, f);
+        json_decref(f);
+    }
+    return 0;
+}
+
+/* Blocks until SIGTERM or SIGINT (or a signalfd failure, taken as SIGTERM)
+ * and returns the signal's number. */
+static int wait_signal(int sfd)
+{
+    struct signalfd_siginfo si;
+    for (;;) {
+        ssize_t n = read(sfd, &si, sizeof si);
+        if (n == (ssize_t)sizeof si)
+            return (int)si.ssi_signo;
+        if (n < 0 && errno != EINTR) {
+            log_error("signalfd read: %s", strerror(errno));
+            return SIGTERM;
+        }
+    }
+}
+
+/* The graceful part of shutdown: no new connections, REST drained within
+ * half the grace, in-flight sends acked and WebSockets closed with 1001
+ * within nine tenths of it (the rest is for app_stop). */
+static void app_drain(struct app *a, const struct config *cfg, int signo)
+{
+    long long t0 = clock_mono_ms(), grace_ms = cfg->shutdown_grace_s * 1000;
+    log_info("%s received: draining (grace %lld s)", signo == SIGINT ? "SIGINT" : "SIGTERM",
+             (long long)cfg->shutdown_grace_s);
+    acceptor_stop(a->acc);
+    if (!http_server_drain(a->http, t0 + grace_ms / 2))
+        log_warn("REST drain: %u connection(s) still open at the deadline",
+                 http_server_connections(a->http));
+    ws_server_shutdown(a->ws, t0 + grace_ms * 9 / 10);
+}
+
+/* Frees what app_start started, in reverse order.  The acceptor stops
+ * first so that it never hands a socket to a server being freed; the
+ * store closes last, after its writer's final commit. */
+static void app_stop(struct app *a)
+{
+    acceptor_stop(a->acc);
+    http_server_close(a->http);
+    if (a->ws)
+        ws_server_close(a->ws);
+    acceptor_close(a->acc);
+    if (a->core)
+        core_free(a->core);
+    bus_close(a->bus);
+    cache_close(a->cache);
+    store_close(a->store);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -147,135 +284,13 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(cfg.log_level);
-    /* config checks these URLs, but this build has no Redis or Cloudinary
-     * adapter yet and wires in-process ones below (so /readyz says "redis":
-     * "disabled", "media": "local"): say so once rather than let an
-     * operator believe state is shared or uploads leave the host.  The
-     * URLs hold credentials and are not logged. */
-    if (cfg.redis_url)
-        log_warn("REDIS_URL is set but not used by this build yet: rate limits, cache and "
-                 "fan-out stay in this process");
-    if (cfg.cloudinary_url)
-        log_warn("CLOUDINARY_URL is set but not used by this build yet: media stays local");
+    warn_unused(&cfg);
 
-    int rc = 1;
-    struct chat_err err = {0};
-    struct store *store = NULL;
-    struct bus *bus = NULL;
-    struct cache *cache = NULL;
-    struct core *core = NULL;
-    struct ws_server *ws = NULL;
-    struct http_server *http = NULL;
-    struct acceptor *acc = NULL;
-
-    if (make_dirs(cfg.data_dir) != 0) {
-        chat_err_set(&err, CHAT_E_UNAVAILABLE, NULL, "cannot create DATA_DIR %s: %s", cfg.data_dir,
-                     strerror(errno));
-        rc = fatal("DATA_DIR", &err);
-        goto out;
-    }
-
-    connection_ceiling = acceptor_raise_fd_limit();
-    metrics_register_gauge("chatli_connection_ceiling",
-                           "Connections the process can hold (file descriptor limit minus a reserve).",
-                           ceiling_gauge, NULL);
-
-    /* MONGODB_URI selects the production store; without it the embedded
-     * SQLite database lives in DATA_DIR (which uploads use either way). */
-    if (cfg.mongodb_uri) {
-        if (store_mongo_open(cfg.mongodb_uri, cfg.mongodb_db, &store, &err) != 0) {
-            rc = fatal("store", &err);
-            goto out;
-        }
-    } else {
-        char db_path[4096 + 16];
-        snprintf(db_path, sizeof db_path, "%s/chatli.db", cfg.data_dir);
-        if (store_sqlite_open(db_path, &store, &err) != 0) {
-            rc = fatal("store", &err);
-            goto out;
-        }
-    }
-    if (bus_local_new(&bus, &err) != 0) {
-        rc = fatal("bus", &err);
-        goto out;
-    }
-    if (cache_mem_new(&cache, &err) != 0) {
-        rc = fatal("cache", &err);
-        goto out;
-    }
-    struct core_config ccfg = {
-        .token_ttl_s = cfg.token_ttl_s,
-        .pwhash_opslimit = cfg.pwhash_opslimit,
-        .pwhash_memlimit = cfg.pwhash_memlimit,
-        .pwhash_concurrency = cores(),
-    };
-    if (core_new(&ccfg, store, bus, &core, &err) != 0) {
-        rc = fatal("core", &err);
-        goto out;
-    }
-    if (ws_server_open(&cfg, core, bus, &ws, &err) != 0) {
-        rc = fatal("websocket gateway", &err);
-        goto out;
-    }
-    struct http_server_deps deps = {.cfg = &cfg, .core = core, .store = store, .cache = cache,
-                                    .bus = bus, .conn_limit = (unsigned)connection_ceiling};
-    if (http_server_open(&deps, &http, &err) != 0) {
-        rc = fatal("http server", &err);
-        goto out;
-    }
-    struct acceptor_config acfg = {.host = cfg.host, .port = cfg.port, .to_http = to_http,
-                                   .http_arg = http, .to_ws = to_ws, .ws_arg = ws,
-                                   .to_reject = to_reject, .reject_arg = http};
-    if (acceptor_open(&acfg, &acc, &err) != 0) {
-        rc = fatal("listen", &err);
-        goto out;
-    }
-
-    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s}", "msg", "chatli started", "host",
-                          cfg.host, "port", acceptor_port(acc), "store", store->name,
-                          "connectionCeiling", (json_int_t)connection_ceiling, "httpThreads",
-                          cfg.http_threads, "cache", cache->name, "bus", bus->name);
-    if (f) {
-        log_json(LOG_INFO, f);
-        json_decref(f);
-    }
-
-    struct signalfd_siginfo si;
-    for (;;) {
-        ssize_t n = read(sfd, &si, sizeof si);
-        if (n == (ssize_t)sizeof si)
-            break;
-        if (n < 0 && errno != EINTR) {
-            log_error("signalfd read: %s", strerror(errno));
-            si.ssi_signo = SIGTERM;
-            break;
-        }
-    }
-
-    long long t0 = clock_mono_ms(), grace_ms = cfg.shutdown_grace_s * 1000;
-    log_info("%s received: draining (grace %lld s)", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
-             (long long)cfg.shutdown_grace_s);
-    acceptor_stop(acc);
-    bool drained = http_server_drain(http, t0 + grace_ms / 2);
-    if (!drained)
-        log_warn("REST drain: %u connection(s) still open at the deadline",
-                 http_server_connections(http));
-    ws_server_shutdown(ws, t0 + grace_ms * 9 / 10);
-    rc = 0;
-
-out:
-    /* Reverse start-up order.  The acceptor stops first so that it never
-     * hands a socket to a server being freed. */
-    acceptor_stop(acc);
-    http_server_close(http);
-    if (ws)
-        ws_server_close(ws);
-    acceptor_close(acc);
-    if (core)
-        core_free(core);
-    bus_close(bus);
-    cache_close(cache);
-    store_close(store);
+    struct app app = {0};
+    int rc = app_start(&app, &cfg);
+    if (rc == 0)
+        app_drain(&app, &cfg, wait_signal(sfd));
+    app_stop(&app);
     if (rc == 0)
         log_info("chatli stopped");
     config_cleanup(&cfg);
