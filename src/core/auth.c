@@ -209,7 +209,7 @@ done:
 
 void auth_forget_token(struct core *c, const uint8_t token_hash[32])
 {
-    core__session_cache_forget(c->priv->sessions, token_hash);
+    core__session_cache_forget(&c->priv->sessions, token_hash);
 }
 
 int auth_logout(struct core *c, const struct session *s, struct chat_err *err)
@@ -258,13 +258,13 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
     /* A cached session is checked for expiry like a stored one; an expired
      * one falls through to the store path, which deletes it. */
     uint64_t epoch;
-    if (core__session_cache_get(c->priv->sessions, out->token_hash, out->user_id, &expires,
+    if (core__session_cache_get(&c->priv->sessions, out->token_hash, out->user_id, &expires,
                                 &epoch) &&
         clock_now_ms() < expires)
         return 0;
     int rc = store_get_session(c->store, out->token_hash, out->user_id, &expires, err);
     if (rc == 0 && clock_now_ms() < expires)
-        core__session_cache_put(c->priv->sessions, out->token_hash, out->user_id, expires, epoch);
+        core__session_cache_put(&c->priv->sessions, out->token_hash, out->user_id, expires, epoch);
     if (rc == CHAT_E_NOT_FOUND)
         rc = chat_err_set(err, CHAT_E_UNAUTHORIZED, NULL, "invalid or revoked token");
     else if (rc == 0 && clock_now_ms() >= expires) {

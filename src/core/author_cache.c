@@ -26,28 +26,9 @@
 #include "views.h"
 #include "chatli/store.h"
 
-struct core_author_cache {
-    struct slotcache slots;
-};
-
-int core__author_cache_new(struct core_author_cache **out)
+int core__author_cache_init(struct slotcache *sc)
 {
-    struct core_author_cache *ac = calloc(1, sizeof *ac);
-    if (!ac || slotcache_init(&ac->slots, CORE_ACACHE_SLOTS, CORE_ACACHE_SHARDS, OID_LEN,
-                              CORE_ACACHE_TTL_MS) != 0) {
-        free(ac);
-        return CHAT_E_INTERNAL;
-    }
-    *out = ac;
-    return 0;
-}
-
-void core__author_cache_free(struct core_author_cache *ac)
-{
-    if (!ac)
-        return;
-    slotcache_cleanup(&ac->slots);
-    free(ac);
+    return slotcache_init(sc, CORE_ACACHE_SLOTS, CORE_ACACHE_SHARDS, OID_LEN, CORE_ACACHE_TTL_MS);
 }
 
 /* A cached value is the three strings back to back, each NUL-terminated,
@@ -72,14 +53,14 @@ static bool read_author(void *arg, const void *val, size_t len)
     return r->author != NULL;
 }
 
-json_t *core__author_cache_get(struct core_author_cache *ac, const char *id, uint64_t *epoch)
+json_t *core__author_cache_get(struct slotcache *ac, const char *id, uint64_t *epoch)
 {
     struct author_read r = {.id = id};
-    slotcache_get(&ac->slots, id, strnlen(id, OID_LEN), read_author, &r, epoch);
+    slotcache_get(ac, id, strnlen(id, OID_LEN), read_author, &r, epoch);
     return r.author;
 }
 
-void core__author_cache_put(struct core_author_cache *ac, const struct user *u, uint64_t epoch)
+void core__author_cache_put(struct slotcache *ac, const struct user *u, uint64_t epoch)
 {
     const char *name = u->username ? u->username : "";
     const char *display = u->display_name ? u->display_name : "";
@@ -93,12 +74,12 @@ void core__author_cache_put(struct core_author_cache *ac, const struct user *u, 
         if (n3)
             memcpy(v + 1 + n1 + n2, u->avatar_url, n3);
     }
-    slotcache_put(&ac->slots, u->id, strnlen(u->id, OID_LEN), v, 1 + n1 + n2 + n3, epoch);
+    slotcache_put(ac, u->id, strnlen(u->id, OID_LEN), v, 1 + n1 + n2 + n3, epoch);
 }
 
-void core__author_cache_forget(struct core_author_cache *ac, const char *id)
+void core__author_cache_forget(struct slotcache *ac, const char *id)
 {
-    slotcache_forget(&ac->slots, id, strnlen(id, OID_LEN));
+    slotcache_forget(ac, id, strnlen(id, OID_LEN));
 }
 
 /* ---- loading a page's Authors -------------------------------------------- */
@@ -157,7 +138,7 @@ static int load_missing(struct core *c, const struct miss *miss, size_t n_miss, 
         memcpy(key.id, u->id, OID_SIZE);
         const struct miss *hit = bsearch(&key, miss, n_miss, sizeof *miss, cmp_miss);
         if (hit)
-            core__author_cache_put(c->priv->authors, u, hit->epoch);
+            core__author_cache_put(&c->priv->authors, u, hit->epoch);
         memcpy(out->items[out->n].id, u->id, OID_SIZE);
         out->items[out->n++].json = a;
     }
@@ -188,7 +169,7 @@ int core__authors_load(struct core *c, const char (*ids)[OID_SIZE], size_t n,
         rc = core__internal(err, "authors: out of memory");
     for (size_t i = 0; rc == 0 && i < m; i++) {
         uint64_t epoch;
-        json_t *a = core__author_cache_get(c->priv->authors, uniq[i], &epoch);
+        json_t *a = core__author_cache_get(&c->priv->authors, uniq[i], &epoch);
         if (a) {
             memcpy(out->items[out->n].id, uniq[i], OID_SIZE);
             out->items[out->n++].json = a;

@@ -25,6 +25,14 @@
 
 #include "chatli/log.h"
 
+static void caches_cleanup(struct core_priv *p)
+{
+    slotcache_cleanup(&p->members);
+    slotcache_cleanup(&p->sessions);
+    slotcache_cleanup(&p->authors);
+    slotcache_cleanup(&p->feed);
+}
+
 int core_new(const struct core_config *cfg, struct store *store, struct bus *bus,
              struct core **out, struct chat_err *err)
 {
@@ -52,10 +60,10 @@ int core_new(const struct core_config *cfg, struct store *store, struct bus *bus
     if (pthread_cond_init(&p->pw_cond, NULL) != 0)
         goto fail_locks;
     inited = 2;
-    if (slotcache_init(&p->members, CORE_MCACHE_SLOTS, CORE_MCACHE_SHARDS, OID_LEN,
-                       CORE_MCACHE_TTL_MS) != 0 ||
-        core__session_cache_new(&p->sessions) != 0 || core__author_cache_new(&p->authors) != 0 ||
-        core__feed_cache_new(&p->feed) != 0)
+    /* slotcache_cleanup is a no-op on a table whose init failed or never
+     * ran (p is zeroed), so the failure path frees all four alike. */
+    if (core__member_cache_init(&p->members) != 0 || core__session_cache_init(&p->sessions) != 0 ||
+        core__author_cache_init(&p->authors) != 0 || core__feed_cache_init(&p->feed) != 0)
         goto fail_locks;
 
     /* The password is irrelevant: nobody can log in as the dummy. */
@@ -73,12 +81,8 @@ int core_new(const struct core_config *cfg, struct store *store, struct bus *bus
 fail_locks:
     rc = core__internal(err, "core: cannot create locks");
 fail:
-    if (p) {
-        slotcache_cleanup(&p->members);
-        core__session_cache_free(p->sessions);
-        core__author_cache_free(p->authors);
-        core__feed_cache_free(p->feed);
-    }
+    if (p)
+        caches_cleanup(p);
     if (inited > 1)
         pthread_cond_destroy(&p->pw_cond);
     if (inited > 0)
@@ -93,10 +97,7 @@ void core_free(struct core *c)
     if (!c)
         return;
     struct core_priv *p = c->priv;
-    slotcache_cleanup(&p->members);
-    core__session_cache_free(p->sessions);
-    core__author_cache_free(p->authors);
-    core__feed_cache_free(p->feed);
+    caches_cleanup(p);
     pthread_cond_destroy(&p->pw_cond);
     pthread_mutex_destroy(&p->pw_lock);
     sodium_memzero(p->dummy_hash, sizeof p->dummy_hash);

@@ -39,8 +39,6 @@
 #define CORE_SCACHE_SHARDS 16
 #define CORE_SCACHE_TTL_MS 2000
 
-struct core_session_cache;
-
 /* Author cache geometry (core/author_cache.c), the same scheme.  The TTL
  * bounds how long a profile edited through ANOTHER instance shows its old
  * name here; edits through this core are forgotten at once. */
@@ -48,7 +46,6 @@ struct core_session_cache;
 #define CORE_ACACHE_SHARDS 16
 #define CORE_ACACHE_TTL_MS 2000
 
-struct core_author_cache;
 struct user;
 
 /* Feed page cache geometry (core/feed_cache.c): direct-mapped, sharded,
@@ -61,12 +58,10 @@ struct user;
 #define CORE_FCACHE_MAX_BYTES (64 * 1024)
 #define CORE_FCACHE_KEY_MAX 128
 
-struct core_feed_cache;
-
 /* Shared by every thread that calls core.
  * - pw_lock guards pw_active; pw_cond is signalled when a hash slot frees.
  * - dummy_hash is written once in core_new and read-only afterwards.
- * - the caches lock inside (slotcache.c); the pointers are immutable. */
+ * - the four caches lock inside (slotcache.c). */
 struct core_priv {
     pthread_mutex_t pw_lock;
     pthread_cond_t pw_cond;
@@ -75,9 +70,9 @@ struct core_priv {
     char dummy_hash[crypto_pwhash_STRBYTES];
 
     struct slotcache members; /* chat id -> member ids (core/members.c) */
-    struct core_session_cache *sessions;
-    struct core_author_cache *authors;
-    struct core_feed_cache *feed;
+    struct slotcache sessions; /* token hash -> user, expiry (core/session_cache.c) */
+    struct slotcache authors;  /* user id -> Author fields (core/author_cache.c) */
+    struct slotcache feed;     /* feed page key -> page text (core/feed_cache.c) */
     _Atomic uint64_t feed_version; /* bumped after every write that can change a feed page */
 };
 
@@ -106,6 +101,11 @@ void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SI
 
 /* ---- member cache (core/members.c) ---- */
 
+/* Creates the table with the member cache's geometry.  0 or CHAT_E_INTERNAL;
+ * release with slotcache_cleanup.  The same holds for the session, author
+ * and feed caches' _init below. */
+int core__member_cache_init(struct slotcache *sc);
+
 /* The member ids of chat `chat_id`, from the member cache or the store.
  * When `member` is not NULL it must be among them, else CHAT_E_NOT_FOUND
  * (checked against the store, never only against a possibly stale cache
@@ -120,36 +120,32 @@ void core__chat_members_invalidate(struct core *c, const char *chat_id);
 /* ---- session cache (core/session_cache.c) ----
  * Threads: every function may run on any thread concurrently. */
 
-/* *out is new: release with core__session_cache_free.  0 or CHAT_E_INTERNAL. */
-int core__session_cache_new(struct core_session_cache **out);
-void core__session_cache_free(struct core_session_cache *sc);
+int core__session_cache_init(struct slotcache *sc);
 /* True with user_id and expires_at filled when `hash` is cached and fresh
  * (its expiry is the caller's to check).  Always sets *epoch, to hand to
  * core__session_cache_put after asking the store on a miss. */
-bool core__session_cache_get(struct core_session_cache *sc, const uint8_t hash[32],
+bool core__session_cache_get(struct slotcache *sc, const uint8_t hash[32],
                              char user_id[OID_SIZE], int64_t *expires_at, uint64_t *epoch);
 /* Caches a session the store just confirmed, unless a forget of its slot
  * happened since the core__session_cache_get that gave `epoch`. */
-void core__session_cache_put(struct core_session_cache *sc, const uint8_t hash[32],
+void core__session_cache_put(struct slotcache *sc, const uint8_t hash[32],
                              const char *user_id, int64_t expires_at, uint64_t epoch);
 /* Drops `hash` and voids lookups of its slot already in flight. */
-void core__session_cache_forget(struct core_session_cache *sc, const uint8_t hash[32]);
+void core__session_cache_forget(struct slotcache *sc, const uint8_t hash[32]);
 
 /* ---- author cache (core/author_cache.c) ----
  * Threads: every function may run on any thread concurrently. */
 
-/* *out is new: release with core__author_cache_free.  0 or CHAT_E_INTERNAL. */
-int core__author_cache_new(struct core_author_cache **out);
-void core__author_cache_free(struct core_author_cache *ac);
+int core__author_cache_init(struct slotcache *sc);
 /* A new Author object for `id` when it is cached and fresh, else NULL.
  * Always sets *epoch, to hand to core__author_cache_put after asking the
  * store on a miss. */
-json_t *core__author_cache_get(struct core_author_cache *ac, const char *id, uint64_t *epoch);
+json_t *core__author_cache_get(struct slotcache *ac, const char *id, uint64_t *epoch);
 /* Caches the Author fields of `u` (borrowed; copied), unless a forget of
  * its slot happened since the core__author_cache_get that gave `epoch`. */
-void core__author_cache_put(struct core_author_cache *ac, const struct user *u, uint64_t epoch);
+void core__author_cache_put(struct slotcache *ac, const struct user *u, uint64_t epoch);
 /* Drops `id` and voids lookups of its slot already in flight. */
-void core__author_cache_forget(struct core_author_cache *ac, const char *id);
+void core__author_cache_forget(struct slotcache *ac, const char *id);
 
 struct views_authors;
 
@@ -168,19 +164,17 @@ int core__author(struct core *c, const char *id, json_t **out, struct chat_err *
 /* ---- feed page cache (core/feed_cache.c) ----
  * Threads: every function may run on any thread concurrently. */
 
-/* *out is new: release with core__feed_cache_free.  0 or CHAT_E_INTERNAL. */
-int core__feed_cache_new(struct core_feed_cache **out);
-void core__feed_cache_free(struct core_feed_cache *fc);
+int core__feed_cache_init(struct slotcache *sc);
 /* The current feed version: read it BEFORE the store reads of a page. */
 uint64_t core__feed_version(struct core *c);
 /* True with *text (new, NUL-terminated, free()) and *len when the page of
  * `key` was built under `version` and is fresh.  False on a miss or when
  * out of memory. */
-bool core__feed_cache_get(struct core_feed_cache *fc, const char *key, size_t key_len,
+bool core__feed_cache_get(struct slotcache *fc, const char *key, size_t key_len,
                           uint64_t version, char **text, size_t *len);
 /* Keeps a copy of `text` (borrowed) as the page of `key` built under
  * `version`.  Oversized keys or pages are not kept. */
-void core__feed_cache_put(struct core_feed_cache *fc, const char *key, size_t key_len,
+void core__feed_cache_put(struct slotcache *fc, const char *key, size_t key_len,
                           uint64_t version, const char *text, size_t len);
 
 /* A growable array of ids, for collecting the authors a page needs

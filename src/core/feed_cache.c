@@ -35,10 +35,6 @@
 
 #include "core_internal.h"
 
-struct core_feed_cache {
-    struct slotcache slots;
-};
-
 /* A cached value: the version the page was built under, then its text and
  * a NUL. */
 struct page {
@@ -46,24 +42,10 @@ struct page {
     char text[];
 };
 
-int core__feed_cache_new(struct core_feed_cache **out)
+int core__feed_cache_init(struct slotcache *sc)
 {
-    struct core_feed_cache *fc = calloc(1, sizeof *fc);
-    if (!fc || slotcache_init(&fc->slots, CORE_FCACHE_SLOTS, CORE_FCACHE_SHARDS,
-                              CORE_FCACHE_KEY_MAX, CORE_FCACHE_TTL_MS) != 0) {
-        free(fc);
-        return CHAT_E_INTERNAL;
-    }
-    *out = fc;
-    return 0;
-}
-
-void core__feed_cache_free(struct core_feed_cache *fc)
-{
-    if (!fc)
-        return;
-    slotcache_cleanup(&fc->slots);
-    free(fc);
+    return slotcache_init(sc, CORE_FCACHE_SLOTS, CORE_FCACHE_SHARDS, CORE_FCACHE_KEY_MAX,
+                          CORE_FCACHE_TTL_MS);
 }
 
 struct page_read {
@@ -88,18 +70,18 @@ static bool read_page(void *arg, const void *val, size_t len)
     return true;
 }
 
-bool core__feed_cache_get(struct core_feed_cache *fc, const char *key, size_t key_len,
+bool core__feed_cache_get(struct slotcache *fc, const char *key, size_t key_len,
                           uint64_t version, char **text, size_t *len)
 {
     struct page_read r = {.version = version};
     uint64_t epoch;
-    bool hit = slotcache_get(&fc->slots, key, key_len, read_page, &r, &epoch);
+    bool hit = slotcache_get(fc, key, key_len, read_page, &r, &epoch);
     *text = r.text;
     *len = r.len;
     return hit;
 }
 
-void core__feed_cache_put(struct core_feed_cache *fc, const char *key, size_t key_len,
+void core__feed_cache_put(struct slotcache *fc, const char *key, size_t key_len,
                           uint64_t version, const char *text, size_t len)
 {
     if (len > CORE_FCACHE_MAX_BYTES)
@@ -111,7 +93,7 @@ void core__feed_cache_put(struct core_feed_cache *fc, const char *key, size_t ke
         p->text[len] = '\0';
     }
     /* The epoch of a feed slot is always 0: nothing forgets feed pages. */
-    slotcache_put(&fc->slots, key, key_len, p, sizeof *p + len + 1, 0);
+    slotcache_put(fc, key, key_len, p, sizeof *p + len + 1, 0);
 }
 
 uint64_t core__feed_version(struct core *c)

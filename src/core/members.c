@@ -28,6 +28,11 @@
 #include "chatli/store.h"
 #include "chatli/log.h"
 
+int core__member_cache_init(struct slotcache *sc)
+{
+    return slotcache_init(sc, CORE_MCACHE_SLOTS, CORE_MCACHE_SHARDS, OID_LEN, CORE_MCACHE_TTL_MS);
+}
+
 static bool contains(const char (*ids)[OID_SIZE], size_t n, const char *id)
 {
     for (size_t i = 0; i < n; i++)

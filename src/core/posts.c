@@ -200,7 +200,7 @@ int posts_list_text(struct core *c, const struct session *s, const char *author,
                       pp->before ? pp->before : "");
     bool cacheable = kn > 0 && (size_t)kn < sizeof key;
     uint64_t version = core__feed_version(c); /* before any store read */
-    if (cacheable && core__feed_cache_get(c->priv->feed, key, (size_t)kn, version, text, len))
+    if (cacheable && core__feed_cache_get(&c->priv->feed, key, (size_t)kn, version, text, len))
         return 0;
 
     json_t *page = NULL;
@@ -215,7 +215,7 @@ int posts_list_text(struct core *c, const struct session *s, const char *author,
     /* A write since `version` was read makes this page possibly stale: it
      * would never be served, so do not let it evict a current one. */
     if (cacheable && core__feed_version(c) == version)
-        core__feed_cache_put(c->priv->feed, key, (size_t)kn, version, *text, *len);
+        core__feed_cache_put(&c->priv->feed, key, (size_t)kn, version, *text, *len);
     return 0;
 }
 

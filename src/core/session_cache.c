@@ -31,28 +31,9 @@ struct entry {
     int64_t expires_at; /* the session's expiry, wall-clock ms */
 };
 
-struct core_session_cache {
-    struct slotcache slots;
-};
-
-int core__session_cache_new(struct core_session_cache **out)
+int core__session_cache_init(struct slotcache *sc)
 {
-    struct core_session_cache *sc = calloc(1, sizeof *sc);
-    if (!sc || slotcache_init(&sc->slots, CORE_SCACHE_SLOTS, CORE_SCACHE_SHARDS, 32,
-                              CORE_SCACHE_TTL_MS) != 0) {
-        free(sc);
-        return CHAT_E_INTERNAL;
-    }
-    *out = sc;
-    return 0;
-}
-
-void core__session_cache_free(struct core_session_cache *sc)
-{
-    if (!sc)
-        return;
-    slotcache_cleanup(&sc->slots);
-    free(sc);
+    return slotcache_init(sc, CORE_SCACHE_SLOTS, CORE_SCACHE_SHARDS, 32, CORE_SCACHE_TTL_MS);
 }
 
 /* Every value of this cache is one struct entry (only this file puts). */
@@ -63,18 +44,18 @@ static bool read_entry(void *arg, const void *val, size_t len)
     return true;
 }
 
-bool core__session_cache_get(struct core_session_cache *sc, const uint8_t hash[32],
+bool core__session_cache_get(struct slotcache *sc, const uint8_t hash[32],
                              char user_id[OID_SIZE], int64_t *expires_at, uint64_t *epoch)
 {
     struct entry e;
-    if (!slotcache_get(&sc->slots, hash, 32, read_entry, &e, epoch))
+    if (!slotcache_get(sc, hash, 32, read_entry, &e, epoch))
         return false;
     memcpy(user_id, e.user_id, OID_SIZE);
     *expires_at = e.expires_at;
     return true;
 }
 
-void core__session_cache_put(struct core_session_cache *sc, const uint8_t hash[32],
+void core__session_cache_put(struct slotcache *sc, const uint8_t hash[32],
                              const char *user_id, int64_t expires_at, uint64_t epoch)
 {
     struct entry *e = malloc(sizeof *e);
@@ -83,10 +64,10 @@ void core__session_cache_put(struct core_session_cache *sc, const uint8_t hash[3
         e->user_id[OID_LEN] = '\0';
         e->expires_at = expires_at;
     }
-    slotcache_put(&sc->slots, hash, 32, e, sizeof *e, epoch);
+    slotcache_put(sc, hash, 32, e, sizeof *e, epoch);
 }
 
-void core__session_cache_forget(struct core_session_cache *sc, const uint8_t hash[32])
+void core__session_cache_forget(struct slotcache *sc, const uint8_t hash[32])
 {
-    slotcache_forget(&sc->slots, hash, 32);
+    slotcache_forget(sc, hash, 32);
 }

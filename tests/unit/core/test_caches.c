@@ -79,8 +79,8 @@ static void test_session_expiry_when_cached(void)
 /* The epoch: an answer read before a forget is never installed after it. */
 static void test_session_epoch(void)
 {
-    struct core_session_cache *sc = NULL;
-    CHECK_EQ_INT(core__session_cache_new(&sc), 0);
+    struct slotcache table, *sc = &table;
+    CHECK_EQ_INT(core__session_cache_init(sc), 0);
     uint8_t h[32];
     randombytes_buf(h, sizeof h);
     char uid[OID_SIZE];
@@ -94,7 +94,7 @@ static void test_session_epoch(void)
     CHECK(core__session_cache_get(sc, h, uid, &exp, &e2));
     CHECK_EQ_STR(uid, "0123456789abcdef01234567");
     CHECK_EQ_INT(exp, 42);
-    core__session_cache_free(sc);
+    slotcache_cleanup(sc);
 }
 
 /* Checks racing a logout: a check that starts after auth_logout returned
@@ -200,8 +200,8 @@ static void test_author_edit_is_immediate(struct fx *f)
 
 static void test_author_epoch(void)
 {
-    struct core_author_cache *ac = NULL;
-    CHECK_EQ_INT(core__author_cache_new(&ac), 0);
+    struct slotcache table, *ac = &table;
+    CHECK_EQ_INT(core__author_cache_init(ac), 0);
     struct user u = {.id = "0123456789abcdef01234567", .username = "old", .display_name = "Old"};
     uint64_t e1, e2;
     CHECK(core__author_cache_get(ac, u.id, &e1) == NULL);
@@ -216,7 +216,7 @@ static void test_author_epoch(void)
     json_decref(a);
     core__author_cache_forget(ac, u.id);
     CHECK(core__author_cache_get(ac, u.id, &e2) == NULL);
-    core__author_cache_free(ac);
+    slotcache_cleanup(ac);
 }
 
 /* posts_list_text must always equal what posts_list would build now. */
