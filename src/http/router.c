@@ -50,6 +50,9 @@ static const struct resource table[] = {
     {"/healthz", "GET", {{"GET", ROUTE_HEALTHZ, PUB}}},
     {"/readyz", "GET", {{"GET", ROUTE_READYZ, PUB}}},
     {"/metrics", "GET", {{"GET", ROUTE_METRICS, PUB}}},
+    /* The web client (routes_web.c): its page and its files. */
+    {"/", "GET", {{"GET", ROUTE_WEB, PUB}}},
+    {"/web/{file}", "GET", {{"GET", ROUTE_WEB, PUB}}},
 };
 
 #define N_RESOURCES (sizeof table / sizeof table[0])
@@ -91,13 +94,23 @@ static bool match_template(const char *tmpl, const char *path, size_t len, struc
     return true;
 }
 
-void router_match(const char *method, const char *path, size_t len, struct route_match *m)
+/* The answer for a path no template matches. */
+static void no_route(struct route_match *m)
 {
+    bool api = m->api;
     memset(m, 0, sizeof *m);
-    m->api = len >= 4 && memcmp(path, "/api", 4) == 0 && (len == 4 || path[4] == '/');
+    m->api = api;
     m->route = "other";
     m->allow = "";
     m->status = 404;
+}
+
+void router_unmatch(struct route_match *m) { no_route(m); }
+
+void router_match(const char *method, const char *path, size_t len, struct route_match *m)
+{
+    m->api = len >= 4 && memcmp(path, "/api", 4) == 0 && (len == 4 || path[4] == '/');
+    no_route(m);
     if (!method)
         method = "";
     if (strcmp(method, "HEAD") == 0)
@@ -108,6 +121,7 @@ void router_match(const char *method, const char *path, size_t len, struct route
             continue;
         m->route = r->tmpl;
         m->allow = r->allow;
+        m->web = r->m[0].op == ROUTE_WEB; /* off with WEB_UI=0 (router_unmatch) */
         m->status = 405;
         for (size_t k = 0; k < 3 && r->m[k].method; k++) {
             if (strcmp(r->m[k].method, method) == 0) {
