@@ -257,6 +257,24 @@ test("both pages come back after a server restart", async () => {
   await shot(pa, "after-restart");
 });
 
+test("a group chat: created from People, live for its members", async () => {
+  await pa.getByRole("button", { name: "People" }).click();
+  await pa.getByLabel("Search by username").fill("bob_" + stamp);
+  await pa.getByRole("button", { name: "Search" }).click();
+  await pa.locator(".person", { hasText: "@bob_" + stamp }).getByRole("button", { name: "Add to group" }).click();
+  await pa.getByLabel("Group name").fill("Team " + stamp);
+  await pa.getByRole("button", { name: "Create group" }).click();
+  await pa.locator("#conv-title", { hasText: "Team " + stamp }).waitFor({ timeout: WAIT_MS });
+  await pa.locator("#conv-sub", { hasText: "2 members" }).waitFor({ timeout: WAIT_MS });
+  await send(pa, "hello team");
+  await message(pa, "hello team").waitFor({ timeout: WAIT_MS });
+  const item = pb.locator(".chat-item", { hasText: "Team " + stamp });
+  await item.locator(".badge", { hasText: "1" }).waitFor({ timeout: WAIT_MS }); // chat.new + message.new
+  await item.click();
+  await message(pb, "hello team").locator(".sender", { hasText: "Alice" }).waitFor({ timeout: WAIT_MS });
+  await shot(pb, "group-chat");
+});
+
 test("the feed: post, live update, like and comment", async () => {
   await pb.getByRole("button", { name: "Feed" }).click();
   await pa.getByRole("button", { name: "Feed" }).click();
