@@ -94,8 +94,7 @@ static bool match_template(const char *tmpl, const char *path, size_t len, struc
     return true;
 }
 
-/* The answer for a path no template matches. */
-static void no_route(struct route_match *m)
+void router_unmatch(struct route_match *m)
 {
     bool api = m->api;
     memset(m, 0, sizeof *m);
@@ -105,12 +104,10 @@ static void no_route(struct route_match *m)
     m->status = 404;
 }
 
-void router_unmatch(struct route_match *m) { no_route(m); }
-
 void router_match(const char *method, const char *path, size_t len, struct route_match *m)
 {
     m->api = len >= 4 && memcmp(path, "/api", 4) == 0 && (len == 4 || path[4] == '/');
-    no_route(m);
+    router_unmatch(m); /* the answer when no template matches */
     if (!method)
         method = "";
     if (strcmp(method, "HEAD") == 0)
