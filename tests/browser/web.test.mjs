@@ -50,12 +50,14 @@ function freePort() {
 
 async function startServer() {
   const log = fs.openSync(path.join(ARTIFACTS, "chatli.log"), "a");
-  server = spawn(BIN, [], {
-    env: { PATH: process.env.PATH, HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir,
-           RATE_LIMIT_MAX: "0", PWHASH_OPSLIMIT: "1", PWHASH_MEMLIMIT: "8192", LOG_LEVEL: "warn",
-           SHUTDOWN_GRACE_S: "2" },
-    stdio: ["ignore", log, log],
-  });
+  // Our environment (sanitizer options pass through) without any backend:
+  // the embedded store in a fresh DATA_DIR.
+  const env = { ...process.env };
+  for (const k of ["MONGODB_URI", "MONGODB_DB", "REDIS_URL", "CLOUDINARY_URL", "PUBLIC_URL"]) delete env[k];
+  Object.assign(env, { HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir, RATE_LIMIT_MAX: "0",
+                       PWHASH_OPSLIMIT: "1", PWHASH_MEMLIMIT: "8192", LOG_LEVEL: "warn",
+                       SHUTDOWN_GRACE_S: "2", WEB_UI: "1" });
+  server = spawn(BIN, [], { env, stdio: ["ignore", log, log] });
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
     try {
@@ -69,10 +71,12 @@ async function startServer() {
   }
 }
 
+// SIGTERM; resolves to the exit code (0 after a clean drain).
 function stopServer() {
-  if (!server || server.exitCode !== null) return Promise.resolve();
+  if (!server) return Promise.resolve(0);
+  if (server.exitCode !== null) return Promise.resolve(server.exitCode);
   return new Promise((resolve) => {
-    server.once("exit", resolve);
+    server.once("exit", (code) => resolve(code));
     server.kill("SIGTERM");
   });
 }
@@ -170,8 +174,9 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  await stopServer();
+  const code = await stopServer();
   if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  assert.equal(code, 0, "chatli exit code (see chatli.log in the artifacts)");
 });
 
 test("the page is served with its headers and keeps to its CSP", async () => {
@@ -247,7 +252,7 @@ test("a dropped connection recovers without losing a message sent meanwhile", as
 });
 
 test("both pages come back after a server restart", async () => {
-  await stopServer();
+  assert.equal(await stopServer(), 0, "a clean drain on SIGTERM");
   await pa.locator("#conn", { hasText: "Offline" }).waitFor({ timeout: WAIT_MS });
   await startServer();
   await pa.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
