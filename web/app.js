@@ -30,6 +30,7 @@ function freshState() {
     chats: new Map(),     // id -> chat (contract Chat + msgs, typing, marks)
     current: null,        // id of the open chat
     online: new Set(),    // user ids online (ready.online + presence)
+    unknown: new Set(),   // new contacts since ready whose presence no frame told yet
     outbox: new Map(),    // clientId -> {chatId, text, failed}
     posts: new Map(),     // id -> post
     feedCursor: null,
@@ -194,6 +195,7 @@ function onGatewayState(ev) {
 function onReady(frame) {
   state.me = frame.user;
   state.online = new Set(frame.online);
+  state.unknown.clear(); // ready lists every online contact: the others are offline
   const reconnect = state.everReady;
   state.everReady = true;
   sendSync();
@@ -282,6 +284,7 @@ async function loadChats() {
 
 function upsertChat(c, fromList) {
   const old = state.chats.get(c.id);
+  if (!old && !fromList) noteNewContacts(c); // chat.new: made just now
   const chat = Object.assign(old || { msgs: new Map(), typing: new Map(), marks: new Map(),
                                       loaded: false, myReadSeq: 0 }, c);
   if (old && !fromList) chat.unreadCount = old.unreadCount; // live events carry a neutral count
@@ -296,6 +299,17 @@ function upsertChat(c, fromList) {
   renderChatList();
   if (state.current === c.id) renderConversationHead();
   return chat;
+}
+
+// Members first met in a chat made after `ready`: their presence is unknown
+// until a presence frame (servers of contract v1.2 send one for each online
+// co-member of a new chat), so the page says nothing rather than "offline".
+function noteNewContacts(c) {
+  const known = new Set();
+  for (const x of state.chats.values()) for (const m of x.members) known.add(m.id);
+  for (const m of c.members) {
+    if (m.id !== state.me.id && !known.has(m.id) && !state.online.has(m.id)) state.unknown.add(m.id);
+  }
 }
 
 function removeChat(id) {
@@ -336,13 +350,14 @@ function renderChatList() {
     if (typing.length) preview = typing.join(", ") + " typing…";
     else if (c.lastMessage) preview = c.lastMessage.deleted ? "Message deleted" : c.lastMessage.text || "Attachment";
     const online = other && state.online.has(other.id);
+    const presence = !other || state.unknown.has(other.id) ? null : online ? " (online)" : " (offline)";
     const btn = el("button", { type: "button", class: "chat-item", "data-chat": c.id,
                                "aria-current": state.current === c.id ? "true" : null,
                                onclick: guard(() => openChat(c.id, true)) },
       el("span", { class: "chat-name" },
         other ? el("span", { class: online ? "dot on" : "dot", "aria-hidden": "true" }) : null,
         chatTitle(c),
-        other ? el("span", { class: "sr-only", text: online ? " (online)" : " (offline)" }) : null),
+        presence ? el("span", { class: "sr-only", text: presence }) : null),
       el("span", { class: typing.length ? "chat-preview typing" : "chat-preview", text: preview }),
       c.unreadCount > 0 ? el("span", { class: "badge", text: String(c.unreadCount),
                                        "aria-label": c.unreadCount + " unread" }) : null);
@@ -386,6 +401,11 @@ function closeConversation() {
   if (item) item.focus();
 }
 
+function presenceText(user) {
+  if (!user || state.unknown.has(user.id)) return "";
+  return state.online.has(user.id) ? "online" : "offline";
+}
+
 function renderConversationHead() {
   const c = state.chats.get(state.current);
   if (!c) return;
@@ -393,7 +413,7 @@ function renderConversationHead() {
   const typing = typingNames(c);
   let sub;
   if (typing.length) sub = typing.join(", ") + (typing.length > 1 ? " are" : " is") + " typing…";
-  else if (c.type === "direct") sub = state.online.has(otherMember(c)?.id) ? "online" : "offline";
+  else if (c.type === "direct") sub = presenceText(otherMember(c));
   else sub = c.members.length + " members";
   $("conv-sub").textContent = sub;
   $("conv-sub").dataset.state = typing.length ? "typing" : sub;
@@ -497,6 +517,7 @@ function onTyping(f) {
 }
 
 function onPresence(f) {
+  state.unknown.delete(f.userId);
   if (f.online) state.online.add(f.userId);
   else state.online.delete(f.userId);
   renderChatList();
@@ -751,7 +772,9 @@ async function onSearch(ev) {
 }
 
 async function startDirect(u) {
-  const chat = upsertChat(await api.createChat([u.id]), true);
+  const c = await api.createChat([u.id]);
+  if (!state.chats.has(c.id)) noteNewContacts(c);
+  const chat = upsertChat(c, true);
   await openChat(chat.id, true);
 }
 
@@ -770,7 +793,9 @@ async function onCreateGroup(ev) {
     formError(f).textContent = "Give the group a name.";
     return;
   }
-  const chat = upsertChat(await api.createChat([...state.selected.keys()], name), true);
+  const c = await api.createChat([...state.selected.keys()], name);
+  noteNewContacts(c);
+  const chat = upsertChat(c, true);
   state.selected.clear();
   f.reset();
   renderGroupForm();

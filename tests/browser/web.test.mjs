@@ -198,6 +198,9 @@ test("two users register and open a direct chat", async () => {
   await pa.getByRole("button", { name: "Search" }).click();
   await pa.getByRole("button", { name: "Message Bob" }).click();
   await pa.locator("#conv-title", { hasText: "Bob" }).waitFor({ timeout: WAIT_MS });
+  // Bob is connected: his presence is "online" where the server tells of a
+  // new contact's presence (contract v1.2), else not yet known; never "offline".
+  assert.notEqual(await pa.locator("#conv-sub").textContent(), "offline");
   await shot(pa, "direct-chat-open");
 });
 
