@@ -536,7 +536,9 @@ function messageItem(c, m, seenSeq) {
     isHttpUrl(m.attachmentUrl) ? el("a", { href: m.attachmentUrl, target: "_blank", rel: "noopener",
                                            text: "Attachment" }) : null,
     el("span", { class: "meta", text: meta.join(" · ") }));
-  if (mine && seenSeq >= m.seq) li.append(el("span", { class: "seen", text: "Seen" }));
+  const seen = mine && seenSeq >= m.seq;
+  if (seen) li.append(el("span", { class: "seen", text: "Seen" }));
+  li.dataset.sig = JSON.stringify([m.text, !!m.deleted, m.editedAt || null, seen]);
   return li;
 }
 
@@ -564,9 +566,10 @@ function renderMessages(full) {
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   if (ok) {
     for (const li of list.querySelectorAll("li[data-client-id]")) li.remove();
-    for (const li of rendered) { // edits, deletions, the "Seen" mark
-      const m = c.msgs.get(li.dataset.id);
-      if (m) li.replaceWith(messageItem(c, m, lastMineSeen));
+    for (const li of rendered) { // edits, deletions, the "Seen" mark: changed items only,
+      const m = c.msgs.get(li.dataset.id); // so the log region announces nothing twice
+      const now = m && messageItem(c, m, lastMineSeen);
+      if (now && now.dataset.sig !== li.dataset.sig) li.replaceWith(now);
     }
     for (const m of msgs) if (m.seq > lastRendered) list.append(messageItem(c, m, lastMineSeen));
   } else {
