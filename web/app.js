@@ -286,7 +286,7 @@ function upsertChat(c, fromList) {
   const old = state.chats.get(c.id);
   if (!old && !fromList) noteNewContacts(c); // chat.new: made just now
   const chat = Object.assign(old || { msgs: new Map(), typing: new Map(), marks: new Map(),
-                                      loaded: false, myReadSeq: 0 }, c);
+                                      markIds: new Map(), loaded: false, myReadSeq: 0 }, c);
   if (old && !fromList) chat.unreadCount = old.unreadCount; // live events carry a neutral count
   if (old && old.lastSeq > (c.lastSeq || 0)) {
     chat.lastSeq = old.lastSeq;
@@ -423,6 +423,11 @@ function renderConversationHead() {
 
 function storeMessage(c, m) {
   c.msgs.set(m.id, m);
+  for (const [uid, id] of c.markIds) { // a read frame that came before the message
+    if (id !== m.id) continue;
+    c.marks.set(uid, Math.max(c.marks.get(uid) || 0, m.seq));
+    c.markIds.delete(uid);
+  }
   if (m.seq > (c.lastSeq || 0)) {
     c.lastSeq = m.seq;
     c.lastMessage = m;
@@ -499,7 +504,10 @@ function onRead(f) {
     renderChatList();
     return;
   }
+  // The reader's frame can overtake our own ack of the message it names:
+  // then the mark waits for the message (storeMessage).
   if (m) c.marks.set(f.userId, Math.max(c.marks.get(f.userId) || 0, m.seq));
+  else c.markIds.set(f.userId, f.messageId);
   if (state.current === c.id) renderMessages(false);
 }
 
