@@ -47,7 +47,7 @@ T_BUILD=1200
 T_CTEST=1200
 T_E2E=900
 T_MONGO_START=1500 # the first start builds FerretDB with Go (minutes)
-T_BROWSER=300      # the browser phase takes about 15 s
+T_BROWSER=300      # the browser phase takes about 25 s
 
 names=()
 states=()

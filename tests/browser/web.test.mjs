@@ -8,9 +8,11 @@
 // message sent meanwhile, survive a server restart, and use the feed.
 // A screenshot of each step goes to CHATLI_ARTIFACTS (default
 // build/browser-artifacts/).  Any console error, uncaught page error or
-// Content-Security-Policy violation fails the test; the one expected
-// console line is Chromium's note on the upload probe's 404 when this
-// server has no uploads (the page hides the attach control then).
+// Content-Security-Policy violation fails the test.  Two kinds of console
+// line are expected, and only where they are: Chromium's note on the upload
+// probe's 404 when this server has no uploads (the page hides the attach
+// control then), and its note on each refused reconnect while the restart
+// test holds the server down.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
