@@ -7,6 +7,9 @@
 #   scripts/install-deps.sh test           build + what the test suites use (pytest,
 #                                          requests, websocket-client, python-socketio,
 #                                          PyYAML, redis-server)
+#   scripts/install-deps.sh browser        Debian's chromium and Node.js (+ npm) for
+#                                          tests/browser (the web client at /); `test`
+#                                          includes it
 #   scripts/install-deps.sh bench          wrk, for bench/ only
 #   scripts/install-deps.sh --list PROFILE  print the profile's packages and exit
 #
@@ -34,9 +37,17 @@ test_pkgs=(
     redis-server
 )
 bench_pkgs=(wrk)
+# tests/browser: playwright-core (npm, pinned in tests/browser/package-lock.json)
+# drives this chromium; no browser is downloaded.  npm is its own Debian
+# package only where Node.js came from Debian: a NodeSource nodejs already
+# holds npm and conflicts with Debian's.
+browser_pkgs=(chromium nodejs)
+if ! command -v npm >/dev/null 2>&1; then
+    browser_pkgs+=(npm)
+fi
 
 usage() {
-    echo "usage: $0 [--list] runtime|build|test|bench ..." >&2
+    echo "usage: $0 [--list] runtime|build|test|browser|bench ..." >&2
     exit 2
 }
 
@@ -52,7 +63,8 @@ for profile in "$@"; do
     case "$profile" in
     runtime) want+=("${runtime_pkgs[@]}") ;;
     build) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}") ;;
-    test) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+    test) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}" "${browser_pkgs[@]}") ;;
+    browser) want+=("${browser_pkgs[@]}") ;;
     bench) want+=("${bench_pkgs[@]}") ;;
     *) usage ;;
     esac

@@ -21,6 +21,9 @@
 #                 from build/'s object files (scripts/check-calls.py)
 #   ctest         unit + contract tests (build/)
 #   e2e           tests/e2e against build/chatli (CHATLI_BIN)
+#   browser       tests/browser: the web client at / in Debian's headless
+#                 Chromium (playwright-core from `npm ci` of the committed lock)
+#                 against build/chatli; screenshots in build/browser-artifacts/
 #   mongo-e2e     tests/e2e again, the server on FerretDB: MONGODB_URI set and
 #                 CHATLI_E2E_STORE=mongo for the e2e fixture
 #   asan-build    build-asan/ with -DCHATLI_SANITIZE="address;undefined"
@@ -44,6 +47,7 @@ T_BUILD=1200
 T_CTEST=1200
 T_E2E=900
 T_MONGO_START=1500 # the first start builds FerretDB with Go (minutes)
+T_BROWSER=300      # the browser phase takes about 25 s
 
 names=()
 states=()
@@ -116,6 +120,17 @@ run_e2e() {
         return 1
     fi
     CHATLI_BIN=$bin timeout -k 30 "$T_E2E" "$PY" -m pytest -q -p no:cacheprovider tests/e2e
+}
+
+# tests/browser with CHATLI_BIN=$1: npm ci (exactly the committed
+# package-lock.json), then node's test runner; screenshots of each step
+# stay in build/browser-artifacts/ as the CI artifact.
+run_browser() {
+    local bin=$1
+    (cd tests/browser && timeout -k 10 "$T_BROWSER" npm ci --no-audit --no-fund --loglevel=error) ||
+        return 1
+    CHATLI_BIN=$bin CHATLI_ARTIFACTS=$root/build/browser-artifacts timeout -k 10 "$T_BROWSER" \
+        node --test --test-concurrency=1 tests/browser/web.test.mjs
 }
 
 # ---- services ---------------------------------------------------------------
@@ -242,11 +257,13 @@ if [ -n "$build_ok" ]; then
     else
         skip e2e "no tests/e2e/test_*.py yet"
     fi
+    phase browser run_browser "$root/build/chatli"
 else
     skip runtime-deps "build failed"
     skip calls "build failed"
     skip ctest "build failed"
     skip e2e "build failed"
+    skip browser "build failed"
 fi
 
 # The e2e suite a second time, the server on the MongoDB store.  The fixture

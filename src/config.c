@@ -55,6 +55,7 @@ static const struct var_doc docs[] = {
     {"PWHASH_OPSLIMIT", "2", "Argon2id passes (libsodium opslimit, 1..4294967295)"},
     {"PWHASH_MEMLIMIT", "67108864", "Argon2id memory in bytes (libsodium memlimit, at least 8192)"},
     {"HTTP_THREADS", "2 x cores, at least 4", "libmicrohttpd worker threads (a blocking store call holds one)"},
+    {"WEB_UI", "1", "1 = serve the built-in web client at /; 0 = API only (/ is 404)"},
 };
 
 static int fail(char *msg, size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -369,6 +370,9 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (parse_int("HTTP_THREADS", 1, 256, default_http_threads(), &n, msg, msg_len))
         return -1;
     cfg->http_threads = (int)n;
+    /* The built-in web client at / (docs/web.md). */
+    if (parse_bool("WEB_UI", true, &cfg->web_ui, msg, msg_len))
+        return -1;
     return 0;
 }
 

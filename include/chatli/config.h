@@ -34,6 +34,8 @@ struct config {
     unsigned long long pwhash_opslimit; /* PWHASH_OPSLIMIT, default interactive */
     size_t pwhash_memlimit;      /* PWHASH_MEMLIMIT, default interactive */
     int http_threads;            /* HTTP_THREADS, default 2 x cores, at least 4 */
+    /* The built-in web client at / (docs/web.md). */
+    bool web_ui;                 /* WEB_UI, default 1; 0 = API only, / is 404 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

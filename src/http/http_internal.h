@@ -174,5 +174,6 @@ int routes_chats_read(struct http_req *, json_t *, json_t **, int *, struct chat
 int routes_ops_healthz(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_ops_readyz(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_ops_metrics(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_web_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 
 #endif

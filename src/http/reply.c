@@ -64,14 +64,20 @@ static const char *origin_of(struct http_req *rq)
     return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN);
 }
 
-/* Headers every response carries. */
-static void add_common(struct http_req *rq, struct MHD_Response *r, int status)
+/* The API's policy: its answers are data, never a page, and never cached. */
+#define API_CSP "default-src 'none'; frame-ancestors 'none'"
+#define API_CACHE "no-store"
+
+/* Headers every response carries; `csp` and `cache` are API_CSP and
+ * API_CACHE except for the web client's files (http_reply_static). */
+static void add_common(struct http_req *rq, struct MHD_Response *r, int status, const char *csp,
+                       const char *cache)
 {
     add(r, "X-Content-Type-Options", "nosniff");
     add(r, "X-Frame-Options", "DENY");
     add(r, "Referrer-Policy", "no-referrer");
-    add(r, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
-    add(r, "Cache-Control", "no-store");
+    add(r, "Content-Security-Policy", csp);
+    add(r, "Cache-Control", cache);
     add(r, "X-Request-Id", rq->id);
 
     const struct cors *cors = &rq->srv->cors;
@@ -102,11 +108,12 @@ static void add_common(struct http_req *rq, struct MHD_Response *r, int status)
         add(r, "Connection", "close");
 }
 
-static int queue(struct http_req *rq, int status, struct MHD_Response *r)
+static int queue_as(struct http_req *rq, int status, struct MHD_Response *r, const char *csp,
+                    const char *cache)
 {
     if (!r)
         return -1;
-    add_common(rq, r, status);
+    add_common(rq, r, status, csp, cache);
     enum MHD_Result ok = MHD_queue_response(rq->conn, (unsigned)status, r);
     MHD_destroy_response(r); /* MHD keeps its own reference */
     if (ok != MHD_YES)
@@ -114,6 +121,11 @@ static int queue(struct http_req *rq, int status, struct MHD_Response *r)
     rq->queued = true;
     rq->status = status;
     return 0;
+}
+
+static int queue(struct http_req *rq, int status, struct MHD_Response *r)
+{
+    return queue_as(rq, status, r, API_CSP, API_CACHE);
 }
 
 /* A growing output buffer for json_dump_callback. */
@@ -215,4 +227,20 @@ int http_reply_preflight(struct http_req *rq)
         add(r, "Access-Control-Max-Age", "600");
     }
     return queue(rq, 204, r);
+}
+
+int http_reply_static(struct http_req *rq, int status, const char *type, const void *data,
+                      size_t len, const char *etag, const char *csp)
+{
+    /* MHD_RESPMEM_PERSISTENT: the bytes live in the binary, nothing to copy. */
+    struct MHD_Response *r = MHD_create_response_from_buffer(status == 304 ? 0 : len, (void *)data,
+                                                             MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return -1;
+    if (status != 304)
+        add(r, "Content-Type", type);
+    add(r, "ETag", etag);
+    /* "no-cache": keep the file but ask every time; the ETag makes the
+     * answer a bodiless 304 until the next build changes the file. */
+    return queue_as(rq, status, r, csp, "no-cache");
 }

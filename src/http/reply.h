@@ -35,6 +35,14 @@ int http_reply_err(struct http_req *rq, const struct chat_err *err);
 /* Queues a non-JSON body: steals `buf` (malloc'd, `len` bytes). */
 int http_reply_text(struct http_req *rq, int status, const char *content_type, char *buf, size_t len);
 
+/* Queues one of the web client's files: `len` bytes at `data` (borrowed,
+ * must outlive the response: the embedded files do) as `type`, with its
+ * `etag`, `Cache-Control: no-cache` and the page's own
+ * Content-Security-Policy `csp` instead of the API's.  Status 304 sends
+ * no body.  Returns 0, or -1 when MHD refused. */
+int http_reply_static(struct http_req *rq, int status, const char *type, const void *data,
+                      size_t len, const char *etag, const char *csp);
+
 /* Answers a CORS preflight (OPTIONS on a known route): 204, with the allow
  * headers only when the Origin is listed. */
 int http_reply_preflight(struct http_req *rq);

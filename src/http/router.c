@@ -50,6 +50,9 @@ static const struct resource table[] = {
     {"/healthz", "GET", {{"GET", ROUTE_HEALTHZ, PUB}}},
     {"/readyz", "GET", {{"GET", ROUTE_READYZ, PUB}}},
     {"/metrics", "GET", {{"GET", ROUTE_METRICS, PUB}}},
+    /* The web client (routes_web.c): its page and its files. */
+    {"/", "GET", {{"GET", ROUTE_WEB, PUB}}},
+    {"/web/{file}", "GET", {{"GET", ROUTE_WEB, PUB}}},
 };
 
 #define N_RESOURCES (sizeof table / sizeof table[0])
@@ -91,13 +94,20 @@ static bool match_template(const char *tmpl, const char *path, size_t len, struc
     return true;
 }
 
-void router_match(const char *method, const char *path, size_t len, struct route_match *m)
+void router_unmatch(struct route_match *m)
 {
+    bool api = m->api;
     memset(m, 0, sizeof *m);
-    m->api = len >= 4 && memcmp(path, "/api", 4) == 0 && (len == 4 || path[4] == '/');
+    m->api = api;
     m->route = "other";
     m->allow = "";
     m->status = 404;
+}
+
+void router_match(const char *method, const char *path, size_t len, struct route_match *m)
+{
+    m->api = len >= 4 && memcmp(path, "/api", 4) == 0 && (len == 4 || path[4] == '/');
+    router_unmatch(m); /* the answer when no template matches */
     if (!method)
         method = "";
     if (strcmp(method, "HEAD") == 0)
@@ -108,6 +118,7 @@ void router_match(const char *method, const char *path, size_t len, struct route
             continue;
         m->route = r->tmpl;
         m->allow = r->allow;
+        m->web = r->m[0].op == ROUTE_WEB; /* off with WEB_UI=0 (router_unmatch) */
         m->status = 405;
         for (size_t k = 0; k < 3 && r->m[k].method; k++) {
             if (strcmp(r->m[k].method, method) == 0) {

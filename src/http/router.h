@@ -40,6 +40,7 @@ enum route_op {
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
     ROUTE_METRICS,
+    ROUTE_WEB, /* GET / and /web/{file}: the embedded web client */
     ROUTE__COUNT
 };
 
@@ -57,6 +58,7 @@ struct route_match {
     enum route_op op;     /* when status == 0 */
     unsigned flags;       /* ROUTE_F_* when status == 0 */
     bool api;             /* the path is under /api (rate limited, RateLimit-* headers) */
+    bool web;             /* a web client route (/, /web/...), absent with WEB_UI=0 */
     const char *route;    /* the template, a literal: metrics label; "other" on 404 */
     const char *allow;    /* "GET, PATCH": the template's methods, "" on 404 */
     int n_params;
@@ -68,6 +70,11 @@ struct route_match {
  * an escaped '/' never splits a segment).  Matching is case-sensitive and
  * exact: no trailing '/', no empty segment.  Always fills *m. */
 void router_match(const char *method, const char *path, size_t len, struct route_match *m);
+
+/* Turns *m into the no-such-route answer (404), keeping `api`: for a
+ * route this server does not serve, such as the web client's with
+ * WEB_UI=0. */
+void router_unmatch(struct route_match *m);
 
 /* For tests: the number of templates and the i-th one. */
 size_t router_count(void);

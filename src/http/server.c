@@ -111,6 +111,7 @@ static const http_route_fn handlers[ROUTE__COUNT] = {
     [ROUTE_HEALTHZ] = routes_ops_healthz,
     [ROUTE_READYZ] = routes_ops_readyz,
     [ROUTE_METRICS] = routes_ops_metrics,
+    [ROUTE_WEB] = routes_web_get,
 };
 
 /* Every server's open connections, for /metrics: a process-wide counter so
@@ -444,6 +445,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->method = method;
         rq->method_label = method_label(method);
         router_match(method, rq->path, strlen(rq->path), &rq->match);
+        if (rq->match.web && !rq->srv->cfg->web_ui)
+            router_unmatch(&rq->match); /* WEB_UI=0: no web client, / is 404 */
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         http_client_ip(header(rq, "X-Forwarded-For"), rq->srv->cfg->trust_proxy,

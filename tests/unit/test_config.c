@@ -12,6 +12,7 @@ static const char *all_vars[] = {
     "CLOUDINARY_API_BASE", "PUBLIC_URL", "CORS_ORIGINS", "TRUST_PROXY", "RATE_LIMIT_MAX",
     "RATE_LIMIT_WINDOW_MS", "WS_RATE_PER_S", "WS_RATE_BURST", "MAX_UPLOAD_BYTES", "LOG_LEVEL",
     "TOKEN_TTL_S", "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT", "HTTP_THREADS",
+    "WEB_UI",
 };
 
 static void clear_env(void)
@@ -61,6 +62,7 @@ static void test_defaults(void)
     CHECK(cfg.public_url == NULL);
     CHECK_EQ_STR(cfg.cors_origins, "*");
     CHECK(!cfg.trust_proxy);
+    CHECK(cfg.web_ui);
     CHECK_EQ_INT(cfg.rate_limit_max, 100);
     CHECK_EQ_INT(cfg.rate_limit_window_ms, 900000);
     CHECK(cfg.ws_rate_per_s == 20.0);
@@ -100,6 +102,7 @@ static void test_good_values(void)
     setenv("PWHASH_OPSLIMIT", "1", 1);
     setenv("PWHASH_MEMLIMIT", "8192", 1);
     setenv("HTTP_THREADS", "3", 1);
+    setenv("WEB_UI", "off", 1);
     struct config cfg;
     char msg[256] = "";
     int rc = config_load(&cfg, msg, sizeof msg);
@@ -127,6 +130,7 @@ static void test_good_values(void)
     CHECK_EQ_INT(cfg.pwhash_opslimit, 1);
     CHECK_EQ_INT(cfg.pwhash_memlimit, 8192);
     CHECK_EQ_INT(cfg.http_threads, 3);
+    CHECK(!cfg.web_ui);
     config_cleanup(&cfg);
 
     /* Empty means unset. */
@@ -180,6 +184,7 @@ static void test_bad_values(void)
     /* booleans */
     bad("TRUST_PROXY", "maybe");
     bad("TRUST_PROXY", "2");
+    bad("WEB_UI", "maybe");
     /* enums */
     bad("LOG_LEVEL", "verbose");
     bad("LOG_LEVEL", "a-very-long-level-name");

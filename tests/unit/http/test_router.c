@@ -89,7 +89,7 @@ static void test_404_405(void)
                                     "/api/users/me/extra", "/api/chats/x/unknown", "/API/posts",
                                     "/api/auth", "/api/auth/register/x", "/healthzz",
                                     "/api/posts/x/like/x", "/api/posts/", "/api/posts//like",
-                                    "/api//posts", "", "/", "api/posts", "/ws", "/socket.io/",
+                                    "/api//posts", "", "api/posts", "/ws", "/socket.io/",
                                     "/api/chats/x/members/", "/api/uploads"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         match("GET", unknown[i]);
@@ -101,6 +101,7 @@ static void test_404_405(void)
     }
     match("GET", "/api/nope");
     CHECK(m.api);
+    CHECK(!m.web);
     match("GET", "/apix");
     CHECK(!m.api);
 
@@ -165,9 +166,39 @@ static void test_allow_consistent(void)
     CHECK(router_template(router_count(), NULL) == NULL);
 }
 
+/* The web client's routes: / and one segment under /web/, flagged so that
+ * WEB_UI=0 can unmatch them into the plain 404. */
+static void test_web(void)
+{
+    match("GET", "/");
+    CHECK_EQ_INT(m.status, 0);
+    CHECK_EQ_INT(m.op, ROUTE_WEB);
+    CHECK(m.web && !m.api && (m.flags & ROUTE_F_PUBLIC));
+    match("HEAD", "/web/app.js");
+    CHECK_EQ_INT(m.op, ROUTE_WEB);
+    CHECK_EQ_STR(m.params[0], "app.js");
+    match("POST", "/");
+    CHECK_EQ_INT(m.status, 405);
+    CHECK(m.web);
+    router_unmatch(&m);
+    CHECK_EQ_INT(m.status, 404);
+    CHECK(!m.web);
+    CHECK_EQ_STR(m.route, "other");
+    CHECK_EQ_STR(m.allow, "");
+    static const char *not_web[] = {"/web", "/web/", "/web/a/b", "/index.html", "//"};
+    for (size_t i = 0; i < sizeof not_web / sizeof not_web[0]; i++) {
+        match("GET", not_web[i]);
+        CHECK_EQ_INT(m.status, 404);
+        CHECK(!m.web);
+    }
+    match("GET", "/api/posts");
+    CHECK(!m.web);
+}
+
 int main(void)
 {
     test_templates();
+    test_web();
     test_404_405();
     test_allow_consistent();
     return check_done();

@@ -1,0 +1,322 @@
+// web.test.mjs - the web client at / in a real browser (issue 14).
+//
+// Starts build/chatli (CHATLI_BIN) on a free loopback port, opens two
+// browser contexts in Debian's headless Chromium (playwright-core with
+// executablePath, no downloaded browser) and drives the page as two users:
+// register, open a direct chat, exchange messages live, see typing,
+// presence and read marks, lose the socket and recover without losing a
+// message sent meanwhile, survive a server restart, and use the feed.
+// A screenshot of each step goes to CHATLI_ARTIFACTS (default
+// build/browser-artifacts/).  Any console error, uncaught page error or
+// Content-Security-Policy violation fails the test.  Two kinds of console
+// line are expected, and only where they are: Chromium's note on the upload
+// probe's 404 when this server has no uploads (the page hides the attach
+// control then), and its note on each refused reconnect while the restart
+// test holds the server down.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../..");
+const BIN = process.env.CHATLI_BIN || path.join(repo, "build/chatli");
+const ARTIFACTS = process.env.CHATLI_ARTIFACTS || path.join(repo, "build/browser-artifacts");
+const CHROMIUM = process.env.CHATLI_CHROMIUM || "/usr/bin/chromium";
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const WAIT_MS = 10000; // a bound on each wait, far above the few ms a frame takes
+
+let server = null;
+let port = 0;
+let dataDir = null;
+let browser = null;
+let step = 0;
+const problems = []; // console errors, page errors, CSP violations
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+    s.on("error", reject);
+  });
+}
+
+async function startServer() {
+  const log = fs.openSync(path.join(ARTIFACTS, "chatli.log"), "a");
+  // Our environment (sanitizer options pass through) without any backend:
+  // the embedded store in a fresh DATA_DIR.
+  const env = { ...process.env };
+  for (const k of ["MONGODB_URI", "MONGODB_DB", "REDIS_URL", "CLOUDINARY_URL", "PUBLIC_URL"]) delete env[k];
+  Object.assign(env, { HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir, RATE_LIMIT_MAX: "0",
+                       PWHASH_OPSLIMIT: "1", PWHASH_MEMLIMIT: "8192", LOG_LEVEL: "warn",
+                       SHUTDOWN_GRACE_S: "2", WEB_UI: "1" });
+  server = spawn(BIN, [], { env, stdio: ["ignore", log, log] });
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (r.ok) return;
+    } catch (e) {
+      // not listening yet
+    }
+    if (Date.now() > deadline || server.exitCode !== null) throw new Error("chatli did not start");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// SIGTERM; resolves to the exit code (0 after a clean drain).
+function stopServer() {
+  if (!server) return Promise.resolve(0);
+  if (server.exitCode !== null) return Promise.resolve(server.exitCode);
+  return new Promise((resolve) => {
+    server.once("exit", (code) => resolve(code));
+    server.kill("SIGTERM");
+  });
+}
+
+// Test-only instrumentation, injected before the page's own scripts (CDP
+// runs it outside the page's CSP): it records CSP violations, and wraps
+// WebSocket so the test can cut the page's socket and hold it offline.
+function instrument() {
+  window.__csp = [];
+  document.addEventListener("securitypolicyviolation", (e) => {
+    window.__csp.push(e.violatedDirective + " " + e.blockedURI);
+  });
+  const Real = window.WebSocket;
+  const sockets = [];
+  let blocked = false;
+  class Offline extends EventTarget {
+    constructor() {
+      super();
+      this.readyState = 3;
+      setTimeout(() => this.dispatchEvent(new CloseEvent("close", { code: 1006 })), 0);
+    }
+    send() { throw new Error("offline"); }
+    close() {}
+  }
+  window.WebSocket = function (url, protocols) {
+    if (blocked) return new Offline();
+    const ws = new Real(url, protocols);
+    sockets.push(ws);
+    return ws;
+  };
+  window.WebSocket.prototype = Real.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  window.__net = {
+    drop() { blocked = true; for (const s of sockets) s.close(); },
+    restore() { blocked = false; },
+  };
+}
+
+async function newPage(name, viewport) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  await page.addInitScript(instrument);
+  page.on("console", (msg) => {
+    if (msg.type() !== "error") return;
+    const url = msg.location().url || "";
+    if (/\/api\/uploads$/.test(url) && uploadsMissing) return; // the probe, see the top
+    if (serverDown && refused.test(msg.text())) return; // the restart test's outage, on purpose
+    problems.push(`${name} console: ${msg.text()} (${url})`);
+  });
+  page.on("pageerror", (e) => problems.push(`${name} page error: ${e.message}`));
+  await page.goto(`http://127.0.0.1:${port}/`);
+  return page;
+}
+
+async function shot(page, label) {
+  step++;
+  const file = path.join(ARTIFACTS, `${String(step).padStart(2, "0")}-${label}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+}
+
+async function register(page, username) {
+  await page.getByLabel("Username", { exact: true }).fill(username);
+  await page.getByLabel("Email", { exact: true }).fill(`${username}@example.com`);
+  await page.getByLabel("Display name (optional)").fill(username[0].toUpperCase() + username.slice(1));
+  await page.getByLabel("Password", { exact: true }).last().fill("correct horse battery");
+  await page.getByRole("button", { name: "Register" }).click();
+  await page.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: WAIT_MS });
+}
+
+function message(page, text) {
+  return page.locator("#messages li.msg:not(.pending)", { hasText: text });
+}
+
+async function send(page, text) {
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByLabel("Message", { exact: true }).press("Enter");
+}
+
+let uploadsMissing = false;
+// While the restart test holds the server down, Chromium notes each refused
+// reconnect attempt on the console; that line, then, is expected.
+let serverDown = false;
+const refused = /^WebSocket connection to 'ws:\/\/127\.0\.0\.1:\d+\/ws' failed: .*ERR_CONNECTION_REFUSED/;
+const stamp = Date.now().toString(36);
+const alice = "alice_" + stamp;
+const bob = "bob_" + stamp;
+let pa = null; // alice: a phone-sized viewport
+let pb = null; // bob: a desktop viewport
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of fs.readdirSync(ARTIFACTS)) if (f.endsWith(".png")) fs.rmSync(path.join(ARTIFACTS, f));
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chatli-browser-"));
+  port = await freePort();
+  await startServer();
+  const probe = await fetch(`http://127.0.0.1:${port}/api/uploads`, { method: "POST" });
+  uploadsMissing = probe.status === 404;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  const code = await stopServer();
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  assert.equal(code, 0, "chatli exit code (see chatli.log in the artifacts)");
+});
+
+test("the page is served with its headers and keeps to its CSP", async () => {
+  const r = await fetch(`http://127.0.0.1:${port}/`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("content-security-policy"), /script-src 'self'/);
+  assert.doesNotMatch(r.headers.get("content-security-policy"), /unsafe-/);
+  pa = await newPage("alice", { width: 390, height: 844 });
+  pb = await newPage("bob", { width: 1280, height: 800 });
+  await shot(pa, "login-form");
+});
+
+test("two users register and open a direct chat", async () => {
+  await register(pa, alice);
+  await register(pb, bob);
+  await shot(pb, "registered");
+  await pa.getByRole("button", { name: "People" }).click();
+  await pa.getByLabel("Search by username").fill("bob_" + stamp);
+  await pa.getByRole("button", { name: "Search" }).click();
+  await pa.getByRole("button", { name: "Message Bob" }).click();
+  await pa.locator("#conv-title", { hasText: "Bob" }).waitFor({ timeout: WAIT_MS });
+  // Bob is connected: his presence is "online" where the server tells of a
+  // new contact's presence (contract v1.2), else not yet known; never "offline".
+  assert.notEqual(await pa.locator("#conv-sub").textContent(), "offline");
+  await shot(pa, "direct-chat-open");
+});
+
+test("messages go both ways live, with unread counts and read marks", async () => {
+  await send(pa, "hello bob");
+  await message(pa, "hello bob").waitFor({ timeout: WAIT_MS });
+  // bob learns of the chat live (chat.new, message.new): one unread.
+  const item = pb.locator(".chat-item", { hasText: "Alice" });
+  await item.locator(".badge", { hasText: "1" }).waitFor({ timeout: WAIT_MS });
+  await shot(pb, "unread-badge");
+  await item.click();
+  await message(pb, "hello bob").waitFor({ timeout: WAIT_MS });
+  assert.equal(await item.locator(".badge").count(), 0, "opening the chat reads it");
+  // bob read it: alice's message says Seen.
+  await message(pa, "hello bob").locator(".seen").waitFor({ timeout: WAIT_MS });
+  await send(pb, "hi alice");
+  await message(pa, "hi alice").waitFor({ timeout: WAIT_MS });
+  await message(pb, "hi alice").locator(".seen").waitFor({ timeout: WAIT_MS });
+  await shot(pa, "messages-exchanged");
+});
+
+test("typing shows on the other side", async () => {
+  await pb.getByLabel("Message", { exact: true }).pressSequentially("typing…", { delay: 20 });
+  await pa.locator("#conv-sub", { hasText: /^Bob\S* is typing/ }).waitFor({ timeout: WAIT_MS });
+  await shot(pa, "typing");
+  await pb.getByLabel("Message", { exact: true }).fill("");
+});
+
+test("a dropped connection recovers without losing a message sent meanwhile", async () => {
+  await pa.evaluate(() => window.__net.drop());
+  await pa.locator("#conn", { hasText: "Offline" }).waitFor({ timeout: WAIT_MS });
+  // bob sees alice go offline, then writes while she is away.
+  await pb.locator("#conv-sub", { hasText: "offline" }).waitFor({ timeout: WAIT_MS });
+  await send(pb, "sent while you were away");
+  await message(pb, "sent while you were away").waitFor({ timeout: WAIT_MS });
+  // alice writes while offline: it waits in her outbox.
+  await send(pa, "written offline");
+  await pa.locator("#messages li.pending", { hasText: "written offline" }).waitFor({ timeout: WAIT_MS });
+  await shot(pa, "offline");
+  assert.equal(await message(pa, "sent while you were away").count(), 0);
+  await pa.evaluate(() => window.__net.restore());
+  // The next attempt comes after the backoff reached while held offline.
+  await pa.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
+  await message(pa, "sent while you were away").waitFor({ timeout: WAIT_MS });
+  await message(pa, "written offline").waitFor({ timeout: WAIT_MS });
+  await message(pb, "written offline").waitFor({ timeout: WAIT_MS });
+  await pb.locator("#conv-sub", { hasText: "online" }).waitFor({ timeout: WAIT_MS });
+  for (const [p, t] of [[pa, "written offline"], [pb, "written offline"],
+                        [pa, "sent while you were away"]]) {
+    assert.equal(await p.locator("#messages li", { hasText: t }).count(), 1, `${t}: exactly once`);
+  }
+  await shot(pa, "recovered");
+});
+
+test("both pages come back after a server restart", async () => {
+  serverDown = true;
+  assert.equal(await stopServer(), 0, "a clean drain on SIGTERM");
+  await pa.locator("#conn", { hasText: "Offline" }).waitFor({ timeout: WAIT_MS });
+  // Down long enough for refused attempts and a growing backoff.
+  await new Promise((r) => setTimeout(r, 2500));
+  await startServer();
+  await pa.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
+  await pb.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
+  serverDown = false;
+  await send(pb, "after the restart");
+  await message(pa, "after the restart").waitFor({ timeout: WAIT_MS });
+  await shot(pa, "after-restart");
+});
+
+test("a group chat: created from People, live for its members", async () => {
+  await pa.getByRole("button", { name: "People" }).click();
+  await pa.getByLabel("Search by username").fill("bob_" + stamp);
+  await pa.getByRole("button", { name: "Search" }).click();
+  await pa.locator(".person", { hasText: "@bob_" + stamp }).getByRole("button", { name: "Add to group" }).click();
+  await pa.getByLabel("Group name").fill("Team " + stamp);
+  await pa.getByRole("button", { name: "Create group" }).click();
+  await pa.locator("#conv-title", { hasText: "Team " + stamp }).waitFor({ timeout: WAIT_MS });
+  await pa.locator("#conv-sub", { hasText: "2 members" }).waitFor({ timeout: WAIT_MS });
+  await send(pa, "hello team");
+  await message(pa, "hello team").waitFor({ timeout: WAIT_MS });
+  const item = pb.locator(".chat-item", { hasText: "Team " + stamp });
+  await item.locator(".badge", { hasText: "1" }).waitFor({ timeout: WAIT_MS }); // chat.new + message.new
+  await item.click();
+  await message(pb, "hello team").locator(".sender", { hasText: "Alice" }).waitFor({ timeout: WAIT_MS });
+  await shot(pb, "group-chat");
+});
+
+test("the feed: post, live update, like and comment", async () => {
+  await pb.getByRole("button", { name: "Feed" }).click();
+  await pa.getByRole("button", { name: "Feed" }).click();
+  assert.equal(await pa.locator("#attach-wrap").isVisible(), !uploadsMissing,
+               "the attach control shows exactly when the server has uploads");
+  await pa.getByLabel("New post").fill("my first post");
+  await pa.getByRole("button", { name: "Post", exact: true }).click();
+  const post = pb.locator(".post", { hasText: "my first post" });
+  await post.waitFor({ timeout: WAIT_MS }); // post.new, live
+  await post.getByRole("button", { name: /like/ }).click();
+  await post.getByRole("button", { name: "♥ 1 like" }).waitFor({ timeout: WAIT_MS });
+  await post.getByRole("button", { name: /Comments/ }).click();
+  await post.getByLabel("Add a comment").fill("nice one");
+  await post.getByRole("button", { name: "Comment", exact: true }).click();
+  await post.locator(".comment-list li", { hasText: "nice one" }).waitFor({ timeout: WAIT_MS });
+  await shot(pb, "feed");
+});
+
+test("no console error, page error or CSP violation on either page", async () => {
+  for (const p of [pa, pb]) {
+    const csp = await p.evaluate(() => window.__csp);
+    for (const v of csp) problems.push("CSP violation: " + v);
+  }
+  assert.deepEqual(problems, []);
+});
