@@ -34,6 +34,10 @@ struct config {
     unsigned long long pwhash_opslimit; /* PWHASH_OPSLIMIT, default interactive */
     size_t pwhash_memlimit;      /* PWHASH_MEMLIMIT, default interactive */
     int http_threads;            /* HTTP_THREADS, default 2 x cores, at least 4 */
+    /* uploads: per-user limit and Cloudinary timeouts */
+    int64_t upload_rate_max;     /* UPLOAD_RATE_LIMIT_MAX per rate window, default 30; 0 disables */
+    int64_t cloudinary_connect_timeout_ms; /* CLOUDINARY_CONNECT_TIMEOUT_MS, default 5000 */
+    int64_t cloudinary_timeout_ms;         /* CLOUDINARY_TIMEOUT_MS per attempt, default 60000 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

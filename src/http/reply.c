@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http_internal.h"
 #include "chatli/err.h"
@@ -71,7 +72,8 @@ static void add_common(struct http_req *rq, struct MHD_Response *r, int status)
     add(r, "X-Frame-Options", "DENY");
     add(r, "Referrer-Policy", "no-referrer");
     add(r, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
-    add(r, "Cache-Control", "no-store");
+    if (!MHD_get_response_header(r, "Cache-Control")) /* public files set their own */
+        add(r, "Cache-Control", "no-store");
     add(r, "X-Request-Id", rq->id);
 
     const struct cors *cors = &rq->srv->cors;
@@ -215,4 +217,23 @@ int http_reply_preflight(struct http_req *rq)
         add(r, "Access-Control-Max-Age", "600");
     }
     return queue(rq, 204, r);
+}
+
+int http_reply_asset(struct http_req *rq, int status, const char *content_type, int fd,
+                     uint64_t size, const char *etag)
+{
+    struct MHD_Response *r =
+        fd >= 0 ? MHD_create_response_from_fd64(size, fd)
+                : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (fd >= 0)
+        add(r, "Content-Type", content_type);
+    add(r, "ETag", etag);
+    /* The name is the content's digest: it never changes meaning. */
+    add(r, "Cache-Control", "public, max-age=31536000, immutable");
+    return queue(rq, status, r);
 }
