@@ -16,9 +16,12 @@
  *      every request (measured 25k vs 145k req/s).  The exception is a
  *      declared Content-Length over 1 MiB: we do want to answer before the
  *      body (and close), so the client is not left uploading into a 413.
+ *      Streamed routes (POST /api/uploads) run the gate and their own checks
+ *      here too (stream_begin), before any of their body is read.
  *   3. Upload calls: collect the body up to 1 MiB; past that keep reading
  *      and discarding, so the client can finish sending and read our 413
- *      instead of being reset mid-upload.
+ *      instead of being reset mid-upload.  A streamed route gets every piece
+ *      instead (routes_uploads_feed), with its own cap.
  *   4. Final call: the pipeline, in the contract's precedence order:
  *      malformed target (400) -> preflight -> (for /api) session + rate
  *      limit -> 404 -> 405 -> 401 -> 413 -> body checks (400/415/400) ->
