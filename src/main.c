@@ -249,6 +249,9 @@ static void app_drain(struct app *a, const struct config *cfg, int signo)
     if (!http_server_drain(a->http, t0 + grace_ms / 2))
         log_warn("REST drain: %u connection(s) still open at the deadline",
                  http_server_connections(a->http));
+    /* Uploads still waiting on Cloudinary answer 503 now: MHD cannot stop
+     * while a connection is suspended for one. */
+    media_cancel(a->media);
     ws_server_shutdown(a->ws, t0 + grace_ms * 9 / 10);
 }
 

@@ -115,6 +115,10 @@ struct media_ops {
                       struct chat_err *err);
     /* Cheap liveness check for /readyz (local: the folder is writable). */
     int (*ping)(struct media *self, struct chat_err *err);
+    /* Shutdown: every put still waiting on a remote service calls back with
+     * CHAT_E_UNAVAILABLE soon (within about a second), and later puts fail
+     * at once.  NULL in adapters whose puts never wait.  Any thread. */
+    void (*cancel)(struct media *self);
     /* Stops the adapter's thread, if any (every put already begun calls
      * back first) and frees it. */
     void (*close)(struct media *self);
@@ -143,6 +147,12 @@ static inline int media_open_asset(struct media *m, const char *name, struct med
 static inline int media_ping(struct media *m, struct chat_err *err)
 {
     return m->ops->ping ? m->ops->ping(m, err) : 0;
+}
+
+static inline void media_cancel(struct media *m)
+{
+    if (m && m->ops->cancel)
+        m->ops->cancel(m);
 }
 
 static inline void media_close(struct media *m)

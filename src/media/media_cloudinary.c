@@ -17,7 +17,10 @@
  * second failure, a refused signature (401/403: a configuration error,
  * logged loudly) or an unreadable answer is 503 unavailable; a 400 (the
  * service refused the image) is 415.  The temp file is removed once the
- * answer is in, whatever it was.
+ * answer is in, whatever it was.  At shutdown (media_cancel) transfers
+ * still running are ended through libcurl's progress callback and answer
+ * 503, so MHD, which waits for every suspended request, can stop within
+ * the grace period.
  *
  * Threads: the adapter is immutable after open; each put's state (`job`)
  * is owned by the caller until submitted, then by the conn thread, whose
@@ -26,6 +29,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +49,7 @@ struct media_cloudinary {
     char *key, *secret;
     char *upload_url;         /* <api_base>/v1_1/<cloud>/image/upload */
     long connect_timeout_ms, timeout_ms;
+    _Atomic bool cancelled;   /* set once at shutdown (media_cancel) */
     char tmp[4096 + 8];
 };
 
@@ -105,6 +110,16 @@ static int add_field(curl_mime *mime, const char *name, const char *value)
 
 static void done(struct media_cloudinary_req *r, CURLcode rc, long status, double seconds);
 
+/* libcurl calls this at least once a second while a transfer runs, even
+ * when no byte moves: the place to give up on a transfer at shutdown
+ * (returning non-zero ends it with CURLE_ABORTED_BY_CALLBACK). */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct job *j = arg;
+    return atomic_load(&j->m->cancelled) ? 1 : 0;
+}
+
 /* A fresh easy handle and form for the job's next attempt. */
 static int build(struct job *j)
 {
@@ -132,6 +147,9 @@ static int build(struct job *j)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, m->timeout_ms);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, j);
     j->req.easy = e;
     j->req.done_cb = done;
     j->mime = mime;
@@ -193,7 +211,7 @@ static bool map_answer(struct job *j, struct media_result *res)
 
 static bool retryable(CURLcode rc, long status)
 {
-    return rc != CURLE_OK || status >= 500;
+    return rc != CURLE_ABORTED_BY_CALLBACK && (rc != CURLE_OK || status >= 500);
 }
 
 static void done(struct media_cloudinary_req *r, CURLcode rc, long status, double seconds)
@@ -248,6 +266,10 @@ static int media_cloudinary_put(struct media *self, const struct media_file *f, 
                                 void *arg, struct chat_err *err)
 {
     struct media_cloudinary *m = (struct media_cloudinary *)self;
+    if (atomic_load(&m->cancelled)) {
+        unlink(f->path);
+        return chat_err_set(err, CHAT_E_UNAVAILABLE, NULL, "the server is shutting down");
+    }
     struct job *j = calloc(1, sizeof *j);
     if (j)
         j->path = strdup(f->path);
@@ -271,6 +293,12 @@ static int media_cloudinary_put(struct media *self, const struct media_file *f, 
     return 0;
 }
 
+static void media_cloudinary_cancel(struct media *self)
+{
+    struct media_cloudinary *m = (struct media_cloudinary *)self;
+    atomic_store(&m->cancelled, true);
+}
+
 static void media_cloudinary_close(struct media *self)
 {
     struct media_cloudinary *m = (struct media_cloudinary *)self;
@@ -284,6 +312,7 @@ static void media_cloudinary_close(struct media *self)
 
 static const struct media_ops media_cloudinary_ops = {
     .put = media_cloudinary_put,
+    .cancel = media_cloudinary_cancel,
     .close = media_cloudinary_close,
 };
 

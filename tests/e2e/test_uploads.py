@@ -469,3 +469,24 @@ def test_bad_cloudinary_url_stops_start(start_server):
     with pytest.raises(RuntimeError) as e:
         start_server(CLOUDINARY_URL="cloudinary://key:secret@")
     assert "CLOUDINARY_URL" in str(e.value)
+
+
+@pytest.mark.time_limit(60)
+def test_sigterm_during_a_slow_cloudinary_upload(start_server, fake):
+    """SIGTERM while an upload waits on a Cloudinary that answers only after
+    30 s (its timeout is 60 s): the upload is answered 503 and the server
+    exits 0 instead of waiting for Cloudinary past its grace period."""
+    srv = cloud_server(start_server, fake, SHUTDOWN_GRACE_S="2")
+    fake.script = ["timeout"]
+    fake.delay_s = 30.0
+    _, tok = register(srv)
+    got = []
+    t = threading.Thread(target=lambda: got.append(upload(srv, tok, png(3, 3))))
+    t.start()
+    while not fake.requests:
+        time.sleep(0.05)
+    srv.signal(15)
+    t.join(timeout=20)
+    assert got and got[0].status_code == 503, got
+    assert srv.proc.wait(timeout=20) == 0
+    assert len(fake.requests) == 1   # no retry of an abort
