@@ -347,9 +347,14 @@ def test_post_message_and_avatar_use_uploaded_urls(up_server):
     r = api(up_server, "PATCH", "/api/users/me", tok, json={"avatarUrl": img})
     assert_json(r, 200)
     assert assert_json(api(up_server, "GET", "/api/users/" + me["id"], tok), 200)["avatarUrl"] == img
-    # the stored file is still served after the post is deleted (docs/api.md)
+    # old assets are kept (docs/api.md): the file is still served after the
+    # post is deleted and after the avatar is replaced
     assert api(up_server, "DELETE", "/api/posts/" + post["id"], tok).status_code == 204
     assert requests.get(img, timeout=10).status_code == 200
+    img2 = assert_json(upload(up_server, tok, png(13, 8)), 201)["url"]
+    assert_json(api(up_server, "PATCH", "/api/users/me", tok, json={"avatarUrl": img2}), 200)
+    assert requests.get(img, timeout=10).status_code == 200
+    assert [m["attachmentUrl"] for m in page["items"] if m["id"] == msg["id"]] == [img]
 
 
 def test_public_url_prefixes_local_urls(start_server):
