@@ -265,10 +265,12 @@ int routes_uploads_begin(struct http_req *rq, struct chat_err *err)
     up->max = max;
     crypto_hash_sha256_init(&up->sha);
     set_base_url(rq, up);
-    rq->upload = up;
     up->pp = MHD_create_post_processor(rq->conn, PP_BUFFER, on_part, rq);
-    if (!up->pp) /* a multipart type without a usable boundary */
+    if (!up->pp) { /* a multipart type without a usable boundary */
+        free(up);
         return chat_err_set(err, CHAT_E_BAD_REQUEST, NULL, "malformed multipart/form-data header");
+    }
+    rq->upload = up; /* only now: server.c feeds the body to it from here on */
     return 0;
 }
 

@@ -220,6 +220,19 @@ def test_not_multipart_is_415(up_server):
     assert_error(r, 415, "unsupported_media_type")
 
 
+def test_multipart_without_boundary_is_400(up_server):
+    _, tok = register(up_server)
+    r = api(up_server, "POST", "/api/uploads", tok, data=multipart(png(2, 2)),
+            headers={"Content-Type": "multipart/form-data"})
+    assert_error(r, 400, "bad_request")
+    # garbage where the parts should be: MHD reads it as a preamble, so no
+    # part named file arrives
+    r = api(up_server, "POST", "/api/uploads", tok, data=b"\x00\xff garbage" * 100,
+            headers={"Content-Type": "multipart/form-data; boundary=zzzzzz"})
+    assert_error(r, 422, "validation_failed", field="file")
+    assert requests.get(up_server.url + "/healthz", timeout=5).status_code == 200
+
+
 def test_over_the_cap_declared_is_413_readable(up_server):
     """Content-Length over the cap: answered before the body, and readable
     while the client is still sending."""
