@@ -58,6 +58,7 @@ struct http_upload {
     int64_t max;              /* MAX_UPLOAD_BYTES */
     int64_t file_bytes;       /* bytes of the file part received */
     int64_t body_bytes;       /* bytes of the whole body received */
+    int64_t part_bytes;       /* bytes of the file part seen, kept or not */
     uint8_t head[MEDIA_MAGIC_LEN];
     size_t head_len;
     enum media_kind kind;     /* from the first bytes; NONE until they arrived */
@@ -198,14 +199,18 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
     struct http_req *rq = cls;
     struct http_upload *up = rq->upload;
     bool is_file = key && strcmp(key, "file") == 0;
-    if (off == 0 && up->in_file) { /* a new part begins: the file part ended */
+    /* Another part's data, or a piece that starts over at offset 0 after
+     * the file part had data, means the file part has ended. */
+    if (up->in_file && (!is_file || (off == 0 && up->part_bytes > 0))) {
         up->in_file = false;
         up->file_done = true;
     }
-    if (off == 0 && is_file && !up->file_done)
+    if (is_file && !up->in_file && !up->file_done)
         up->in_file = true;
-    if (up->in_file && size > 0)
+    if (up->in_file && size > 0) {
+        up->part_bytes += (int64_t)size;
         file_data(rq, up, data, size);
+    }
     return MHD_YES;
 }
 

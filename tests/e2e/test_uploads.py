@@ -220,6 +220,20 @@ def test_not_multipart_is_415(up_server):
     assert_error(r, 415, "unsupported_media_type")
 
 
+def test_only_the_first_file_part_counts(up_server):
+    """Fields before and after, then a second file part: the first file
+    part is stored, whole, and nothing else."""
+    _, tok = register(up_server)
+    first, second = png(11, 3), gif_animated(4, 4)
+    r = requests.post(up_server.url + "/api/uploads", headers={"Authorization": "Bearer " + tok},
+                      files=[("caption", (None, "x" * 5000)), ("file", ("a.png", first, "image/png")),
+                             ("note", (None, "y")), ("file", ("b.gif", second, "image/gif"))],
+                      timeout=10)
+    body = assert_json(r, 201)
+    assert (body["format"], body["width"], body["height"], body["bytes"]) == ("png", 11, 3, len(first))
+    assert requests.get(body["url"], timeout=10).content == first
+
+
 def test_multipart_without_boundary_is_400(up_server):
     _, tok = register(up_server)
     r = api(up_server, "POST", "/api/uploads", tok, data=multipart(png(2, 2)),
