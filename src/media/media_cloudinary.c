@@ -40,8 +40,11 @@
 
 #include "chatli/log.h"
 #include "media_cloudinary_internal.h"
+#include "media_internal.h"
 
 #define RESPONSE_MAX (64 * 1024) /* Cloudinary's upload answer is ~1 KiB */
+/* A temp file this old was left by a crash mid-upload (see media_local.c). */
+#define TMP_MAX_AGE_S 3600
 
 struct media_cloudinary {
     struct media base;
@@ -391,6 +394,7 @@ int media_cloudinary_open(const struct media_cloudinary_config *cfg, struct medi
                           strerror(errno));
         goto fail;
     }
+    media__sweep_tmp(m->tmp, TMP_MAX_AGE_S);
     if ((rc = media_cloudinary__conn_open(&m->conn, err)) != 0)
         goto fail;
     m->connect_timeout_ms = cfg->connect_timeout_ms;

@@ -26,6 +26,11 @@
 #include <unistd.h>
 
 #include "chatli/log.h"
+#include "media_internal.h"
+
+/* A temp file this old was left by a crash mid-upload (an upload in
+ * progress touches its file with every piece). */
+#define TMP_MAX_AGE_S 3600
 
 struct media_local {
     struct media base;
@@ -139,6 +144,7 @@ int media_local_open(const char *data_dir, struct media **out, struct chat_err *
         free(m);
         return rc;
     }
+    media__sweep_tmp(m->tmp, TMP_MAX_AGE_S);
     m->base.ops = &media_local_ops;
     m->base.name = "local";
     m->base.tmp_dir = m->tmp;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chatli/adapters/media_local.h"
@@ -95,6 +96,28 @@ int main(void)
     CHECK(access(tmp, F_OK) != 0);
 
     CHECK_EQ_INT(media_ping(m, &err), 0);
+
+    /* Reopening removes upload temp files a crash left (older than an
+     * hour), and nothing else. */
+    char old_up[4200], new_up[4200], old_other[4200];
+    snprintf(old_up, sizeof old_up, "%s/up-old", m->tmp_dir);
+    snprintf(new_up, sizeof new_up, "%s/up-new", m->tmp_dir);
+    snprintf(old_other, sizeof old_other, "%s/keep-me", m->tmp_dir);
+    const char *made[] = {old_up, new_up, old_other};
+    for (int i = 0; i < 3; i++) {
+        int fd = open(made[i], O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        if (i != 1) { /* two hours old */
+            struct timespec ts[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+            CHECK(futimens(fd, ts) == 0);
+        }
+        close(fd);
+    }
+    media_close(m);
+    CHECK_EQ_INT(media_local_open(dir, &m, &err), 0);
+    CHECK(access(old_up, F_OK) != 0);
+    CHECK(access(new_up, F_OK) == 0);
+    CHECK(access(old_other, F_OK) == 0);
     media_close(m);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
