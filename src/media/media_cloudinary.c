@@ -237,26 +237,20 @@ static void done(struct media_cloudinary_req *r, CURLcode rc, long status, doubl
     if (rc != CURLE_OK || status >= 500) {
         log_warn("cloudinary: upload failed: %s, status %ld",
                  rc != CURLE_OK ? curl_easy_strerror(rc) : "HTTP error", status);
-        {
-            fail(j, CHAT_E_UNAVAILABLE, "the media service is unavailable");
-            return;
-        }
+        fail(j, CHAT_E_UNAVAILABLE, "the media service is unavailable");
+        return;
     }
     if (status == 400) {
         log_info("cloudinary: image refused: %.200s", j->resp ? j->resp : "");
-        {
-            fail(j, CHAT_E_UNSUPPORTED_MEDIA, "the media service refused this image");
-            return;
-        }
+        fail(j, CHAT_E_UNSUPPORTED_MEDIA, "the media service refused this image");
+        return;
     }
     struct media_result res = {0};
     if (status != 200 || !map_answer(j, &res)) {
         log_error("cloudinary: upload answered %ld: %.300s%s", status, j->resp ? j->resp : "",
                   status == 401 || status == 403 ? " (check CLOUDINARY_URL's key and secret)" : "");
-        {
-            fail(j, CHAT_E_UNAVAILABLE, "the media service is unavailable");
-            return;
-        }
+        fail(j, CHAT_E_UNAVAILABLE, "the media service is unavailable");
+        return;
     }
     media_metrics_upload(res.bytes);
     media_put_cb cb = j->cb;

@@ -18,7 +18,8 @@ A success answers 200 in Cloudinary's upload response shape (public_id,
 version, width, height, format, resource_type, bytes, url, secure_url, ...).
 
 Tests steer it with `script`: a list of behaviours consumed one per request
-("ok", "500", "timeout" = answer only after `delay_s`), "ok" when empty; and
+("ok", "500", "invalid" = 400 "Invalid image file" as for a file Cloudinary
+cannot decode, "timeout" = answer only after `delay_s`), "ok" when empty; and
 read `requests` (one dict per request received: fields, signature_ok, ...).
 """
 import email.parser
@@ -161,7 +162,7 @@ class FakeCloudinary:
                 "message": "Invalid Signature %s. String to sign - '%s'." % (sig, to_sign)}})
         data = fields.get("file", b"")
         size = image_size(data)
-        if size is None:
+        if size is None or behaviour == "invalid":
             return self._answer(h, 400, {"error": {"message": "Invalid image file"}})
         fmt, w, hgt = size
         public_id = params.get("public_id") or hashlib.sha1(data).hexdigest()[:20]

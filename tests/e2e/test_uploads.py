@@ -474,6 +474,22 @@ def test_cloudinary_500_then_success(start_server, fake):
     assert len(fake.requests) == 2 and all(r["signature_ok"] for r in fake.requests)
 
 
+def test_cloudinary_500_twice_is_503(start_server, fake):
+    srv = cloud_server(start_server, fake)
+    fake.script = ["500", "500"]
+    _, tok = register(srv)
+    assert_error(upload(srv, tok, png(3, 3)), 503, "unavailable")
+    assert len(fake.requests) == 2
+
+
+def test_cloudinary_refusing_the_image_is_415(start_server, fake):
+    srv = cloud_server(start_server, fake)
+    fake.script = ["invalid"]
+    _, tok = register(srv)
+    assert_error(upload(srv, tok, png(3, 3)), 415, "unsupported_media_type")
+    assert len(fake.requests) == 1   # a refusal is not retried
+
+
 def test_cloudinary_down_is_503(start_server, fake):
     srv = cloud_server(start_server, fake, CLOUDINARY_CONNECT_TIMEOUT_MS="500")
     fake.stop()
