@@ -24,7 +24,7 @@ util='err|oid|clock|log|metrics'
 # path glob -> allowed chatli/ headers (regex, without .h) and driver headers.
 # Adapters may include their own constructor header from chatli/adapters/.
 rules=(
-    "include/chatli/*|$util|store|bus|cache|core|config|"
+    "include/chatli/*|$util|store|bus|cache|core|config|media|"
     "src/util/*|$util|"
     "src/store/store.c|$util|store|"
     "src/bus/*|$util|bus|adapters/bus_local|"
@@ -32,8 +32,11 @@ rules=(
     "src/core/*|$util|store|bus|cache|core|"
     "src/store/store_sqlite*|$util|store|adapters/store_sqlite|sqlite3"
     "src/store/store_mongo*|$util|store|adapters/store_mongo|mongoc/mongoc|bson/bson"
+    "src/media/media_local*|$util|media|adapters/media_local|"
+    "src/media/media_cloudinary*|$util|media|adapters/media_cloudinary|curl/curl"
+    "src/media/*|$util|media|"
     "src/net/*|$util|adapters/acceptor|"
-    "src/http/*|$util|store|bus|cache|core|config|adapters/http_server|microhttpd"
+    "src/http/*|$util|store|bus|cache|core|config|media|adapters/http_server|microhttpd"
     "src/ws/*|$util|bus|core|config|adapters/ws_server|libwebsockets"
     "src/main.c|.*|"
     "src/config.c|$util|config|adapters/http_server|"

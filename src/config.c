@@ -39,7 +39,7 @@ static const struct var_doc docs[] = {
     {"MONGODB_URI", "(unset)", "mongodb:// or mongodb+srv:// URI; unset = embedded SQLite store"},
     {"MONGODB_DB", "(from the URI, else chatli)", "MongoDB database name"},
     {"REDIS_URL", "(unset)", "redis:// URL for shared rate limits, cache and fan-out; unset = in-process (not used by this build yet: Redis is planned)"},
-    {"CLOUDINARY_URL", "(unset)", "cloudinary://<key>:<secret>@<cloud>; unset = uploads stored under DATA_DIR (not used by this build yet: uploads are planned)"},
+    {"CLOUDINARY_URL", "(unset)", "cloudinary://<key>:<secret>@<cloud>; unset = uploads stored under DATA_DIR/uploads"},
     {"CLOUDINARY_API_BASE", "https://api.cloudinary.com", "base URL of Cloudinary's upload API"},
     {"PUBLIC_URL", "(from the Host header)", "absolute base URL used in local upload URLs"},
     {"CORS_ORIGINS", "*", "comma-separated allowed origins (scheme://host[:port]) or *"},
@@ -49,6 +49,10 @@ static const struct var_doc docs[] = {
     {"WS_RATE_PER_S", "20", "WebSocket frames per second per user (message.send, typing, read); 0 disables"},
     {"WS_RATE_BURST", "40", "WebSocket flood-control burst; 0 disables"},
     {"MAX_UPLOAD_BYTES", "10485760", "largest accepted upload in bytes"},
+    /* uploads: per-user limit and Cloudinary timeouts */
+    {"UPLOAD_RATE_LIMIT_MAX", "30", "uploads per RATE_LIMIT_WINDOW_MS per user (counted besides RATE_LIMIT_MAX); 0 disables"},
+    {"CLOUDINARY_CONNECT_TIMEOUT_MS", "5000", "Cloudinary connect timeout in milliseconds (each attempt)"},
+    {"CLOUDINARY_TIMEOUT_MS", "60000", "Cloudinary total time per attempt in milliseconds (one retry on a timeout or 5xx)"},
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
     {"TOKEN_TTL_S", "2592000", "token lifetime in seconds (30 days)"},
     {"SHUTDOWN_GRACE_S", "10", "seconds to drain requests and WebSockets on SIGTERM/SIGINT"},
@@ -336,6 +340,16 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (parse_int("MAX_UPLOAD_BYTES", 1, 1LL << 40, 10 * 1024 * 1024, &n, msg, msg_len))
         return -1;
     cfg->max_upload_bytes = n;
+    /* uploads: per-user limit and Cloudinary timeouts */
+    if (parse_int("UPLOAD_RATE_LIMIT_MAX", 0, 1000000000, 30, &n, msg, msg_len))
+        return -1;
+    cfg->upload_rate_max = n;
+    if (parse_int("CLOUDINARY_CONNECT_TIMEOUT_MS", 1, 600000, 5000, &n, msg, msg_len))
+        return -1;
+    cfg->cloudinary_connect_timeout_ms = n;
+    if (parse_int("CLOUDINARY_TIMEOUT_MS", 1, 3600000, 60000, &n, msg, msg_len))
+        return -1;
+    cfg->cloudinary_timeout_ms = n;
 
     const char *lv = env("LOG_LEVEL");
     cfg->log_level = LOG_INFO;

@@ -1,6 +1,7 @@
 /* main.c - chatli's composition root: configuration, start-up order,
  * signals and the shutdown sequence.  The only file that names concrete
- * adapters (store_sqlite or store_mongo, bus_local, cache_mem).
+ * adapters (store_sqlite or store_mongo, bus_local, cache_mem, media_local
+ * or media_cloudinary).
  *
  * Thread model (one process):
  *   - main: reads the config, starts everything in dependency order, then
@@ -20,6 +21,9 @@
  *     threads reach it only through its queue + lws_cancel_service().
  *   - ws workers (ws/): run gateway work that needs core (auth, sends).
  *   - store writer (store_sqlite, 1 thread): group-commits message appends.
+ *   - cloudinary (media_cloudinary, 1 thread when CLOUDINARY_URL is set):
+ *     runs every upload to Cloudinary on one curl multi handle while the
+ *     REST connection that asked waits suspended.
  * Core and the ports are reentrant: any worker may call them concurrently;
  * in-process adapters (cache_mem, bus_local) lock inside.
  *
@@ -49,6 +53,9 @@
 #include "chatli/config.h"
 #include "chatli/core.h"
 #include "chatli/adapters/http_server.h"
+#include "chatli/media.h"
+#include "chatli/adapters/media_cloudinary.h"
+#include "chatli/adapters/media_local.h"
 #include "chatli/adapters/acceptor.h"
 #include "chatli/adapters/store_mongo.h"
 #include "chatli/adapters/store_sqlite.h"
@@ -115,23 +122,37 @@ struct app {
     struct bus *bus;
     struct cache *cache;
     struct core *core;
+    struct media *media;
     struct ws_server *ws;
     struct http_server *http;
     struct acceptor *acc;
 };
 
-/* config checks REDIS_URL and CLOUDINARY_URL, but this build has no Redis
- * or Cloudinary adapter yet and wires in-process ones (so /readyz says
- * "redis": "disabled", "media": "local"): say so once rather than let an
- * operator believe state is shared or uploads leave the host.  The URLs
- * hold credentials and are not logged. */
+/* config checks REDIS_URL, but this build has no Redis adapter yet and
+ * wires in-process ones (so /readyz says "redis": "disabled"): say so once
+ * rather than let an operator believe state is shared.  The URL holds
+ * credentials and is not logged. */
 static void warn_unused(const struct config *cfg)
 {
     if (cfg->redis_url)
         log_warn("REDIS_URL is set but not used by this build yet: rate limits, cache and "
                  "fan-out stay in this process");
-    if (cfg->cloudinary_url)
-        log_warn("CLOUDINARY_URL is set but not used by this build yet: media stays local");
+}
+
+/* CLOUDINARY_URL sends uploads to Cloudinary; without it they are stored
+ * under DATA_DIR/uploads and served at /uploads/. */
+static int open_media(const struct config *cfg, struct media **out, struct chat_err *err)
+{
+    if (!cfg->cloudinary_url)
+        return media_local_open(cfg->data_dir, out, err);
+    struct media_cloudinary_config mc = {
+        .url = cfg->cloudinary_url,
+        .api_base = cfg->cloudinary_api_base,
+        .data_dir = cfg->data_dir,
+        .connect_timeout_ms = (long)cfg->cloudinary_connect_timeout_ms,
+        .timeout_ms = (long)cfg->cloudinary_timeout_ms,
+    };
+    return media_cloudinary_open(&mc, out, err);
 }
 
 /* MONGODB_URI selects the production store; without it the embedded
@@ -174,10 +195,12 @@ static int app_start(struct app *a, const struct config *cfg)
     };
     if (core_new(&ccfg, a->store, a->bus, &a->core, &err) != 0)
         return fatal("core", &err);
+    if (open_media(cfg, &a->media, &err) != 0)
+        return fatal("media", &err);
     if (ws_server_open(cfg, a->core, a->bus, &a->ws, &err) != 0)
         return fatal("websocket gateway", &err);
     struct http_server_deps deps = {.cfg = cfg, .core = a->core, .store = a->store,
-                                    .cache = a->cache, .bus = a->bus,
+                                    .cache = a->cache, .bus = a->bus, .media = a->media,
                                     .conn_limit = (unsigned)connection_ceiling};
     if (http_server_open(&deps, &a->http, &err) != 0)
         return fatal("http server", &err);
@@ -186,11 +209,11 @@ static int app_start(struct app *a, const struct config *cfg)
                                    .to_reject = to_reject, .reject_arg = a->http};
     if (acceptor_open(&acfg, &a->acc, &err) != 0)
         return fatal("listen", &err);
-    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s}", "msg", "chatli started",
+    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s, s:s}", "msg", "chatli started",
                           "host", cfg->host, "port", acceptor_port(a->acc), "store",
                           a->store->name, "connectionCeiling", (json_int_t)connection_ceiling,
                           "httpThreads", cfg->http_threads, "cache", a->cache->name, "bus",
-                          a->bus->name);
+                          a->bus->name, "media", a->media->name);
     if (f) {
         log_json(LOG_INFO, f);
         json_decref(f);
@@ -226,6 +249,9 @@ static void app_drain(struct app *a, const struct config *cfg, int signo)
     if (!http_server_drain(a->http, t0 + grace_ms / 2))
         log_warn("REST drain: %u connection(s) still open at the deadline",
                  http_server_connections(a->http));
+    /* Uploads still waiting on Cloudinary answer 503 now: MHD cannot stop
+     * while a connection is suspended for one. */
+    media_cancel(a->media);
     ws_server_shutdown(a->ws, t0 + grace_ms * 9 / 10);
 }
 
@@ -239,6 +265,7 @@ static void app_stop(struct app *a)
     if (a->ws)
         ws_server_close(a->ws);
     acceptor_close(a->acc);
+    media_close(a->media); /* after MHD: every put has answered */
     if (a->core)
         core_free(a->core);
     bus_close(a->bus);

@@ -36,6 +36,10 @@ struct config {
     int http_threads;            /* HTTP_THREADS, default 2 x cores, at least 4 */
     /* The built-in web client at / (docs/web.md). */
     bool web_ui;                 /* WEB_UI, default 1; 0 = API only, / is 404 */
+    /* uploads: per-user limit and Cloudinary timeouts */
+    int64_t upload_rate_max;     /* UPLOAD_RATE_LIMIT_MAX per rate window, default 30; 0 disables */
+    int64_t cloudinary_connect_timeout_ms; /* CLOUDINARY_CONNECT_TIMEOUT_MS, default 5000 */
+    int64_t cloudinary_timeout_ms;         /* CLOUDINARY_TIMEOUT_MS per attempt, default 60000 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

@@ -24,7 +24,9 @@ struct config;
 struct store;
 struct cache;
 struct bus;
+struct media;
 struct http_linger;
+struct http_upload;
 
 /* Largest JSON request body we buffer (CONTRACT.md section 1). */
 #define HTTP_BODY_MAX (1024 * 1024)
@@ -55,6 +57,7 @@ struct http_server {
     struct store *store;      /* borrowed: /readyz */
     struct cache *cache;      /* borrowed: rate limits, /readyz */
     struct bus *bus;          /* borrowed, may be NULL: /readyz */
+    struct media *media;      /* borrowed: uploads, /uploads/, /readyz */
     struct cors cors;
     struct MHD_Daemon *daemon;
     struct http_linger *linger;
@@ -91,6 +94,8 @@ struct http_req {
     bool target_ok;               /* the raw target is origin-form and escaped */
     struct route_match match;
     bool called;                  /* the access handler ran at least once */
+    bool gated;                   /* the checks before the body ran (server.c gate) */
+    struct http_upload *upload;   /* new: a streamed upload (routes_uploads.c), else NULL */
     bool queued;                  /* a response was queued */
     bool must_close;              /* answered before the body was read: close after */
     int status;                   /* the queued status */
@@ -175,5 +180,17 @@ int routes_ops_healthz(struct http_req *, json_t *, json_t **, int *, struct cha
 int routes_ops_readyz(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_ops_metrics(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_web_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_uploads_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_uploads_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+
+/* routes_uploads.c: the streamed body of POST /api/uploads.  server.c
+ * calls begin on the first access-handler call (after auth and the REST
+ * rate limit, before any of the body is read): 0 to read the body, or an
+ * error to answer at once.  feed gets every piece of the body, then the
+ * final call runs routes_uploads_create; free runs when MHD completes the
+ * request (any outcome) and removes a temp file left behind. */
+int routes_uploads_begin(struct http_req *rq, struct chat_err *err);
+void routes_uploads_feed(struct http_req *rq, const char *data, size_t n);
+void routes_uploads_free(struct http_req *rq);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http_internal.h"
 #include "chatli/err.h"
@@ -243,4 +244,22 @@ int http_reply_static(struct http_req *rq, int status, const char *type, const v
     /* "no-cache": keep the file but ask every time; the ETag makes the
      * answer a bodiless 304 until the next build changes the file. */
     return queue_as(rq, status, r, csp, "no-cache");
+}
+
+int http_reply_asset(struct http_req *rq, int status, const char *content_type, int fd,
+                     uint64_t size, const char *etag)
+{
+    struct MHD_Response *r =
+        fd >= 0 ? MHD_create_response_from_fd64(size, fd)
+                : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (fd >= 0)
+        add(r, "Content-Type", content_type);
+    add(r, "ETag", etag);
+    /* The name is the content's digest: it never changes meaning. */
+    return queue_as(rq, status, r, API_CSP, "public, max-age=31536000, immutable");
 }

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct http_req;
 struct chat_err;
@@ -46,5 +47,12 @@ int http_reply_static(struct http_req *rq, int status, const char *type, const v
 /* Answers a CORS preflight (OPTIONS on a known route): 204, with the allow
  * headers only when the Origin is listed. */
 int http_reply_preflight(struct http_req *rq);
+
+/* A public file: `fd` (stolen, closed by MHD or here on failure) of
+ * `size` bytes with `content_type`, or no body when fd is -1 (a 304).
+ * Carries `etag` and a one-year immutable Cache-Control instead of
+ * no-store.  Returns 0, or -1 when MHD refused the response. */
+int http_reply_asset(struct http_req *rq, int status, const char *content_type, int fd,
+                     uint64_t size, const char *etag);
 
 #endif

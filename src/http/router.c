@@ -53,6 +53,8 @@ static const struct resource table[] = {
     /* The web client (routes_web.c): its page and its files. */
     {"/", "GET", {{"GET", ROUTE_WEB, PUB}}},
     {"/web/{file}", "GET", {{"GET", ROUTE_WEB, PUB}}},
+    {"/api/uploads", "POST", {{"POST", ROUTE_UPLOADS_CREATE, ROUTE_F_STREAM}}},
+    {"/uploads/*", "GET", {{"GET", ROUTE_UPLOADS_GET, PUB}}},
 };
 
 #define N_RESOURCES (sizeof table / sizeof table[0])
@@ -74,8 +76,10 @@ static bool match_template(const char *tmpl, const char *path, size_t len, struc
         const char *pseg_end = memchr(p, '/', (size_t)(end - p));
         if (!pseg_end)
             pseg_end = end;
+        if (strcmp(t, "*") == 0) /* a prefix route: the rest of the path, '/' included */
+            pseg_end = end;
         size_t tl = (size_t)(tseg_end - t), pl = (size_t)(pseg_end - p);
-        if (tl > 0 && *t == '{') {
+        if (tl > 0 && (*t == '{' || *t == '*')) {
             if (pl == 0 || np >= ROUTE_MAX_PARAMS)
                 return false;
             size_t keep = pl < ROUTE_PARAM_MAX - 1 ? pl : ROUTE_PARAM_MAX - 1;

@@ -4,7 +4,9 @@
  * ("/api/posts/{id}/comments") with its methods.  Matching yields the
  * contract's precedence inputs: no template matches -> 404; a template
  * matches but not the method -> 405 with the template's Allow list; else the
- * operation, its flags and its path parameters.  Pure and table-driven: no
+ * operation, its flags and its path parameters.  A template whose last
+ * segment is "*" is a prefix route: "*" takes the rest of the path, '/'
+ * included (at least one byte), as its parameter.  Pure and table-driven: no
  * allocation, no MHD, so it is unit-tested on its own. */
 #ifndef CHATLI_HTTP_ROUTER_H
 #define CHATLI_HTTP_ROUTER_H
@@ -41,11 +43,14 @@ enum route_op {
     ROUTE_READYZ,
     ROUTE_METRICS,
     ROUTE_WEB, /* GET / and /web/{file}: the embedded web client */
+    ROUTE_UPLOADS_CREATE,
+    ROUTE_UPLOADS_GET,
     ROUTE__COUNT
 };
 
 #define ROUTE_F_PUBLIC 1u /* no token needed (register, login, ops endpoints) */
 #define ROUTE_F_BODY 2u   /* a JSON object body is required */
+#define ROUTE_F_STREAM 4u /* the handler streams the body itself (uploads: routes_uploads.c) */
 
 /* Longest path parameter kept.  Ids are 24 characters; a longer segment is
  * kept cut at this length, which is still no valid id, so core answers

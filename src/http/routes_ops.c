@@ -10,6 +10,7 @@
 
 #include "chatli/bus.h"
 #include "chatli/cache.h"
+#include "chatli/media.h"
 #include "http_internal.h"
 #include "reply.h"
 #include "chatli/store.h"
@@ -71,12 +72,14 @@ int routes_ops_readyz(struct http_req *rq, json_t *body, json_t **out, int *stat
     else
         st = "ok";
     *status = (atomic_load(&s->draining) || !store_ok) ? 503 : 200;
-    /* There is no media port yet (uploads are not built), so nothing sends
-     * files to Cloudinary and "local" is the truth whatever CLOUDINARY_URL
-     * says.  The uploads work adds a media port; this answer then becomes
-     * the wired media adapter's name. */
+    /* "media" names the adapter main wired ("local" or "cloudinary"); a
+     * local uploads folder that stopped being writable is logged, since
+     * the contract's check has no "down" value for media. */
+    if (s->media && media_ping(s->media, &perr) != 0)
+        log_warn("readyz: media %s: %s", s->media->name, perr.msg);
     *out = json_pack("{s:s, s:{s:s, s:s, s:s}}", "status", st, "checks", "store",
-                     store_ok ? "ok" : "down", "redis", redis, "media", "local");
+                     store_ok ? "ok" : "down", "redis", redis, "media",
+                     s->media ? s->media->name : "local");
     return *out ? 0 : chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
 }
 

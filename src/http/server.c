@@ -16,9 +16,12 @@
  *      every request (measured 25k vs 145k req/s).  The exception is a
  *      declared Content-Length over 1 MiB: we do want to answer before the
  *      body (and close), so the client is not left uploading into a 413.
+ *      Streamed routes (POST /api/uploads) run the gate and their own checks
+ *      here too (stream_begin), before any of their body is read.
  *   3. Upload calls: collect the body up to 1 MiB; past that keep reading
  *      and discarding, so the client can finish sending and read our 413
- *      instead of being reset mid-upload.
+ *      instead of being reset mid-upload.  A streamed route gets every piece
+ *      instead (routes_uploads_feed), with its own cap.
  *   4. Final call: the pipeline, in the contract's precedence order:
  *      malformed target (400) -> preflight -> (for /api) session + rate
  *      limit -> 404 -> 405 -> 401 -> 413 -> body checks (400/415/400) ->
@@ -112,6 +115,8 @@ static const http_route_fn handlers[ROUTE__COUNT] = {
     [ROUTE_READYZ] = routes_ops_readyz,
     [ROUTE_METRICS] = routes_ops_metrics,
     [ROUTE_WEB] = routes_web_get,
+    [ROUTE_UPLOADS_CREATE] = routes_uploads_create,
+    [ROUTE_UPLOADS_GET] = routes_uploads_get,
 };
 
 /* Every server's open connections, for /metrics: a process-wide counter so
@@ -254,32 +259,52 @@ static bool target_ok(const char *raw)
     return true;
 }
 
-/* Answers the request.  Returns 0, or -1 when MHD refused the response. */
-static int dispatch(struct http_req *rq)
+static int answered(int reply_rc) { return reply_rc == 0 ? 1 : -1; }
+
+/* The checks that need no body, in the contract's order: malformed target
+ * (400) -> preflight -> (for /api) session + rate limit -> 404 -> 405 ->
+ * 401.  Runs once per request: on the first call for a streamed body
+ * (uploads), else from dispatch.  Returns 0 to go on, 1 when it answered,
+ * -1 when MHD refused the answer. */
+static int gate(struct http_req *rq)
 {
     struct route_match *m = &rq->match;
+    if (rq->gated)
+        return 0;
+    rq->gated = true;
     if (!rq->target_ok)
-        return http_reply_error(rq, CHAT_E_BAD_REQUEST, NULL,
-                                "malformed request target (expected /path?query, escaped)");
+        return answered(http_reply_error(rq, CHAT_E_BAD_REQUEST, NULL,
+                                         "malformed request target (expected /path?query, escaped)"));
     if (strcmp(rq->method, MHD_HTTP_METHOD_OPTIONS) == 0 && m->status != 404)
-        return http_reply_preflight(rq); /* never authenticated or limited */
+        return answered(http_reply_preflight(rq)); /* never authenticated or limited */
     if (m->api) {
         resolve_session(rq);
         if (rq->srv->cfg->rate_limit_max > 0) {
             count_rate(rq);
             if (rq->rl_exceeded)
-                return http_reply_error(rq, CHAT_E_RATE_LIMITED, NULL,
-                                        "too many requests: retry after the window resets");
+                return answered(http_reply_error(rq, CHAT_E_RATE_LIMITED, NULL,
+                                                 "too many requests: retry after the window resets"));
         }
     }
     if (m->status == 404)
-        return http_reply_error(rq, CHAT_E_NOT_FOUND, NULL, "no such route");
+        return answered(http_reply_error(rq, CHAT_E_NOT_FOUND, NULL, "no such route"));
     if (m->status == 405)
-        return http_reply_error(rq, CHAT_E_METHOD_NOT_ALLOWED, NULL, "method not allowed on this route");
+        return answered(
+            http_reply_error(rq, CHAT_E_METHOD_NOT_ALLOWED, NULL, "method not allowed on this route"));
     if (!(m->flags & ROUTE_F_PUBLIC) && !rq->authed)
-        return rq->auth_rc == CHAT_E_UNAVAILABLE
-                   ? http_reply_error(rq, CHAT_E_UNAVAILABLE, NULL, NULL)
-                   : http_reply_error(rq, CHAT_E_UNAUTHORIZED, NULL, NULL);
+        return answered(rq->auth_rc == CHAT_E_UNAVAILABLE
+                            ? http_reply_error(rq, CHAT_E_UNAVAILABLE, NULL, NULL)
+                            : http_reply_error(rq, CHAT_E_UNAUTHORIZED, NULL, NULL));
+    return 0;
+}
+
+/* Answers the request.  Returns 0, or -1 when MHD refused the response. */
+static int dispatch(struct http_req *rq)
+{
+    struct route_match *m = &rq->match;
+    int g = gate(rq);
+    if (g != 0)
+        return g > 0 ? 0 : -1;
     if (rq->too_large)
         return http_reply_error(rq, CHAT_E_PAYLOAD_TOO_LARGE, NULL, "request body is larger than 1 MiB");
 
@@ -433,6 +458,28 @@ static bool declared_too_large(struct http_req *rq)
     return errno == ERANGE || n > HTTP_BODY_MAX;
 }
 
+/* A streamed body (uploads): the gate and the route's own checks run on
+ * the first call, before any of the body is read, so a client without a
+ * token or over a limit is answered at once (and its body lingered away)
+ * instead of making us read megabytes first.  Returns 0, or -1 when MHD
+ * refused the answer. */
+static int stream_begin(struct http_req *rq)
+{
+    rq->must_close = true; /* an answer now leaves the body unread */
+    int g = gate(rq);
+    if (g == 0) {
+        struct chat_err err = {0};
+        if (routes_uploads_begin(rq, &err) == 0) {
+            rq->must_close = false;
+            return 0;
+        }
+        g = answered(http_reply_err(rq, &err));
+    }
+    if (rq->hc)
+        rq->hc->linger = true;
+    return g > 0 ? 0 : -1;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -451,6 +498,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         http_client_ip(header(rq, "X-Forwarded-For"), rq->srv->cfg->trust_proxy,
                        ci ? ci->client_addr : NULL, rq->client_ip, sizeof rq->client_ip);
+        if (rq->match.status == 0 && (rq->match.flags & ROUTE_F_STREAM))
+            return stream_begin(rq) == 0 ? MHD_YES : MHD_NO;
         if (declared_too_large(rq)) {
             /* Answer now, before the body: MHD will not send 100 Continue,
              * closes after the answer, and the linger thread drains what
@@ -464,7 +513,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        body_append(rq, upload_data, *upload_data_size);
+        if (rq->upload)
+            routes_uploads_feed(rq, upload_data, *upload_data_size);
+        else
+            body_append(rq, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -509,6 +561,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         atomic_fetch_add(&rq->hc->served, 1);
         atomic_store(&rq->hc->busy, false);
     }
+    if (rq->upload)
+        routes_uploads_free(rq);
     free(rq->body);
     free(rq->async_body);
     free(rq->path);
@@ -581,6 +635,7 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     s->store = deps->store;
     s->cache = deps->cache;
     s->bus = deps->bus;
+    s->media = deps->media;
     pthread_mutex_init(&s->conns_mu, NULL);
     LIST_INIT(&s->conns);
     if ((rc = cors_init(&s->cors, s->cfg->cors_origins, err)) != 0)

@@ -13,6 +13,7 @@ static const char *all_vars[] = {
     "RATE_LIMIT_WINDOW_MS", "WS_RATE_PER_S", "WS_RATE_BURST", "MAX_UPLOAD_BYTES", "LOG_LEVEL",
     "TOKEN_TTL_S", "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT", "HTTP_THREADS",
     "WEB_UI",
+    "UPLOAD_RATE_LIMIT_MAX", "CLOUDINARY_CONNECT_TIMEOUT_MS", "CLOUDINARY_TIMEOUT_MS",
 };
 
 static void clear_env(void)
@@ -68,6 +69,9 @@ static void test_defaults(void)
     CHECK(cfg.ws_rate_per_s == 20.0);
     CHECK_EQ_INT(cfg.ws_rate_burst, 40);
     CHECK_EQ_INT(cfg.max_upload_bytes, 10 * 1024 * 1024);
+    CHECK_EQ_INT(cfg.upload_rate_max, 30);
+    CHECK_EQ_INT(cfg.cloudinary_connect_timeout_ms, 5000);
+    CHECK_EQ_INT(cfg.cloudinary_timeout_ms, 60000);
     CHECK_EQ_INT(cfg.log_level, LOG_INFO);
     CHECK_EQ_INT(cfg.token_ttl_s, 2592000);
     CHECK_EQ_INT(cfg.shutdown_grace_s, 10);
@@ -96,6 +100,9 @@ static void test_good_values(void)
     setenv("WS_RATE_PER_S", "2.5", 1);
     setenv("WS_RATE_BURST", "0", 1);
     setenv("MAX_UPLOAD_BYTES", "1024", 1);
+    setenv("UPLOAD_RATE_LIMIT_MAX", "0", 1);
+    setenv("CLOUDINARY_CONNECT_TIMEOUT_MS", "250", 1);
+    setenv("CLOUDINARY_TIMEOUT_MS", "9000", 1);
     setenv("LOG_LEVEL", "DEBUG", 1);
     setenv("TOKEN_TTL_S", "60", 1);
     setenv("SHUTDOWN_GRACE_S", "0", 1);
@@ -124,6 +131,9 @@ static void test_good_values(void)
     CHECK(cfg.ws_rate_per_s == 2.5);
     CHECK_EQ_INT(cfg.ws_rate_burst, 0);
     CHECK_EQ_INT(cfg.max_upload_bytes, 1024);
+    CHECK_EQ_INT(cfg.upload_rate_max, 0);
+    CHECK_EQ_INT(cfg.cloudinary_connect_timeout_ms, 250);
+    CHECK_EQ_INT(cfg.cloudinary_timeout_ms, 9000);
     CHECK_EQ_INT(cfg.log_level, LOG_DEBUG);
     CHECK_EQ_INT(cfg.token_ttl_s, 60);
     CHECK_EQ_INT(cfg.shutdown_grace_s, 0);
@@ -165,6 +175,10 @@ static void test_bad_values(void)
     bad("WS_RATE_BURST", "1.5");
     bad("MAX_UPLOAD_BYTES", "0");
     bad("MAX_UPLOAD_BYTES", "10MB");
+    bad("UPLOAD_RATE_LIMIT_MAX", "-1");
+    bad("UPLOAD_RATE_LIMIT_MAX", "lots");
+    bad("CLOUDINARY_CONNECT_TIMEOUT_MS", "0");
+    bad("CLOUDINARY_TIMEOUT_MS", "5s");
     bad("TOKEN_TTL_S", "0");
     bad("SHUTDOWN_GRACE_S", "-1");
     bad("SHUTDOWN_GRACE_S", "100000");

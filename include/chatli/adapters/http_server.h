@@ -18,6 +18,7 @@ struct core;
 struct store;
 struct cache;
 struct bus;
+struct media;
 struct http_server;
 
 struct http_server_deps {
@@ -26,6 +27,7 @@ struct http_server_deps {
     struct store *store;      /* borrowed: /readyz store check */
     struct cache *cache;      /* borrowed: rate limits, /readyz redis check */
     struct bus *bus;          /* borrowed, may be NULL: /readyz redis check */
+    struct media *media;      /* borrowed: uploads and /uploads/, /readyz media check */
     unsigned conn_limit;      /* MHD connection limit, e.g. the fd ceiling */
 };
 

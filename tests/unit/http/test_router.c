@@ -90,7 +90,8 @@ static void test_404_405(void)
                                     "/api/auth", "/api/auth/register/x", "/healthzz",
                                     "/api/posts/x/like/x", "/api/posts/", "/api/posts//like",
                                     "/api//posts", "", "api/posts", "/ws", "/socket.io/",
-                                    "/api/chats/x/members/", "/api/uploads"};
+                                    "/api/chats/x/members/", "/uploads", "/uploads/",
+                                    "/api/uploads/x"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         match("GET", unknown[i]);
         if (m.status != 404)
@@ -99,6 +100,17 @@ static void test_404_405(void)
         CHECK_EQ_STR(m.route, "other");
         CHECK_EQ_STR(m.allow, "");
     }
+    /* The prefix route takes the rest of the path, '/' and escapes kept. */
+    match("GET", "/uploads/a/../b%2e%2e.png");
+    CHECK_EQ_INT(m.status, 0);
+    CHECK_EQ_INT(m.op, ROUTE_UPLOADS_GET);
+    CHECK_EQ_STR(m.params[0], "a/../b%2e%2e.png");
+    CHECK(!m.api);
+    match("POST", "/uploads/x.png");
+    CHECK_EQ_INT(m.status, 405);
+    match("POST", "/api/uploads");
+    CHECK_EQ_INT(m.status, 0);
+    CHECK(m.flags & ROUTE_F_STREAM);
     match("GET", "/api/nope");
     CHECK(m.api);
     CHECK(!m.web);
