@@ -8,6 +8,8 @@
 #                                          requests, websocket-client, python-socketio,
 #                                          PyYAML, redis-server)
 #   scripts/install-deps.sh bench          wrk, for bench/ only
+#   scripts/install-deps.sh fuzz           build + Debian's clang and its libFuzzer/sanitizer
+#                                          runtimes, for fuzz/ (scripts/fuzz.sh); test includes it
 #   scripts/install-deps.sh --list PROFILE  print the profile's packages and exit
 #
 # It is idempotent and quick when everything is there: it asks dpkg-query
@@ -34,9 +36,12 @@ test_pkgs=(
     redis-server
 )
 bench_pkgs=(wrk)
+# fuzz/ (libFuzzer targets, scripts/fuzz.sh): clang 14 and libclang-rt-14-dev,
+# which holds libFuzzer and the ASan/UBSan runtimes.
+fuzz_pkgs=(clang libclang-rt-14-dev)
 
 usage() {
-    echo "usage: $0 [--list] runtime|build|test|bench ..." >&2
+    echo "usage: $0 [--list] runtime|build|test|bench|fuzz ..." >&2
     exit 2
 }
 
@@ -52,8 +57,9 @@ for profile in "$@"; do
     case "$profile" in
     runtime) want+=("${runtime_pkgs[@]}") ;;
     build) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}") ;;
-    test) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+    test) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
     bench) want+=("${bench_pkgs[@]}") ;;
+    fuzz) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
     *) usage ;;
     esac
 done
