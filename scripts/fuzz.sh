@@ -58,10 +58,9 @@ for t in "${targets[@]}"; do
     if [ -f "$root/fuzz/dict/$t.dict" ]; then
         flags+=(-dict="$root/fuzz/dict/$t.dict")
     fi
-    # shellcheck disable=SC2086  # FUZZ_FLAGS is a list of flags on purpose
     echo "fuzz.sh: $t: fuzz_$t ${flags[*]} ${limit[*]} ${FUZZ_FLAGS:-} $work $root/fuzz/corpus/$t"
     start=$SECONDS
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2086  # FUZZ_FLAGS is a list of flags on purpose
     if "$dir/fuzz/fuzz_$t" "${flags[@]}" "${limit[@]}" ${FUZZ_FLAGS:-} \
         "$work" "$root/fuzz/corpus/$t" >"$log" 2>&1; then
         status=ok
