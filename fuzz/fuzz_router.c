@@ -2,12 +2,13 @@
  *
  * Input: "<method> <path>", split at the first space (the method is cut
  * at 15 bytes; the path at its first NUL, as src/http/server.c passes
- * strlen() of the URL MHD hands over; any other byte may appear).  Checked: the status is 0, 404 or 405; a match names one of the
- * table's templates, and putting its parameters back into the template
- * rebuilds the path exactly (unless a parameter was cut at
- * ROUTE_PARAM_MAX); parameters are non-empty, NUL-terminated and hold no
- * '/'; a matched method is in the template's Allow list; `api` is set
- * exactly for /api and below. */
+ * strlen() of the URL MHD hands over; any other byte may appear).
+ * Checked: the status is 0, 404 or 405; a match names one of the table's
+ * templates, and putting its parameters back into the template rebuilds
+ * the path exactly (unless a parameter was cut at ROUTE_PARAM_MAX);
+ * parameters are non-empty, NUL-terminated and hold no '/'; a matched
+ * method is in the template's Allow list; `api` is set exactly for /api
+ * and below. */
 #include "fuzz.h"
 #include "router.h"
 

@@ -3,9 +3,10 @@
  * Each input is used twice.  As a C string (a query value, or a string
  * field after jansson) it goes through every scalar rule, and each "true"
  * is checked against the rule's documented shape.  As a request body it is
- * parsed like the REST layer does (src/http/server.c) and, when it is an object, its fields
- * are read with the exact field rules core applies (auth, users, posts,
- * chats, messages); an accepted string must lie within its bounds. */
+ * parsed like the REST layer does (src/http/server.c) and, when it is an
+ * object, its fields are read with the exact field rules core applies
+ * (auth, users, posts, chats, messages); an accepted string must lie
+ * within its bounds. */
 #include <jansson.h>
 #include <strings.h>
 
@@ -20,7 +21,8 @@ static void check_scalars(char *s)
 
     if (validate_username(s)) {
         FUZZ_CHECK(len >= 3 && len <= 32);
-        FUZZ_CHECK(strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == len);
+        FUZZ_CHECK(strspn(s, "abcdefghijklmnopqrstuvwxyz"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == len);
     }
     if (validate_email(s)) {
         const char *at = strchr(s, '@');
@@ -118,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(s);
 
     json_error_t jerr;
-    json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    json_t *body =
+        json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (json_is_object(body))
         check_body(body);
     json_decref(body);
