@@ -11,6 +11,8 @@
 #                                          tests/browser (the web client at /); `test`
 #                                          includes it
 #   scripts/install-deps.sh bench          wrk, for bench/ only
+#   scripts/install-deps.sh fuzz           build + Debian's clang and its libFuzzer/sanitizer
+#                                          runtimes, for fuzz/ (scripts/fuzz.sh); test includes it
 #   scripts/install-deps.sh --list PROFILE  print the profile's packages and exit
 #
 # It is idempotent and quick when everything is there: it asks dpkg-query
@@ -45,9 +47,12 @@ browser_pkgs=(chromium nodejs)
 if ! command -v npm >/dev/null 2>&1; then
     browser_pkgs+=(npm)
 fi
+# fuzz/ (libFuzzer targets, scripts/fuzz.sh): clang 14 and libclang-rt-14-dev,
+# which holds libFuzzer and the ASan/UBSan runtimes.
+fuzz_pkgs=(clang libclang-rt-14-dev)
 
 usage() {
-    echo "usage: $0 [--list] runtime|build|test|browser|bench ..." >&2
+    echo "usage: $0 [--list] runtime|build|test|browser|bench|fuzz ..." >&2
     exit 2
 }
 
@@ -63,9 +68,11 @@ for profile in "$@"; do
     case "$profile" in
     runtime) want+=("${runtime_pkgs[@]}") ;;
     build) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}") ;;
-    test) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}" "${browser_pkgs[@]}") ;;
+    test) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}" "${browser_pkgs[@]}"
+                 "${fuzz_pkgs[@]}") ;;
     browser) want+=("${browser_pkgs[@]}") ;;
     bench) want+=("${bench_pkgs[@]}") ;;
+    fuzz) want+=("${runtime_pkgs[@]}" "${build_pkgs[@]}" "${fuzz_pkgs[@]}") ;;
     *) usage ;;
     esac
 done

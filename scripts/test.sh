@@ -29,6 +29,10 @@
 #   asan-build    build-asan/ with -DCHATLI_SANITIZE="address;undefined"
 #   asan-ctest    unit + contract tests under ASan+UBSan+LSan
 #   asan-e2e      tests/e2e against build-asan/chatli
+#   fuzz          scripts/fuzz.sh 15: the libFuzzer targets of fuzz/, built
+#                 with clang (ASan+UBSan) in build-fuzz/, 15 s each from
+#                 their seeds in fuzz/corpus/ (about 2 min in all); any
+#                 crash, sanitizer report or broken property fails it
 #
 # A failed phase does not stop the independent ones (a failed build skips
 # only what needs it), so one run shows everything that is wrong.  A ctest
@@ -307,6 +311,10 @@ else
     skip asan-ctest "asan build failed"
     skip asan-e2e "asan build failed"
 fi
+
+# libFuzzer targets (docs/fuzzing.md): briefly here, for long runs see
+# scripts/fuzz.sh.  Uses the sanitizer options exported above.
+phase fuzz timeout -k 30 600 scripts/fuzz.sh 15
 
 # ---- summary ----------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 /* validate.h - the input rules of CONTRACT.md, shared by core's services.
  *
  * Pure functions over bytes (no store, no globals), so they are unit tested
- * exhaustively and fuzzable.  Strings handed in come from jansson, which has
+ * exhaustively and fuzzed (fuzz/fuzz_validate.c, docs/fuzzing.md).  Strings handed in come from jansson, which has
  * already checked that they are valid UTF-8; the code-point routines still
  * stay in bounds on invalid input (an invalid byte counts as one point). */
 #ifndef CHATLI_CORE_VALIDATE_H

@@ -69,6 +69,17 @@ def test_undecodable_cursor(server, world, cursor):
         assert_error(r, 422, "validation_failed", "before")
 
 
+def test_cursor_with_a_high_byte_is_422(server, world):
+    """A real cursor with one character replaced by the byte 0xFF, which
+    libsodium 1.0.18 decodes as '_' (found by fuzz/fuzz_cursor.c): before
+    the fix it read as another page."""
+    path = "/api/chats/%s/messages" % world["chat"]["id"]
+    cur = assert_json(api(server, "GET", path, world["tok"], params={"limit": 1}), 200)["nextCursor"]
+    assert cur is not None
+    r = api(server, "GET", path + "?before=" + cur[:6] + "%FF" + cur[7:], world["tok"])
+    assert_error(r, 422, "validation_failed", "before")
+
+
 def test_default_limit_is_20(server):
     me, tok = register(server)
     with ThreadPoolExecutor(4) as ex:

@@ -148,6 +148,32 @@ static void test_seq(void)
     CHECK_EQ_INT(cursor_decode_seq(tmp, &seq, &err), CHAT_E_VALIDATION);
 }
 
+/* libsodium 1.0.18 decodes any byte >= 0x80 as a base64 character (0xFF
+ * as '_'): a cursor with such a byte was a second spelling of a real one,
+ * and read as some page instead of 422 (found by fuzz/fuzz_cursor.c). */
+static void test_high_bytes(void)
+{
+    struct chat_err err = {0};
+    char cur[CURSOR_MAX], name[33];
+    int64_t seq = 0;
+    struct page_key k = {.ts = 1795862362123, .id = "6929b0da0123456789abcdef"};
+
+    cursor_encode_key(CURSOR_POSTS, &k, cur);
+    for (int b = 0x80; b <= 0xFF; b += 0x3F) {
+        char tmp[CURSOR_MAX];
+        strcpy(tmp, cur);
+        tmp[12] = (char)b;
+        expect_bad_key(CURSOR_POSTS, tmp);
+    }
+    /* The fuzzer's input: a messages cursor spelled with 0xFF for '_'. */
+    CHECK_EQ_INT(cursor_decode_seq("AQUAAAA\xff\xff\xff\xff" "AAA", &seq, &err), CHAT_E_VALIDATION);
+    cursor_encode_seq(0x3fffffc000LL, cur);
+    CHECK_EQ_STR(cur, "AQUAAAA____AAA");
+    cursor_encode_name("alice_01", cur);
+    cur[4] = (char)0xC3;
+    CHECK_EQ_INT(cursor_decode_name(cur, name, &err), CHAT_E_VALIDATION);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -155,5 +181,6 @@ int main(void)
     test_key();
     test_name();
     test_seq();
+    test_high_bytes();
     return check_done();
 }
