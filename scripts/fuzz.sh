@@ -21,7 +21,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-all=(classify ws_frame validate cursor router config)
+all=(classify ws_frame validate cursor router config media_image)
 dir=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 case "$dir" in /*) ;; *) dir=$PWD/$dir ;; esac
 
