@@ -6,7 +6,8 @@
  * equal to the magic-byte verdict, a format and MIME type, a format that
  * maps back to the kind, and a size of at least 1x1; and bytes appended
  * after a recognised header never change the answer (the upload route
- * probes the first bytes it has, before the rest of the body arrives). */
+ * probes the whole file: the image data after the header must not change
+ * how the header reads). */
 #include "chatli/media.h"
 #include "fuzz.h"
 
