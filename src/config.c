@@ -55,6 +55,8 @@ static const struct var_doc docs[] = {
     {"PWHASH_OPSLIMIT", "2", "Argon2id passes (libsodium opslimit, 1..4294967295)"},
     {"PWHASH_MEMLIMIT", "67108864", "Argon2id memory in bytes (libsodium memlimit, at least 8192)"},
     {"HTTP_THREADS", "2 x cores, at least 4", "libmicrohttpd worker threads (a blocking store call holds one)"},
+    /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
+    {"WS_MAX_CONNS_PER_USER", "16", "WebSocket connections one user may hold; one more closes the oldest with 4429"},
 };
 
 static int fail(char *msg, size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -369,6 +371,10 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (parse_int("HTTP_THREADS", 1, 256, default_http_threads(), &n, msg, msg_len))
         return -1;
     cfg->http_threads = (int)n;
+    /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
+    if (parse_int("WS_MAX_CONNS_PER_USER", 1, 100000, 16, &n, msg, msg_len))
+        return -1;
+    cfg->ws_max_conns_per_user = (uint32_t)n;
     return 0;
 }
 

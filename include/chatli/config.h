@@ -34,6 +34,8 @@ struct config {
     unsigned long long pwhash_opslimit; /* PWHASH_OPSLIMIT, default interactive */
     size_t pwhash_memlimit;      /* PWHASH_MEMLIMIT, default interactive */
     int http_threads;            /* HTTP_THREADS, default 2 x cores, at least 4 */
+    /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
+    uint32_t ws_max_conns_per_user; /* WS_MAX_CONNS_PER_USER, default 16 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

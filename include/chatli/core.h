@@ -52,6 +52,8 @@ struct core {
 struct session {
     char user_id[OID_SIZE];
     uint8_t token_hash[32];
+    int64_t expires_ms;   /* wall-clock ms (clock_now_ms) when the token stops
+                             working; set by auth_check */
 };
 
 /* Raw pagination query parameters (NULL when absent). */

@@ -268,6 +268,7 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     ws->bus = bus;
     ws->rate_per_s = cfg ? cfg->ws_rate_per_s : 0;
     ws->rate_burst = cfg ? (double)cfg->ws_rate_burst : 0;
+    ws->max_conns_per_user = cfg ? cfg->ws_max_conns_per_user : 0;
     ws->next_conn_id = 1;
     atomic_init(&ws->loop_stop, false);
     atomic_init(&ws->stopping, false);

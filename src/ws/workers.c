@@ -213,7 +213,7 @@ static void run_typing(struct ws_server *ws, struct ws_job *j)
     struct batch b = {0};
     int rc = chats_typing(ws->core, &j->sess, j->frame.chat_id, &err);
     if (rc < 0)
-        batch_error(&b, j->conn_id, &err, rc, NULL);
+        batch_error(&b, j->conn_id, &err, rc, j->frame.client_id);
     batch_finish(ws, &b, j);
 }
 
@@ -223,7 +223,7 @@ static void run_read(struct ws_server *ws, struct ws_job *j)
     struct batch b = {0};
     int rc = chats_read(ws->core, &j->sess, j->frame.chat_id, j->frame.body, j->conn_id, &err);
     if (rc < 0)
-        batch_error(&b, j->conn_id, &err, rc, NULL);
+        batch_error(&b, j->conn_id, &err, rc, j->frame.client_id);
     batch_finish(ws, &b, j);
 }
 
@@ -248,7 +248,7 @@ static void run_sync(struct ws_server *ws, struct ws_job *j)
         }
         if (rc < 0) {
             messages_sync_page_cleanup(&page);
-            batch_error(&b, j->conn_id, &err, rc, NULL);
+            batch_error(&b, j->conn_id, &err, rc, j->frame.client_id);
             j->sync_incomplete = true;
             j->sync_i = f->n_sync;
             break;

@@ -112,13 +112,16 @@
 
 /* Close codes (RFC 6455 and CONTRACT 6). */
 #define WS_CLOSE_GOING_AWAY 1001
+#define WS_CLOSE_PROTOCOL 1002
 #define WS_CLOSE_UNSUPPORTED 1003
+#define WS_CLOSE_BAD_DATA 1007
 #define WS_CLOSE_POLICY 1008
 #define WS_CLOSE_TOO_BIG 1009
 #define WS_CLOSE_INTERNAL 1011
 #define WS_CLOSE_TRY_LATER 1013
 #define WS_CLOSE_UNAUTHORIZED 4401
 #define WS_CLOSE_AUTH_TIMEOUT 4408
+#define WS_CLOSE_TOO_MANY 4429     /* WS_MAX_CONNS_PER_USER: the oldest goes */
 
 /* Output batching (conn.c).  Frames queued on one connection go out in one
  * send() as far as they fit in WS_WRITE_BATCH bytes (measured here: two
@@ -172,6 +175,17 @@ size_t ws__frame_header(unsigned char hdr[WS_FRAME_HDR_MAX], size_t len);
  * presence.  Recognised by their first key, which every producer of those
  * frames (this gateway) writes first. */
 bool ws__frame_is_ephemeral(const char *frame, size_t len);
+
+/* ---- RFC 6455 checks (frames.c) ---------------------------------------- */
+
+/* True when `s` (n bytes) is well-formed UTF-8 (RFC 3629). */
+bool ws__utf8_valid(const unsigned char *s, size_t n);
+
+/* Checks the payload of a client's close frame (RFC 6455 5.5.1, 7.4):
+ * 0 when it is empty or a code a peer may send (1000-1003, 1007-1011,
+ * 3000-4999) with a UTF-8 reason; WS_CLOSE_PROTOCOL for one byte or
+ * another code; WS_CLOSE_BAD_DATA for a reason that is not UTF-8. */
+int ws__close_check(const unsigned char *payload, size_t len);
 
 /* ---- client frames (frames.c) ------------------------------------------ */
 
@@ -297,6 +311,8 @@ struct ws_conn {
     bool pinged;                    /* a ping went out since the last rx */
     uint32_t born_s;                /* ws__now_s() at upgrade */
     uint32_t rx_s;                  /* ws__now_s() of the last frame or pong received */
+    uint32_t expires_s;             /* wall-clock s when the token expires (rounded up);
+                                       the sweep closes it with 4401 then */
     const char *close_reason;       /* string literal */
     uint8_t token_hash[32];         /* the session's, for revocation */
 };
@@ -450,6 +466,7 @@ struct ws_server {
     struct core *core;
     struct bus *bus;
     double rate_per_s, rate_burst;
+    uint32_t max_conns_per_user; /* WS_MAX_CONNS_PER_USER; 0 = no cap */
     struct lws_context *ctx;
     struct lws_vhost *vh;
 

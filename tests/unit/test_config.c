@@ -12,6 +12,7 @@ static const char *all_vars[] = {
     "CLOUDINARY_API_BASE", "PUBLIC_URL", "CORS_ORIGINS", "TRUST_PROXY", "RATE_LIMIT_MAX",
     "RATE_LIMIT_WINDOW_MS", "WS_RATE_PER_S", "WS_RATE_BURST", "MAX_UPLOAD_BYTES", "LOG_LEVEL",
     "TOKEN_TTL_S", "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT", "HTTP_THREADS",
+    "WS_MAX_CONNS_PER_USER",
 };
 
 static void clear_env(void)
@@ -72,6 +73,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.pwhash_opslimit, crypto_pwhash_OPSLIMIT_INTERACTIVE);
     CHECK_EQ_INT(cfg.pwhash_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     CHECK(cfg.http_threads >= 4);
+    CHECK_EQ_INT(cfg.ws_max_conns_per_user, 16);
     config_cleanup(&cfg);
 }
 
@@ -100,6 +102,7 @@ static void test_good_values(void)
     setenv("PWHASH_OPSLIMIT", "1", 1);
     setenv("PWHASH_MEMLIMIT", "8192", 1);
     setenv("HTTP_THREADS", "3", 1);
+    setenv("WS_MAX_CONNS_PER_USER", "2", 1);
     struct config cfg;
     char msg[256] = "";
     int rc = config_load(&cfg, msg, sizeof msg);
@@ -127,6 +130,7 @@ static void test_good_values(void)
     CHECK_EQ_INT(cfg.pwhash_opslimit, 1);
     CHECK_EQ_INT(cfg.pwhash_memlimit, 8192);
     CHECK_EQ_INT(cfg.http_threads, 3);
+    CHECK_EQ_INT(cfg.ws_max_conns_per_user, 2);
     config_cleanup(&cfg);
 
     /* Empty means unset. */
@@ -170,6 +174,9 @@ static void test_bad_values(void)
     bad("PWHASH_MEMLIMIT", "64M");
     bad("HTTP_THREADS", "0");
     bad("HTTP_THREADS", "1000");
+    bad("WS_MAX_CONNS_PER_USER", "0");
+    bad("WS_MAX_CONNS_PER_USER", "-1");
+    bad("WS_MAX_CONNS_PER_USER", "many");
     /* numbers */
     bad("WS_RATE_PER_S", "-1");
     bad("WS_RATE_PER_S", "nan");
