@@ -24,42 +24,6 @@
 
 #include "chatli/log.h"
 
-/* ---- job objects ------------------------------------------------------ */
-
-struct ws_job *ws__job_new(int kind)
-{
-    struct ws_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return NULL;
-    j->done = ws__msg_new(WS_M_JOB_DONE, 0);
-    if (!j->done) {
-        free(j);
-        return NULL;
-    }
-    j->kind = kind;
-    return j;
-}
-
-void ws__job_free(struct ws_server *ws, struct ws_job *j)
-{
-    if (!j)
-        return;
-    if (j->kind == WS_J_SEND && !j->send_handed)
-        ws__send_settled(ws);
-    if (j->token) {
-        explicit_bzero(j->token, strlen(j->token));
-        free(j->token);
-    }
-    ws__frame_cleanup(&j->frame);
-    json_decref(j->me);
-    free(j->co);
-    if (j->done) {
-        j->done->job = NULL;
-        free(j->done);
-    }
-    free(j);
-}
-
 /* ---- replies ----------------------------------------------------------- */
 
 /* A batch of inbox messages, pushed at once. */

@@ -20,8 +20,13 @@
  *   conn.c     the loop side: connection life cycle, frames in, frames
  *              out, delivery, presence, per-connection job order
  *   workers.c  the worker pool and every job that calls core
- *   server.c   the context, the service thread, the inbox, the bus
- *              subscriber and the public ws_server_* functions */
+ *   msgs.c     what crosses threads: inbox messages and the inbox push,
+ *              job objects, send accounting (the bottom: calls nothing
+ *              above it)
+ *   server.c   the context, the service thread, the inbox drain, the bus
+ *              subscriber and the public ws_server_* functions
+ * Calls go one way (scripts/check-calls.py): server.c -> conn.c ->
+ * workers.c -> msgs.c, all of them using the pure files. */
 #ifndef CHATLI_WS_WS_INTERNAL_H
 #define CHATLI_WS_WS_INTERNAL_H
 
@@ -354,7 +359,7 @@ struct ws_user *ws__users_get_or_add(struct ws_user_table *t, const char *id);
 /* Unlinks and frees `u`. */
 void ws__users_del(struct ws_user_table *t, struct ws_user *u);
 
-/* ---- jobs (workers.c) ---------------------------------------------------- */
+/* ---- jobs (objects: msgs.c; the pool: workers.c) ------------------------- */
 
 enum ws_job_kind {
     WS_J_AUTH = 1, /* token -> session, users_me, co-members; then ready */
@@ -405,7 +410,7 @@ void ws__job_submit(struct ws_server *ws, struct ws_job *job);
  * is settled (see ws__send_settled). */
 void ws__job_free(struct ws_server *ws, struct ws_job *job);
 
-/* ---- inbox messages (server.c) ------------------------------------------- */
+/* ---- inbox messages (msgs.c) --------------------------------------------- */
 
 enum ws_msg_kind {
     WS_M_ADOPT = 1,  /* fd: adopt the socket */
@@ -517,11 +522,11 @@ struct ws_server {
     struct ws_conn *sw_head, *sw_tail;
 };
 
-/* One accepted message.send was answered (ack or error frame pushed) or
- * dropped.  Any thread. */
+/* msgs.c: one accepted message.send was answered (ack or error frame
+ * pushed) or dropped.  Any thread. */
 void ws__send_settled(struct ws_server *ws);
 
-/* Monotonic seconds (fits 32 bits for 136 years of uptime). */
+/* msgs.c: monotonic seconds (fits 32 bits for 136 years of uptime). */
 uint32_t ws__now_s(void);
 
 /* ---- the loop side (conn.c) ------------------------------------------------ */
