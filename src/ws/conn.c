@@ -539,6 +539,31 @@ static const int job_of_frame[] = {
     [WS_F_SYNC] = WS_J_SYNC,
 };
 
+/* message.send without a worker hop (ws__send_direct) when nothing of the
+ * connection's is queued or running, so its sends still reach the store in
+ * the order they arrived, and the gateway-wide bound has room.  Saves per
+ * message the job, the worker's wake-up and the JOB_DONE trip back through
+ * the inbox.  True when handled (taken by core, or refused with its error
+ * frame); false when the frame goes the worker way. */
+static bool send_direct(struct ws_server *ws, struct ws_conn *c, const struct ws_frame *f)
+{
+    if (c->job_running || c->jobs_head || ws->sends_in_core >= WS_SENDS_IN_CORE_MAX)
+        return false;
+    struct session s = {0};
+    memcpy(s.user_id, c->user->id, OID_SIZE);
+    memcpy(s.token_hash, c->token_hash, sizeof s.token_hash);
+    struct chat_err err = {0};
+    int rc = ws__send_direct(ws, c->id, &s, f, &err);
+    if (rc == 0)
+        return false;
+    if (rc > 0)
+        ws->sends_in_core++; /* given back by its settles_send answer */
+    else
+        conn_send_error(ws, c, rc, err.code == rc ? err.msg : NULL,
+                        err.code == rc ? err.field : NULL, f->client_id);
+    return true;
+}
+
 /* One complete text message from the client. */
 static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
 {
@@ -599,6 +624,10 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
         break;
     }
 
+    if (f.type == WS_F_SEND && send_direct(ws, c, &f)) {
+        ws__frame_cleanup(&f);
+        return;
+    }
     if (c->n_jobs >= 2 * WS_CONN_MAX_JOBS) {
         conn_send_error(ws, c, CHAT_E_RATE_LIMITED, "too many requests in flight", NULL,
                         f.client_id);

@@ -128,26 +128,64 @@ static void send_cb(void *arg, int rc, json_t *message, bool created, const stru
     pthread_mutex_unlock(&ws->sd_lock);
 }
 
-static void run_send(struct ws_server *ws, struct ws_job *j)
+/* A send's completion context with its reply message, or NULL on OOM. */
+static struct send_ctx *send_ctx_new(struct ws_server *ws, uint64_t conn_id, const char *cid)
 {
-    struct chat_err err = {0};
-    struct batch b = {0};
-    const char *cid = j->frame.client_id;
     size_t cid_len = cid ? strlen(cid) : 0;
     struct send_ctx *ctx = malloc(sizeof *ctx + cid_len + 1);
     struct ws_msg *reply = ctx ? ws__msg_new(WS_M_TO_CONN, 0) : NULL;
     if (!reply) {
         free(ctx);
+        return NULL;
+    }
+    reply->conn_id = conn_id;
+    reply->settles_send = true;
+    ctx->ws = ws;
+    ctx->reply = reply;
+    memcpy(ctx->client_id, cid ? cid : "", cid_len + 1);
+    return ctx;
+}
+
+int ws__send_direct(struct ws_server *ws, uint64_t conn_id, const struct session *s,
+                    const struct ws_frame *f, struct chat_err *err)
+{
+    struct send_ctx *ctx = send_ctx_new(ws, conn_id, f->client_id);
+    if (!ctx)
+        return 0; /* the worker path reports it */
+    /* Counted before the call: send_cb may run on the writer thread
+     * before messages_send_try returns. */
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending++;
+    ws->callbacks_pending++;
+    pthread_mutex_unlock(&ws->sd_lock);
+    bool deferred = false;
+    int rc = messages_send_try(ws->core, s, f->chat_id, f->body, true, conn_id, send_cb, ctx,
+                               &deferred, err);
+    if (rc == 0 && !deferred)
+        return 1;
+    free(ctx->reply);
+    free(ctx);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending--;
+    ws->callbacks_pending--;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
+    return rc;
+}
+
+static void run_send(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    const char *cid = j->frame.client_id;
+    struct send_ctx *ctx = send_ctx_new(ws, j->conn_id, cid);
+    if (!ctx) {
         chat_err_set(&err, CHAT_E_INTERNAL, NULL, NULL);
         batch_error(&b, j->conn_id, &err, CHAT_E_INTERNAL, cid);
         batch_finish(ws, &b, j);
         return;
     }
-    reply->conn_id = j->conn_id;
-    reply->settles_send = true;
-    ctx->ws = ws;
-    ctx->reply = reply;
-    memcpy(ctx->client_id, cid ? cid : "", cid_len + 1);
+    struct ws_msg *reply = ctx->reply;
 
     pthread_mutex_lock(&ws->sd_lock);
     ws->callbacks_pending++;

@@ -404,6 +404,15 @@ struct ws_job *ws__job_new(int kind);
 int ws__workers_start(struct ws_server *ws, struct chat_err *err);
 /* Stops and joins the workers; frees jobs still queued (settling sends). */
 void ws__workers_stop(struct ws_server *ws);
+/* Loop thread: message.send `f` (borrowed) straight to core, skipping the
+ * worker, when core can take it without blocking (messages_send_try: the
+ * chat's members and the sender's Author are cached).  1 when core took it:
+ * its answer comes back as a settles_send TO_CONN message, like a worker's
+ * (the caller counts it in sends_in_core); 0 when it needs a worker
+ * (nothing was done); a negative code when core refused it (nothing is
+ * pending: the caller sends the error frame). */
+int ws__send_direct(struct ws_server *ws, uint64_t conn_id, const struct session *s,
+                    const struct ws_frame *f, struct chat_err *err);
 /* Queues `job` for a worker (steals it).  Any thread. */
 void ws__job_submit(struct ws_server *ws, struct ws_job *job);
 /* Frees a job and everything it owns.  A SEND job that never reached core
