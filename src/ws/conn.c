@@ -740,8 +740,9 @@ static int on_filter(struct lws *wsi)
  * close we start sets its own over it (on_writeable).  lws keeps the reason
  * in the buffer it also stashes a client ping's payload in for the pong, so
  * it is set again on every writeable callback, which lws runs right after
- * that pong went out (POLLOUT stays on).  Left open: a ping and an oversized
- * control frame in one read get the ping's bytes as the close payload. */
+ * that pong went out (POLLOUT stays on).  Left open: when lws reads a ping
+ * and then, before that callback, an oversized control frame or the
+ * client's EOF, its close carries the ping's bytes as the payload. */
 static void preset_close_reason(struct lws *wsi)
 {
     static const char r[] = "protocol error";
