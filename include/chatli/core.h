@@ -181,17 +181,6 @@ int messages_send_async(struct core *c, const struct session *s, const char *cha
                         json_t *body, bool require_client_id, uint64_t origin_conn,
                         messages_send_cb cb, void *arg, struct chat_err *err);
 
-/* messages_send_async for a thread that must never block (the WebSocket
- * loop): it runs only when the chat's members and the sender's Author are
- * in core's caches, so that nothing but validation, a cache read and the
- * store's non-blocking append queue is touched.  When they are not,
- * returns 0 with *deferred true, having done nothing (no callback): call
- * messages_send_async from a thread that may block.  Otherwise as
- * messages_send_async (*deferred false). */
-int messages_send_try(struct core *c, const struct session *s, const char *chat_id, json_t *body,
-                      bool require_client_id, uint64_t origin_conn, messages_send_cb cb,
-                      void *arg, bool *deferred, struct chat_err *err);
-
 /* Completion of messages_send_async_text: like messages_send_cb, but the
  * stored Message comes as its compact JSON text (`message`, `len`),
  * borrowed for the call; NULL and 0 when rc is not 0. */
@@ -204,6 +193,17 @@ typedef void (*messages_send_text_cb)(void *arg, int rc, const char *message, si
 int messages_send_async_text(struct core *c, const struct session *s, const char *chat_id,
                              json_t *body, bool require_client_id, uint64_t origin_conn,
                              messages_send_text_cb cb, void *arg, struct chat_err *err);
+
+/* messages_send_async_text for a thread that must never block (the
+ * WebSocket loop): it runs only when the chat's members and the sender's
+ * Author are in core's caches, so that nothing but validation, a cache read
+ * and the store's non-blocking append queue is touched.  When they are not,
+ * returns 0 with *deferred true, having done nothing (no callback): call
+ * messages_send_async_text from a thread that may block.  Otherwise as
+ * messages_send_async_text (*deferred false). */
+int messages_send_try(struct core *c, const struct session *s, const char *chat_id, json_t *body,
+                      bool require_client_id, uint64_t origin_conn, messages_send_text_cb cb,
+                      void *arg, bool *deferred, struct chat_err *err);
 
 /* One page of a catch-up (the WS sync frame). */
 struct messages_sync_page {

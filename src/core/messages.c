@@ -250,11 +250,11 @@ int messages_send_async(struct core *c, const struct session *s, const char *cha
 }
 
 int messages_send_try(struct core *c, const struct session *s, const char *chat_id, json_t *body,
-                      bool require_client_id, uint64_t origin_conn, messages_send_cb cb,
+                      bool require_client_id, uint64_t origin_conn, messages_send_text_cb cb,
                       void *arg, bool *deferred, struct chat_err *err)
 {
     *deferred = false;
-    return send_async(c, s, chat_id, body, require_client_id, origin_conn, cb, NULL, arg,
+    return send_async(c, s, chat_id, body, require_client_id, origin_conn, NULL, cb, arg,
                       deferred, err);
 }
 

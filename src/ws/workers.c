@@ -99,22 +99,62 @@ struct send_ctx {
     char client_id[];      /* "" when the frame had none */
 };
 
+/* The message.ack frame around the stored Message's text (`msg`, `len`):
+ * core serialized the Message once for the message.new event, and the ack
+ * reuses that text instead of serializing it again (one serialization per
+ * message, on the store's writer thread).  The bytes are what json_dumps
+ * of {"type":"message.ack","clientId","message"} gives.  NULL on OOM. */
+static struct ws_buf *ack_frame(const char *cid, const char *msg, size_t len)
+{
+    static const char head[] = "{\"type\":\"message.ack\",";
+    static const char cid_key[] = "\"clientId\":";
+    static const char msg_key[] = "\"message\":";
+    json_t *js = cid ? json_string(cid) : NULL;
+    char *cid_json = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    if (cid && !cid_json)
+        return NULL;
+    size_t cl = cid_json ? sizeof cid_key - 1 + strlen(cid_json) + 1 : 0;
+    size_t n = sizeof head - 1 + cl + sizeof msg_key - 1 + len + 1;
+    struct ws_buf *b = ws__buf_new(NULL, n, 0);
+    if (b) {
+        char *p = (char *)ws_buf_payload(b);
+        memcpy(p, head, sizeof head - 1);
+        p += sizeof head - 1;
+        if (cid_json) {
+            size_t vl = strlen(cid_json);
+            memcpy(p, cid_key, sizeof cid_key - 1);
+            p += sizeof cid_key - 1;
+            memcpy(p, cid_json, vl);
+            p[vl] = ',';
+            p += vl + 1;
+        }
+        memcpy(p, msg_key, sizeof msg_key - 1);
+        p += sizeof msg_key - 1;
+        memcpy(p, msg, len);
+        p[len] = '}';
+    }
+    free(cid_json);
+    return b;
+}
+
 /* Store writer thread, after the commit (or a failure): must not block. */
-static void send_cb(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
+static void send_cb(void *arg, int rc, const char *message, size_t len, bool created,
+                    const struct chat_err *err)
 {
     struct send_ctx *ctx = arg;
     struct ws_server *ws = ctx->ws;
     struct ws_msg *m = ctx->reply;
     const char *cid = ctx->client_id[0] ? ctx->client_id : NULL;
-    json_t *frame;
-    if (rc == 0)
-        frame = json_pack("{s:s, s:s?, s:O}", "type", "message.ack", "clientId", cid,
-                          "message", message);
-    else
-        frame = ws__frame_error(rc, err && err->code == rc ? err->msg : NULL,
-                                err && err->code == rc ? err->field : NULL, cid);
-    m->buf = ws__buf_from_json(frame, 0);
-    json_decref(frame);
+    (void)created;
+    if (rc == 0) {
+        m->buf = ack_frame(cid, message, len);
+    } else {
+        json_t *frame = ws__frame_error(rc, err && err->code == rc ? err->msg : NULL,
+                                        err && err->code == rc ? err->field : NULL, cid);
+        m->buf = ws__buf_from_json(frame, 0);
+        json_decref(frame);
+    }
     if (!m->buf)
         log_error("ws: out of memory building a message.ack; the client will retry");
     ws__inbox_push(ws, m);
@@ -190,8 +230,8 @@ static void run_send(struct ws_server *ws, struct ws_job *j)
     pthread_mutex_lock(&ws->sd_lock);
     ws->callbacks_pending++;
     pthread_mutex_unlock(&ws->sd_lock);
-    int rc = messages_send_async(ws->core, &j->sess, j->frame.chat_id, j->frame.body, true,
-                                 j->conn_id, send_cb, ctx, &err);
+    int rc = messages_send_async_text(ws->core, &j->sess, j->frame.chat_id, j->frame.body, true,
+                                      j->conn_id, send_cb, ctx, &err);
     if (rc == 0) {
         j->send_handed = true;
         batch_finish(ws, &b, j);
