@@ -60,6 +60,8 @@ static const struct var_doc docs[] = {
     {"PWHASH_MEMLIMIT", "67108864", "Argon2id memory in bytes (libsodium memlimit, at least 8192)"},
     {"HTTP_THREADS", "2 x cores, at least 4", "libmicrohttpd worker threads (a blocking store call holds one)"},
     {"WEB_UI", "1", "1 = serve the built-in web client at /; 0 = API only (/ is 404)"},
+    /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
+    {"WS_MAX_CONNS_PER_USER", "16", "WebSocket connections one user may hold; one more closes the oldest with 4429"},
 };
 
 static int fail(char *msg, size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -387,6 +389,10 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     /* The built-in web client at / (docs/web.md). */
     if (parse_bool("WEB_UI", true, &cfg->web_ui, msg, msg_len))
         return -1;
+    /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
+    if (parse_int("WS_MAX_CONNS_PER_USER", 1, 100000, 16, &n, msg, msg_len))
+        return -1;
+    cfg->ws_max_conns_per_user = (uint32_t)n;
     return 0;
 }
 

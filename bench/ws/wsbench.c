@@ -696,16 +696,23 @@ static void quit_workers(void)
     }
 }
 
-/* Server figures from /proc: CPU seconds (utime+stime) and VmRSS in KiB. */
-static double server_cpu_s(void)
+/* CPU seconds of process `pid` from /proc, user and system apart (-1 when
+ * unreadable): the system part is mostly the kernel's loopback TCP, the
+ * user part is the program's own work. */
+struct cpu_split {
+    double user, sys;
+};
+
+static struct cpu_split proc_cpu(long pid)
 {
-    if (opt.server_pid <= 0)
-        return -1;
+    struct cpu_split c = {-1, -1};
+    if (pid <= 0)
+        return c;
     char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%ld/stat", opt.server_pid);
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return -1;
+        return c;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
@@ -714,8 +721,32 @@ static double server_cpu_s(void)
     /* After "pid (comm)": state ppid pgrp session tty tpgid flags minflt
      * cminflt majflt cmajflt utime stime. */
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+        return c;
+    double tck = (double)sysconf(_SC_CLK_TCK);
+    c.user = (double)ut / tck;
+    c.sys = (double)st / tck;
+    return c;
+}
+
+/* Server CPU seconds (utime+stime). */
+static double server_cpu_s(void)
+{
+    struct cpu_split c = proc_cpu(opt.server_pid);
+    return c.user < 0 ? -1 : c.user + c.sys;
+}
+
+/* The generator's worker processes, summed. */
+static struct cpu_split workers_cpu(void)
+{
+    struct cpu_split t = {0, 0};
+    for (int p = 0; p < procs.n; p++) {
+        struct cpu_split c = proc_cpu((long)procs.pid[p]);
+        if (c.user >= 0) {
+            t.user += c.user;
+            t.sys += c.sys;
+        }
+    }
+    return t;
 }
 
 static long server_rss_kib(void)
@@ -996,7 +1027,7 @@ static void run_idle(struct rest *r)
     printf("== broadcast: %ld rounds, POST /api/posts -> post.new on every held connection\n", opt.bcast_rounds);
     printf("  round  delivered  POST_ms  first_ms  last_ms  server_cpu_ms\n");
     double *lasts = calloc((size_t)opt.bcast_rounds, sizeof *lasts);
-    double cpu_total = 0;
+    double cpu_total = 0, user_total = 0, sys_total = 0;
     int64_t deliveries = 0, expected = 0;
     for (long k = 0; k < opt.bcast_rounds; k++) {
         static struct reply reps[MAX_PROCS];
@@ -1021,6 +1052,7 @@ static void run_idle(struct rest *r)
                              .token = users[0].token};
         json_decref(b);
         double c0 = server_cpu_s();
+        struct cpu_split sv0 = proc_cpu(opt.server_pid);
         int64_t t0 = mono_ns();
         rest_run(r, &q, 1, 1);
         int64_t t_post = mono_ns();
@@ -1034,6 +1066,9 @@ static void run_idle(struct rest *r)
             collect(CMD_BCAST, reps, got, mono_ns() + 10 * NS_PER_S);
         }
         double c1 = server_cpu_s();
+        struct cpu_split sv1 = proc_cpu(opt.server_pid);
+        user_total += sv1.user - sv0.user;
+        sys_total += sv1.sys - sv0.sys;
         int64_t n = 0, first = INT64_MAX, last = 0;
         for (int p = 0; p < procs.n; p++) {
             n += reps[p].got;
@@ -1057,6 +1092,12 @@ static void run_idle(struct rest *r)
     if (deliveries > 0)
         printf("  server CPU: %.3f s over all rounds = %.2f us per delivery (includes each POST and idle upkeep)\n",
                cpu_total, cpu_total * 1e6 / (double)deliveries);
+    if (deliveries > 0)
+        printf("  of which user %.3f us + sys %.3f us per delivery\n", user_total * 1e6 / (double)deliveries,
+               sys_total * 1e6 / (double)deliveries);
+    printf("RESULT bcast_split user_us_per_delivery=%.3f sys_us_per_delivery=%.3f\n",
+           deliveries ? user_total * 1e6 / (double)deliveries : 0.0,
+           deliveries ? sys_total * 1e6 / (double)deliveries : 0.0);
     printf("RESULT bcast_deliveries=%" PRId64 " bcast_expected=%" PRId64
            " bcast_last_ms_median=%.2f bcast_last_ms_max=%.2f bcast_cpu_us_per_delivery=%.3f\n",
            deliveries, expected, med, worst, deliveries ? cpu_total * 1e6 / (double)deliveries : 0.0);
@@ -1104,9 +1145,11 @@ static void run_chat(void)
         }
     }
     sleep_until(cm.t_meas);
+    struct cpu_split sv0 = proc_cpu(opt.server_pid), g0 = workers_cpu();
     double c0 = server_cpu_s(), b0, tot0;
     box_cpu(&b0, &tot0);
     sleep_until(cm.t_end);
+    struct cpu_split sv1 = proc_cpu(opt.server_pid), g1 = workers_cpu();
     double c1 = server_cpu_s(), b1, tot1;
     box_cpu(&b1, &tot1);
     if (collect(CMD_CHAT, reps, got, cm.t_drain + 5 * NS_PER_S) < procs.n) {
@@ -1178,6 +1221,13 @@ static void run_chat(void)
     printf("box CPU in the window: %.2f of %.2f core-s busy (server %.2f, generator and everything else %.2f);"
            " generator processes used %.2f s over the whole run\n",
            b1 - b0, tot1 - tot0, cpu, (b1 - b0) - cpu, (double)s.cpu_us / 1e6);
+    double per = s.acked_win ? 1e6 / (double)s.acked_win : 0.0;
+    double su = sv1.user - sv0.user, ss = sv1.sys - sv0.sys;
+    double gu = g1.user - g0.user, gs = g1.sys - g0.sys;
+    printf("CPU per message in the window: server user %.1f + sys %.1f us; generator user %.1f + sys %.1f us\n",
+           su * per, ss * per, gu * per, gs * per);
+    printf("RESULT cpu_split server_user_us=%.2f server_sys_us=%.2f gen_user_us=%.2f gen_sys_us=%.2f\n",
+           su * per, ss * per, gu * per, gs * per);
     printf("RESULT mode=%s rate_target=%.0f delivered_per_s=%.0f acked_per_s=%.0f ack_p50_ms=%.3f ack_p99_ms=%.3f "
            "ack_p999_ms=%.3f deliv_p50_ms=%.3f deliv_p99_ms=%.3f deliv_p999_ms=%.3f cpu_us_per_msg=%.2f ok=%d\n",
            opt.rate > 0 ? "rate" : "closed", opt.rate, (double)s.delivered_win / win, (double)s.acked_win / win,

@@ -40,6 +40,8 @@ struct config {
     int64_t upload_rate_max;     /* UPLOAD_RATE_LIMIT_MAX per rate window, default 30; 0 disables */
     int64_t cloudinary_connect_timeout_ms; /* CLOUDINARY_CONNECT_TIMEOUT_MS, default 5000 */
     int64_t cloudinary_timeout_ms;         /* CLOUDINARY_TIMEOUT_MS per attempt, default 60000 */
+    /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
+    uint32_t ws_max_conns_per_user; /* WS_MAX_CONNS_PER_USER, default 16 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

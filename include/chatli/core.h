@@ -16,7 +16,8 @@
  * - Query-string arguments arrive as raw strings (NULL when absent); core
  *   validates them (limit 1..100, cursors, afterSeq).
  * - Thread-safety: every function may run on any thread concurrently, but
- *   may block on the store: never call them on the WebSocket loop thread.
+ *   may block on the store: never call them on the WebSocket loop thread
+ *   (messages_send_try excepted: it never blocks).
  *   messages_send_async's callback runs on the store's writer thread.
  *   There is no blocking send: REST suspends its MHD connection until the
  *   callback resumes it, and the gateway acks from the callback. */
@@ -52,6 +53,8 @@ struct core {
 struct session {
     char user_id[OID_SIZE];
     uint8_t token_hash[32];
+    int64_t expires_ms;   /* wall-clock ms (clock_now_ms) when the token stops
+                             working; set by auth_check */
 };
 
 /* Raw pagination query parameters (NULL when absent). */
@@ -190,6 +193,17 @@ typedef void (*messages_send_text_cb)(void *arg, int rc, const char *message, si
 int messages_send_async_text(struct core *c, const struct session *s, const char *chat_id,
                              json_t *body, bool require_client_id, uint64_t origin_conn,
                              messages_send_text_cb cb, void *arg, struct chat_err *err);
+
+/* messages_send_async_text for a thread that must never block (the
+ * WebSocket loop): it runs only when the chat's members and the sender's
+ * Author are in core's caches, so that nothing but validation, a cache read
+ * and the store's non-blocking append queue is touched.  When they are not,
+ * returns 0 with *deferred true, having done nothing (no callback): call
+ * messages_send_async_text from a thread that may block.  Otherwise as
+ * messages_send_async_text (*deferred false). */
+int messages_send_try(struct core *c, const struct session *s, const char *chat_id, json_t *body,
+                      bool require_client_id, uint64_t origin_conn, messages_send_text_cb cb,
+                      void *arg, bool *deferred, struct chat_err *err);
 
 /* One page of a catch-up (the WS sync frame). */
 struct messages_sync_page {

@@ -260,8 +260,10 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
     uint64_t epoch;
     if (core__session_cache_get(&c->priv->sessions, out->token_hash, out->user_id, &expires,
                                 &epoch) &&
-        clock_now_ms() < expires)
+        clock_now_ms() < expires) {
+        out->expires_ms = expires;
         return 0;
+    }
     int rc = store_get_session(c->store, out->token_hash, out->user_id, &expires, err);
     if (rc == 0 && clock_now_ms() < expires)
         core__session_cache_put(&c->priv->sessions, out->token_hash, out->user_id, expires, epoch);
@@ -276,5 +278,7 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
     }
     if (rc)
         memset(out, 0, sizeof *out);
+    else
+        out->expires_ms = expires;
     return rc;
 }

@@ -115,6 +115,12 @@ int core__chat_members(struct core *c, const char *chat_id, const char *member,
 
 /* Drops chat `chat_id` from the member cache, and makes any fetch of that
  * slot already in flight discard its (possibly stale) result. */
+/* core__chat_members from the member cache alone, for a caller that must
+ * not block: true with *ids (new, free()) and *n when the chat's fresh entry
+ * lists `member`; false, with nothing allocated, when only the store can
+ * answer. */
+bool core__chat_members_cached(struct core *c, const char *chat_id, const char *member,
+                               char (**ids)[OID_SIZE], size_t *n);
 void core__chat_members_invalidate(struct core *c, const char *chat_id);
 
 /* ---- session cache (core/session_cache.c) ----

@@ -99,6 +99,21 @@ int core__chat_members(struct core *c, const char *chat_id, const char *member,
     return 0;
 }
 
+bool core__chat_members_cached(struct core *c, const char *chat_id, const char *member,
+                               char (**ids)[OID_SIZE], size_t *n)
+{
+    struct members_read r = {.member = member};
+    uint64_t epoch;
+    *ids = NULL;
+    *n = 0;
+    if (!slotcache_get(&c->priv->members, chat_id, strnlen(chat_id, OID_LEN), read_members, &r,
+                       &epoch))
+        return false;
+    *ids = r.ids;
+    *n = r.n;
+    return true;
+}
+
 void core__chat_members_invalidate(struct core *c, const char *chat_id)
 {
     slotcache_forget(&c->priv->members, chat_id, strnlen(chat_id, OID_LEN));

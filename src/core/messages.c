@@ -146,9 +146,31 @@ static void on_appended(void *arg, int rc, const struct message *m, bool existed
     send_ctx_free(x);
 }
 
+/* The fan-out list and the sender's Author: through the caches and the
+ * store, or, with `cached_only`, from the caches alone (*deferred set when
+ * that is not enough; nothing else is done then). */
+static int send_lookups(struct core *c, const struct session *s, const char *chat_id,
+                        struct send_ctx *x, bool cached_only, bool *deferred,
+                        struct chat_err *err)
+{
+    if (!cached_only) {
+        int rc = core__chat_members(c, chat_id, s->user_id, &x->members, &x->n_members, err);
+        /* The callback may not call the store, so the sender's Author is
+         * fetched now (it is the same user for a dedupe hit too: the dedupe
+         * key includes the sender). */
+        return rc ? rc : core__author(c, s->user_id, &x->sender, err);
+    }
+    uint64_t epoch;
+    if (core__chat_members_cached(c, chat_id, s->user_id, &x->members, &x->n_members))
+        x->sender = core__author_cache_get(&c->priv->authors, s->user_id, &epoch);
+    *deferred = x->sender == NULL;
+    return 0;
+}
+
 static int send_async(struct core *c, const struct session *s, const char *chat_id, json_t *body,
                       bool require_client_id, uint64_t origin_conn, messages_send_cb cb,
-                      messages_send_text_cb text_cb, void *arg, struct chat_err *err)
+                      messages_send_text_cb text_cb, void *arg, bool *deferred,
+                      struct chat_err *err)
 {
     char *text = NULL, *attachment = NULL, *client_id = NULL;
     struct send_ctx *x = NULL;
@@ -186,14 +208,8 @@ static int send_async(struct core *c, const struct session *s, const char *chat_
     x->text_cb = text_cb;
     x->arg = arg;
     x->origin_conn = origin_conn;
-    rc = core__chat_members(c, chat_id, s->user_id, &x->members, &x->n_members, err);
-    if (rc)
-        goto fail;
-    /* The callback may not call the store, so the sender's Author is
-     * fetched now (it is the same user for a dedupe hit too: the dedupe key
-     * includes the sender). */
-    rc = core__author(c, s->user_id, &x->sender, err);
-    if (rc)
+    rc = send_lookups(c, s, chat_id, x, deferred != NULL, deferred, err);
+    if (rc || (deferred && *deferred))
         goto fail;
 
     struct message m = {0};
@@ -229,14 +245,25 @@ int messages_send_async(struct core *c, const struct session *s, const char *cha
                         json_t *body, bool require_client_id, uint64_t origin_conn,
                         messages_send_cb cb, void *arg, struct chat_err *err)
 {
-    return send_async(c, s, chat_id, body, require_client_id, origin_conn, cb, NULL, arg, err);
+    return send_async(c, s, chat_id, body, require_client_id, origin_conn, cb, NULL, arg, NULL,
+                      err);
+}
+
+int messages_send_try(struct core *c, const struct session *s, const char *chat_id, json_t *body,
+                      bool require_client_id, uint64_t origin_conn, messages_send_text_cb cb,
+                      void *arg, bool *deferred, struct chat_err *err)
+{
+    *deferred = false;
+    return send_async(c, s, chat_id, body, require_client_id, origin_conn, NULL, cb, arg,
+                      deferred, err);
 }
 
 int messages_send_async_text(struct core *c, const struct session *s, const char *chat_id,
                              json_t *body, bool require_client_id, uint64_t origin_conn,
                              messages_send_text_cb cb, void *arg, struct chat_err *err)
 {
-    return send_async(c, s, chat_id, body, require_client_id, origin_conn, NULL, cb, arg, err);
+    return send_async(c, s, chat_id, body, require_client_id, origin_conn, NULL, cb, arg, NULL,
+                      err);
 }
 
 /* ---- listing ------------------------------------------------------------- */

@@ -9,7 +9,8 @@
  * letting several connections race for SQLite's write lock through the busy
  * handler.  Message appends, the hot write, go through a
  * group-commit writer thread (store_sqlite_append.c) that commits many per
- * transaction.
+ * transaction, and WAL checkpoints run on a thread and connection of their
+ * own (store_sqlite_checkpoint.c), off the commit path.
  *
  * Durability.  synchronous=NORMAL: a commit is in the WAL file (in the OS page
  * cache) when it returns, so it survives the process being killed at any
@@ -194,6 +195,7 @@ static void store_sqlite_close(struct store *st)
     struct store_sqlite *s = (struct store_sqlite *)st;
     if (s->writer_started)
         store_sqlite__append_stop(s);
+    store_sqlite__checkpoint_stop(s);
     store_sqlite__pool_cleanup(s);
     /* The write connection goes last: for ":memory:" it keeps the data
      * alive, and for a file the last close checkpoints the WAL. */
@@ -311,6 +313,8 @@ int store_sqlite_open(const char *path, struct store **out, struct chat_err *err
     if (store_sqlite__conn_open(s, &s->w, true, err) != 0)
         goto fail;
     if (migrate(&s->w, err) != 0)
+        goto fail;
+    if (store_sqlite__checkpoint_start(s, err) != 0)
         goto fail;
     if (store_sqlite__append_start(s, err) != 0)
         goto fail;

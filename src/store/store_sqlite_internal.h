@@ -7,7 +7,8 @@
  * - the operations, which never call each other: store_sqlite_users.c
  *   (users, sessions), store_sqlite_posts.c (posts, likes, comments),
  *   store_sqlite_chats.c (chats, members, read marks, message reads) and
- *   store_sqlite_append.c (the group-commit writer thread);
+ *   store_sqlite_append.c (the group-commit writer thread) and
+ *   store_sqlite_checkpoint.c (WAL checkpoints off the writer);
  * - store_sqlite_conn.c: the plumbing they all use (connections, the read
  *   pool, cached statements, error mapping, step and row helpers), which
  *   calls nothing above it.
@@ -112,6 +113,11 @@ struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
  * - `head`, `tail`, `closing` are guarded by `qmu`; `qcv` wakes the writer
  *   (store_sqlite_append.c).
  * - `writer`, `writer_started` are touched only by open and close.
+ * - `ck` (the checkpointer's connection) belongs to the checkpointer
+ *   thread; `ck_mark` is the WAL hook's, under `wmu`; `ck_due`,
+ *   `ck_stop` are guarded by `ckmu`, `ckcv` wakes the
+ *   thread; `ck_thread`, `ck_started`, `ck_init` are touched only by open
+ *   and close (store_sqlite_checkpoint.c).
  * For ":memory:" the write connection, open for the store's whole life,
  * is what keeps the shared in-memory database alive. */
 struct store_sqlite {
@@ -135,6 +141,14 @@ struct store_sqlite {
     bool closing;
     pthread_t writer;
     bool writer_started;
+
+    pthread_mutex_t ckmu;
+    pthread_cond_t ckcv;
+    struct store_sqlite_conn ck;
+    bool ck_due, ck_stop;
+    int ck_mark;       /* WAL pages when the thread was last woken (under wmu) */
+    pthread_t ck_thread;
+    bool ck_started, ck_init;
 };
 
 /* ---- store_sqlite_conn.c: the plumbing every other file calls ---- */
@@ -317,5 +331,12 @@ int store_sqlite__append_start(struct store_sqlite *s, struct chat_err *err);
 void store_sqlite__append_stop(struct store_sqlite *s);
 int store_sqlite__append_message(struct store *st, const struct message *m, store_append_cb cb,
                                  void *arg);
+
+/* store_sqlite_checkpoint.c; store_sqlite.c starts it after the writer
+ * connection is open and stops it before that connection closes.  start:
+ * 0 or CHAT_E_UNAVAILABLE (stop is still needed); stop undoes whatever
+ * start did and is safe to call when start never ran. */
+int store_sqlite__checkpoint_start(struct store_sqlite *s, struct chat_err *err);
+void store_sqlite__checkpoint_stop(struct store_sqlite *s);
 
 #endif

@@ -426,6 +426,27 @@ static bool recently_revoked(const struct ws_server *ws, const uint8_t hash[32])
     return false;
 }
 
+/* WS_MAX_CONNS_PER_USER: while the user holds more READY connections than
+ * that, its oldest is closed with 4429.  The list is newest first, so the
+ * oldest is the last READY one; a user holds at most cap + 1 here. */
+static void conns_cap(struct ws_server *ws, struct ws_user *u)
+{
+    if (ws->max_conns_per_user == 0)
+        return;
+    for (;;) {
+        uint32_t ready = 0;
+        struct ws_conn *oldest = NULL;
+        for (struct ws_conn *c = u->conns; c; c = c->u_next)
+            if (c->state == WS_C_READY) {
+                ready++;
+                oldest = c;
+            }
+        if (ready <= ws->max_conns_per_user)
+            return;
+        conn_close(ws, oldest, WS_CLOSE_TOO_MANY, "too many connections for this user", false);
+    }
+}
+
 static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *j)
 {
     if (recently_revoked(ws, j->sess.token_hash)) {
@@ -448,6 +469,8 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
     u->conns = c;
     u->n_conns++;
     c->state = WS_C_READY;
+    c->expires_s = (uint32_t)((j->sess.expires_ms + 999) / 1000);
+    conns_cap(ws, u);
 
     for (size_t i = 0; i < j->n_co; i++) {
         struct ws_user *o = ws__users_get(&ws->users, j->co[i]);
@@ -516,6 +539,31 @@ static const int job_of_frame[] = {
     [WS_F_SYNC] = WS_J_SYNC,
 };
 
+/* message.send without a worker hop (ws__send_direct) when nothing of the
+ * connection's is queued or running, so its sends still reach the store in
+ * the order they arrived, and the gateway-wide bound has room.  Saves per
+ * message the job, the worker's wake-up and the JOB_DONE trip back through
+ * the inbox.  True when handled (taken by core, or refused with its error
+ * frame); false when the frame goes the worker way. */
+static bool send_direct(struct ws_server *ws, struct ws_conn *c, const struct ws_frame *f)
+{
+    if (c->job_running || c->jobs_head || ws->sends_in_core >= WS_SENDS_IN_CORE_MAX)
+        return false;
+    struct session s = {0};
+    memcpy(s.user_id, c->user->id, OID_SIZE);
+    memcpy(s.token_hash, c->token_hash, sizeof s.token_hash);
+    struct chat_err err = {0};
+    int rc = ws__send_direct(ws, c->id, &s, f, &err);
+    if (rc == 0)
+        return false;
+    if (rc > 0)
+        ws->sends_in_core++; /* given back by its settles_send answer */
+    else
+        conn_send_error(ws, c, rc, err.code == rc ? err.msg : NULL,
+                        err.code == rc ? err.field : NULL, f->client_id);
+    return true;
+}
+
 /* One complete text message from the client. */
 static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
 {
@@ -547,7 +595,8 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
 
     switch (f.type) {
     case WS_F_AUTH:
-        conn_send_error(ws, c, CHAT_E_BAD_REQUEST, "already authenticated", NULL, NULL);
+        conn_send_error(ws, c, CHAT_E_BAD_REQUEST, "already authenticated", NULL,
+                        f.client_id);
         ws__frame_cleanup(&f);
         return;
     case WS_F_PING:
@@ -575,6 +624,10 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
         break;
     }
 
+    if (f.type == WS_F_SEND && send_direct(ws, c, &f)) {
+        ws__frame_cleanup(&f);
+        return;
+    }
     if (c->n_jobs >= 2 * WS_CONN_MAX_JOBS) {
         conn_send_error(ws, c, CHAT_E_RATE_LIMITED, "too many requests in flight", NULL,
                         f.client_id);
@@ -602,6 +655,19 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
     conn_enqueue_job(ws, c, j, false);
 }
 
+/* A complete text message must be UTF-8 (RFC 6455 8.1): else 1007.  Checked
+ * here rather than with LWS_SERVER_OPTION_VALIDATE_UTF8 because lws 4.1.6
+ * then also checks close reasons itself and drops the socket without a close
+ * frame; on_peer_close does that check with the right code. */
+static bool utf8_ok(struct ws_server *ws, struct ws_conn *c, const unsigned char *s, size_t n)
+{
+    if (ws__utf8_valid(s, n))
+        return true;
+    metrics_error("ws_protocol");
+    conn_close(ws, c, WS_CLOSE_BAD_DATA, "invalid UTF-8", false);
+    return false;
+}
+
 /* LWS_CALLBACK_RECEIVE: lws hands us at most WS_RX_BUFFER bytes at a time;
  * a message larger than that, or sent in fragments, is accumulated. */
 static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, size_t len)
@@ -620,7 +686,9 @@ static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, 
     if (lws_is_first_fragment(c->wsi))
         c->rx_len = 0;
     if (complete && c->rx_len == 0) {
-        on_frame(ws, c, in, len); /* the common case: no copy */
+        /* the common case: no copy */
+        if (utf8_ok(ws, c, (const unsigned char *)in, len))
+            on_frame(ws, c, in, len);
         return;
     }
     if (c->rx_len + len + remaining > WS_MAX_FRAME) {
@@ -649,7 +717,8 @@ static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, 
         size_t n = c->rx_len;
         c->rx = NULL;
         c->rx_len = c->rx_cap = 0;
-        on_frame(ws, c, rx, n);
+        if (utf8_ok(ws, c, (const unsigned char *)rx, n))
+            on_frame(ws, c, rx, n);
         free(rx);
     }
 }
@@ -665,10 +734,27 @@ static int on_filter(struct lws *wsi)
     return 1; /* lws refuses the upgrade and drops the socket */
 }
 
+/* lws 4.1.6 drops a connection on some protocol errors it finds itself (a
+ * control frame over 125 bytes) without a close frame, unless a close
+ * reason is already set: so the one RFC 6455 asks for is preset, and every
+ * close we start sets its own over it (on_writeable).  lws keeps the reason
+ * in the buffer it also stashes a client ping's payload in for the pong, so
+ * it is set again on every writeable callback, which lws runs right after
+ * that pong went out (POLLOUT stays on).  Left open: when lws reads a ping
+ * and then, before that callback, an oversized control frame or the
+ * client's EOF, its close carries the ping's bytes as the payload. */
+static void preset_close_reason(struct lws *wsi)
+{
+    static const char r[] = "protocol error";
+    lws_close_reason(wsi, (enum lws_close_status)WS_CLOSE_PROTOCOL, (unsigned char *)r,
+                     sizeof r - 1);
+}
+
 static void on_established(struct ws_server *ws, struct ws_conn *c, struct lws *wsi)
 {
     memset(c, 0, sizeof *c);
     c->wsi = wsi;
+    preset_close_reason(wsi);
     c->id = ws->next_conn_id++;
     c->born_s = c->rx_s = ws__now_s();
     ws__conns_put(&ws->conns, c);
@@ -712,6 +798,22 @@ static void on_established(struct ws_server *ws, struct ws_conn *c, struct lws *
         start_auth(ws, c, token, strlen(token));
 }
 
+/* LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: lws 4.1.6 answers codes below 3000
+ * that a peer may not send with 1002 itself, but echoes 5000 or 65535, a
+ * 1-byte payload and any reason.  A bad close is answered with the code of
+ * RFC 6455 (1002, or 1007 for a reason that is not UTF-8); returning -1
+ * makes lws close at once, sending the close frame set here. */
+static int on_peer_close(struct lws *wsi, const unsigned char *in, size_t len)
+{
+    int code = ws__close_check(in, len);
+    if (code == 0)
+        return 0; /* lws echoes the peer's close */
+    metrics_error("ws_protocol");
+    const char *r = code == WS_CLOSE_BAD_DATA ? "invalid UTF-8" : "invalid close frame";
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)r, strlen(r));
+    return -1;
+}
+
 static int on_writeable(struct ws_server *ws, struct ws_conn *c)
 {
     if (c->state == WS_C_CLOSING && (!c->drain_then_close || c->out.n == 0)) {
@@ -720,6 +822,7 @@ static int on_writeable(struct ws_server *ws, struct ws_conn *c)
                          strlen(r));
         return -1;
     }
+    preset_close_reason(c->wsi);
     if (c->ping_due) {
         /* A payload, because lws 4.1 does not report an empty pong
          * (LWS_CALLBACK_RECEIVE_PONG) and the pong is what proves the peer
@@ -768,6 +871,8 @@ int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return c && c->id ? on_writeable(server_of(wsi), c) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return c && c->id ? on_peer_close(wsi, in, len) : 0;
     case LWS_CALLBACK_RECEIVE_PONG:
         if (c && c->id) {
             c->rx_s = ws__now_s();
@@ -786,15 +891,21 @@ int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 /* ---- the sweep ------------------------------------------------------------------ */
 
 /* Every WS_SWEEP_MS: the auth deadline of connections still waiting for
- * their auth frame, pings for quiet connections, hang-ups for dead ones.
+ * their auth frame, 4401 for those whose token expired (CONTRACT 6 v1.2),
+ * pings for quiet connections, hang-ups for dead ones.
  * O(connections) per sweep, nothing per frame. */
 static void sweep_cb(lws_sorted_usec_list_t *sul)
 {
     struct ws_server *ws = lws_container_of(sul, struct ws_server, sweep);
     uint32_t now = ws__now_s();
+    int64_t wall_ms = clock_now_ms();
     for (struct ws_conn *c = ws->all; c; c = c->all_next) {
         if (c->state == WS_C_CLOSING)
             continue;
+        if (c->state == WS_C_READY && wall_ms >= (int64_t)c->expires_s * 1000) {
+            conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "token expired", false);
+            continue;
+        }
         if (c->state == WS_C_NEW && now - c->born_s >= WS_AUTH_TIMEOUT_S) {
             conn_close(ws, c, WS_CLOSE_AUTH_TIMEOUT, "authentication timeout", false);
             continue;

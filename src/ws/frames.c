@@ -94,6 +94,73 @@ bool ws__frame_is_ephemeral(const char *frame, size_t len)
            (len >= sizeof presence - 1 && memcmp(frame, presence, sizeof presence - 1) == 0);
 }
 
+/* ---- RFC 6455 checks ---------------------------------------------------- */
+
+/* The length of the UTF-8 sequence starting with lead byte `c` when `s`
+ * holds a well-formed one (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), else 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* UTF-16 surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+bool ws__utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = utf8_seq(s + i, n - i);
+        if (len == 0)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+int ws__close_check(const unsigned char *payload, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len == 1)
+        return WS_CLOSE_PROTOCOL;
+    unsigned code = (unsigned)payload[0] << 8 | payload[1];
+    bool valid = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+                 (code >= 3000 && code <= 4999);
+    if (!valid)
+        return WS_CLOSE_PROTOCOL;
+    if (!ws__utf8_valid(payload + 2, len - 2))
+        return WS_CLOSE_BAD_DATA;
+    return 0;
+}
+
 /* ---- client frames ---------------------------------------------------- */
 
 static const struct {

@@ -7,12 +7,7 @@
  * ws_server_adopt(), whose bytes are still unread in the socket, so lws
  * reads the HTTP request and performs the handshake itself.
  *
- * Inbox wake-ups: lws_cancel_service() writes to an eventfd (a pipe on
- * some builds) and costs the pusher a syscall and the loop a pass through
- * epoll, so it is called only when a push finds the inbox empty.  That is enough: the loop takes
- * the whole list at once under the lock, so a push that finds the list
- * non-empty is covered by the wake-up of the push that made it non-empty,
- * and a push after the loop took the list finds it empty and wakes again.
+ * Inbox wake-ups: see msgs.c (ws__inbox_push).
  *
  * Each drain is one output batch (conn.c): frames it queues are written
  * when it ends, several per send(), without a writeable callback each.
@@ -36,89 +31,6 @@
 #include "chatli/log.h"
 #include "chatli/metrics.h"
 
-uint32_t ws__now_s(void)
-{
-    return (uint32_t)(clock_mono_ms() / 1000);
-}
-
-/* ---- messages ------------------------------------------------------- */
-
-struct ws_msg *ws__msg_new(int kind, size_t n_users)
-{
-    if (n_users > (SIZE_MAX - sizeof(struct ws_msg)) / OID_SIZE)
-        return NULL;
-    struct ws_msg *m = calloc(1, sizeof *m + n_users * OID_SIZE);
-    if (!m)
-        return NULL;
-    m->kind = kind;
-    m->fd = -1;
-    m->n_users = n_users;
-    return m;
-}
-
-struct ws_msg *ws__msg_frame(uint64_t conn_id, json_t *frame, unsigned flags)
-{
-    struct ws_msg *m = ws__msg_new(WS_M_TO_CONN, 0);
-    if (!m)
-        return NULL;
-    m->conn_id = conn_id;
-    m->buf = ws__buf_from_json(frame, flags);
-    if (!m->buf) {
-        free(m);
-        return NULL;
-    }
-    return m;
-}
-
-struct ws_msg *ws__msg_close(uint64_t conn_id, uint16_t code, const char *reason)
-{
-    struct ws_msg *m = ws__msg_new(WS_M_CLOSE_CONN, 0);
-    if (!m)
-        return NULL;
-    m->conn_id = conn_id;
-    m->close_code = code;
-    m->close_reason = reason;
-    return m;
-}
-
-void ws__msg_free(struct ws_server *ws, struct ws_msg *m)
-{
-    if (m->kind == WS_M_ADOPT && m->fd >= 0)
-        close(m->fd);
-    ws__buf_unref(m->buf);
-    if (m->job)
-        ws__job_free(ws, m->job);
-    free(m);
-}
-
-void ws__inbox_push(struct ws_server *ws, struct ws_msg *head)
-{
-    if (!head)
-        return;
-    struct ws_msg *tail = head;
-    while (tail->next)
-        tail = tail->next;
-    pthread_mutex_lock(&ws->in_lock);
-    if (ws->in_closed) {
-        pthread_mutex_unlock(&ws->in_lock);
-        while (head) {
-            struct ws_msg *next = head->next;
-            ws__msg_free(ws, head);
-            head = next;
-        }
-        return;
-    }
-    bool was_empty = ws->in_head == NULL;
-    if (was_empty)
-        ws->in_head = head;
-    else
-        ws->in_tail->next = head;
-    ws->in_tail = tail;
-    pthread_mutex_unlock(&ws->in_lock);
-    if (was_empty)
-        lws_cancel_service(ws->ctx);
-}
-
 /* Loop thread: takes the inbox and handles it in order, then writes what
  * it queued. */
 static void inbox_drain(struct ws_server *ws)
@@ -135,14 +47,6 @@ static void inbox_drain(struct ws_server *ws)
         m = next;
     }
     ws__loop_flush(ws);
-}
-
-void ws__send_settled(struct ws_server *ws)
-{
-    pthread_mutex_lock(&ws->sd_lock);
-    ws->sends_pending--;
-    pthread_cond_broadcast(&ws->sd_cond);
-    pthread_mutex_unlock(&ws->sd_lock);
 }
 
 /* ---- the bus subscriber --------------------------------------------- */
@@ -268,6 +172,7 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     ws->bus = bus;
     ws->rate_per_s = cfg ? cfg->ws_rate_per_s : 0;
     ws->rate_burst = cfg ? (double)cfg->ws_rate_burst : 0;
+    ws->max_conns_per_user = cfg ? cfg->ws_max_conns_per_user : 0;
     ws->next_conn_id = 1;
     atomic_init(&ws->loop_stop, false);
     atomic_init(&ws->stopping, false);

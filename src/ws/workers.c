@@ -24,42 +24,6 @@
 
 #include "chatli/log.h"
 
-/* ---- job objects ------------------------------------------------------ */
-
-struct ws_job *ws__job_new(int kind)
-{
-    struct ws_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return NULL;
-    j->done = ws__msg_new(WS_M_JOB_DONE, 0);
-    if (!j->done) {
-        free(j);
-        return NULL;
-    }
-    j->kind = kind;
-    return j;
-}
-
-void ws__job_free(struct ws_server *ws, struct ws_job *j)
-{
-    if (!j)
-        return;
-    if (j->kind == WS_J_SEND && !j->send_handed)
-        ws__send_settled(ws);
-    if (j->token) {
-        explicit_bzero(j->token, strlen(j->token));
-        free(j->token);
-    }
-    ws__frame_cleanup(&j->frame);
-    json_decref(j->me);
-    free(j->co);
-    if (j->done) {
-        j->done->job = NULL;
-        free(j->done);
-    }
-    free(j);
-}
-
 /* ---- replies ----------------------------------------------------------- */
 
 /* A batch of inbox messages, pushed at once. */
@@ -135,22 +99,62 @@ struct send_ctx {
     char client_id[];      /* "" when the frame had none */
 };
 
+/* The message.ack frame around the stored Message's text (`msg`, `len`):
+ * core serialized the Message once for the message.new event, and the ack
+ * reuses that text instead of serializing it again (one serialization per
+ * message, on the store's writer thread).  The bytes are what json_dumps
+ * of {"type":"message.ack","clientId","message"} gives.  NULL on OOM. */
+static struct ws_buf *ack_frame(const char *cid, const char *msg, size_t len)
+{
+    static const char head[] = "{\"type\":\"message.ack\",";
+    static const char cid_key[] = "\"clientId\":";
+    static const char msg_key[] = "\"message\":";
+    json_t *js = cid ? json_string(cid) : NULL;
+    char *cid_json = js ? json_dumps(js, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    if (cid && !cid_json)
+        return NULL;
+    size_t cl = cid_json ? sizeof cid_key - 1 + strlen(cid_json) + 1 : 0;
+    size_t n = sizeof head - 1 + cl + sizeof msg_key - 1 + len + 1;
+    struct ws_buf *b = ws__buf_new(NULL, n, 0);
+    if (b) {
+        char *p = (char *)ws_buf_payload(b);
+        memcpy(p, head, sizeof head - 1);
+        p += sizeof head - 1;
+        if (cid_json) {
+            size_t vl = strlen(cid_json);
+            memcpy(p, cid_key, sizeof cid_key - 1);
+            p += sizeof cid_key - 1;
+            memcpy(p, cid_json, vl);
+            p[vl] = ',';
+            p += vl + 1;
+        }
+        memcpy(p, msg_key, sizeof msg_key - 1);
+        p += sizeof msg_key - 1;
+        memcpy(p, msg, len);
+        p[len] = '}';
+    }
+    free(cid_json);
+    return b;
+}
+
 /* Store writer thread, after the commit (or a failure): must not block. */
-static void send_cb(void *arg, int rc, json_t *message, bool created, const struct chat_err *err)
+static void send_cb(void *arg, int rc, const char *message, size_t len, bool created,
+                    const struct chat_err *err)
 {
     struct send_ctx *ctx = arg;
     struct ws_server *ws = ctx->ws;
     struct ws_msg *m = ctx->reply;
     const char *cid = ctx->client_id[0] ? ctx->client_id : NULL;
-    json_t *frame;
-    if (rc == 0)
-        frame = json_pack("{s:s, s:s?, s:O}", "type", "message.ack", "clientId", cid,
-                          "message", message);
-    else
-        frame = ws__frame_error(rc, err && err->code == rc ? err->msg : NULL,
-                                err && err->code == rc ? err->field : NULL, cid);
-    m->buf = ws__buf_from_json(frame, 0);
-    json_decref(frame);
+    (void)created;
+    if (rc == 0) {
+        m->buf = ack_frame(cid, message, len);
+    } else {
+        json_t *frame = ws__frame_error(rc, err && err->code == rc ? err->msg : NULL,
+                                        err && err->code == rc ? err->field : NULL, cid);
+        m->buf = ws__buf_from_json(frame, 0);
+        json_decref(frame);
+    }
     if (!m->buf)
         log_error("ws: out of memory building a message.ack; the client will retry");
     ws__inbox_push(ws, m);
@@ -164,32 +168,70 @@ static void send_cb(void *arg, int rc, json_t *message, bool created, const stru
     pthread_mutex_unlock(&ws->sd_lock);
 }
 
-static void run_send(struct ws_server *ws, struct ws_job *j)
+/* A send's completion context with its reply message, or NULL on OOM. */
+static struct send_ctx *send_ctx_new(struct ws_server *ws, uint64_t conn_id, const char *cid)
 {
-    struct chat_err err = {0};
-    struct batch b = {0};
-    const char *cid = j->frame.client_id;
     size_t cid_len = cid ? strlen(cid) : 0;
     struct send_ctx *ctx = malloc(sizeof *ctx + cid_len + 1);
     struct ws_msg *reply = ctx ? ws__msg_new(WS_M_TO_CONN, 0) : NULL;
     if (!reply) {
         free(ctx);
+        return NULL;
+    }
+    reply->conn_id = conn_id;
+    reply->settles_send = true;
+    ctx->ws = ws;
+    ctx->reply = reply;
+    memcpy(ctx->client_id, cid ? cid : "", cid_len + 1);
+    return ctx;
+}
+
+int ws__send_direct(struct ws_server *ws, uint64_t conn_id, const struct session *s,
+                    const struct ws_frame *f, struct chat_err *err)
+{
+    struct send_ctx *ctx = send_ctx_new(ws, conn_id, f->client_id);
+    if (!ctx)
+        return 0; /* the worker path reports it */
+    /* Counted before the call: send_cb may run on the writer thread
+     * before messages_send_try returns. */
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending++;
+    ws->callbacks_pending++;
+    pthread_mutex_unlock(&ws->sd_lock);
+    bool deferred = false;
+    int rc = messages_send_try(ws->core, s, f->chat_id, f->body, true, conn_id, send_cb, ctx,
+                               &deferred, err);
+    if (rc == 0 && !deferred)
+        return 1;
+    free(ctx->reply);
+    free(ctx);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending--;
+    ws->callbacks_pending--;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
+    return rc;
+}
+
+static void run_send(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    const char *cid = j->frame.client_id;
+    struct send_ctx *ctx = send_ctx_new(ws, j->conn_id, cid);
+    if (!ctx) {
         chat_err_set(&err, CHAT_E_INTERNAL, NULL, NULL);
         batch_error(&b, j->conn_id, &err, CHAT_E_INTERNAL, cid);
         batch_finish(ws, &b, j);
         return;
     }
-    reply->conn_id = j->conn_id;
-    reply->settles_send = true;
-    ctx->ws = ws;
-    ctx->reply = reply;
-    memcpy(ctx->client_id, cid ? cid : "", cid_len + 1);
+    struct ws_msg *reply = ctx->reply;
 
     pthread_mutex_lock(&ws->sd_lock);
     ws->callbacks_pending++;
     pthread_mutex_unlock(&ws->sd_lock);
-    int rc = messages_send_async(ws->core, &j->sess, j->frame.chat_id, j->frame.body, true,
-                                 j->conn_id, send_cb, ctx, &err);
+    int rc = messages_send_async_text(ws->core, &j->sess, j->frame.chat_id, j->frame.body, true,
+                                      j->conn_id, send_cb, ctx, &err);
     if (rc == 0) {
         j->send_handed = true;
         batch_finish(ws, &b, j);
@@ -213,7 +255,7 @@ static void run_typing(struct ws_server *ws, struct ws_job *j)
     struct batch b = {0};
     int rc = chats_typing(ws->core, &j->sess, j->frame.chat_id, &err);
     if (rc < 0)
-        batch_error(&b, j->conn_id, &err, rc, NULL);
+        batch_error(&b, j->conn_id, &err, rc, j->frame.client_id);
     batch_finish(ws, &b, j);
 }
 
@@ -223,7 +265,7 @@ static void run_read(struct ws_server *ws, struct ws_job *j)
     struct batch b = {0};
     int rc = chats_read(ws->core, &j->sess, j->frame.chat_id, j->frame.body, j->conn_id, &err);
     if (rc < 0)
-        batch_error(&b, j->conn_id, &err, rc, NULL);
+        batch_error(&b, j->conn_id, &err, rc, j->frame.client_id);
     batch_finish(ws, &b, j);
 }
 
@@ -248,7 +290,7 @@ static void run_sync(struct ws_server *ws, struct ws_job *j)
         }
         if (rc < 0) {
             messages_sync_page_cleanup(&page);
-            batch_error(&b, j->conn_id, &err, rc, NULL);
+            batch_error(&b, j->conn_id, &err, rc, j->frame.client_id);
             j->sync_incomplete = true;
             j->sync_i = f->n_sync;
             break;

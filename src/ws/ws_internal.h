@@ -20,8 +20,13 @@
  *   conn.c     the loop side: connection life cycle, frames in, frames
  *              out, delivery, presence, per-connection job order
  *   workers.c  the worker pool and every job that calls core
- *   server.c   the context, the service thread, the inbox, the bus
- *              subscriber and the public ws_server_* functions */
+ *   msgs.c     what crosses threads: inbox messages and the inbox push,
+ *              job objects, send accounting (the bottom: calls nothing
+ *              above it)
+ *   server.c   the context, the service thread, the inbox drain, the bus
+ *              subscriber and the public ws_server_* functions
+ * Calls go one way (scripts/check-calls.py): server.c -> conn.c ->
+ * workers.c -> msgs.c, all of them using the pure files. */
 #ifndef CHATLI_WS_WS_INTERNAL_H
 #define CHATLI_WS_WS_INTERNAL_H
 
@@ -112,13 +117,16 @@
 
 /* Close codes (RFC 6455 and CONTRACT 6). */
 #define WS_CLOSE_GOING_AWAY 1001
+#define WS_CLOSE_PROTOCOL 1002
 #define WS_CLOSE_UNSUPPORTED 1003
+#define WS_CLOSE_BAD_DATA 1007
 #define WS_CLOSE_POLICY 1008
 #define WS_CLOSE_TOO_BIG 1009
 #define WS_CLOSE_INTERNAL 1011
 #define WS_CLOSE_TRY_LATER 1013
 #define WS_CLOSE_UNAUTHORIZED 4401
 #define WS_CLOSE_AUTH_TIMEOUT 4408
+#define WS_CLOSE_TOO_MANY 4429     /* WS_MAX_CONNS_PER_USER: the oldest goes */
 
 /* Output batching (conn.c).  Frames queued on one connection go out in one
  * send() as far as they fit in WS_WRITE_BATCH bytes (measured here: two
@@ -172,6 +180,17 @@ size_t ws__frame_header(unsigned char hdr[WS_FRAME_HDR_MAX], size_t len);
  * presence.  Recognised by their first key, which every producer of those
  * frames (this gateway) writes first. */
 bool ws__frame_is_ephemeral(const char *frame, size_t len);
+
+/* ---- RFC 6455 checks (frames.c) ---------------------------------------- */
+
+/* True when `s` (n bytes) is well-formed UTF-8 (RFC 3629). */
+bool ws__utf8_valid(const unsigned char *s, size_t n);
+
+/* Checks the payload of a client's close frame (RFC 6455 5.5.1, 7.4):
+ * 0 when it is empty or a code a peer may send (1000-1003, 1007-1011,
+ * 3000-4999) with a UTF-8 reason; WS_CLOSE_PROTOCOL for one byte or
+ * another code; WS_CLOSE_BAD_DATA for a reason that is not UTF-8. */
+int ws__close_check(const unsigned char *payload, size_t len);
 
 /* ---- client frames (frames.c) ------------------------------------------ */
 
@@ -297,6 +316,8 @@ struct ws_conn {
     bool pinged;                    /* a ping went out since the last rx */
     uint32_t born_s;                /* ws__now_s() at upgrade */
     uint32_t rx_s;                  /* ws__now_s() of the last frame or pong received */
+    uint32_t expires_s;             /* wall-clock s when the token expires (rounded up);
+                                       the sweep closes it with 4401 then */
     const char *close_reason;       /* string literal */
     uint8_t token_hash[32];         /* the session's, for revocation */
 };
@@ -338,7 +359,7 @@ struct ws_user *ws__users_get_or_add(struct ws_user_table *t, const char *id);
 /* Unlinks and frees `u`. */
 void ws__users_del(struct ws_user_table *t, struct ws_user *u);
 
-/* ---- jobs (workers.c) ---------------------------------------------------- */
+/* ---- jobs (objects: msgs.c; the pool: workers.c) ------------------------- */
 
 enum ws_job_kind {
     WS_J_AUTH = 1, /* token -> session, users_me, co-members; then ready */
@@ -383,13 +404,22 @@ struct ws_job *ws__job_new(int kind);
 int ws__workers_start(struct ws_server *ws, struct chat_err *err);
 /* Stops and joins the workers; frees jobs still queued (settling sends). */
 void ws__workers_stop(struct ws_server *ws);
+/* Loop thread: message.send `f` (borrowed) straight to core, skipping the
+ * worker, when core can take it without blocking (messages_send_try: the
+ * chat's members and the sender's Author are cached).  1 when core took it:
+ * its answer comes back as a settles_send TO_CONN message, like a worker's
+ * (the caller counts it in sends_in_core); 0 when it needs a worker
+ * (nothing was done); a negative code when core refused it (nothing is
+ * pending: the caller sends the error frame). */
+int ws__send_direct(struct ws_server *ws, uint64_t conn_id, const struct session *s,
+                    const struct ws_frame *f, struct chat_err *err);
 /* Queues `job` for a worker (steals it).  Any thread. */
 void ws__job_submit(struct ws_server *ws, struct ws_job *job);
 /* Frees a job and everything it owns.  A SEND job that never reached core
  * is settled (see ws__send_settled). */
 void ws__job_free(struct ws_server *ws, struct ws_job *job);
 
-/* ---- inbox messages (server.c) ------------------------------------------- */
+/* ---- inbox messages (msgs.c) --------------------------------------------- */
 
 enum ws_msg_kind {
     WS_M_ADOPT = 1,  /* fd: adopt the socket */
@@ -450,6 +480,7 @@ struct ws_server {
     struct core *core;
     struct bus *bus;
     double rate_per_s, rate_burst;
+    uint32_t max_conns_per_user; /* WS_MAX_CONNS_PER_USER; 0 = no cap */
     struct lws_context *ctx;
     struct lws_vhost *vh;
 
@@ -500,11 +531,11 @@ struct ws_server {
     struct ws_conn *sw_head, *sw_tail;
 };
 
-/* One accepted message.send was answered (ack or error frame pushed) or
- * dropped.  Any thread. */
+/* msgs.c: one accepted message.send was answered (ack or error frame
+ * pushed) or dropped.  Any thread. */
 void ws__send_settled(struct ws_server *ws);
 
-/* Monotonic seconds (fits 32 bits for 136 years of uptime). */
+/* msgs.c: monotonic seconds (fits 32 bits for 136 years of uptime). */
 uint32_t ws__now_s(void);
 
 /* ---- the loop side (conn.c) ------------------------------------------------ */

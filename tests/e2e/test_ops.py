@@ -171,7 +171,8 @@ def test_help_lists_every_variable():
                 "CLOUDINARY_URL", "CLOUDINARY_API_BASE", "PUBLIC_URL", "CORS_ORIGINS",
                 "TRUST_PROXY", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS", "WS_RATE_PER_S",
                 "WS_RATE_BURST", "MAX_UPLOAD_BYTES", "LOG_LEVEL", "TOKEN_TTL_S",
-                "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT"):
+                "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT",
+                "WS_MAX_CONNS_PER_USER"):
         assert re.search(r"\b%s\b" % var, text), "--help does not mention %s" % var
 
 

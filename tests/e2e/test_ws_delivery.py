@@ -64,6 +64,24 @@ def test_message_send_ack_fanout_and_not_to_others(server, trio):
             w.close()
 
 
+@pytest.mark.parametrize("cid", ['q"uote', "back\\slash", "caf\u00e9 \u20ac \U0001F600", "</script>\t"])
+def test_ack_echoes_a_client_id_that_needs_escaping(server, trio, cid):
+    # The ack is assembled around the Message text core serialized once
+    # (ws/workers.c ack_frame); its clientId must still be exact JSON.
+    wa, _ = connect(server, trio["ta"])
+    wb, _ = connect(server, trio["tb"])
+    try:
+        wa.send({"type": "message.send", "chatId": trio["chat"]["id"], "text": cid,
+                 "clientId": cid})
+        ack = wa.recv_type("message.ack")
+        assert set(ack) == {"type", "clientId", "message"}
+        assert ack["clientId"] == cid and ack["message"]["clientId"] == cid
+        assert wb.recv_type("message.new")["message"] == ack["message"]
+    finally:
+        wa.close()
+        wb.close()
+
+
 def test_senders_other_device_gets_message_new(server, trio):
     a1, _ = connect(server, trio["ta"])
     a2, _ = connect(server, trio["ta"])

@@ -14,6 +14,7 @@ static const char *all_vars[] = {
     "TOKEN_TTL_S", "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT", "HTTP_THREADS",
     "WEB_UI",
     "UPLOAD_RATE_LIMIT_MAX", "CLOUDINARY_CONNECT_TIMEOUT_MS", "CLOUDINARY_TIMEOUT_MS",
+    "WS_MAX_CONNS_PER_USER",
 };
 
 static void clear_env(void)
@@ -78,6 +79,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.pwhash_opslimit, crypto_pwhash_OPSLIMIT_INTERACTIVE);
     CHECK_EQ_INT(cfg.pwhash_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     CHECK(cfg.http_threads >= 4);
+    CHECK_EQ_INT(cfg.ws_max_conns_per_user, 16);
     config_cleanup(&cfg);
 }
 
@@ -110,6 +112,7 @@ static void test_good_values(void)
     setenv("PWHASH_MEMLIMIT", "8192", 1);
     setenv("HTTP_THREADS", "3", 1);
     setenv("WEB_UI", "off", 1);
+    setenv("WS_MAX_CONNS_PER_USER", "2", 1);
     struct config cfg;
     char msg[256] = "";
     int rc = config_load(&cfg, msg, sizeof msg);
@@ -141,6 +144,7 @@ static void test_good_values(void)
     CHECK_EQ_INT(cfg.pwhash_memlimit, 8192);
     CHECK_EQ_INT(cfg.http_threads, 3);
     CHECK(!cfg.web_ui);
+    CHECK_EQ_INT(cfg.ws_max_conns_per_user, 2);
     config_cleanup(&cfg);
 
     /* Empty means unset. */
@@ -188,6 +192,9 @@ static void test_bad_values(void)
     bad("PWHASH_MEMLIMIT", "64M");
     bad("HTTP_THREADS", "0");
     bad("HTTP_THREADS", "1000");
+    bad("WS_MAX_CONNS_PER_USER", "0");
+    bad("WS_MAX_CONNS_PER_USER", "-1");
+    bad("WS_MAX_CONNS_PER_USER", "many");
     /* numbers */
     bad("WS_RATE_PER_S", "-1");
     bad("WS_RATE_PER_S", "nan");

@@ -219,6 +219,57 @@ static void test_buffers(void)
     CHECK(!ws__frame_is_ephemeral("", 0));
 }
 
+static bool utf8(const char *s, size_t n)
+{
+    return ws__utf8_valid((const unsigned char *)s, n);
+}
+
+static void test_utf8(void)
+{
+    CHECK(utf8("", 0));
+    CHECK(utf8("plain ascii", 11));
+    CHECK(utf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9)); /* e-acute, euro, emoji */
+    CHECK(utf8("\xed\x9f\xbf", 3));                         /* U+D7FF */
+    CHECK(utf8("\xf4\x8f\xbf\xbf", 4));                     /* U+10FFFF */
+    CHECK(!utf8("\xff", 1));
+    CHECK(!utf8("\x80", 1));                                 /* lone continuation */
+    CHECK(!utf8("\xc0\xaf", 2));                             /* overlong "/" */
+    CHECK(!utf8("\xc1\xbf", 2));
+    CHECK(!utf8("\xe0\x9f\xbf", 3));                         /* overlong */
+    CHECK(!utf8("\xed\xa0\x80", 3));                         /* surrogate U+D800 */
+    CHECK(!utf8("\xf0\x8f\xbf\xbf", 4));                     /* overlong */
+    CHECK(!utf8("\xf4\x90\x80\x80", 4));                     /* above U+10FFFF */
+    CHECK(!utf8("\xf5\x80\x80\x80", 4));
+    CHECK(!utf8("\xe2\x82", 2));                             /* cut short */
+    CHECK(!utf8("a\xc3", 2));
+    CHECK(!utf8("\xc3\x28", 2));                             /* bad continuation */
+    CHECK(!utf8("\xe2\x28\xa1", 3));
+}
+
+static int close_check(unsigned code, const char *reason)
+{
+    unsigned char p[64] = {(unsigned char)(code >> 8), (unsigned char)code};
+    size_t n = strlen(reason);
+    memcpy(p + 2, reason, n);
+    return ws__close_check(p, 2 + n);
+}
+
+static void test_close_payload(void)
+{
+    CHECK_EQ_INT(ws__close_check(NULL, 0), 0);
+    CHECK_EQ_INT(ws__close_check((const unsigned char *)"\x03", 1), WS_CLOSE_PROTOCOL);
+    static const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
+                                    3000, 4000, 4999};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK_EQ_INT(close_check(good[i], "bye"), 0);
+    static const unsigned bad[] = {0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2999, 5000, 65535};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ_INT(close_check(bad[i], ""), WS_CLOSE_PROTOCOL);
+    CHECK_EQ_INT(close_check(1000, "\xc3\xa9t\xc3\xa9"), 0);
+    CHECK_EQ_INT(close_check(1000, "\xff\xfe"), WS_CLOSE_BAD_DATA);
+    CHECK_EQ_INT(close_check(5000, "\xff"), WS_CLOSE_PROTOCOL); /* the code first */
+}
+
 int main(void)
 {
     test_bad_request();
@@ -228,5 +279,7 @@ int main(void)
     test_sync();
     test_error_frame();
     test_buffers();
+    test_utf8();
+    test_close_payload();
     return check_done();
 }
