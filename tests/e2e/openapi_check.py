@@ -208,8 +208,15 @@ def _check_body(sp, resp_obj, where, content_type, body, method):
     for e in errors[:MAX_ERRORS]:
         at = "/".join(str(p) for p in e.path) or "(top)"
         comp = e.schema.get("title") if isinstance(e.schema, dict) else None
-        out.append("body at %s: %s [%s, schema %s]" % (at, e.message, where,
-                                                       comp or "inline"))
+        msg = e.message
+        if e.context:   # oneOf/anyOf: say which branch came closest and why
+            sub = jsonschema.exceptions.best_match(e.context)
+            subat = "/".join(str(p) for p in sub.path)
+            title = sub.schema.get("title") if isinstance(sub.schema, dict) else None
+            msg = "matches none of %s's choices; closest: %s%s [%s]" % (
+                comp or "the schema", "at %s: " % subat if subat else "", sub.message,
+                title or "inline")
+        out.append("body at %s: %s [%s, schema %s]" % (at, msg, where, comp or "inline"))
     if len(errors) > MAX_ERRORS:
         out.append("... and %d more schema errors" % (len(errors) - MAX_ERRORS))
     return out

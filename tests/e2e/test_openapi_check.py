@@ -56,6 +56,17 @@ def test_nullable_without_type_rejects_null(tmp_path):
     assert any("nullable without a type" in b for b in openapi_check.lint(p))
 
 
+def test_error_field_only_and_always_for_validation_failed():
+    def err(**e):
+        return body({"error": dict({"message": "m"}, **e)})
+    assert problems("GET", "/api/users?q=", 422, JSON, err(code="validation_failed",
+                                                           field="q")) == []
+    found = problems("GET", "/api/users?q=", 422, JSON, err(code="validation_failed"))
+    assert found and "'field' is a required property" in found[0], found
+    assert problems("GET", "/api/users/me", 401, JSON, err(code="unauthorized", field="q"))
+    assert problems("GET", "/api/users/me", 401, JSON, err(code="no_such_code"))
+
+
 def test_undocumented_path_method_status_are_named():
     found = problems("POST", "/api/uploads2", 201, JSON, body({}))
     assert found and "path /api/uploads2 is not in docs/openapi.yaml" in found[0], found
