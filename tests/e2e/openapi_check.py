@@ -324,8 +324,11 @@ def check_response(resp, method=None):
 def check_raw(request_bytes, raw_response):
     """For a RawResponse read from a socket that sent `request_bytes`: checked
     when the request line names a method and an origin-form path and the
-    response arrived whole; anything else is the test's own business."""
+    response arrived whole (and is not a 101 upgrade); anything else is the
+    test's own business."""
     if raw_response is None or not raw_response.complete:
+        return
+    if raw_response.status == 101:   # the WebSocket handshake: docs/api.md, not REST
         return
     line = request_bytes.split(b"\r\n", 1)[0].decode("latin-1", "replace").split(" ")
     if len(line) != 3 or not line[1].startswith("/") or not line[0].isalpha():
