@@ -258,20 +258,25 @@ def _route_problems(sp, verb, method, path, status, headers, body):
             return ["path %s is not in docs/openapi.yaml (it answered %s %d): add it under paths"
                     % (_short(path), verb, status)]
         resp_obj, where = sp.component_response("NotFound")
-        return _check_body(sp, resp_obj, where + " (unknown route)", ct, body, method)
+        where += " (unknown route)"
+        return (_check_body(sp, resp_obj, where, ct, body, method)
+                + _check_headers(sp, resp_obj, where, headers))
     ops = sp.operations(template)
     look = "get" if method == "head" and "head" not in ops else method
     if look not in ops and status == 404:
         # A route a setting turns off (WEB_UI=0) is an unknown route for every method.
         resp_obj, where = sp.component_response("NotFound")
-        return _check_body(sp, resp_obj, where + " (route turned off)", ct, body, method)
+        where += " (route turned off)"
+        return (_check_body(sp, resp_obj, where, ct, body, method)
+                + _check_headers(sp, resp_obj, where, headers))
     if look not in ops:
         if status != 405:
             return ["%s %s is not in docs/openapi.yaml (paths.%s has %s; it answered %d)"
                     % (verb, template, template,
                        ", ".join(m.upper() for m in ops), status)]
         resp_obj, where = sp.component_response("MethodNotAllowed")
-        out = _check_body(sp, resp_obj, where, ct, body, method)
+        out = (_check_body(sp, resp_obj, where, ct, body, method)
+               + _check_headers(sp, resp_obj, where, headers))
         allow = {m.strip().lower() for m in headers.get("allow", "").split(",") if m.strip()}
         if not set(ops) <= allow:
             out.append("405 Allow %r lacks documented methods of paths.%s: %s"

@@ -89,12 +89,21 @@ def test_405_allow_must_match_the_documented_methods():
     assert problems("PUT", "/api/posts", 405, ok, err) == []
     found = problems("PUT", "/api/posts", 405, dict(JSON, Allow="GET"), err)
     assert found and "lacks documented methods" in found[0], found
+    found = problems("PUT", "/api/posts", 405, JSON, err)
+    assert any("header Allow missing" in f for f in found), found
 
 
 def test_headers_are_checked():
     bad = dict(JSON, **{"X-Request-Id": "not-hex"})
     found = problems("GET", "/api/posts/" + "b" * 24, 200, bad, body(POST))
     assert found and "header X-Request-Id" in found[0], found
+    found = problems("GET", "/api/posts/" + "b" * 24, 200,
+                     {"Content-Type": "application/json"}, body(POST))
+    assert found and "header X-Request-Id missing" in found[0], found
+    limited = body({"error": {"code": "rate_limited", "message": "slow down"}})
+    assert problems("GET", "/api/posts", 429, dict(JSON, **{"Retry-After": "3"}), limited) == []
+    found = problems("GET", "/api/posts", 429, JSON, limited)
+    assert found and "header Retry-After missing" in found[0], found
 
 
 def test_the_spec_passes_its_lint():
