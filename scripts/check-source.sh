@@ -9,8 +9,13 @@
 #    the offending line before anything is built.
 # 2. Every header under include/ and src/ compiles on its own (it includes
 #    what it uses), with the same warnings as the build and -Werror.
-# 3. docs/openapi.yaml is valid YAML holding an OpenAPI 3.0 document (and,
-#    where openapi-spec-validator is installed, a valid one).
+# 3. docs/openapi.yaml is valid YAML holding an OpenAPI 3.0 document that
+#    validates against the OpenAPI 3.0 schema (tests/openapi: swagger-parser
+#    from `npm ci` of the committed lock; also openapi-spec-validator where a
+#    python has it) and passes tests/e2e/openapi_check.py's lint (Debian's
+#    python3-jsonschema): nullable only beside a type, every object a
+#    response holds closed with additionalProperties: false, required names
+#    listed, $refs resolved, examples valid.
 #
 # Exit 0 when all hold; otherwise print each offence and exit 1.
 set -euo pipefail
@@ -115,7 +120,7 @@ else
     echo "check-source: all $n headers under include/ and src/ compile alone"
 fi
 
-# --- 3. the OpenAPI document parses -------------------------------------------
+# --- 3. the OpenAPI document parses and validates -----------------------------
 if [ -f docs/openapi.yaml ]; then
     if /usr/bin/python3 - docs/openapi.yaml <<'PY'
 import sys, yaml
@@ -130,8 +135,24 @@ PY
         echo "check-source: docs/openapi.yaml does not parse"
         fail=1
     fi
-    # Full schema validation where the validator is installed (the pyenv
-    # python of this machine image has it; Debian does not package it).
+    # The OpenAPI 3.0 schema, with swagger-parser (npm; Debian packages no
+    # OpenAPI validator).  npm ci only when the lock changed.
+    oa=tests/openapi
+    if [ ! -f $oa/node_modules/.package-lock.json ] ||
+        [ $oa/package-lock.json -nt $oa/node_modules/.package-lock.json ]; then
+        (cd $oa && npm ci --no-audit --no-fund --loglevel=error) ||
+            { echo "check-source: npm ci in $oa failed"; fail=1; }
+    fi
+    node $oa/validate-spec.mjs docs/openapi.yaml || fail=1
+    # What the e2e response check relies on (tests/e2e/openapi_check.py).
+    if /usr/bin/python3 tests/e2e/openapi_check.py docs/openapi.yaml; then
+        echo "check-source: docs/openapi.yaml passes openapi_check.py's lint"
+    else
+        echo "check-source: docs/openapi.yaml fails openapi_check.py's lint"
+        fail=1
+    fi
+    # openapi-spec-validator too where a python has it (the pyenv python of
+    # this machine image does; Debian does not package it).
     for py in python3 /usr/bin/python3; do
         if command -v "$py" >/dev/null && "$py" -c 'import openapi_spec_validator, yaml' 2>/dev/null; then
             if "$py" -c 'import sys, yaml

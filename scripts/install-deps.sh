@@ -36,6 +36,7 @@ build_pkgs=(
 )
 test_pkgs=(
     python3 python3-pytest python3-requests python3-websocket python3-socketio python3-yaml
+    python3-jsonschema # tests/e2e/openapi_check.py: responses against docs/openapi.yaml
     redis-server
 )
 bench_pkgs=(wrk)

@@ -7,7 +7,7 @@
 # and time closes the run):
 #   deps          scripts/install-deps.sh test
 #   source        scripts/check-source.sh (per-folder include allow-lists,
-#                 each header compiles alone, openapi.yaml parses)
+#                 each header compiles alone, openapi.yaml validates)
 #   redis         a private redis-server on a free loopback port, exported to
 #                 the suites as CHATLI_TEST_REDIS_URL
 #   ferretdb      when scripts/ferretdb.sh exists and CHATLI_SKIP_MONGO is
@@ -20,7 +20,8 @@
 #   calls         no call circle between the files of one src/ folder, read
 #                 from build/'s object files (scripts/check-calls.py)
 #   ctest         unit + contract tests (build/)
-#   e2e           tests/e2e against build/chatli (CHATLI_BIN)
+#   e2e           tests/e2e against build/chatli (CHATLI_BIN); every response
+#                 is checked against docs/openapi.yaml (tests/e2e/openapi_check.py)
 #   browser       tests/browser: the web client at / in Debian's headless
 #                 Chromium (playwright-core from `npm ci` of the committed lock)
 #                 against build/chatli; screenshots in build/browser-artifacts/

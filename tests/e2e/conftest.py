@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
+import openapi_check
 from helpers import api, register  # noqa: F401  (re-exported for test modules)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -247,10 +248,37 @@ def pytest_runtest_call(item):
         signal.signal(signal.SIGALRM, old)
 
 
+def pytest_sessionstart(session):
+    openapi_check.install()
+
+
+def pytest_runtest_logstart(nodeid, location):
+    openapi_check.take()   # late answers to an earlier test's threads are not this test's
+
+
+def _openapi_verdict(rep, when):
+    """Fails a passing phase whose responses docs/openapi.yaml does not
+    describe (openapi_check.py); on a phase that failed anyway they go into a
+    report section.  Setup's responses are judged with the call's."""
+    if when == "setup" and not rep.failed:
+        return
+    found = openapi_check.take()
+    if not found:
+        return
+    text = ("%d response(s) that docs/openapi.yaml does not describe:\n%s"
+            % (len(found), "\n".join(found)))
+    if rep.passed:
+        rep.outcome = "failed"
+        rep.longrepr = text
+    else:
+        rep.sections.append(("openapi", text))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    _openapi_verdict(rep, call.when)
     if rep.failed and call.when in ("setup", "call"):
         for srv in list(_LIVE_SERVERS):
             if srv.stdout_path:

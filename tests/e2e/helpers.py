@@ -11,6 +11,8 @@ import uuid
 
 import requests
 
+import openapi_check
+
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
 JSON_CT = "application/json; charset=utf-8"
@@ -299,10 +301,46 @@ def _dechunk(data):
         i = j + 2 + size + 2
 
 
+class RecordingSocket:
+    """A socket that keeps the bytes sent on it, so read_response can check
+    the first answer against docs/openapi.yaml (openapi_check.check_raw).
+    Everything else is the socket's own."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.sent = b""
+        self.checked = False
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def send(self, data, *args):
+        n = self._sock.send(data, *args)
+        self.sent += bytes(data[:n])
+        return n
+
+    def sendall(self, data, *args):
+        self._sock.sendall(data, *args)
+        self.sent += bytes(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._sock.close()
+
+
 def raw_connect(server, timeout=5.0):
     s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
     s.settimeout(timeout)
-    return s
+    return RecordingSocket(s)
+
+
+def _check_first_raw(sock, resp):
+    if isinstance(sock, RecordingSocket) and not sock.checked and resp is not None \
+            and resp.complete:
+        sock.checked = True
+        openapi_check.check_raw(sock.sent, resp)
 
 
 def read_response(sock, deadline_s=5.0):
@@ -315,6 +353,7 @@ def read_response(sock, deadline_s=5.0):
         r = parse_response(buf)
         if r is not None and r.complete and ("content-length" in r.headers or
                                              "transfer-encoding" in r.headers):
+            _check_first_raw(sock, r)
             return r, buf, "complete"
         left = end - time.monotonic()
         if left <= 0:
@@ -327,7 +366,9 @@ def read_response(sock, deadline_s=5.0):
         except (ConnectionResetError, BrokenPipeError):
             return parse_response(buf), buf, "reset"
         if not chunk:
-            return parse_response(buf), buf, "eof"
+            r = parse_response(buf)
+            _check_first_raw(sock, r)
+            return r, buf, "eof"
         buf += chunk
 
 
