@@ -67,6 +67,14 @@ int core_new(const struct core_config *cfg, struct store *store, struct bus *bus
              struct core **out, struct chat_err *err);
 void core_free(struct core *c);
 
+struct bus_listener;
+/* Core's bus listener, for main to pass to bus_listen: revocations and
+ * cache invalidations published by OTHER instances drop the matching
+ * entries of this process's session, Author, member and feed caches; a
+ * gap (events possibly lost) voids every feed page, and the other caches'
+ * entries expire within their TTL (2 s).  Its callbacks never block. */
+void core_bus_listener(struct core *c, struct bus_listener *out);
+
 /* ---- auth (core/auth.c) ---- */
 
 /* POST /api/auth/register -> {"user": User+email, "token"}.  Hashes the

@@ -1,5 +1,6 @@
 /* common.c - the small helpers every core service uses: reporting an
- * internal failure, publishing an event frame, and growing an id array.
+ * internal failure, publishing an event frame or a cache invalidation for
+ * the other instances, and growing an id array.
  *
  * They sit in a file of their own, below every service, so that the
  * services, the caches and core.c (which creates and frees the caches) all
@@ -20,6 +21,16 @@ int core__internal(struct chat_err *err, const char *what)
 {
     log_error("%s", what);
     return chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+}
+
+void core__publish_inval(struct core *c, int inval, const char *key)
+{
+    if (!c->bus)
+        return;
+    struct bus_event ev = {.kind = BUS_INVALIDATE, .inval = inval, .inval_key = key};
+    struct chat_err e = {0};
+    if (bus_publish(c->bus, &ev, &e) != 0)
+        log_warn("core: bus invalidation failed: %s", e.msg);
 }
 
 void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,

@@ -96,6 +96,11 @@ int core__internal(struct chat_err *err, const char *what);
 void core__publish(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
                    uint64_t skip_conn, json_t *frame);
 /* The same with the frame already serialized (`frame`, `len` borrowed). */
+/* Tells the other instances (over the bus) to drop the cache entries of
+ * `inval` (enum bus_inval) for `key` (a user or chat id; NULL for the
+ * feed).  Errors are logged and swallowed, as for frames: the caches' TTL
+ * bounds what a lost invalidation costs. */
+void core__publish_inval(struct core *c, int inval, const char *key);
 void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
                         uint64_t skip_conn, const char *frame, size_t len);
 
@@ -116,6 +121,8 @@ int core__chat_members(struct core *c, const char *chat_id, const char *member,
 /* Drops chat `chat_id` from the member cache, and makes any fetch of that
  * slot already in flight discard its (possibly stale) result. */
 void core__chat_members_invalidate(struct core *c, const char *chat_id);
+/* The same in this process only (an invalidation from another instance). */
+void core__chat_members_forget(struct core *c, const char *chat_id);
 
 /* ---- session cache (core/session_cache.c) ----
  * Threads: every function may run on any thread concurrently. */
@@ -146,6 +153,8 @@ json_t *core__author_cache_get(struct slotcache *ac, const char *id, uint64_t *e
 void core__author_cache_put(struct slotcache *ac, const struct user *u, uint64_t epoch);
 /* Drops `id` and voids lookups of its slot already in flight. */
 void core__author_cache_forget(struct slotcache *ac, const char *id);
+/* After a profile write: drops `id` here and on every other instance. */
+void core__author_changed(struct core *c, const char *id);
 
 struct views_authors;
 
@@ -167,6 +176,9 @@ int core__author(struct core *c, const char *id, json_t **out, struct chat_err *
 int core__feed_cache_init(struct slotcache *sc);
 /* The current feed version: read it BEFORE the store reads of a page. */
 uint64_t core__feed_version(struct core *c);
+/* Voids every cached feed page of this process only (posts_feed_changed
+ * also tells the other instances). */
+void core__feed_bump(struct core *c);
 /* True with *text (new, NUL-terminated, free()) and *len when the page of
  * `key` was built under `version` and is fresh.  False on a miss or when
  * out of memory. */

@@ -15,10 +15,11 @@
  * BEFORE its store reads, so a page that might predate a write is stored
  * under an already outdated version and never served.  Within this process
  * that makes the cache exact: a request that starts after a write returned
- * sees it.  Writes made through another instance are not counted here; a
- * page is trusted for at most CORE_FCACHE_TTL_MS, and posts_feed_changed()
- * in core.h is the hook a bus carrying post events between instances
- * should call.  One global counter is deliberately coarse: any like
+ * sees it.  Across instances, posts_feed_changed also publishes a feed
+ * invalidation on the bus, and core's bus listener (bus_listen.c) bumps the
+ * version of every other instance when it arrives (milliseconds later with
+ * Redis); a page is trusted for at most CORE_FCACHE_TTL_MS whatever
+ * happens, which bounds what a lost invalidation costs.  One global counter is deliberately coarse: any like
  * invalidates every page.  Under a steady write load the hit rate drops
  * towards zero and the cost is one lookup per request; the cache pays off
  * for the reads between writes, which on a feed are most of them.
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatli/bus.h"
 #include "core_internal.h"
 
 /* A cached value: the version the page was built under, then its text and
@@ -101,7 +103,13 @@ uint64_t core__feed_version(struct core *c)
     return atomic_load(&c->priv->feed_version);
 }
 
-void posts_feed_changed(struct core *c)
+void core__feed_bump(struct core *c)
 {
     atomic_fetch_add(&c->priv->feed_version, 1);
+}
+
+void posts_feed_changed(struct core *c)
+{
+    core__feed_bump(c);
+    core__publish_inval(c, BUS_INV_FEED, NULL);
 }
