@@ -213,6 +213,7 @@ static int app_start(struct app *a, const struct config *cfg)
         .pwhash_opslimit = cfg->pwhash_opslimit,
         .pwhash_memlimit = cfg->pwhash_memlimit,
         .pwhash_concurrency = cores(),
+        .shared = a->cache,
     };
     if (core_new(&ccfg, a->store, a->bus, &a->core, &err) != 0)
         return fatal("core", &err);

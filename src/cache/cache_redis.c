@@ -1,8 +1,9 @@
 /* cache_redis.c - the Redis adapter of the cache port: rate-limit windows
- * shared by every chatli instance on the same Redis.
+ * and a value cache (core's first feed pages) shared by every chatli
+ * instance on the same Redis.
  *
- * Keys live under a prefix (REDIS_PREFIX, "chatli:" by default) plus
- * "rl:", so one Redis can serve other programs too.  When Redis cannot
+ * Keys live under main's prefix ("chatli:") plus "rl:" (windows) or "v:"
+ * (values), so one Redis can serve other programs too.  When Redis cannot
  * answer, a call fails fast (cache_redis_conn.c) and this adapter answers
  * from an in-process cache_mem instead: the caller still gets a count, and
  * the limits hold per instance (N instances allow up to N times the limit)
@@ -11,8 +12,9 @@
  * says "degraded" meanwhile.  /metrics counts the calls answered by Redis
  * and by the fallback.
  *
- * Files: this one -> cache_redis_limit.c (the atomic window) ->
- * cache_redis_conn.c (pool, fail fast); URL and connect plumbing come from
+ * Files: this one -> cache_redis_limit.c (the atomic window),
+ * cache_redis_values.c (GET/SET/INCR) -> cache_redis_conn.c (pool, fail
+ * fast); URL and connect plumbing come from
  * redis/redis_conn.c. */
 #include "chatli/adapters/cache_redis.h"
 
@@ -77,10 +79,40 @@ static int cache_redis_ping(struct cache *c, struct chat_err *err)
     return ok ? 0 : chat_err_set(err, CHAT_E_UNAVAILABLE, NULL, "cache_redis: PING failed");
 }
 
+static int cache_redis_get(struct cache *c, const char *key, char **val, size_t *len,
+                           struct chat_err *err)
+{
+    return cache_redis__get_value((struct cache_redis *)c, key, val, len, err);
+}
+
+static int cache_redis_set(struct cache *c, const char *key, const void *val, size_t len,
+                           int64_t ttl_ms, struct chat_err *err)
+{
+    return cache_redis__set_value((struct cache_redis *)c, key, val, len, ttl_ms, err);
+}
+
+static int cache_redis_incr(struct cache *c, const char *key, int64_t *value,
+                            struct chat_err *err)
+{
+    return cache_redis__incr_value((struct cache_redis *)c, key, value, err);
+}
+
+static int cache_redis_get_versioned(struct cache *c, const char *version_key,
+                                     const char *key_prefix, const char *key, int64_t *version,
+                                     char **val, size_t *len, struct chat_err *err)
+{
+    return cache_redis__get_versioned((struct cache_redis *)c, version_key, key_prefix, key,
+                                      version, val, len, err);
+}
+
 static const struct cache_ops cache_redis_ops = {
     .close = cache_redis_close,
     .hit = cache_redis_hit,
     .ping = cache_redis_ping,
+    .get = cache_redis_get,
+    .set = cache_redis_set,
+    .incr = cache_redis_incr,
+    .get_versioned = cache_redis_get_versioned,
 };
 
 static double redis_calls(void *arg)
@@ -91,6 +123,16 @@ static double redis_calls(void *arg)
 static double fallback_calls(void *arg)
 {
     return (double)atomic_load(&((struct cache_redis *)arg)->fallback_calls);
+}
+
+static double value_hits(void *arg)
+{
+    return (double)atomic_load(&((struct cache_redis *)arg)->value_hits);
+}
+
+static double value_misses(void *arg)
+{
+    return (double)atomic_load(&((struct cache_redis *)arg)->value_misses);
 }
 
 int cache_redis_open(const char *url, const char *prefix, struct cache **out,
@@ -113,6 +155,7 @@ int cache_redis_open(const char *url, const char *prefix, struct cache **out,
     }
     pthread_mutex_init(&cr->mu, NULL);
     snprintf(cr->prefix, sizeof cr->prefix, "%srl:", prefix ? prefix : "");
+    snprintf(cr->prefix_values, sizeof cr->prefix_values, "%sv:", prefix ? prefix : "");
     cr->base.ops = &cache_redis_ops;
     cr->base.name = "redis";
     cr->base.remote = true;
@@ -129,4 +172,10 @@ void cache_redis_register_metrics(struct cache *c)
     metrics_register_gauge("chatli_cache_redis_fallback_calls",
                            "Rate-limit checks answered in-process because Redis was down.",
                            fallback_calls, c);
+    metrics_register_gauge("chatli_cache_redis_hits",
+                           "Shared values (first feed pages) found in Redis since start.",
+                           value_hits, c);
+    metrics_register_gauge("chatli_cache_redis_misses",
+                           "Shared values (first feed pages) looked up in Redis and not found.",
+                           value_misses, c);
 }

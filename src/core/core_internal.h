@@ -57,6 +57,12 @@ struct user;
 #define CORE_FCACHE_TTL_MS 1000
 #define CORE_FCACHE_MAX_BYTES (64 * 1024)
 #define CORE_FCACHE_KEY_MAX 128
+/* First feed pages in the shared cache (Redis) live this long under their
+ * shared version.  A page is never served after a write that bumped the
+ * version; the TTL only matters when a writer could not reach Redis to
+ * bump it, and then bounds how long other instances may serve the older
+ * page. */
+#define CORE_FSHARED_TTL_MS 5000
 
 /* Shared by every thread that calls core.
  * - pw_lock guards pw_active; pw_cond is signalled when a hash slot frees.
@@ -188,6 +194,17 @@ bool core__feed_cache_get(struct slotcache *fc, const char *key, size_t key_len,
  * `version`.  Oversized keys or pages are not kept. */
 void core__feed_cache_put(struct slotcache *fc, const char *key, size_t key_len,
                           uint64_t version, const char *text, size_t len);
+/* The shared level (cfg.shared with a value cache), for first pages only.
+ * Reads the shared feed version into *sv (-1 when there is no shared cache
+ * or it cannot answer) and then the page of `key` under it: true on a hit,
+ * with *text new (free()) and *len.  Call it before the store reads of a
+ * page, after core__feed_version. */
+bool core__feed_shared_get(struct core *c, const char *key, int64_t *sv, char **text,
+                           size_t *len);
+/* Stores the page built after core__feed_shared_get gave `sv` (nothing
+ * when sv is -1 or the page is oversized). */
+void core__feed_shared_put(struct core *c, const char *key, int64_t sv, const char *text,
+                           size_t len);
 
 /* A growable array of ids, for collecting the authors a page needs
  * (core/common.c). */

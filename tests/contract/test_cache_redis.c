@@ -3,13 +3,16 @@
  * key prefixes, window expiry, bad URLs, and a Redis killed and restarted:
  * every call still answers (from the in-process fallback) while ping says
  * down, and after the restart (scripts forgotten: NOSCRIPT, loaded again)
- * the instances share their counts again.
+ * the instances share their counts again.  The value cache: get/set with a
+ * TTL, incr, and the versioned lookup (a write orphans older values),
+ * shared by instances, failing fast with Redis down; cache_mem has none.
  *
  * Needs CHATLI_TEST_REDIS_URL (scripts/test.sh) and redis-server on PATH
  * for the outage case; without them it exits 77 (skipped). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatli/adapters/cache_mem.h"
 #include "chatli/adapters/cache_redis.h"
 #include "check.h"
 #include "contract/redis_helper.h"
@@ -83,6 +86,59 @@ static void test_shared(const char *url)
     cache_close(c);
 }
 
+static void test_values(const char *url)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "v%d:", (int)getpid());
+    struct cache *a = open_cache(url, prefix), *b = open_cache(url, prefix);
+    struct chat_err err = {0};
+    char *val = NULL;
+    size_t len = 0;
+    CHECK(cache_shares_values(a));
+    CHECK_EQ_INT(cache_get(a, "k", &val, &len, &err), CHAT_E_NOT_FOUND);
+    CHECK(val == NULL);
+    CHECK_EQ_INT(cache_set(a, "k", "a\0b", 3, 60000, &err), 0);
+    CHECK_EQ_INT(cache_get(b, "k", &val, &len, &err), 0);
+    CHECK_EQ_INT(len, 3);
+    CHECK(val && memcmp(val, "a\0b", 3) == 0 && val[3] == '\0');
+    free(val);
+    /* TTL. */
+    CHECK_EQ_INT(cache_set(a, "short", "x", 1, 50, &err), 0);
+    test_sleep_ms(120);
+    CHECK_EQ_INT(cache_get(b, "short", &val, &len, &err), CHAT_E_NOT_FOUND);
+    /* incr and the versioned lookup. */
+    int64_t v = -1;
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "page", &v, &val, &len, &err),
+                 CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(v, 0);
+    CHECK_EQ_INT(cache_set(a, "p:0:page", "old", 3, 60000, &err), 0);
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "page", &v, &val, &len, &err), 0);
+    CHECK_EQ_STR(val, "old");
+    free(val);
+    CHECK_EQ_INT(cache_incr(a, "ver", &v, &err), 0);
+    CHECK_EQ_INT(v, 1);
+    /* The write orphaned the old value. */
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "page", &v, &val, &len, &err),
+                 CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(cache_set(b, "p:1:page", "new", 3, 60000, &err), 0);
+    CHECK_EQ_INT(cache_get_versioned(a, "ver", "p:", "page", &v, &val, &len, &err), 0);
+    CHECK_EQ_STR(val, "new");
+    free(val);
+    cache_close(a);
+    cache_close(b);
+
+    /* The in-process adapter has no value cache. */
+    struct cache *m = NULL;
+    CHECK_EQ_INT(cache_mem_new(&m, &err), 0);
+    CHECK(!cache_shares_values(m));
+    CHECK_EQ_INT(cache_get(m, "k", &val, &len, &err), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_get_versioned(m, "ver", "p:", "page", &v, &val, &len, &err),
+                 CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(v, -1);
+    cache_close(m);
+}
+
 static void test_outage(void)
 {
     struct test_redis srv = {0};
@@ -95,7 +151,17 @@ static void test_outage(void)
     CHECK_EQ_INT(hit(b, "k", 60000, NULL), 2);
 
     test_redis_kill(&srv);
-    /* Down: every call still answers, from each instance's own counter. */
+    /* Down: the value cache says so (callers build the value themselves). */
+    struct chat_err err = {0};
+    char *val = NULL;
+    size_t len;
+    int64_t v = 7;
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "x", &v, &val, &len, &err),
+                 CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(v, -1);
+    CHECK_EQ_INT(cache_set(b, "x", "y", 1, 1000, &err), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_incr(b, "ver", &v, &err), CHAT_E_UNAVAILABLE);
+    /* Every rate-limit call still answers, from each instance's own counter. */
     CHECK_EQ_INT(hit(a, "k", 60000, NULL), 1);
     CHECK_EQ_INT(hit(a, "k", 60000, NULL), 2);
     CHECK_EQ_INT(hit(b, "k", 60000, NULL), 1);
@@ -152,6 +218,7 @@ int main(void)
     test_bad_urls();
     test_never_up();
     test_shared(url);
+    test_values(url);
     test_outage();
     return check_done();
 }

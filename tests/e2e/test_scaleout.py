@@ -222,3 +222,27 @@ def test_redis_down_degrades_then_recovers(pair, redis):
         assert w2.recv_type("message.new", 10)["message"]["text"] == "back"
     finally:
         w2.close()
+
+
+def metric(srv, name):
+    for line in api(srv, "GET", "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric %s" % name)
+
+
+def test_first_feed_page_is_shared_and_never_stale(pair):
+    a, b = pair
+    u, t = register(a)
+    make_post(a, t, text="one")
+    page_a = assert_json(api(a, "GET", "/api/posts", t), 200)   # built on A, stored in Redis
+    hits = metric(b, "chatli_cache_redis_hits")
+    page_b = assert_json(api(b, "GET", "/api/posts", t), 200)   # B: from Redis
+    assert page_b == page_a
+    assert metric(b, "chatli_cache_redis_hits") == hits + 1
+    # A write on B: A's next first page has it (the shared version moved
+    # before B answered; A's own page cache is dropped by the bus event).
+    make_post(b, t, text="two")
+    assert eventually(
+        lambda: assert_json(api(a, "GET", "/api/posts", t), 200)["items"][0]["text"] == "two",
+        BUS_BOUND_S)
