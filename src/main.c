@@ -47,6 +47,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -133,6 +135,7 @@ struct app {
     struct ws_server *ws;
     struct http_server *http;
     struct acceptor *acc;
+    int data_lock; /* lock_data_dir's fd, or -1 (MongoDB) */
 };
 
 /* Every key and channel of chatli in a shared Redis starts with this. */
@@ -176,6 +179,33 @@ static int open_media(const struct config *cfg, struct media **out, struct chat_
     return media_cloudinary_open(&mc, out, err);
 }
 
+/* The embedded SQLite store belongs to one process: a second instance on
+ * the same DATA_DIR would allocate message seqs on its own, and share no
+ * live delivery without Redis.  Scaling out needs MongoDB, so refuse that
+ * start with a message that says so.  The lock (flock on DATA_DIR/.lock)
+ * is held until exit; the kernel drops it when the process dies, even with
+ * kill -9.  Returns the lock's fd, or -1 after filling err. */
+static int lock_data_dir(const struct config *cfg, struct chat_err *err)
+{
+    char path[4096 + 16];
+    snprintf(path, sizeof path, "%s/.lock", cfg->data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        chat_err_set(err, CHAT_E_UNAVAILABLE, NULL, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        /* chat_err holds 128 bytes: the advice first, the path is the
+         * operator's own DATA_DIR. */
+        chat_err_set(err, CHAT_E_UNAVAILABLE, NULL,
+                     "another chatli process uses this DATA_DIR; several instances need "
+                     "MONGODB_URI and REDIS_URL");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* MONGODB_URI selects the production store; without it the embedded
  * SQLite database lives in DATA_DIR. */
 static int open_store(const struct config *cfg, struct store **out, struct chat_err *err)
@@ -198,6 +228,8 @@ static int app_start(struct app *a, const struct config *cfg)
                      cfg->data_dir, strerror(errno));
         return fatal("DATA_DIR", &err);
     }
+    if (!cfg->mongodb_uri && (a->data_lock = lock_data_dir(cfg, &err)) < 0)
+        return fatal("DATA_DIR", &err);
     connection_ceiling = acceptor_raise_fd_limit();
     metrics_register_gauge("chatli_connection_ceiling",
                            "Connections the process can hold (file descriptor limit minus a reserve).",
@@ -298,6 +330,8 @@ static void app_stop(struct app *a)
         core_free(a->core);
     cache_close(a->cache);
     store_close(a->store);
+    if (a->data_lock >= 0)
+        close(a->data_lock);
 }
 
 int main(int argc, char **argv)
@@ -339,7 +373,7 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
 
-    struct app app = {0};
+    struct app app = {.data_lock = -1};
     int rc = app_start(&app, &cfg);
     if (rc == 0)
         app_drain(&app, &cfg, wait_signal(sfd));

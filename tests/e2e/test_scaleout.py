@@ -13,8 +13,10 @@ private redis-server this module starts (so it may kill and restart it):
   limits), /readyz says "degraded" with 200 and "redis": "down"; Redis back:
   "ok" again and cross-instance delivery resumes.
 
-Runs only on MongoDB (two processes cannot share the embedded SQLite store);
-the mongo-e2e phase of scripts/test.sh runs it.  nginx is not used here:
+The scale-out tests run only on MongoDB (two processes cannot share the
+embedded SQLite store: the last test checks that a second one on the same
+DATA_DIR is refused at start); the mongo-e2e phase of scripts/test.sh runs
+them.  nginx is not used here:
 this machine's package sources do not provide it to the test phase (see
 config/nginx.conf and docs/operations.md "Scaling out").
 """
@@ -30,11 +32,17 @@ from conftest import STORE, free_port
 from helpers import api, assert_error, assert_json, make_chat, make_post, register
 from ws_fixtures import connect
 
-pytestmark = [
-    pytest.mark.own_server,
+pytestmark = [pytest.mark.own_server]
+needs_mongo_redis = [
     pytest.mark.skipif(STORE != "mongo", reason="needs MONGODB_URI: instances share the store"),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed"),
 ]
+
+
+def scale(fn):
+    for m in needs_mongo_redis:
+        fn = m(fn)
+    return fn
 
 # Well under the session and Author caches' TTL (2 s): an effect seen within
 # it comes from the bus, not from an entry expiring.
@@ -105,6 +113,7 @@ def readyz(srv):
     return api(srv, "GET", "/readyz")
 
 
+@scale
 def test_readyz_pings_redis(pair):
     a, _ = pair
     assert eventually(lambda: readyz(a).json()["checks"]["redis"] == "ok", 10)
@@ -113,6 +122,7 @@ def test_readyz_pings_redis(pair):
     assert "chatli_cache_redis_calls" in metrics
 
 
+@scale
 def test_message_through_a_reaches_b(pair):
     a, b = pair
     u1, t1 = register(a)
@@ -140,6 +150,7 @@ def test_message_through_a_reaches_b(pair):
         w2.close()
 
 
+@scale
 def test_rate_limit_is_shared(start_server, redis):
     db = "chatli_e2e_scale_" + uuid.uuid4().hex[:10]
     env = dict(REDIS_URL=redis.url, MONGODB_DB=db, RATE_LIMIT_MAX=5,
@@ -156,6 +167,7 @@ def test_rate_limit_is_shared(start_server, redis):
     assert_error(api(a, "POST", "/api/auth/login", json=body), 429, "rate_limited")
 
 
+@scale
 def test_logout_on_a_revokes_on_b(pair):
     a, b = pair
     _, t = register(a)
@@ -172,6 +184,7 @@ def test_logout_on_a_revokes_on_b(pair):
         w.close()
 
 
+@scale
 def test_profile_edit_on_a_seen_on_b(pair):
     a, b = pair
     u, t = register(a)
@@ -189,6 +202,7 @@ def test_profile_edit_on_a_seen_on_b(pair):
     assert eventually(lambda: author_on_b() == new_name, BUS_BOUND_S)
 
 
+@scale
 def test_redis_down_degrades_then_recovers(pair, redis):
     a, b = pair
     u1, t1 = register(a)
@@ -231,6 +245,7 @@ def metric(srv, name):
     raise AssertionError("no metric %s" % name)
 
 
+@scale
 def test_first_feed_page_is_shared_and_never_stale(pair):
     a, b = pair
     u, t = register(a)
@@ -246,3 +261,16 @@ def test_first_feed_page_is_shared_and_never_stale(pair):
     assert eventually(
         lambda: assert_json(api(a, "GET", "/api/posts", t), 200)["items"][0]["text"] == "two",
         BUS_BOUND_S)
+
+
+@pytest.mark.sqlite_only
+def test_second_instance_on_one_sqlite_data_dir_is_refused(start_server):
+    """Scaling out on the embedded store is refused at start, with a message
+    that says what to use instead; the first instance keeps serving."""
+    a = start_server()
+    b = start_server(wait=False, DATA_DIR=a.data_dir)
+    assert b.proc.wait(15) != 0
+    err = b.stderr_text()
+    assert "another chatli process uses this DATA_DIR" in err, err
+    assert "MONGODB_URI" in err
+    assert api(a, "GET", "/healthz").status_code == 200
