@@ -77,7 +77,8 @@ int bus_redis__encode(const struct bus_redis *br, const struct bus_event *ev, in
 }
 
 /* Fills `ev` pointing into `data`; 0, or -1 when malformed. */
-static int decode(const char *data, size_t len, struct bus_event *ev, char origin[BUS_ORIGIN_LEN + 1])
+static int decode(const char *data, size_t len, struct bus_event *ev,
+                  char origin[BUS_ORIGIN_LEN + 1])
 {
     if (len < HDR || memcmp(data, MAGIC, 4) != 0)
         return -1;

@@ -19,7 +19,11 @@
  * invalidation on the bus, and core's bus listener (bus_listen.c) bumps the
  * version of every other instance when it arrives (milliseconds later with
  * Redis); a page is trusted for at most CORE_FCACHE_TTL_MS whatever
- * happens, which bounds what a lost invalidation costs.
+ * happens, which bounds what a lost invalidation costs.  One global
+ * counter is deliberately coarse: any like invalidates every page.  Under
+ * a steady write load the hit rate drops towards zero and the cost is one
+ * lookup per request; the cache pays off for the reads between writes,
+ * which on a feed are most of them.
  *
  * Shared level (REDIS_URL): first pages (no cursor) are also kept in the
  * shared cache, so a page one instance built serves the others.  There the
@@ -28,10 +32,7 @@
  * ("feed:<ver>:<key>"): a write orphans every older page at once, and
  * orphans expire after CORE_FSHARED_TTL_MS.  The same read-the-version-
  * first rule makes it exact.  Redis down: the shared calls fail fast and
- * pages are built from the store, as on a miss.  One global counter is deliberately coarse: any like
- * invalidates every page.  Under a steady write load the hit rate drops
- * towards zero and the cost is one lookup per request; the cache pays off
- * for the reads between writes, which on a feed are most of them.
+ * pages are built from the store, as on a miss.
  *
  * Entries are keyed by everything the page depends on: viewer (likedByMe),
  * author filter, limit and cursor.  They live in core's slot cache

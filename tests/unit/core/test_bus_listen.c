@@ -182,7 +182,12 @@ struct rec_bus {
 };
 
 static void rec_close(struct bus *b) { (void)b; }
-static void rec_subscribe(struct bus *b, bus_deliver_cb cb, void *arg) { (void)b; (void)cb; (void)arg; }
+static void rec_subscribe(struct bus *b, bus_deliver_cb cb, void *arg)
+{
+    (void)b;
+    (void)cb;
+    (void)arg;
+}
 
 static int rec_publish(struct bus *b, const struct bus_event *ev, struct chat_err *err)
 {
