@@ -53,6 +53,13 @@ static int parse_fields(CURLU *u, struct redis_endpoint *ep, struct chat_err *er
     ep->host = url_part(u, CURLUPART_HOST);
     if (!ep->host)
         return chat_err_set(err, CHAT_E_VALIDATION, "REDIS_URL", "REDIS_URL: no host");
+    /* curl keeps an IPv6 literal's brackets; getaddrinfo (hiredis) wants
+     * the bare address. */
+    size_t hn = strlen(ep->host);
+    if (hn > 2 && ep->host[0] == '[' && ep->host[hn - 1] == ']') {
+        memmove(ep->host, ep->host + 1, hn - 2);
+        ep->host[hn - 2] = '\0';
+    }
     char *port = url_part(u, CURLUPART_PORT);
     ep->port = port ? atoi(port) : 6379;
     free(port);
