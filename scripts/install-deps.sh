@@ -6,7 +6,8 @@
 #   scripts/install-deps.sh build          runtime + compiler, CMake and the -dev packages
 #   scripts/install-deps.sh test           build + what the test suites use (pytest,
 #                                          requests, websocket-client, python-socketio,
-#                                          PyYAML, redis-server)
+#                                          PyYAML, redis-server, nginx-light for
+#                                          the scale-out e2e behind nginx)
 #   scripts/install-deps.sh browser        Debian's chromium and Node.js (+ npm) for
 #                                          tests/browser (the web client at /); `test`
 #                                          includes it
@@ -38,6 +39,7 @@ test_pkgs=(
     python3 python3-pytest python3-requests python3-websocket python3-socketio python3-yaml
     python3-jsonschema # tests/e2e/openapi_check.py: responses against docs/openapi.yaml
     redis-server
+    nginx-light
 )
 bench_pkgs=(wrk)
 # tests/browser: playwright-core (npm, pinned in tests/browser/package-lock.json)

@@ -9,7 +9,9 @@
 #   source        scripts/check-source.sh (per-folder include allow-lists,
 #                 each header compiles alone, openapi.yaml validates)
 #   redis         a private redis-server on a free loopback port, exported to
-#                 the suites as CHATLI_TEST_REDIS_URL
+#                 the suites as CHATLI_TEST_REDIS_URL (test_bus_redis and
+#                 test_cache_redis run against it in both ctest phases, and
+#                 start their own redis-server to kill and restart)
 #   ferretdb      when scripts/ferretdb.sh exists and CHATLI_SKIP_MONGO is
 #                 unset: FerretDB (MongoDB wire protocol) on a free loopback
 #                 port, exported as CHATLI_TEST_MONGODB_URI, so the store
@@ -26,7 +28,10 @@
 #                 Chromium (playwright-core from `npm ci` of the committed lock)
 #                 against build/chatli; screenshots in build/browser-artifacts/
 #   mongo-e2e     tests/e2e again, the server on FerretDB: MONGODB_URI set and
-#                 CHATLI_E2E_STORE=mongo for the e2e fixture
+#                 CHATLI_E2E_STORE=mongo for the e2e fixture; this phase also
+#                 runs the scale-out suites (test_scaleout.py: two instances on
+#                 one database and a private Redis; test_nginx.py: three behind
+#                 Debian's nginx with config/nginx.conf), skipped on SQLite
 #   asan-build    build-asan/ with -DCHATLI_SANITIZE="address;undefined"
 #   asan-ctest    unit + contract tests under ASan+UBSan+LSan
 #   asan-e2e      tests/e2e against build-asan/chatli

@@ -38,7 +38,7 @@ static const struct var_doc docs[] = {
     {"DATA_DIR", "./data", "directory for the embedded SQLite database and local uploads"},
     {"MONGODB_URI", "(unset)", "mongodb:// or mongodb+srv:// URI; unset = embedded SQLite store"},
     {"MONGODB_DB", "(from the URI, else chatli)", "MongoDB database name"},
-    {"REDIS_URL", "(unset)", "redis:// URL for shared rate limits, cache and fan-out; unset = in-process (not used by this build yet: Redis is planned)"},
+    {"REDIS_URL", "(unset)", "redis://[[user]:password@]host[:port][/db]: rate limits, fan-out and cache invalidation shared by every instance on it; unset = in-process"},
     {"CLOUDINARY_URL", "(unset)", "cloudinary://<key>:<secret>@<cloud>; unset = uploads stored under DATA_DIR/uploads"},
     {"CLOUDINARY_API_BASE", "https://api.cloudinary.com", "base URL of Cloudinary's upload API"},
     {"PUBLIC_URL", "(from the Host header)", "absolute base URL used in local upload URLs"},
@@ -291,7 +291,8 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
         return fail(msg, msg_len, "DATA_DIR: path too long");
 
     static const char *const mongo_schemes[] = {"mongodb://", "mongodb+srv://"};
-    static const char *const redis_schemes[] = {"redis://", "rediss://"};
+    /* hiredis 0.14 has no TLS: rediss:// is refused here, not at connect. */
+    static const char *const redis_schemes[] = {"redis://"};
     static const char *const http_schemes[] = {"http://", "https://"};
     if (dup_str("MONGODB_URI", NULL, &cfg->mongodb_uri, msg, msg_len) ||
         check_url("MONGODB_URI", cfg->mongodb_uri, mongo_schemes, 2, "mongodb:// or mongodb+srv://",
@@ -301,7 +302,7 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
         check_db_name(cfg->mongodb_db, msg, msg_len))
         return -1;
     if (dup_str("REDIS_URL", NULL, &cfg->redis_url, msg, msg_len) ||
-        check_url("REDIS_URL", cfg->redis_url, redis_schemes, 2, "redis://", msg, msg_len))
+        check_url("REDIS_URL", cfg->redis_url, redis_schemes, 1, "redis://", msg, msg_len))
         return -1;
     if (dup_str("CLOUDINARY_URL", NULL, &cfg->cloudinary_url, msg, msg_len) ||
         check_cloudinary(cfg->cloudinary_url, msg, msg_len))

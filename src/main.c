@@ -1,7 +1,7 @@
 /* main.c - chatli's composition root: configuration, start-up order,
  * signals and the shutdown sequence.  The only file that names concrete
- * adapters (store_sqlite or store_mongo, bus_local, cache_mem, media_local
- * or media_cloudinary).
+ * adapters (store_sqlite or store_mongo, bus_local or bus_redis, cache_mem
+ * or cache_redis, media_local or media_cloudinary).
  *
  * Thread model (one process):
  *   - main: reads the config, starts everything in dependency order, then
@@ -21,6 +21,11 @@
  *     threads reach it only through its queue + lws_cancel_service().
  *   - ws workers (ws/): run gateway work that needs core (auth, sends).
  *   - store writer (store_sqlite, 1 thread): group-commits message appends.
+ *   - bus_redis (2 threads when REDIS_URL is set): a publisher that
+ *     pipelines PUBLISHes off every caller's thread, and a subscriber that
+ *     hands other instances' events to the gateway's inbox and core's
+ *     caches.  cache_redis has no thread: REST workers call Redis with
+ *     short timeouts and fall back to in-process counters.
  *   - cloudinary (media_cloudinary, 1 thread when CLOUDINARY_URL is set):
  *     runs every upload to Cloudinary on one curl multi handle while the
  *     REST connection that asked waits suspended.
@@ -42,14 +47,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "chatli/bus.h"
 #include "chatli/adapters/bus_local.h"
+#include "chatli/adapters/bus_redis.h"
 #include "chatli/cache.h"
 #include "chatli/adapters/cache_mem.h"
+#include "chatli/adapters/cache_redis.h"
 #include "chatli/config.h"
 #include "chatli/core.h"
 #include "chatli/adapters/http_server.h"
@@ -126,17 +135,32 @@ struct app {
     struct ws_server *ws;
     struct http_server *http;
     struct acceptor *acc;
+    int data_lock; /* lock_data_dir's fd, or -1 (MongoDB) */
 };
 
-/* config checks REDIS_URL, but this build has no Redis adapter yet and
- * wires in-process ones (so /readyz says "redis": "disabled"): say so once
- * rather than let an operator believe state is shared.  The URL holds
- * credentials and is not logged. */
-static void warn_unused(const struct config *cfg)
+/* Every key and channel of chatli in a shared Redis starts with this. */
+#define REDIS_KEY_PREFIX "chatli:"
+
+/* REDIS_URL shares fan-out and cache invalidation (bus_redis) and rate
+ * limits (cache_redis) between instances; without it both stay in this
+ * process.  Neither needs Redis up to start: both reconnect with backoff,
+ * and /readyz says "degraded" meanwhile.  The URL holds credentials and is
+ * not logged. */
+static int open_bus(const struct config *cfg, struct bus **out, struct chat_err *err)
 {
-    if (cfg->redis_url)
-        log_warn("REDIS_URL is set but not used by this build yet: rate limits, cache and "
-                 "fan-out stay in this process");
+    if (!cfg->redis_url)
+        return bus_local_new(out, err);
+    return bus_redis_open(cfg->redis_url, REDIS_KEY_PREFIX, out, err);
+}
+
+static int open_cache(const struct config *cfg, struct cache **out, struct chat_err *err)
+{
+    if (!cfg->redis_url)
+        return cache_mem_new(out, err);
+    int rc = cache_redis_open(cfg->redis_url, REDIS_KEY_PREFIX, out, err);
+    if (rc == 0)
+        cache_redis_register_metrics(*out);
+    return rc;
 }
 
 /* CLOUDINARY_URL sends uploads to Cloudinary; without it they are stored
@@ -153,6 +177,33 @@ static int open_media(const struct config *cfg, struct media **out, struct chat_
         .timeout_ms = (long)cfg->cloudinary_timeout_ms,
     };
     return media_cloudinary_open(&mc, out, err);
+}
+
+/* The embedded SQLite store belongs to one process: a second instance on
+ * the same DATA_DIR would allocate message seqs on its own, and share no
+ * live delivery without Redis.  Scaling out needs MongoDB, so refuse that
+ * start with a message that says so.  The lock (flock on DATA_DIR/.lock)
+ * is held until exit; the kernel drops it when the process dies, even with
+ * kill -9.  Returns the lock's fd, or -1 after filling err. */
+static int lock_data_dir(const struct config *cfg, struct chat_err *err)
+{
+    char path[4096 + 16];
+    snprintf(path, sizeof path, "%s/.lock", cfg->data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        chat_err_set(err, CHAT_E_UNAVAILABLE, NULL, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        /* chat_err holds 128 bytes: the advice first, the path is the
+         * operator's own DATA_DIR. */
+        chat_err_set(err, CHAT_E_UNAVAILABLE, NULL,
+                     "another chatli process uses this DATA_DIR; several instances need "
+                     "MONGODB_URI and REDIS_URL");
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* MONGODB_URI selects the production store; without it the embedded
@@ -177,24 +228,31 @@ static int app_start(struct app *a, const struct config *cfg)
                      cfg->data_dir, strerror(errno));
         return fatal("DATA_DIR", &err);
     }
+    if (!cfg->mongodb_uri && (a->data_lock = lock_data_dir(cfg, &err)) < 0)
+        return fatal("DATA_DIR", &err);
     connection_ceiling = acceptor_raise_fd_limit();
     metrics_register_gauge("chatli_connection_ceiling",
                            "Connections the process can hold (file descriptor limit minus a reserve).",
                            ceiling_gauge, NULL);
     if (open_store(cfg, &a->store, &err) != 0)
         return fatal("store", &err);
-    if (bus_local_new(&a->bus, &err) != 0)
+    if (open_bus(cfg, &a->bus, &err) != 0)
         return fatal("bus", &err);
-    if (cache_mem_new(&a->cache, &err) != 0)
+    if (open_cache(cfg, &a->cache, &err) != 0)
         return fatal("cache", &err);
     struct core_config ccfg = {
         .token_ttl_s = cfg->token_ttl_s,
         .pwhash_opslimit = cfg->pwhash_opslimit,
         .pwhash_memlimit = cfg->pwhash_memlimit,
         .pwhash_concurrency = cores(),
+        .shared = a->cache,
     };
     if (core_new(&ccfg, a->store, a->bus, &a->core, &err) != 0)
         return fatal("core", &err);
+    struct bus_listener core_listener;
+    core_bus_listener(a->core, &core_listener);
+    if (bus_listen(a->bus, &core_listener, &err) != 0)
+        return fatal("bus", &err);
     if (open_media(cfg, &a->media, &err) != 0)
         return fatal("media", &err);
     if (ws_server_open(cfg, a->core, a->bus, &a->ws, &err) != 0)
@@ -266,11 +324,14 @@ static void app_stop(struct app *a)
         ws_server_close(a->ws);
     acceptor_close(a->acc);
     media_close(a->media); /* after MHD: every put has answered */
+    /* The bus first: its subscriber thread calls core's listener. */
+    bus_close(a->bus);
     if (a->core)
         core_free(a->core);
-    bus_close(a->bus);
     cache_close(a->cache);
     store_close(a->store);
+    if (a->data_lock >= 0)
+        close(a->data_lock);
 }
 
 int main(int argc, char **argv)
@@ -311,9 +372,8 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(cfg.log_level);
-    warn_unused(&cfg);
 
-    struct app app = {0};
+    struct app app = {.data_lock = -1};
     int rc = app_start(&app, &cfg);
     if (rc == 0)
         app_drain(&app, &cfg, wait_signal(sfd));

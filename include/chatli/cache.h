@@ -1,12 +1,15 @@
 /* cache.h - the shared-state port: fixed-window counters for rate limits
- * (later also a cache and revoked-token notices shared by instances).
+ * and, with the Redis adapter, a value cache shared by instances (core keeps
+ * the first feed pages there).
  *
- * The in-process adapter (cache_mem.c) keeps state in this process; the
- * Redis adapter (later) shares it between instances.  Thread-safe. */
+ * The in-process adapter (cache_mem.c) keeps state in this process and has
+ * no value cache (core's own caches are in-process already); the Redis
+ * adapter shares both between instances.  Thread-safe. */
 #ifndef CHATLI_CACHE_H
 #define CHATLI_CACHE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "chatli/err.h"
@@ -22,6 +25,28 @@ struct cache_ops {
     int (*hit)(struct cache *c, const char *key, int64_t window_ms, int64_t *count,
                int64_t *reset_ms, struct chat_err *err);
     int (*ping)(struct cache *c, struct chat_err *err);
+    /* Optional (NULL: no shared value cache).  Values are opaque bytes.
+     * get: 0 with *val new (free(); NUL-terminated for convenience) and
+     * *len, CHAT_E_NOT_FOUND on a miss, CHAT_E_UNAVAILABLE when the server
+     * cannot answer (fast: callers then build the value themselves). */
+    int (*get)(struct cache *c, const char *key, char **val, size_t *len, struct chat_err *err);
+    /* Stores `val` (borrowed) under `key` for `ttl_ms`.  0 or
+     * CHAT_E_UNAVAILABLE. */
+    int (*set)(struct cache *c, const char *key, const void *val, size_t len, int64_t ttl_ms,
+               struct chat_err *err);
+    /* Adds one to the integer at `key` (0 when absent, no expiry); *value
+     * is the result.  0 or CHAT_E_UNAVAILABLE. */
+    int (*incr)(struct cache *c, const char *key, int64_t *value, struct chat_err *err);
+    /* A versioned lookup in one round trip: reads the integer at
+     * `version_key` (0 when absent) into *version, then the value at
+     * "<key_prefix><version>:<key>".  0 with *val new (free()), or
+     * CHAT_E_NOT_FOUND on a miss (*version still set), or
+     * CHAT_E_UNAVAILABLE (*version -1).  Pair it with incr(version_key) on
+     * writes and set("<key_prefix><version>:<key>") after building the
+     * value: a write orphans every older value at once. */
+    int (*get_versioned)(struct cache *c, const char *version_key, const char *key_prefix,
+                         const char *key, int64_t *version, char **val, size_t *len,
+                         struct chat_err *err);
 };
 
 struct cache {
@@ -37,6 +62,27 @@ static inline int cache_hit(struct cache *c, const char *key, int64_t window_ms,
 { return c->ops->hit(c, key, window_ms, count, reset_ms, err); }
 static inline int cache_ping(struct cache *c, struct chat_err *err)
 { return c->ops->ping ? c->ops->ping(c, err) : 0; }
+/* Whether `c` has a shared value cache (get/set/incr). */
+static inline bool cache_shares_values(const struct cache *c)
+{ return c && c->ops->get && c->ops->set && c->ops->incr && c->ops->get_versioned; }
+static inline int cache_get(struct cache *c, const char *key, char **val, size_t *len,
+                            struct chat_err *err)
+{ return cache_shares_values(c) ? c->ops->get(c, key, val, len, err) : CHAT_E_UNAVAILABLE; }
+static inline int cache_set(struct cache *c, const char *key, const void *val, size_t len,
+                            int64_t ttl_ms, struct chat_err *err)
+{ return cache_shares_values(c) ? c->ops->set(c, key, val, len, ttl_ms, err) : CHAT_E_UNAVAILABLE; }
+static inline int cache_incr(struct cache *c, const char *key, int64_t *value, struct chat_err *err)
+{ return cache_shares_values(c) ? c->ops->incr(c, key, value, err) : CHAT_E_UNAVAILABLE; }
+static inline int cache_get_versioned(struct cache *c, const char *version_key,
+                                      const char *key_prefix, const char *key, int64_t *version,
+                                      char **val, size_t *len, struct chat_err *err)
+{
+    if (!cache_shares_values(c)) {
+        *version = -1;
+        return CHAT_E_UNAVAILABLE;
+    }
+    return c->ops->get_versioned(c, version_key, key_prefix, key, version, val, len, err);
+}
 
 
 #endif

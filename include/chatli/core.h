@@ -39,6 +39,9 @@ struct core_config {
     unsigned long long pwhash_opslimit;/* PWHASH_OPSLIMIT */
     size_t pwhash_memlimit;            /* PWHASH_MEMLIMIT, bytes */
     int pwhash_concurrency;            /* hashes allowed at once (bounded memory) */
+    /* Scale-out (REDIS_URL): a cache shared by instances (borrowed, may be
+     * NULL or have no value cache), where first feed pages are kept. */
+    struct cache *shared;
 };
 
 /* Immutable after core_new, except for the internals behind `priv`. */
@@ -69,6 +72,15 @@ struct page_params {
 int core_new(const struct core_config *cfg, struct store *store, struct bus *bus,
              struct core **out, struct chat_err *err);
 void core_free(struct core *c);
+
+struct cache;
+struct bus_listener;
+/* Core's bus listener, for main to pass to bus_listen: revocations and
+ * cache invalidations published by OTHER instances drop the matching
+ * entries of this process's session, Author, member and feed caches; a
+ * gap (events possibly lost) voids every feed page, and the other caches'
+ * entries expire within their TTL (2 s).  Its callbacks never block. */
+void core_bus_listener(struct core *c, struct bus_listener *out);
 
 /* ---- auth (core/auth.c) ---- */
 

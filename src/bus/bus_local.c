@@ -39,6 +39,9 @@ static void bus_local_close(struct bus *b)
 static int bus_local_publish(struct bus *b, const struct bus_event *ev, struct chat_err *err)
 {
     struct bus_local *l = (struct bus_local *)b;
+    /* A cache invalidation is for other instances; there are none. */
+    if (ev->kind == BUS_INVALIDATE)
+        return 0;
     pthread_rwlock_rdlock(&l->lock);
     if (l->cb)
         l->cb(l->arg, ev);

@@ -13,8 +13,10 @@
  *
  * The slot's epoch makes a read of the store that raced a profile edit
  * never install the old profile.  A profile edited through this core
- * (users_update_me) is forgotten at once; one edited through another
- * instance shows here within CORE_ACACHE_TTL_MS.
+ * (users_update_me) is forgotten at once, and core__author_changed
+ * publishes the edit on the bus so that core's bus listener (bus_listen.c)
+ * forgets it on every other instance; CORE_ACACHE_TTL_MS bounds what a
+ * lost invalidation costs.
  *
  * core__authors_load serves a whole page: the cache first, then ONE
  * store_get_users call for every id it lacks, so a page costs at most one
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatli/bus.h"
 #include "core_internal.h"
 #include "views.h"
 #include "chatli/store.h"
@@ -75,6 +78,12 @@ void core__author_cache_put(struct slotcache *ac, const struct user *u, uint64_t
             memcpy(v + 1 + n1 + n2, u->avatar_url, n3);
     }
     slotcache_put(ac, u->id, strnlen(u->id, OID_LEN), v, 1 + n1 + n2 + n3, epoch);
+}
+
+void core__author_changed(struct core *c, const char *id)
+{
+    core__author_cache_forget(&c->priv->authors, id);
+    core__publish_inval(c, BUS_INV_AUTHOR, id);
 }
 
 void core__author_cache_forget(struct slotcache *ac, const char *id)

@@ -57,6 +57,12 @@ struct user;
 #define CORE_FCACHE_TTL_MS 1000
 #define CORE_FCACHE_MAX_BYTES (64 * 1024)
 #define CORE_FCACHE_KEY_MAX 128
+/* First feed pages in the shared cache (Redis) live this long under their
+ * shared version.  A page is never served after a write that bumped the
+ * version; the TTL only matters when a writer could not reach Redis to
+ * bump it, and then bounds how long other instances may serve the older
+ * page. */
+#define CORE_FSHARED_TTL_MS 5000
 
 /* Shared by every thread that calls core.
  * - pw_lock guards pw_active; pw_cond is signalled when a hash slot frees.
@@ -96,6 +102,11 @@ int core__internal(struct chat_err *err, const char *what);
 void core__publish(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
                    uint64_t skip_conn, json_t *frame);
 /* The same with the frame already serialized (`frame`, `len` borrowed). */
+/* Tells the other instances (over the bus) to drop the cache entries of
+ * `inval` (enum bus_inval) for `key` (a user or chat id; NULL for the
+ * feed).  Errors are logged and swallowed, as for frames: the caches' TTL
+ * bounds what a lost invalidation costs. */
+void core__publish_inval(struct core *c, int inval, const char *key);
 void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SIZE], size_t n,
                         uint64_t skip_conn, const char *frame, size_t len);
 
@@ -122,6 +133,8 @@ int core__chat_members(struct core *c, const char *chat_id, const char *member,
 bool core__chat_members_cached(struct core *c, const char *chat_id, const char *member,
                                char (**ids)[OID_SIZE], size_t *n);
 void core__chat_members_invalidate(struct core *c, const char *chat_id);
+/* The same in this process only (an invalidation from another instance). */
+void core__chat_members_forget(struct core *c, const char *chat_id);
 
 /* ---- session cache (core/session_cache.c) ----
  * Threads: every function may run on any thread concurrently. */
@@ -152,6 +165,8 @@ json_t *core__author_cache_get(struct slotcache *ac, const char *id, uint64_t *e
 void core__author_cache_put(struct slotcache *ac, const struct user *u, uint64_t epoch);
 /* Drops `id` and voids lookups of its slot already in flight. */
 void core__author_cache_forget(struct slotcache *ac, const char *id);
+/* After a profile write: drops `id` here and on every other instance. */
+void core__author_changed(struct core *c, const char *id);
 
 struct views_authors;
 
@@ -173,6 +188,9 @@ int core__author(struct core *c, const char *id, json_t **out, struct chat_err *
 int core__feed_cache_init(struct slotcache *sc);
 /* The current feed version: read it BEFORE the store reads of a page. */
 uint64_t core__feed_version(struct core *c);
+/* Voids every cached feed page of this process only (posts_feed_changed
+ * also tells the other instances). */
+void core__feed_bump(struct core *c);
 /* True with *text (new, NUL-terminated, free()) and *len when the page of
  * `key` was built under `version` and is fresh.  False on a miss or when
  * out of memory. */
@@ -182,6 +200,17 @@ bool core__feed_cache_get(struct slotcache *fc, const char *key, size_t key_len,
  * `version`.  Oversized keys or pages are not kept. */
 void core__feed_cache_put(struct slotcache *fc, const char *key, size_t key_len,
                           uint64_t version, const char *text, size_t len);
+/* The shared level (cfg.shared with a value cache), for first pages only.
+ * Reads the shared feed version into *sv (-1 when there is no shared cache
+ * or it cannot answer) and then the page of `key` under it: true on a hit,
+ * with *text new (free()) and *len.  Call it before the store reads of a
+ * page, after core__feed_version. */
+bool core__feed_shared_get(struct core *c, const char *key, int64_t *sv, char **text,
+                           size_t *len);
+/* Stores the page built after core__feed_shared_get gave `sv` (nothing
+ * when sv is -1 or the page is oversized). */
+void core__feed_shared_put(struct core *c, const char *key, int64_t sv, const char *text,
+                           size_t len);
 
 /* A growable array of ids, for collecting the authors a page needs
  * (core/common.c). */

@@ -15,13 +15,24 @@
  * BEFORE its store reads, so a page that might predate a write is stored
  * under an already outdated version and never served.  Within this process
  * that makes the cache exact: a request that starts after a write returned
- * sees it.  Writes made through another instance are not counted here; a
- * page is trusted for at most CORE_FCACHE_TTL_MS, and posts_feed_changed()
- * in core.h is the hook a bus carrying post events between instances
- * should call.  One global counter is deliberately coarse: any like
- * invalidates every page.  Under a steady write load the hit rate drops
- * towards zero and the cost is one lookup per request; the cache pays off
- * for the reads between writes, which on a feed are most of them.
+ * sees it.  Across instances, posts_feed_changed also publishes a feed
+ * invalidation on the bus, and core's bus listener (bus_listen.c) bumps the
+ * version of every other instance when it arrives (milliseconds later with
+ * Redis); a page is trusted for at most CORE_FCACHE_TTL_MS whatever
+ * happens, which bounds what a lost invalidation costs.  One global
+ * counter is deliberately coarse: any like invalidates every page.  Under
+ * a steady write load the hit rate drops towards zero and the cost is one
+ * lookup per request; the cache pays off for the reads between writes,
+ * which on a feed are most of them.
+ *
+ * Shared level (REDIS_URL): first pages (no cursor) are also kept in the
+ * shared cache, so a page one instance built serves the others.  There the
+ * version is a shared counter (key "feed:ver", INCR by every feed write on
+ * any instance) and a page's key embeds the version it was built under
+ * ("feed:<ver>:<key>"): a write orphans every older page at once, and
+ * orphans expire after CORE_FSHARED_TTL_MS.  The same read-the-version-
+ * first rule makes it exact.  Redis down: the shared calls fail fast and
+ * pages are built from the store, as on a miss.
  *
  * Entries are keyed by everything the page depends on: viewer (likedByMe),
  * author filter, limit and cursor.  They live in core's slot cache
@@ -33,6 +44,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatli/bus.h"
+#include "chatli/cache.h"
+#include "chatli/log.h"
 #include "core_internal.h"
 
 /* A cached value: the version the page was built under, then its text and
@@ -101,7 +115,46 @@ uint64_t core__feed_version(struct core *c)
     return atomic_load(&c->priv->feed_version);
 }
 
-void posts_feed_changed(struct core *c)
+void core__feed_bump(struct core *c)
 {
     atomic_fetch_add(&c->priv->feed_version, 1);
+}
+
+/* The shared feed version's key, and a page's key under version `sv`. */
+#define SHARED_VERSION_KEY "feed:ver"
+
+bool core__feed_shared_get(struct core *c, const char *key, int64_t *sv, char **text,
+                           size_t *len)
+{
+    struct chat_err e = {0};
+    *text = NULL;
+    /* One round trip: the version and the page under it (cache.h). */
+    return cache_get_versioned(c->cfg.shared, SHARED_VERSION_KEY, "feed:", key, sv, text, len,
+                               &e) == 0;
+}
+
+void core__feed_shared_put(struct core *c, const char *key, int64_t sv, const char *text,
+                           size_t len)
+{
+    if (sv < 0 || len > CORE_FCACHE_MAX_BYTES)
+        return;
+    char pkey[CORE_FCACHE_KEY_MAX + 48];
+    snprintf(pkey, sizeof pkey, "feed:%lld:%s", (long long)sv, key); /* get_versioned's */
+    struct chat_err e = {0};
+    cache_set(c->cfg.shared, pkey, text, len, CORE_FSHARED_TTL_MS, &e);
+}
+
+/* Order matters: the shared version moves before the local one, so a
+ * reader that sees the new local version also reads the new shared one
+ * (it reads local first) and never installs an older shared page under
+ * the new local version. */
+void posts_feed_changed(struct core *c)
+{
+    int64_t v;
+    struct chat_err e = {0};
+    if (cache_shares_values(c->cfg.shared) &&
+        cache_incr(c->cfg.shared, SHARED_VERSION_KEY, &v, &e) != 0)
+        log_warn("core: cannot bump the shared feed version: %s", e.msg);
+    core__feed_bump(c);
+    core__publish_inval(c, BUS_INV_FEED, NULL);
 }

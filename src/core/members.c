@@ -7,8 +7,9 @@
  * through this core invalidate the slot at once (chats.c calls
  * core__chat_members_invalidate after the store write), and the slot's
  * epoch keeps a fetch that started before an invalidation from storing its
- * stale list after it.  Changes made through another instance show within
- * the TTL.
+ * stale list after it.  The invalidation is also published on the bus;
+ * core's bus listener (bus_listen.c) drops the slot on every other
+ * instance when it arrives, and the TTL bounds what a lost one costs.
  *
  * A cached list is trusted to say who IS a member only while fresh, and
  * never to say who is NOT: a caller missing from it may have joined
@@ -114,9 +115,15 @@ bool core__chat_members_cached(struct core *c, const char *chat_id, const char *
     return true;
 }
 
-void core__chat_members_invalidate(struct core *c, const char *chat_id)
+void core__chat_members_forget(struct core *c, const char *chat_id)
 {
     slotcache_forget(&c->priv->members, chat_id, strnlen(chat_id, OID_LEN));
+}
+
+void core__chat_members_invalidate(struct core *c, const char *chat_id)
+{
+    core__chat_members_forget(c, chat_id);
+    core__publish_inval(c, BUS_INV_MEMBERS, chat_id);
 }
 
 int chats_typing(struct core *c, const struct session *s, const char *chat_id,

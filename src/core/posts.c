@@ -202,6 +202,14 @@ int posts_list_text(struct core *c, const struct session *s, const char *author,
     uint64_t version = core__feed_version(c); /* before any store read */
     if (cacheable && core__feed_cache_get(&c->priv->feed, key, (size_t)kn, version, text, len))
         return 0;
+    /* First pages also live in the shared cache (feed_cache.c). */
+    bool first = cacheable && !pp->before;
+    int64_t shared_version = -1;
+    if (first && core__feed_shared_get(c, key, &shared_version, text, len)) {
+        if (core__feed_version(c) == version)
+            core__feed_cache_put(&c->priv->feed, key, (size_t)kn, version, *text, *len);
+        return 0;
+    }
 
     json_t *page = NULL;
     rc = posts_list(c, s, author, pp, &page, err);
@@ -216,6 +224,8 @@ int posts_list_text(struct core *c, const struct session *s, const char *author,
      * would never be served, so do not let it evict a current one. */
     if (cacheable && core__feed_version(c) == version)
         core__feed_cache_put(&c->priv->feed, key, (size_t)kn, version, *text, *len);
+    if (first)
+        core__feed_shared_put(c, key, shared_version, *text, *len);
     return 0;
 }
 

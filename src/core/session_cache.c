@@ -14,12 +14,12 @@
  * (core__session_cache_forget), and the slot's epoch makes a lookup that
  * was already reading the store when the logout happened discard its
  * answer instead of caching a revoked token.  A logout through ANOTHER
- * instance (MongoDB deployments) is not seen here: an entry is trusted for
- * CORE_SCACHE_TTL_MS, then checked against the store again.  The hook for
- * making that immediate is auth_forget_token() in core.h: the bus adapter
- * that carries revocations between instances (the Redis issue) should call
- * it for every revocation it receives.  Expiry needs no hook: the session's
- * own expires_at is kept and checked on every hit. */
+ * instance arrives as the revocation event it published on the bus:
+ * core's bus listener (bus_listen.c) calls auth_forget_token() for it.
+ * Without a shared bus, or if that event is lost, an entry is trusted for
+ * at most CORE_SCACHE_TTL_MS, then checked against the store again.
+ * Expiry needs no hook: the session's own expires_at is kept and checked
+ * on every hit. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -105,7 +105,7 @@ int users_update_me(struct core *c, const struct session *s, json_t *body, json_
          * fetched the old row before it must not cache it after. */
         core__author_cache_forget(&c->priv->authors, u.id);
         rc = store_update_user(c->store, &u, err);
-        core__author_cache_forget(&c->priv->authors, u.id);
+        core__author_changed(c, u.id); /* here and on other instances */
         if (rc)
             goto done;
         posts_feed_changed(c); /* feed pages embed the Author */

@@ -30,22 +30,21 @@ def test_readyz(server):
 
 @pytest.mark.own_server
 def test_readyz_reports_wired_adapters_not_env(start_server):
-    """REDIS_URL parses, but this build wires no Redis adapter: /readyz says
-    what is wired ("disabled", 200) even with a dead Redis address, and the
-    start log says once that it is unused.  CLOUDINARY_URL wires the
+    """REDIS_URL wires the Redis adapters even when nothing answers there:
+    the instance starts and serves, and /readyz says "degraded" with 200 and
+    "redis": "down" (CONTRACT section 10).  CLOUDINARY_URL wires the
     Cloudinary media adapter ("cloudinary"; uploads: test_uploads.py), and
-    neither URL's credentials reach the log."""
-    srv = start_server(REDIS_URL="redis://127.0.0.1:1/0",
+    neither URL's credentials reach the log.  Redis up: test_scaleout.py."""
+    srv = start_server(REDIS_URL="redis://:r3dispass@127.0.0.1:1/0",
                        CLOUDINARY_URL="cloudinary://k3y:s3cr3tvalue@demo")
     body = assert_json(api(srv, "GET", "/readyz"), 200)
-    assert body == {"status": "ok",
-                    "checks": {"store": "ok", "redis": "disabled", "media": "cloudinary"}}
+    assert body == {"status": "degraded",
+                    "checks": {"store": "ok", "redis": "down", "media": "cloudinary"}}
+    assert_json(api(srv, "GET", "/healthz"), 200)
     assert srv.stop() == 0
     logs = srv.stdout_text() + srv.stderr_text()
-    warned = [l for l in logs.splitlines() if "REDIS_URL" in l and "not used" in l]
-    assert len(warned) == 1, logs[-2000:]
-    assert not [l for l in logs.splitlines() if "CLOUDINARY_URL" in l and "not used" in l]
     assert "s3cr3tvalue" not in logs, "CLOUDINARY_URL's secret leaked into the log"
+    assert "r3dispass" not in logs, "REDIS_URL's password leaked into the log"
 
 
 def test_ops_endpoints_need_no_token_and_reject_other_methods(server):

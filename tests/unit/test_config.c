@@ -215,6 +215,7 @@ static void test_bad_values(void)
     bad("MONGODB_DB", "bad name");
     bad("REDIS_URL", "http://localhost:6379");
     bad("REDIS_URL", "redis://local host");
+    bad("REDIS_URL", "rediss://localhost:6379"); /* hiredis 0.14: no TLS */
     bad("CLOUDINARY_URL", "cloudinary://key@cloud");
     bad("CLOUDINARY_URL", "cloudinary://key:secret@");
     bad("CLOUDINARY_URL", "https://key:secret@cloud");

@@ -1,0 +1,71 @@
+/* cache_redis_internal.h - what the files of the Redis cache adapter share.
+ *
+ * cache_redis.c (open, close, ops) -> cache_redis_limit.c (the atomic
+ * window counter), cache_redis_values.c (shared values) -> cache_redis_conn.c (a small pool of hiredis contexts
+ * with fail-fast reconnects).  Calls go down that list only. */
+#ifndef CHATLI_CACHE_REDIS_INTERNAL_H
+#define CHATLI_CACHE_REDIS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "chatli/adapters/redis_conn.h"
+#include "chatli/cache.h"
+
+/* Idle contexts kept for reuse; more callers at once connect extra ones,
+ * which are closed when returned to a full pool. */
+#define CACHE_REDIS_POOL 16
+/* Timeouts (ms): connect and each round trip.  A rate-limit check sits on
+ * every REST request, so Redis trouble must cost little: a hung Redis
+ * delays the requests of one backoff step by at most this, then the
+ * backoff makes the rest skip Redis without waiting. */
+#define CACHE_REDIS_CONNECT_MS 200
+#define CACHE_REDIS_IO_MS 200
+
+/* Threads: any.  mu guards idle, n_idle, bo and sha; the counters are
+ * atomics; ep, prefix and fallback are immutable after open (fallback is
+ * thread-safe itself). */
+struct cache_redis {
+    struct cache base; /* must stay first */
+    struct redis_endpoint ep;
+    char prefix[64];        /* rate-limit keys: <prefix>rl: */
+    char prefix_values[64]; /* shared values: <prefix>v: */
+    struct cache *fallback; /* cache_mem: answers while Redis is down */
+    pthread_mutex_t mu;
+    struct redisContext *idle[CACHE_REDIS_POOL];
+    int n_idle;
+    struct redis_backoff bo;
+    char sha[41]; /* the window script's SHA1, once loaded; "" before */
+    atomic_bool down;         /* the last attempt failed (for the log) */
+    atomic_uint_fast64_t redis_calls, fallback_calls;
+    atomic_uint_fast64_t value_hits, value_misses;
+};
+
+/* cache_redis_limit.c */
+/* The window counter on Redis, one round trip; 0, or CHAT_E_UNAVAILABLE. */
+int cache_redis__hit(struct cache_redis *cr, const char *key, int64_t window_ms,
+                     int64_t *count, int64_t *reset_ms, struct chat_err *err);
+
+/* cache_redis_values.c: the value ops of the port (cache.h says their
+ * contract). */
+int cache_redis__get_value(struct cache_redis *cr, const char *key, char **val, size_t *len,
+                           struct chat_err *err);
+int cache_redis__set_value(struct cache_redis *cr, const char *key, const void *val, size_t len,
+                           int64_t ttl_ms, struct chat_err *err);
+int cache_redis__incr_value(struct cache_redis *cr, const char *key, int64_t *value,
+                            struct chat_err *err);
+int cache_redis__get_versioned(struct cache_redis *cr, const char *version_key,
+                               const char *key_prefix, const char *key, int64_t *version,
+                               char **val, size_t *len, struct chat_err *err);
+
+/* cache_redis_conn.c */
+/* A context for one call: an idle one, or a new connection when the
+ * backoff allows.  0, or CHAT_E_UNAVAILABLE at once while backing off. */
+int cache_redis__get(struct cache_redis *cr, struct redisContext **out, struct chat_err *err);
+/* Returns a context after a call: `ok` false closes it and starts (or
+ * extends) the backoff. */
+void cache_redis__put(struct cache_redis *cr, struct redisContext *rc, bool ok);
+void cache_redis__pool_cleanup(struct cache_redis *cr);
+
+#endif

@@ -1,0 +1,224 @@
+/* test_cache_redis.c - cache/cache_redis*.c against a real redis-server:
+ * the window counter shared by two instances (one atomic round trip each),
+ * key prefixes, window expiry, bad URLs, and a Redis killed and restarted:
+ * every call still answers (from the in-process fallback) while ping says
+ * down, and after the restart (scripts forgotten: NOSCRIPT, loaded again)
+ * the instances share their counts again.  The value cache: get/set with a
+ * TTL, incr, and the versioned lookup (a write orphans older values),
+ * shared by instances, failing fast with Redis down; cache_mem has none.
+ *
+ * Needs CHATLI_TEST_REDIS_URL (scripts/test.sh) and redis-server on PATH
+ * for the outage case; without them it exits 77 (skipped). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chatli/adapters/cache_mem.h"
+#include "chatli/adapters/cache_redis.h"
+#include "check.h"
+#include "contract/redis_helper.h"
+
+static int64_t hit(struct cache *c, const char *key, int64_t window_ms, int64_t *reset_ms)
+{
+    int64_t count = -1, reset = -1;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_hit(c, key, window_ms, &count, &reset, &err), 0);
+    if (reset_ms)
+        *reset_ms = reset;
+    return count;
+}
+
+static struct cache *open_cache(const char *url, const char *prefix)
+{
+    struct cache *c = NULL;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_redis_open(url, prefix, &c, &err), 0);
+    if (!c)
+        abort();
+    CHECK(c->remote);
+    CHECK_EQ_STR(c->name, "redis");
+    return c;
+}
+
+static bool wait_ping(struct cache *c, bool up)
+{
+    for (int i = 0; i < 1000; i++) {
+        struct chat_err e = {0};
+        if ((cache_ping(c, &e) == 0) == up)
+            return true;
+        test_sleep_ms(10);
+    }
+    return false;
+}
+
+static void test_shared(const char *url)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "t%d:", (int)getpid());
+    struct cache *a = open_cache(url, prefix), *b = open_cache(url, prefix);
+    CHECK(wait_ping(a, true));
+    int64_t reset;
+    CHECK_EQ_INT(hit(a, "k", 60000, &reset), 1);
+    CHECK(reset > 59000 && reset <= 60000);
+    CHECK_EQ_INT(hit(b, "k", 60000, NULL), 2);
+    CHECK_EQ_INT(hit(a, "k", 60000, NULL), 3);
+    CHECK_EQ_INT(hit(b, "other", 60000, NULL), 1);
+    /* The window does not move with later hits. */
+    int64_t reset2;
+    hit(b, "k", 60000, &reset2);
+    CHECK(reset2 <= reset);
+    /* Another prefix is another namespace. */
+    char other[80];
+    snprintf(other, sizeof other, "%sx:", prefix);
+    struct cache *c = open_cache(url, other);
+    CHECK_EQ_INT(hit(c, "k", 60000, NULL), 1);
+    /* A window ends and the next hit starts a new one. */
+    CHECK_EQ_INT(hit(a, "short", 100, NULL), 1);
+    CHECK_EQ_INT(hit(b, "short", 100, NULL), 2);
+    test_sleep_ms(150);
+    CHECK_EQ_INT(hit(b, "short", 100, NULL), 1);
+    /* Concurrent-looking interleaving across many keys stays exact. */
+    int64_t last = 0;
+    for (int i = 0; i < 200; i++)
+        last = hit(i % 2 ? a : b, "many", 60000, NULL);
+    CHECK_EQ_INT(last, 200);
+    cache_close(a);
+    cache_close(b);
+    cache_close(c);
+}
+
+static void test_values(const char *url)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "v%d:", (int)getpid());
+    struct cache *a = open_cache(url, prefix), *b = open_cache(url, prefix);
+    struct chat_err err = {0};
+    char *val = NULL;
+    size_t len = 0;
+    CHECK(cache_shares_values(a));
+    CHECK_EQ_INT(cache_get(a, "k", &val, &len, &err), CHAT_E_NOT_FOUND);
+    CHECK(val == NULL);
+    CHECK_EQ_INT(cache_set(a, "k", "a\0b", 3, 60000, &err), 0);
+    CHECK_EQ_INT(cache_get(b, "k", &val, &len, &err), 0);
+    CHECK_EQ_INT(len, 3);
+    CHECK(val && memcmp(val, "a\0b", 3) == 0 && val[3] == '\0');
+    free(val);
+    /* TTL. */
+    CHECK_EQ_INT(cache_set(a, "short", "x", 1, 50, &err), 0);
+    test_sleep_ms(120);
+    CHECK_EQ_INT(cache_get(b, "short", &val, &len, &err), CHAT_E_NOT_FOUND);
+    /* incr and the versioned lookup. */
+    int64_t v = -1;
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "page", &v, &val, &len, &err),
+                 CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(v, 0);
+    CHECK_EQ_INT(cache_set(a, "p:0:page", "old", 3, 60000, &err), 0);
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "page", &v, &val, &len, &err), 0);
+    CHECK_EQ_STR(val, "old");
+    free(val);
+    CHECK_EQ_INT(cache_incr(a, "ver", &v, &err), 0);
+    CHECK_EQ_INT(v, 1);
+    /* The write orphaned the old value. */
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "page", &v, &val, &len, &err),
+                 CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(v, 1);
+    CHECK_EQ_INT(cache_set(b, "p:1:page", "new", 3, 60000, &err), 0);
+    CHECK_EQ_INT(cache_get_versioned(a, "ver", "p:", "page", &v, &val, &len, &err), 0);
+    CHECK_EQ_STR(val, "new");
+    free(val);
+    cache_close(a);
+    cache_close(b);
+
+    /* The in-process adapter has no value cache. */
+    struct cache *m = NULL;
+    CHECK_EQ_INT(cache_mem_new(&m, &err), 0);
+    CHECK(!cache_shares_values(m));
+    CHECK_EQ_INT(cache_get(m, "k", &val, &len, &err), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_get_versioned(m, "ver", "p:", "page", &v, &val, &len, &err),
+                 CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(v, -1);
+    cache_close(m);
+}
+
+static void test_outage(void)
+{
+    struct test_redis srv = {0};
+    if (test_redis_start(&srv) != 0) {
+        CHECK(!"cannot start a private redis-server");
+        return;
+    }
+    struct cache *a = open_cache(srv.url, "o:"), *b = open_cache(srv.url, "o:");
+    CHECK_EQ_INT(hit(a, "k", 60000, NULL), 1);
+    CHECK_EQ_INT(hit(b, "k", 60000, NULL), 2);
+
+    test_redis_kill(&srv);
+    /* Down: the value cache says so (callers build the value themselves). */
+    struct chat_err err = {0};
+    char *val = NULL;
+    size_t len;
+    int64_t v = 7;
+    CHECK_EQ_INT(cache_get_versioned(b, "ver", "p:", "x", &v, &val, &len, &err),
+                 CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(v, -1);
+    CHECK_EQ_INT(cache_set(b, "x", "y", 1, 1000, &err), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_incr(b, "ver", &v, &err), CHAT_E_UNAVAILABLE);
+    /* Every rate-limit call still answers, from each instance's own counter. */
+    CHECK_EQ_INT(hit(a, "k", 60000, NULL), 1);
+    CHECK_EQ_INT(hit(a, "k", 60000, NULL), 2);
+    CHECK_EQ_INT(hit(b, "k", 60000, NULL), 1);
+    CHECK(wait_ping(a, false));
+
+    CHECK_EQ_INT(test_redis_start(&srv), 0);
+    CHECK(wait_ping(a, true));
+    CHECK(wait_ping(b, true));
+    /* Back: a fresh Redis (no persistence) forgot keys and scripts; the
+     * script is loaded again and both instances share one count. */
+    CHECK_EQ_INT(hit(a, "k", 60000, NULL), 1);
+    CHECK_EQ_INT(hit(b, "k", 60000, NULL), 2);
+    cache_close(a);
+    cache_close(b);
+    test_redis_kill(&srv);
+}
+
+/* Redis never up: opening works (connects are lazy), calls fall back. */
+static void test_never_up(void)
+{
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", test_free_port());
+    struct cache *a = open_cache(url, "n:");
+    CHECK_EQ_INT(hit(a, "k", 60000, NULL), 1);
+    CHECK_EQ_INT(hit(a, "k", 60000, NULL), 2);
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_ping(a, &err), CHAT_E_UNAVAILABLE);
+    cache_close(a);
+}
+
+static void test_bad_urls(void)
+{
+    struct cache *c = NULL;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_redis_open("rediss://h:1", "x:", &c, &err), CHAT_E_VALIDATION);
+    CHECK(c == NULL);
+    CHECK(strstr(err.msg, "TLS") != NULL);
+    CHECK_EQ_INT(cache_redis_open("redis://h:1/x", "x:", &c, &err), CHAT_E_VALIDATION);
+    CHECK_EQ_INT(cache_redis_open("http://h:1/", "x:", &c, &err), CHAT_E_VALIDATION);
+    CHECK(c == NULL);
+    /* A password is accepted (and never echoed in errors). */
+    CHECK_EQ_INT(cache_redis_open("redis://:s3cret@h:1/2", "x:", &c, &err), 0);
+    cache_close(c);
+}
+
+int main(void)
+{
+    const char *url = getenv("CHATLI_TEST_REDIS_URL");
+    if (!url || !*url) {
+        printf("test_cache_redis: skipped (CHATLI_TEST_REDIS_URL not set)\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    test_bad_urls();
+    test_never_up();
+    test_shared(url);
+    test_values(url);
+    test_outage();
+    return check_done();
+}
