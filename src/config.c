@@ -55,6 +55,12 @@ static const struct var_doc docs[] = {
     {"PWHASH_OPSLIMIT", "2", "Argon2id passes (libsodium opslimit, 1..4294967295)"},
     {"PWHASH_MEMLIMIT", "67108864", "Argon2id memory in bytes (libsodium memlimit, at least 8192)"},
     {"HTTP_THREADS", "2 x cores, at least 4", "libmicrohttpd worker threads (a blocking store call holds one)"},
+    /* hardening limits (issue 8; docs/operations.md "Limits") */
+    {"LOGIN_FAIL_MAX", "10", "failed logins per account name per LOGIN_FAIL_WINDOW_S before 429; 0 disables"},
+    {"LOGIN_FAIL_WINDOW_S", "900", "window of LOGIN_FAIL_MAX in seconds (15 minutes)"},
+    {"MAX_CONNS_PER_ADDR", "256", "open REST connections per client address (not applied with TRUST_PROXY=1); 0 disables"},
+    {"REQUEST_HEAD_TIMEOUT_S", "10", "seconds a request head may take to arrive, on every request of a connection"},
+    {"REQUEST_BODY_TIMEOUT_S", "30", "seconds a request body may take to arrive after its head"},
 };
 
 static int fail(char *msg, size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -369,6 +375,22 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (parse_int("HTTP_THREADS", 1, 256, default_http_threads(), &n, msg, msg_len))
         return -1;
     cfg->http_threads = (int)n;
+    /* hardening limits (issue 8) */
+    if (parse_int("LOGIN_FAIL_MAX", 0, 1000000, 10, &n, msg, msg_len))
+        return -1;
+    cfg->login_fail_max = n;
+    if (parse_int("LOGIN_FAIL_WINDOW_S", 1, 366LL * 24 * 3600, 900, &n, msg, msg_len))
+        return -1;
+    cfg->login_fail_window_s = n;
+    if (parse_int("MAX_CONNS_PER_ADDR", 0, 10000000, 256, &n, msg, msg_len))
+        return -1;
+    cfg->max_conns_per_addr = n;
+    if (parse_int("REQUEST_HEAD_TIMEOUT_S", 1, 3600, 10, &n, msg, msg_len))
+        return -1;
+    cfg->head_timeout_s = n;
+    if (parse_int("REQUEST_BODY_TIMEOUT_S", 1, 3600, 30, &n, msg, msg_len))
+        return -1;
+    cfg->body_timeout_s = n;
     return 0;
 }
 

@@ -34,6 +34,13 @@ struct config {
     unsigned long long pwhash_opslimit; /* PWHASH_OPSLIMIT, default interactive */
     size_t pwhash_memlimit;      /* PWHASH_MEMLIMIT, default interactive */
     int http_threads;            /* HTTP_THREADS, default 2 x cores, at least 4 */
+    /* Hardening limits (issue 8): failed logins per account, per-address
+     * connections, request head/body deadlines. */
+    int64_t login_fail_max;      /* LOGIN_FAIL_MAX, default 10; 0 disables */
+    int64_t login_fail_window_s; /* LOGIN_FAIL_WINDOW_S, default 900 */
+    int64_t max_conns_per_addr;  /* MAX_CONNS_PER_ADDR, default 256; 0 disables */
+    int64_t head_timeout_s;      /* REQUEST_HEAD_TIMEOUT_S, default 10 */
+    int64_t body_timeout_s;      /* REQUEST_BODY_TIMEOUT_S, default 30 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

@@ -106,6 +106,7 @@ struct http_req {
     bool rl_on;
     int64_t rl_limit, rl_remaining, rl_reset_s;
     bool rl_exceeded;
+    int64_t retry_after_s;        /* a 429 from another limit (failed logins); 0 = rl_reset_s */
     char client_ip[64];
     /* an answer completed on another thread (http_async_begin/finish) */
     _Atomic int async;            /* enum http_async_state */

@@ -220,7 +220,10 @@ static void count_rate(struct http_req *rq)
 {
     const struct config *cfg = rq->srv->cfg;
     char key[OID_SIZE + HTTP_IP_MAX + 8];
-    if (rq->authed)
+    /* Every /api/auth/ route is counted per client IP: with a user's bucket
+     * a valid token would buy another user's worth of password guesses. */
+    bool auth_route = strncmp(rq->path, "/api/auth/", 10) == 0;
+    if (rq->authed && !auth_route)
         snprintf(key, sizeof key, "rl:u:%s", rq->session.user_id);
     else
         snprintf(key, sizeof key, "rl:ip:%s", rq->client_ip);
