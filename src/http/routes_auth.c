@@ -5,29 +5,30 @@
  * /api/auth/ routes) and parsed the body.
  *
  * Login adds a second limit, per account name: LOGIN_FAIL_MAX failed
- * logins per LOGIN_FAIL_WINDOW_S, counted through the cache port (so with
- * Redis every instance shares it).  The port only counts hits, it cannot
- * read a counter without bumping it, so two keys are used:
- *   lf:<h>  failed logins in the window (hit only on a failure);
- *   lb:<h>  "blocked" marker, hit with the rest of lf's window by every
- *           failure that reaches the limit.
- * Every login first hits lb:<h> with a 1 ms window: a count of 1 means the
- * key was absent (and it is gone a millisecond later), a higher count means
- * the account name is blocked, answered 429 before any Argon2id work, and a
- * correct password is refused too (or the limit would tell a guesser when
- * the guess was right).  <h> is BLAKE2b-128 of the login as typed,
+ * logins per LOGIN_FAIL_WINDOW_S.  Failures are counted through the cache
+ * port under "lf:<h>" (so with Redis every instance shares the count);
+ * the failure that reaches the limit blocks the name in this process until
+ * the window ends (ratelimit.h), and while blocked every login to it is
+ * answered 429 before any Argon2id work, a correct password included (or
+ * the limit would tell a guesser when the guess was right).  A failure
+ * past the limit, on an instance that had not seen the block yet, is 429
+ * too and blocks there.  <h> is BLAKE2b-128 of the login as typed,
  * trimmed and ASCII lower-cased (the form core looks up), so a client
- * cannot grow the keys past a fixed size. */
+ * cannot grow the keys past a fixed size; the email and the username of
+ * one account are two names with a budget each.
+ */
 #include <ctype.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "chatli/cache.h"
+#include "chatli/clock.h"
 #include "chatli/config.h"
 #include "chatli/log.h"
 #include "chatli/metrics.h"
 #include "http_internal.h"
+#include "ratelimit.h"
 
 int routes_auth_register(struct http_req *rq, json_t *body, json_t **out, int *status,
                          struct chat_err *err)
@@ -36,9 +37,9 @@ int routes_auth_register(struct http_req *rq, json_t *body, json_t **out, int *s
     return auth_register(rq->srv->core, body, out, err);
 }
 
-/* Writes "<prefix><hex of the hashed login>" into `key`; false when the
- * body has no string "email" (core answers that one). */
-static bool account_key(json_t *body, const char *prefix, char key[40])
+/* The 16-byte hash of the body's login name; false when the body has no
+ * string "email" (core answers that one). */
+static bool account_hash(json_t *body, unsigned char h[16])
 {
     const char *v = json_string_value(json_object_get(body, "email"));
     if (!v)
@@ -54,11 +55,7 @@ static bool account_key(json_t *body, const char *prefix, char key[40])
         unsigned char c = (unsigned char)tolower((unsigned char)v[i]);
         crypto_generichash_update(&st, &c, 1);
     }
-    unsigned char h[16];
-    crypto_generichash_final(&st, h, sizeof h);
-    char hex[33];
-    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
-    snprintf(key, 40, "%s%s", prefix, hex);
+    crypto_generichash_final(&st, h, 16);
     return true;
 }
 
@@ -86,20 +83,24 @@ int routes_auth_login(struct http_req *rq, json_t *body, json_t **out, int *stat
 {
     *status = 200;
     const struct config *cfg = rq->srv->cfg;
-    char fkey[40], bkey[40];
-    int64_t count, reset_ms;
-    bool limited = cfg->login_fail_max > 0 && account_key(body, "lf:", fkey) &&
-                   account_key(body, "lb:", bkey);
-    if (limited && hit(rq, bkey, 1, &count, &reset_ms) && count > 1)
-        return blocked(rq, reset_ms, err);
+    unsigned char acct[16];
+    bool limited = cfg->login_fail_max > 0 && account_hash(body, acct);
+    int64_t now = clock_mono_ms();
+    int64_t left = limited ? http_login_blocked_ms(acct, now) : 0;
+    if (left > 0)
+        return blocked(rq, left, err);
     int rc = auth_login(rq->srv->core, body, out, err);
     if (rc != CHAT_E_INVALID_CREDENTIALS || !limited)
         return rc;
-    if (!hit(rq, fkey, cfg->login_fail_window_s * 1000, &count, &reset_ms) ||
+    char key[40], hex[33];
+    sodium_bin2hex(hex, sizeof hex, acct, sizeof acct);
+    snprintf(key, sizeof key, "lf:%s", hex);
+    int64_t count, reset_ms;
+    if (!hit(rq, key, cfg->login_fail_window_s * 1000, &count, &reset_ms) ||
         count < cfg->login_fail_max)
         return rc;
-    int64_t bcount, breset;
-    hit(rq, bkey, reset_ms > 0 ? reset_ms : 1, &bcount, &breset);
+    now = clock_mono_ms();
+    http_login_block(acct, now + (reset_ms > 0 ? reset_ms : 1), now);
     if (count > cfg->login_fail_max)
         return blocked(rq, reset_ms, err);
     return rc; /* the last allowed failure: the next attempt is refused */

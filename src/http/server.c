@@ -435,6 +435,108 @@ static bool declared_too_large(struct http_req *rq)
     return errno == ERANGE || n > HTTP_BODY_MAX;
 }
 
+/* ---- strict HTTP on every request of a connection ------------------------
+ *
+ * The acceptor checks a connection's first head byte by byte
+ * (net_head_check) before MHD sees it; later requests on a keep-alive
+ * connection reach only MHD, so the first access-handler call of every
+ * request (head complete, body unread) checks what MHD parsed.  What MHD
+ * 0.9.75 keeps is enough for most rules (measured: a second Content-Length
+ * or Host stays in the list, "Content-Length : 5" becomes a header named
+ * "Content-Length " that MHD does not treat as a length), but a NUL ends
+ * MHD's copy of a value ("a\0b\1c" reads as "a").  MHD parses the head in
+ * place in its read buffer, writing NULs over each ':' and line end, so
+ * the raw bytes are still there: between the end of one value and the
+ * next header's name there must be nothing but the one or two NULs of the
+ * line end, and between a name and its value only the colon's NUL and
+ * blanks.  Anything else was a NUL or a line break inside the header.  One
+ * case stays unseen: a NUL directly followed by another NUL and more bytes
+ * in the last header of a request (its line end cannot be told from the
+ * empty line then); the first request of a connection is fully checked. */
+
+struct strict_state {
+    const char *why;
+    const char *prev_end; /* the end of the previous header's value */
+    int cl, te, host;
+    const char *te_val;
+};
+
+static bool token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(c >= '0' && c <= '9') && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z') &&
+            !strchr("!#$%&'*+-.^_`|~", c))
+            return false;
+    }
+    return true;
+}
+
+static bool only(const char *a, const char *b, const char *set, size_t max)
+{
+    if (b < a || (size_t)(b - a) > max)
+        return false;
+    for (; a < b; a++)
+        if (!memchr(set, *a, strlen(set) + 1)) /* the set's NUL counts */
+            return false;
+    return true;
+}
+
+static enum MHD_Result strict_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t ks, const char *val, size_t vs)
+{
+    struct strict_state *st = cls;
+    if (!token(key, ks)) {
+        st->why = "a header name that is not a token (or blanks before its colon)";
+        return MHD_NO;
+    }
+    for (size_t i = 0; i < vs; i++)
+        if ((unsigned char)val[i] < 0x20 ? val[i] != '\t' : val[i] == 0x7f) {
+            st->why = "a control character in a header";
+            return MHD_NO;
+        }
+    if ((st->prev_end && !only(st->prev_end, key, "", 2)) ||
+        (vs > 0 && !only(key + ks + 1, val, " \t", 4096))) {
+        st->why = "a NUL or a stray line break in a header";
+        return MHD_NO;
+    }
+    st->prev_end = val + vs;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        st->cl++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        st->te++, st->te_val = val;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        st->host++;
+    return MHD_YES;
+}
+
+/* NULL when the request's head is acceptable, else why not. */
+static const char *strict_request(struct MHD_Connection *conn, const char *method,
+                                  const char *version)
+{
+    if (!token(method, strlen(method)))
+        return "a method that is not a token";
+    bool v11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+    if (!v11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
+        return "an HTTP version other than 1.0 or 1.1";
+    struct strict_state st = {0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, strict_header, &st);
+    if (st.why)
+        return st.why;
+    if (st.prev_end && (st.prev_end[0] != '\0' || st.prev_end[1] != '\0'))
+        return "a NUL in a header";
+    if ((v11 && st.host != 1) || st.host > 1)
+        return "a missing or repeated Host";
+    if (st.cl > 1)
+        return "more than one Content-Length";
+    if (st.te && (st.cl || st.te > 1 || strncasecmp(st.te_val, "chunked", 7) != 0 ||
+                  st.te_val[7 + strspn(st.te_val + 7, " \t")] != '\0'))
+        return "Transfer-Encoding with Content-Length, or other than one chunked";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -451,6 +553,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         http_client_ip(header(rq, "X-Forwarded-For"), rq->srv->cfg->trust_proxy,
                        ci ? ci->client_addr : NULL, rq->client_ip, sizeof rq->client_ip);
+        const char *why = strict_request(conn, method, version);
+        if (why) {
+            /* Answer now and close: the body, if any, cannot be framed. */
+            log_info("refused a request head (400): %s", why);
+            rq->must_close = true;
+            if (rq->hc)
+                rq->hc->linger = true;
+            return http_reply_error(rq, CHAT_E_BAD_REQUEST, NULL,
+                                    "malformed or ambiguous request head") == 0
+                       ? MHD_YES : MHD_NO;
+        }
         if (declared_too_large(rq)) {
             /* Answer now, before the body: MHD will not send 100 Continue,
              * closes after the answer, and the linger thread drains what
@@ -634,11 +747,36 @@ void http_server_add_connection(struct http_server *s, int fd, const struct sock
     }
 }
 
+/* What a refusal by status says: the error code, reason phrase, message
+ * and any extra header line. */
+struct reject_kind {
+    int status, code;
+    const char *reason, *msg, *extra;
+};
+
+static const struct reject_kind reject_kinds[] = {
+    {400, CHAT_E_BAD_REQUEST, "Bad Request", "malformed or ambiguous request head", ""},
+    {413, CHAT_E_PAYLOAD_TOO_LARGE, "Content Too Large", "Content-Length is too large", ""},
+    {426, CHAT_E_BAD_REQUEST, "Upgrade Required", "only WebSocket version 13 is supported",
+     "Sec-WebSocket-Version: 13\r\n"},
+    {431, CHAT_E_BAD_REQUEST, "Request Header Fields Too Large",
+     "request head larger than 16 KiB", ""},
+    {503, CHAT_E_UNAVAILABLE, "Service Unavailable",
+     "the server is at its connection limit: retry later", "Retry-After: 1\r\n"},
+};
+
+static const struct reject_kind *reject_kind(int status)
+{
+    for (size_t i = 0; i < sizeof reject_kinds / sizeof reject_kinds[0]; i++)
+        if (reject_kinds[i].status == status)
+            return &reject_kinds[i];
+    return &reject_kinds[0];
+}
+
 void http_server_reject(struct http_server *s, int fd, int status)
 {
-    int code = status == 413 ? CHAT_E_PAYLOAD_TOO_LARGE : CHAT_E_BAD_REQUEST;
-    json_t *body = http_error_body(code, NULL, status == 413 ? "Content-Length is too large"
-                                                             : "malformed Content-Length header");
+    const struct reject_kind *k = reject_kind(status);
+    json_t *body = http_error_body(k->code, NULL, k->msg);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) {
@@ -652,12 +790,12 @@ void http_server_reject(struct http_server *s, int fd, int status)
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: " HTTP_JSON_TYPE "\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n%s"
                      "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
                      "Referrer-Policy: no-referrer\r\n"
                      "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
                      "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s\r\n",
-                     status, status == 413 ? "Content Too Large" : "Bad Request", strlen(text), id,
+                     k->status, k->reason, strlen(text), k->extra, id,
                      s->cors.any ? "Access-Control-Allow-Origin: *\r\n" : "");
     /* A fresh socket's send buffer takes these few hundred bytes at once;
      * if it somehow does not, the client gets a truncated answer and the
@@ -669,8 +807,9 @@ void http_server_reject(struct http_server *s, int fd, int status)
     free(text);
     shutdown(fd, SHUT_WR);
     http_linger_add(s->linger, fd); /* unread body bytes must not turn the close into a reset */
-    metrics_http_request("other", "OTHER", status, 0.0);
-    log_info("rejected a request head with a malformed Content-Length (%d, reqId %s)", status, id);
+    metrics_http_request("other", "OTHER", k->status, 0.0);
+    if (k->status != 503) /* admission refusals can come by the thousand: metrics only */
+        log_info("refused a connection's first request head (%d, reqId %s)", k->status, id);
 }
 
 unsigned http_server_connections(struct http_server *s)

@@ -202,6 +202,27 @@ static void reject(struct acceptor *a, struct pending *p, int status)
     free(p);
 }
 
+/* The strict checks of a first request head (net_head_check, and
+ * net_ws_check for an upgrade): 200 to hand it on, 0 to wait for the rest
+ * of the head, else the status to refuse it with.  A head that fills the
+ * peek buffer without ending is refused with 431 here: MHD 0.9.75 would
+ * answer heads between half its pool and the pool with its doubled error
+ * head, or not at all.  A head still incomplete after the edge bound, or
+ * when the client stopped sending, goes to MHD, which times it out. */
+static int strict_check(const char *buf, size_t n, enum net_class c, bool bounded)
+{
+    const char *why = NULL;
+    enum net_head h = net_head_check(buf, n, &why);
+    if (h == NET_HEAD_MORE)
+        return n >= NET_PEEK_MAX ? 431 : bounded ? 200 : 0;
+    int status = h == NET_HEAD_BAD ? 400 : h == NET_HEAD_HUGE_LENGTH ? 413 : 200;
+    if (status == 200 && c == NET_CLASS_WS)
+        status = net_ws_check(buf, n, &why);
+    if (status != 200)
+        log_info("refused a request head (%d): %s", status, why ? why : "too large");
+    return status;
+}
+
 /* Peeks and classifies.  Returns true while `p` is still pending. */
 static bool peek(struct acceptor *a, struct pending *p)
 {
@@ -230,16 +251,14 @@ static bool peek(struct acceptor *a, struct pending *p)
         drop(a, p);
         return false;
     }
-    if (c == NET_CLASS_HTTP && a->cfg.to_reject) {
-        /* A Content-Length MHD cannot parse makes MHD 0.9.75 send its
-         * error response head twice; answer those heads ourselves. */
-        enum net_head h = net_head_check(a->peekbuf, (size_t)n);
-        if (h == NET_HEAD_BAD_LENGTH || h == NET_HEAD_HUGE_LENGTH) {
-            reject(a, p, h == NET_HEAD_HUGE_LENGTH ? 413 : 400);
+    if (c != NET_CLASS_MORE && a->cfg.to_reject) {
+        int status = strict_check(a->peekbuf, (size_t)n, c, bounded);
+        if (status == 0)
+            return true; /* the head has not ended yet */
+        if (status != 200) {
+            reject(a, p, status);
             return false;
         }
-        if (h == NET_HEAD_MORE && !bounded)
-            return true;
     } else if (c == NET_CLASS_MORE) {
         if (!bounded)
             return true;

@@ -61,3 +61,147 @@ def test_issue8_failed_logins_limited_per_account(start_server):
     # another account is not affected, and successes are not counted
     for _ in range(5):
         assert login(srv, other["username"], PASSWORD).status_code == 200
+
+
+# ---- defects 4 and 9: strict HTTP/1.1 on every request of a connection -----
+
+def read_all(sock, deadline_s=5.0):
+    """Every byte until EOF (or reset, or the deadline): (bytes, how)."""
+    buf = b""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        sock.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return buf, "timeout"
+        except ConnectionResetError:
+            return buf, "reset"
+        if not chunk:
+            return buf, "eof"
+        buf += chunk
+    return buf, "timeout"
+
+
+def responses(raw):
+    """The status lines of the responses in `raw`, in order."""
+    return [int(line.split(b" ")[1]) for line in raw.split(b"\r\n")
+            if line.startswith(b"HTTP/1.")]
+
+
+BAD_HEADS = {
+    "two_content_length": b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                          b"Content-Length: 9\r\nContent-Type: application/json\r\n\r\n{}",
+    "cl_and_te": b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "te_gzip_chunked": b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\n"
+                       b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    "te_gzip": b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "space_before_colon": b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length : 27\r\n\r\n"
+                          b"GET /healthz HTTP/1.1\r\n\r\n",
+    "non_token_name": b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad(Name): v\r\n\r\n",
+    "nul_in_value": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\nX-B: c\r\n\r\n",
+    "nul_in_last_value": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00bc\r\n\r\n",
+    "ctl_in_value": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+    "no_host": b"GET /healthz HTTP/1.1\r\n\r\n",
+    "two_hosts": b"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    "tab_in_request_line": b"GET\t/healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HEADS))
+def test_issue8_strict_head_first_request(server, case):
+    s = raw_connect(server)
+    try:
+        s.sendall(BAD_HEADS[case])
+        raw, how = read_all(s)
+    finally:
+        s.close()
+    assert how == "eof", (case, how, raw[:300])
+    assert responses(raw) == [400], (case, raw[:400])
+    assert b'"code":"bad_request"' in raw, raw[:400]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HEADS))
+def test_issue8_strict_head_keepalive_request(server, case):
+    """The same heads as the second request of a keep-alive connection:
+    400 and the connection closed, and nothing of the head served."""
+    s = raw_connect(server)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first, _, _ = read_response(s)
+        assert first.status == 200
+        s.sendall(BAD_HEADS[case])
+        raw, how = read_all(s)
+    finally:
+        s.close()
+    assert how in ("eof", "reset"), (case, how, raw[:300])
+    assert responses(raw) == [400], (case, raw[:400])
+
+
+def test_issue8_chunk_extension_100k_is_4xx(server):
+    s = raw_connect(server)
+    try:
+        s.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n2;" + b"e" * 100 * 1024 + b"\r\n{}\r\n0\r\n\r\n")
+        raw, how = read_all(s)
+    except (ConnectionResetError, BrokenPipeError):
+        raw, how = b"", "reset"
+    finally:
+        s.close()
+    st = responses(raw)
+    assert st and st[0] in (400, 431), (how, raw[:300])
+
+
+def test_issue8_te_gzip_then_eof_is_answered(server):
+    s = raw_connect(server)
+    try:
+        s.sendall(b"POST /api/posts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        raw, how = read_all(s)
+    finally:
+        s.close()
+    assert responses(raw) == [400], raw[:300]
+
+
+# ---- defect 5 (handshake): WebSocket upgrade acceptance ---------------------
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def upgrade(server, version="HTTP/1.1", headers=None):
+    h = {"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
+         "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": KEY}
+    h.update(headers or {})
+    lines = ["GET /ws %s" % version]
+    for k, v in h.items():
+        for one in (v if isinstance(v, list) else [v]):
+            if one is not None:
+                lines.append("%s: %s" % (k, one))
+    s = raw_connect(server)
+    try:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        r, raw, how = read_response(s, 5.0)
+    finally:
+        s.close()
+    return r
+
+
+@pytest.mark.parametrize("headers,version,status", [
+    ({}, "HTTP/1.1", 101),
+    ({"Sec-WebSocket-Version": "12"}, "HTTP/1.1", 426),
+    ({"Sec-WebSocket-Version": "99999999"}, "HTTP/1.1", 426),
+    ({"Sec-WebSocket-Version": None}, "HTTP/1.1", 400),
+    ({"Sec-WebSocket-Key": None}, "HTTP/1.1", 400),
+    ({"Sec-WebSocket-Key": "c2hvcnQ="}, "HTTP/1.1", 400),
+    ({"Sec-WebSocket-Key": [KEY, KEY]}, "HTTP/1.1", 400),
+    ({"Connection": None}, "HTTP/1.1", 400),
+    ({}, "HTTP/1.0", 400),
+])
+def test_issue8_ws_handshake(server, headers, version, status):
+    r = upgrade(server, version, headers)
+    assert r is not None and r.status == status, (headers, version, r)
+    if status == 426:
+        assert r.headers.get("sec-websocket-version") == "13"
+    if status != 101:
+        assert b"bad_request" in r.body
