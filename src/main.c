@@ -73,6 +73,10 @@ static void to_ws(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
 
 static void to_reject(void *arg, int fd, int status) { http_server_reject(arg, fd, status); }
 
+/* MHD closed a REST connection: give its admission back.  `arg` is the
+ * struct app; its acceptor is set before the first connection exists. */
+static void on_http_closed(void *arg, const struct sockaddr *sa);
+
 /* mkdir -p: creates `path` and its missing parents (mode 0700: the
  * database and uploads are the server's alone). */
 static int make_dirs(const char *path)
@@ -119,6 +123,13 @@ struct app {
     struct http_server *http;
     struct acceptor *acc;
 };
+
+static void on_http_closed(void *arg, const struct sockaddr *sa)
+{
+    struct app *a = arg;
+    if (a->acc)
+        acceptor_release_http(a->acc, sa);
+}
 
 /* config checks REDIS_URL and CLOUDINARY_URL, but this build has no Redis
  * or Cloudinary adapter yet and wires in-process ones (so /readyz says
@@ -178,12 +189,18 @@ static int app_start(struct app *a, const struct config *cfg)
         return fatal("websocket gateway", &err);
     struct http_server_deps deps = {.cfg = cfg, .core = a->core, .store = a->store,
                                     .cache = a->cache, .bus = a->bus,
-                                    .conn_limit = (unsigned)connection_ceiling};
+                                    .conn_limit = (unsigned)connection_ceiling,
+                                    .on_closed = on_http_closed, .on_closed_arg = a};
     if (http_server_open(&deps, &a->http, &err) != 0)
         return fatal("http server", &err);
     struct acceptor_config acfg = {.host = cfg->host, .port = cfg->port, .to_http = to_http,
                                    .http_arg = a->http, .to_ws = to_ws, .ws_arg = a->ws,
-                                   .to_reject = to_reject, .reject_arg = a->http};
+                                   .to_reject = to_reject, .reject_arg = a->http,
+                                   /* admission: behind TRUST_PROXY every client shares
+                                    * the proxy's address, so no per-address cap then */
+                                   .conn_max = (int)connection_ceiling,
+                                   .max_per_addr = cfg->trust_proxy ? 0
+                                                                    : (int)cfg->max_conns_per_addr};
     if (acceptor_open(&acfg, &a->acc, &err) != 0)
         return fatal("listen", &err);
     json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s}", "msg", "chatli started",

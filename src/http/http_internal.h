@@ -25,6 +25,7 @@ struct store;
 struct cache;
 struct bus;
 struct http_linger;
+struct sockaddr;
 
 /* Largest JSON request body we buffer (CONTRACT.md section 1). */
 #define HTTP_BODY_MAX (1024 * 1024)
@@ -61,6 +62,8 @@ struct http_server {
     _Atomic bool draining;
     _Atomic long n_conns;     /* open MHD connections (NOTIFY_CONNECTION) */
     _Atomic long n_async;     /* requests suspended for an async answer (http_async_*) */
+    void (*on_closed)(void *arg, const struct sockaddr *sa); /* admission give-back, may be NULL */
+    void *on_closed_arg;
     pthread_mutex_t conns_mu;
     LIST_HEAD(, http_conn) conns;
 };

@@ -652,6 +652,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
      * while it shuts fds down) never touches a closed or reused number. */
     atomic_fetch_sub(&total_connections, 1);
     atomic_fetch_sub(&s->n_conns, 1);
+    if (s->on_closed) {
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        s->on_closed(s->on_closed_arg, ai ? ai->client_addr : NULL);
+    }
     struct http_conn *hc = *socket_context;
     *socket_context = NULL;
     if (!hc)
@@ -694,6 +699,8 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     s->store = deps->store;
     s->cache = deps->cache;
     s->bus = deps->bus;
+    s->on_closed = deps->on_closed;
+    s->on_closed_arg = deps->on_closed_arg;
     pthread_mutex_init(&s->conns_mu, NULL);
     LIST_INIT(&s->conns);
     if ((rc = cors_init(&s->cors, s->cfg->cors_origins, err)) != 0)
@@ -701,8 +708,11 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     if ((rc = http_linger_open(LINGER_MS, &s->linger, err)) != 0)
         goto fail_linger;
     pthread_once(&gauge_once, register_gauge);
-    unsigned limit = deps->conn_limit ? deps->conn_limit : 10000;
     unsigned threads = s->cfg->http_threads > 0 ? (unsigned)s->cfg->http_threads : 4;
+    /* MHD splits its limit among the pool's workers, and MHD 0.9.75 at a
+     * worker's limit leaks a mutex and stops serving: the acceptor admits
+     * at most conn_limit connections, so give every worker room for all. */
+    unsigned limit = (deps->conn_limit ? deps->conn_limit : 10000) * threads + threads;
     s->daemon = MHD_start_daemon(
         MHD_USE_NO_LISTEN_SOCKET | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
             MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
@@ -744,6 +754,8 @@ void http_server_add_connection(struct http_server *s, int fd, const struct sock
     if (MHD_add_connection(s->daemon, fd, sa, salen) != MHD_YES) {
         log_warn("MHD refused a connection: %s", strerror(errno));
         metrics_error("http_add_connection");
+        if (s->on_closed)
+            s->on_closed(s->on_closed_arg, sa);
     }
 }
 
@@ -771,6 +783,21 @@ static const struct reject_kind *reject_kind(int status)
         if (reject_kinds[i].status == status)
             return &reject_kinds[i];
     return &reject_kinds[0];
+}
+
+/* Reads and discards what the client has sent so far; true when nothing
+ * is left unread (a bounded effort: a few reads, never a wait). */
+static bool drained(int fd)
+{
+    char buf[16384];
+    for (int i = 0; i < 4; i++) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+            return true;
+        if (n < 0)
+            return errno != EINTR;
+    }
+    return false;
 }
 
 void http_server_reject(struct http_server *s, int fd, int status)
@@ -806,7 +833,13 @@ void http_server_reject(struct http_server *s, int fd, int status)
     (void)w;
     free(text);
     shutdown(fd, SHUT_WR);
-    http_linger_add(s->linger, fd); /* unread body bytes must not turn the close into a reset */
+    if (k->status == 503 && drained(fd)) {
+        /* At the ceiling a lingering socket would hold a descriptor for
+         * seconds; with nothing unread the close sends FIN, not a reset. */
+        close(fd);
+    } else {
+        http_linger_add(s->linger, fd); /* unread bytes must not turn the close into a reset */
+    }
     metrics_http_request("other", "OTHER", k->status, 0.0);
     if (k->status != 503) /* admission refusals can come by the thousand: metrics only */
         log_info("refused a connection's first request head (%d, reqId %s)", k->status, id);

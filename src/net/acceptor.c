@@ -66,7 +66,9 @@
 #define MAX_PEEKS 64           /* edges per socket before MHD takes it as is */
 #define ACCEPT_BATCH 128       /* accepts per wake-up, so pending sockets get a turn */
 #define EMFILE_PAUSE_MS 100    /* how long to stop accepting when out of fds */
-#define FD_RESERVE 128         /* fds kept for the store, logs, pipes, epoll sets */
+#define FD_RESERVE_MIN 128     /* fds kept for the store, logs, pipes, epoll sets ... */
+#define FD_RESERVE_DIV 8       /* ... or 1/8 of the limit, whichever is more */
+#define ADDR_BUCKETS 4096      /* per-address table (power of two) */
 #define EVENTS_PER_WAIT 256
 
 /* A socket being classified.  Owned by the acceptor thread alone. */
@@ -97,7 +99,22 @@ struct acceptor {
     bool listen_armed;
     int64_t resume_at_ms;   /* EMFILE pause end; 0 when not paused */
     int64_t last_emfile_log_ms;
+    int64_t last_full_log_ms;
+    /* Admission (see admit()).  `n_http` and the address table are given
+     * back by MHD workers (acceptor_release_http), hence the atomic and
+     * addr_mu; everything else here is the acceptor thread's. */
+    _Atomic long n_http;              /* REST connections handed to MHD and not closed */
+    pthread_mutex_t addr_mu;
+    struct addr_count *addrs[ADDR_BUCKETS];
     char peekbuf[NET_PEEK_MAX];
+};
+
+/* REST connections open from one client address (key: IPv6 or v4-mapped
+ * bytes).  Under acceptor.addr_mu; freed when the count drops to 0. */
+struct addr_count {
+    unsigned char addr[16];
+    long n;
+    struct addr_count *next;
 };
 
 static _Atomic long total_pending; /* see register_gauge */
@@ -110,7 +127,7 @@ long acceptor_raise_fd_limit(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024 - FD_RESERVE;
+        return 1024 - FD_RESERVE_MIN;
     rlim_t want = rl.rlim_max;
     if (want == RLIM_INFINITY) {
         /* Linux refuses RLIM_INFINITY for NOFILE; fs.nr_open is the real cap. */
@@ -128,8 +145,75 @@ long acceptor_raise_fd_limit(void)
         if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
             rl.rlim_cur = want;
     }
-    long n = (long)rl.rlim_cur - FD_RESERVE;
+    long reserve = (long)rl.rlim_cur / FD_RESERVE_DIV;
+    if (reserve < FD_RESERVE_MIN)
+        reserve = FD_RESERVE_MIN;
+    long n = (long)rl.rlim_cur - reserve;
     return n > 16 ? n : 16;
+}
+
+/* The 16-byte key of a peer address (IPv4 as v4-mapped IPv6); false for
+ * other families. */
+static bool addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+    if (sa && sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        return true;
+    }
+    if (sa && sa->sa_family == AF_INET) {
+        memset(key, 0, 10);
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return true;
+    }
+    return false;
+}
+
+static struct addr_count **addr_slot_locked(struct acceptor *a, const unsigned char key[16])
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    struct addr_count **pp = &a->addrs[h & (ADDR_BUCKETS - 1)];
+    while (*pp && memcmp((*pp)->addr, key, 16) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Counts one more REST connection from `sa`, unless the address already
+ * holds max_per_addr (then false).  Acceptor thread. */
+static bool addr_take(struct acceptor *a, const struct sockaddr *sa)
+{
+    unsigned char key[16];
+    if (a->cfg.max_per_addr <= 0 || !addr_key(sa, key))
+        return true;
+    bool ok = true;
+    pthread_mutex_lock(&a->addr_mu);
+    struct addr_count **pp = addr_slot_locked(a, key);
+    if (!*pp && (*pp = calloc(1, sizeof **pp)) != NULL)
+        memcpy((*pp)->addr, key, 16);
+    if (*pp && (*pp)->n >= a->cfg.max_per_addr)
+        ok = false;
+    else if (*pp)
+        (*pp)->n++;
+    pthread_mutex_unlock(&a->addr_mu);
+    return ok;
+}
+
+void acceptor_release_http(struct acceptor *a, const struct sockaddr *sa)
+{
+    atomic_fetch_sub(&a->n_http, 1);
+    unsigned char key[16];
+    if (a->cfg.max_per_addr <= 0 || !addr_key(sa, key))
+        return;
+    pthread_mutex_lock(&a->addr_mu);
+    struct addr_count **pp = addr_slot_locked(a, key);
+    struct addr_count *e = *pp;
+    if (e && --e->n <= 0) {
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&a->addr_mu);
 }
 
 static void set_listen(struct acceptor *a, bool on)
@@ -177,11 +261,32 @@ static void hand_off(struct acceptor *a, struct pending *p, enum net_class c)
      * with `p` freed. */
     if (p->in_epoll)
         epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-    if (c == NET_CLASS_WS)
+    if (c == NET_CLASS_WS) {
         a->cfg.to_ws(a->cfg.ws_arg, p->fd, (struct sockaddr *)&p->sa, p->salen);
-    else
+    } else {
+        atomic_fetch_add(&a->n_http, 1);
         a->cfg.to_http(a->cfg.http_arg, p->fd, (struct sockaddr *)&p->sa, p->salen);
+    }
     free(p);
+}
+
+/* Admission (CONTRACT.md section 1, v1.2): may this classified socket be
+ * handed on?  Past `conn_max` a socket is refused: the descriptor number
+ * tells how many are open (the kernel hands out the lowest free one, so
+ * fd >= conn_max means at least conn_max descriptors are in use, REST,
+ * WebSocket, lingering or pending alike), and REST connections are also
+ * counted here and given back by MHD's close notification, so MHD never
+ * reaches its own limit (libmicrohttpd 0.9.75 leaks a mutex there and REST
+ * stops for good).  A REST connection is also refused when its address
+ * already holds max_per_addr.  On success the address is counted. */
+static bool admit(struct acceptor *a, struct pending *p, enum net_class c)
+{
+    if (a->cfg.conn_max <= 0)
+        return true;
+    if (p->fd >= a->cfg.conn_max ||
+        (c != NET_CLASS_WS && atomic_load(&a->n_http) >= a->cfg.conn_max))
+        return false;
+    return c == NET_CLASS_WS || addr_take(a, (struct sockaddr *)&p->sa);
 }
 
 static bool only_empty_lines(const char *b, size_t n)
@@ -200,6 +305,23 @@ static void reject(struct acceptor *a, struct pending *p, int status)
         epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
     a->cfg.to_reject(a->cfg.reject_arg, p->fd, status);
     free(p);
+}
+
+/* Answers 503 with Retry-After through the reject sink (or closes, without
+ * one), logging at most once a second. */
+static void refuse_full(struct acceptor *a, struct pending *p)
+{
+    int64_t now = clock_mono_ms();
+    if (now - a->last_full_log_ms > 1000) {
+        a->last_full_log_ms = now;
+        log_warn("admission: at the connection ceiling (%d) or an address's cap (%d): "
+                 "answering 503", a->cfg.conn_max, a->cfg.max_per_addr);
+    }
+    metrics_error("admission_refused");
+    if (a->cfg.to_reject)
+        reject(a, p, 503);
+    else
+        drop(a, p);
 }
 
 /* The strict checks of a first request head (net_head_check, and
@@ -263,6 +385,10 @@ static bool peek(struct acceptor *a, struct pending *p)
         if (!bounded)
             return true;
         c = NET_CLASS_HTTP;
+    }
+    if (!admit(a, p, c)) {
+        refuse_full(a, p);
+        return false;
     }
     hand_off(a, p, c);
     return false;
@@ -441,6 +567,7 @@ int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, stru
     a->cfg = *cfg;
     a->lfd = a->epfd = a->evfd = -1;
     TAILQ_INIT(&a->pending);
+    pthread_mutex_init(&a->addr_mu, NULL);
     if (a->cfg.pending_max <= 0)
         a->cfg.pending_max = DEFAULT_PENDING_MAX;
     if (a->cfg.peek_timeout_ms <= 0)
@@ -467,8 +594,12 @@ int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, stru
         goto fail;
     }
     a->listen_armed = true;
+    /* Published before the thread starts: a REST sink's close callback
+     * (acceptor_release_http) may need *out as soon as a socket is handed on. */
+    *out = a;
     int prc = pthread_create(&a->thread, NULL, acceptor_main, a);
     if (prc != 0) {
+        *out = NULL;
         rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "pthread_create: %s", strerror(prc));
         goto fail;
     }
@@ -483,6 +614,7 @@ fail:
         close(a->epfd);
     if (a->evfd >= 0)
         close(a->evfd);
+    pthread_mutex_destroy(&a->addr_mu);
     free(a->host);
     free(a);
     return rc;
@@ -518,6 +650,13 @@ void acceptor_close(struct acceptor *a)
     if (!a)
         return;
     acceptor_stop(a);
+    for (int i = 0; i < ADDR_BUCKETS; i++)
+        while (a->addrs[i]) {
+            struct addr_count *e = a->addrs[i];
+            a->addrs[i] = e->next;
+            free(e);
+        }
+    pthread_mutex_destroy(&a->addr_mu);
     free(a->host);
     free(a);
 }

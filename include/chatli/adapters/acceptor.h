@@ -42,14 +42,29 @@ struct acceptor_config {
      * first request of a connection can be checked this way. */
     acceptor_reject_cb to_reject;
     void *reject_arg;
+    /* Admission (0 = off).  conn_max: the connection ceiling (see
+     * acceptor_raise_fd_limit); max_per_addr: REST connections per client
+     * address (MAX_CONNS_PER_ADDR).  Past either, a classified socket is
+     * answered 503 with Retry-After through to_reject and closed.  With
+     * conn_max set, the REST sink must call acceptor_release_http once for
+     * every socket it was given, when that connection closes. */
+    int conn_max;
+    int max_per_addr;
 };
 
 struct acceptor;
 
 /* Raises RLIMIT_NOFILE's soft limit to its hard limit and returns how many
- * connections the process can hold (the limit minus a reserve for files,
- * pipes and the store).  Call once at start, before threads exist. */
+ * connections the process can hold: the limit minus a reserve for the
+ * store, logs, pipes, epoll sets, lingering sockets and the WebSocket
+ * library, of max(128, limit / 8) descriptors (at least 16 are returned).
+ * Call once at start, before threads exist. */
 long acceptor_raise_fd_limit(void);
+
+/* Gives back the admission of one REST connection handed to to_http, from
+ * `sa` (its peer address): call when it closes, or when the sink could not
+ * take it.  Any thread. */
+void acceptor_release_http(struct acceptor *a, const struct sockaddr *sa);
 
 /* Binds and listens on cfg->host:cfg->port and starts the acceptor thread.
  * `cfg` is copied (host is duplicated).  *out is new: acceptor_close().

@@ -26,7 +26,13 @@ struct http_server_deps {
     struct store *store;      /* borrowed: /readyz store check */
     struct cache *cache;      /* borrowed: rate limits, /readyz redis check */
     struct bus *bus;          /* borrowed, may be NULL: /readyz redis check */
-    unsigned conn_limit;      /* MHD connection limit, e.g. the fd ceiling */
+    unsigned conn_limit;      /* the connection ceiling (MHD's own limit is set far above it) */
+    /* Optional: called once for every socket given to
+     * http_server_add_connection, when that connection closes (or could
+     * not be added), with its peer address; on an MHD worker or the
+     * caller's thread.  The acceptor's admission count lives on it. */
+    void (*on_closed)(void *arg, const struct sockaddr *sa);
+    void *on_closed_arg;
 };
 
 /* Checks a CORS_ORIGINS value ("*" or comma-separated "scheme://host[:port]")
