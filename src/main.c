@@ -145,6 +145,19 @@ static void warn_unused(const struct config *cfg)
         log_warn("CLOUDINARY_URL is set but not used by this build yet: media stays local");
 }
 
+/* Weaker Argon2id parameters are allowed (tests use the minimum), but an
+ * operator should know that stolen hashes are then cheap to crack. */
+static void warn_weak_pwhash(const struct config *cfg)
+{
+    if (cfg->pwhash_opslimit < crypto_pwhash_OPSLIMIT_INTERACTIVE ||
+        cfg->pwhash_memlimit < crypto_pwhash_MEMLIMIT_INTERACTIVE)
+        log_warn("PWHASH_OPSLIMIT=%llu / PWHASH_MEMLIMIT=%zu are below libsodium's interactive "
+                 "limits (%llu / %zu): password hashes are cheaper to crack",
+                 cfg->pwhash_opslimit, cfg->pwhash_memlimit,
+                 (unsigned long long)crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                 (size_t)crypto_pwhash_MEMLIMIT_INTERACTIVE);
+}
+
 /* MONGODB_URI selects the production store; without it the embedded
  * SQLite database lives in DATA_DIR. */
 static int open_store(const struct config *cfg, struct store **out, struct chat_err *err)
@@ -302,6 +315,7 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     warn_unused(&cfg);
+    warn_weak_pwhash(&cfg);
 
     struct app app = {0};
     int rc = app_start(&app, &cfg);

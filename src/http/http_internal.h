@@ -25,6 +25,7 @@ struct store;
 struct cache;
 struct bus;
 struct http_linger;
+struct http_deadlines;
 struct sockaddr;
 
 /* Largest JSON request body we buffer (CONTRACT.md section 1). */
@@ -44,6 +45,10 @@ struct http_conn {
     _Atomic long served; /* requests completed on this connection */
     bool linger;        /* an answer went out before the body was read */
     bool shut;          /* draining shut its read side (main, under conns_mu) */
+    /* deadline.h: CLOCK_MONOTONIC ms by which the current state must end,
+     * 0 = none; written by the owning worker, read by the deadline thread. */
+    _Atomic int64_t deadline_ms;
+    bool expired;       /* the deadline thread shut it (under conns_mu) */
     LIST_ENTRY(http_conn) link; /* in http_server.conns */
 };
 
@@ -59,6 +64,7 @@ struct http_server {
     struct cors cors;
     struct MHD_Daemon *daemon;
     struct http_linger *linger;
+    struct http_deadlines *deadlines;
     _Atomic bool draining;
     _Atomic long n_conns;     /* open MHD connections (NOTIFY_CONNECTION) */
     _Atomic long n_async;     /* requests suspended for an async answer (http_async_*) */

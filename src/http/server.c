@@ -61,6 +61,7 @@
 #include "chatli/cache.h"
 #include "chatli/config.h"
 #include "chatli/core.h"
+#include "deadline.h"
 #include "http_internal.h"
 #include "linger.h"
 #include "ratelimit.h"
@@ -124,6 +125,14 @@ static void register_gauge(void)
 {
     metrics_register_gauge("chatli_http_connections", "Open REST (libmicrohttpd) connections.",
                            connections_gauge, NULL);
+}
+
+/* Moves a connection's deadline (deadline.h): `secs` from now, or none. */
+static void set_deadline(struct http_conn *hc, int64_t secs)
+{
+    if (hc)
+        atomic_store_explicit(&hc->deadline_ms, secs > 0 ? clock_mono_ms() + secs * 1000 : 0,
+                              memory_order_relaxed);
 }
 
 /* ---- async answers ------------------------------------------------------- */
@@ -387,6 +396,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->hc = ci ? ci->socket_context : NULL;
     if (rq->hc)
         atomic_store(&rq->hc->busy, true);
+    set_deadline(rq->hc, s->cfg->head_timeout_s); /* the rest of the head */
     return rq;
 }
 
@@ -564,6 +574,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                     "malformed or ambiguous request head") == 0
                        ? MHD_YES : MHD_NO;
         }
+        bool body = header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING) ||
+                    (header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+                     strcmp(header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH), "0") != 0);
+        set_deadline(rq->hc, body ? rq->srv->cfg->body_timeout_s : 0);
         if (declared_too_large(rq)) {
             /* Answer now, before the body: MHD will not send 100 Continue,
              * closes after the answer, and the linger thread drains what
@@ -581,6 +595,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    set_deadline(rq->hc, 0); /* the whole request is in: the rest is ours */
     if (rq->queued)
         return MHD_YES;
     switch (atomic_load_explicit(&rq->async, memory_order_acquire)) {
@@ -621,6 +636,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rq->hc) {
         atomic_fetch_add(&rq->hc->served, 1);
         atomic_store(&rq->hc->busy, false);
+        set_deadline(rq->hc, CONNECTION_TIMEOUT_S); /* for the next request line */
     }
     free(rq->body);
     free(rq->async_body);
@@ -641,6 +657,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             return; /* untracked: drains by timeout, closes without lingering */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         hc->fd = ci ? ci->connect_fd : -1;
+        set_deadline(hc, s->cfg->head_timeout_s); /* its first head */
         pthread_mutex_lock(&s->conns_mu);
         LIST_INSERT_HEAD(&s->conns, hc, link);
         pthread_mutex_unlock(&s->conns_mu);
@@ -733,6 +750,10 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
         MHD_OPTION_END);
     if (!s->daemon) {
         rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "MHD_start_daemon failed");
+        goto fail_mhd;
+    }
+    if ((rc = http_deadlines_open(s, &s->deadlines, err)) != 0) {
+        MHD_stop_daemon(s->daemon);
         goto fail_mhd;
     }
     *out = s;
@@ -905,6 +926,7 @@ void http_server_close(struct http_server *s)
                      atomic_load(&s->n_async));
         usleep(5000);
     }
+    http_deadlines_close(s->deadlines); /* it walks the connection list */
     MHD_stop_daemon(s->daemon); /* calls on_completed / on_connection for what is left */
     http_linger_close(s->linger);
     cors_cleanup(&s->cors);

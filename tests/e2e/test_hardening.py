@@ -205,3 +205,89 @@ def test_issue8_ws_handshake(server, headers, version, status):
         assert r.headers.get("sec-websocket-version") == "13"
     if status != 101:
         assert b"bad_request" in r.body
+
+
+# ---- defect 3: slow clients -----------------------------------------------
+
+def trickle_until_closed(s, pieces, every_s):
+    """Sends `pieces` one by one, `every_s` apart; returns how many were sent
+    before the server closed the connection (len(pieces) if it never did)."""
+    for i, p in enumerate(pieces):
+        try:
+            s.sendall(p)
+        except (BrokenPipeError, ConnectionResetError):
+            return i
+        s.settimeout(every_s)
+        try:
+            data = s.recv(4096)
+            if data == b"" or data.startswith(b"HTTP/1.1 "):
+                return i + 1
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            return i + 1
+    return len(pieces)
+
+
+def test_issue8_head_deadline_on_keepalive_request(start_server):
+    """A keep-alive request whose header lines trickle in (one every 0.5 s)
+    is cut at REQUEST_HEAD_TIMEOUT_S, not kept while bytes keep coming."""
+    srv = start_server(REQUEST_HEAD_TIMEOUT_S=1)
+    s = raw_connect(srv)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        r, _, _ = read_response(s)
+        assert r.status == 200
+        pieces = [b"GET /healthz HTTP/1.1\r\nHost: x\r\n"] + [b"X-Slow-%d: 1\r\n" % i
+                                                            for i in range(30)]
+        sent = trickle_until_closed(s, pieces, 0.5)
+    finally:
+        s.close()
+    assert sent < len(pieces), "the connection outlived 30 header lines at 0.5 s each"
+
+
+def test_issue8_body_deadline(start_server):
+    srv = start_server(REQUEST_BODY_TIMEOUT_S=1)
+    s = raw_connect(srv)
+    try:
+        s.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 40\r\n\r\n")
+        sent = trickle_until_closed(s, [b" "] * 30, 0.5)
+    finally:
+        s.close()
+    assert sent < 30, "a body trickling one byte per 0.5 s was never cut"
+
+
+def test_issue8_deadlines_do_not_cut_normal_keepalive(start_server):
+    srv = start_server(REQUEST_HEAD_TIMEOUT_S=1, REQUEST_BODY_TIMEOUT_S=1)
+    s = raw_connect(srv)
+    try:
+        for _ in range(3):            # idle between requests is not a head
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            r, _, _ = read_response(s)
+            assert r.status == 200
+            time.sleep(1.5)
+    finally:
+        s.close()
+
+
+# ---- defect 10: password hashing parameters --------------------------------
+
+def test_issue8_weak_pwhash_warns_and_login_rehashes(start_server):
+    srv = start_server(LOG_LEVEL="info")              # e2e runs Argon2id at its minimum
+    assert "below libsodium's interactive limits" in srv.stdout_text()
+    user, _ = register(srv)
+    assert srv.stop() == 0
+    # stronger parameters: the first login rehashes, the next ones do not
+    srv.start(PWHASH_OPSLIMIT=2, PWHASH_MEMLIMIT=16384)
+    for _ in range(3):
+        assert login(srv, user["username"], PASSWORD).status_code == 200
+    assert login(srv, user["username"], "wrong password!").status_code == 401
+    out = srv.stdout_text()
+    assert out.count("rehashed user %s's password" % user["id"]) == 1, out[-2000:]
+    assert "below libsodium's interactive limits" in out    # still under 64 MiB / 2
+    assert srv.stop() == 0
+    # and the new hash is what is stored: it verifies after another restart
+    srv.start(PWHASH_OPSLIMIT=2, PWHASH_MEMLIMIT=16384)
+    assert login(srv, user["username"], PASSWORD).status_code == 200
+    assert "rehashed" not in srv.stdout_text()
