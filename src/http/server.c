@@ -36,9 +36,11 @@
  *
  * MHD 0.9.75's own error responses (for heads it refuses before calling
  * us) repeat their response head.  We keep out of that path where we can:
- * no strict mode (a missing Host is served; bad targets get our JSON 400),
- * and the acceptor sends a first head with an unparseable Content-Length
- * to http_server_reject() instead of to MHD.
+ * no MHD strict mode; the acceptor checks every connection's first head
+ * (strict HTTP/1.1, contract v1.2) and sends what it refuses to
+ * http_server_reject() instead of to MHD; later heads on a keep-alive
+ * connection are checked on the first handler call (strict_request); bad
+ * targets get our JSON 400.  Request deadlines: deadline.h.
  *
  * This file holds the route table, so it calls every routes_*.c handler;
  * what a handler needs of its request (query values, async answers) lives
@@ -74,15 +76,19 @@
 #define CONNECTION_TIMEOUT_S 60  /* MHD closes a connection idle this long */
 /* MHD's per-connection pool holds the request head and its read buffer;
  * bodies go to our own buffer (HTTP_BODY_MAX), so this only has to exceed
- * the largest head we accept: 16 KiB, Node's default limit, plus room.
- * Keep it small: MHD 0.9.75 zeroes the whole pool after every request
- * (MHD_pool_reset) and the unused half of its read buffer again, which at
- * 64 KiB was 22% of a cached feed request's CPU (perf), and a keep-alive
- * connection keeps the whole pool touched.  Heads between half the pool
- * and the pool (16-32 KiB now, 32-64 KiB before) reach MHD 0.9.75's error
+ * the largest head we accept: 8 KiB (NET_HEAD_MAX, nginx's default line
+ * buffer), plus room.  Keep it small: MHD 0.9.75 zeroes the whole pool
+ * after every request (MHD_pool_reset) and the unused half of its read
+ * buffer again, which at 64 KiB was 22% of a cached feed request's CPU
+ * (perf), and a keep-alive connection keeps the whole pool touched: an idle
+ * REST connection costs the pool in RSS (measured with
+ * bench/http/rss_idle.py: 31.8 KiB at 32 KiB, 16.2 KiB at 16 KiB).  Heads
+ * between half the pool and the pool (8-16 KiB) reach MHD 0.9.75's error
  * path, which answers 431 with its head sent twice or closes without an
- * answer; larger ones get a clean 431. */
-#define CONNECTION_MEMORY (32 * 1024)
+ * answer; larger ones get a clean 431.  The acceptor answers a
+ * connection's first head over 8 KiB with 431 itself, so only later
+ * requests on a keep-alive connection can meet that path. */
+#define CONNECTION_MEMORY (16 * 1024)
 #define LINGER_MS 5000
 
 static const http_route_fn handlers[ROUTE__COUNT] = {
@@ -793,7 +799,7 @@ static const struct reject_kind reject_kinds[] = {
     {426, CHAT_E_BAD_REQUEST, "Upgrade Required", "only WebSocket version 13 is supported",
      "Sec-WebSocket-Version: 13\r\n"},
     {431, CHAT_E_BAD_REQUEST, "Request Header Fields Too Large",
-     "request head larger than 16 KiB", ""},
+     "request head larger than 8 KiB", ""},
     {503, CHAT_E_UNAVAILABLE, "Service Unavailable",
      "the server is at its connection limit: retry later", "Retry-After: 1\r\n"},
 };

@@ -326,18 +326,21 @@ static void refuse_full(struct acceptor *a, struct pending *p)
 
 /* The strict checks of a first request head (net_head_check, and
  * net_ws_check for an upgrade): 200 to hand it on, 0 to wait for the rest
- * of the head, else the status to refuse it with.  A head that fills the
- * peek buffer without ending is refused with 431 here: MHD 0.9.75 would
- * answer heads between half its pool and the pool with its doubled error
- * head, or not at all.  A head still incomplete after the edge bound, or
+ * of the head, else the status to refuse it with.  A head over
+ * NET_HEAD_MAX is refused with 431 here: MHD 0.9.75 would answer heads
+ * between half its pool and the pool with its doubled error head, or not
+ * at all.  A head still incomplete after the edge bound, or
  * when the client stopped sending, goes to MHD, which times it out. */
 static int strict_check(const char *buf, size_t n, enum net_class c, bool bounded)
 {
     const char *why = NULL;
     enum net_head h = net_head_check(buf, n, &why);
     if (h == NET_HEAD_MORE)
-        return n >= NET_PEEK_MAX ? 431 : bounded ? 200 : 0;
-    int status = h == NET_HEAD_BAD ? 400 : h == NET_HEAD_HUGE_LENGTH ? 413 : 200;
+        return bounded ? 200 : 0;
+    int status = h == NET_HEAD_BAD            ? 400
+                 : h == NET_HEAD_HUGE_LENGTH  ? 413
+                 : h == NET_HEAD_TOO_LARGE    ? 431
+                                              : 200;
     if (status == 200 && c == NET_CLASS_WS)
         status = net_ws_check(buf, n, &why);
     if (status != 200)

@@ -297,6 +297,10 @@ enum net_head net_head_check(const char *buf, size_t len, const char **why)
     while (i < len && (buf[i] == '\r' || buf[i] == '\n'))
         i++;
     size_t end = head_end(buf, i, len);
+    if (end == 0 ? len - i > NET_HEAD_MAX : end - i > NET_HEAD_MAX) {
+        *why = "a request head over 8 KiB";
+        return NET_HEAD_TOO_LARGE;
+    }
     if (end == 0)
         return NET_HEAD_MORE;
     const char *l;

@@ -29,6 +29,11 @@ enum net_class {
  * request and the head has not ended. */
 enum net_class net_classify(const char *buf, size_t len);
 
+/* The largest request head net_head_check accepts (NET_HEAD_TOO_LARGE
+ * past it): half of MHD's per-connection pool (http/server.c
+ * CONNECTION_MEMORY), the most MHD 0.9.75 answers cleanly. */
+#define NET_HEAD_MAX 8192
+
 /* The longest chunk-size line (size and extensions) net_head_check lets
  * through in the bytes that follow a chunked head. */
 #define NET_CHUNK_LINE_MAX 4096
@@ -38,6 +43,7 @@ enum net_head {
     NET_HEAD_OK = 1,          /* complete, nothing we need to refuse */
     NET_HEAD_BAD = 2,         /* malformed or ambiguous: 400 bad_request, then close */
     NET_HEAD_HUGE_LENGTH = 3, /* Content-Length does not fit 64 bits: 413 */
+    NET_HEAD_TOO_LARGE = 4,   /* the head is over NET_HEAD_MAX bytes: 431 */
 };
 
 /* The strict HTTP/1.1 check of one request head (CONTRACT.md section 1,
@@ -50,7 +56,8 @@ enum net_head {
  * HTTP/1.1 (repeated on 1.0); two Content-Length; Content-Length with
  * Transfer-Encoding; a Transfer-Encoding other than one "chunked"; a
  * Content-Length that is not decimal digits.  NET_HEAD_HUGE_LENGTH for a
- * Content-Length over 2^64-1.  With chunked, a first chunk line seen
+ * Content-Length over 2^64-1.  NET_HEAD_TOO_LARGE when the head (leading
+ * CR/LF not counted) runs past NET_HEAD_MAX bytes, ended or not.  With chunked, a first chunk line seen
  * longer than NET_CHUNK_LINE_MAX is NET_HEAD_BAD too.  Returns NET_HEAD_MORE until the empty line
  * that ends the head.  *why (may be NULL) gets a static string saying why
  * a head is refused, NULL otherwise. */

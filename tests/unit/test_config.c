@@ -12,6 +12,8 @@ static const char *all_vars[] = {
     "CLOUDINARY_API_BASE", "PUBLIC_URL", "CORS_ORIGINS", "TRUST_PROXY", "RATE_LIMIT_MAX",
     "RATE_LIMIT_WINDOW_MS", "WS_RATE_PER_S", "WS_RATE_BURST", "MAX_UPLOAD_BYTES", "LOG_LEVEL",
     "TOKEN_TTL_S", "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT", "HTTP_THREADS",
+    "LOGIN_FAIL_MAX", "LOGIN_FAIL_WINDOW_S", "MAX_CONNS_PER_ADDR", "REQUEST_HEAD_TIMEOUT_S",
+    "REQUEST_BODY_TIMEOUT_S",
 };
 
 static void clear_env(void)
@@ -72,6 +74,11 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.pwhash_opslimit, crypto_pwhash_OPSLIMIT_INTERACTIVE);
     CHECK_EQ_INT(cfg.pwhash_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     CHECK(cfg.http_threads >= 4);
+    CHECK_EQ_INT(cfg.login_fail_max, 10);
+    CHECK_EQ_INT(cfg.login_fail_window_s, 900);
+    CHECK_EQ_INT(cfg.max_conns_per_addr, 256);
+    CHECK_EQ_INT(cfg.head_timeout_s, 10);
+    CHECK_EQ_INT(cfg.body_timeout_s, 30);
     config_cleanup(&cfg);
 }
 
@@ -170,6 +177,13 @@ static void test_bad_values(void)
     bad("PWHASH_MEMLIMIT", "64M");
     bad("HTTP_THREADS", "0");
     bad("HTTP_THREADS", "1000");
+    bad("LOGIN_FAIL_MAX", "-1");
+    bad("LOGIN_FAIL_MAX", "ten");
+    bad("LOGIN_FAIL_WINDOW_S", "0");
+    bad("MAX_CONNS_PER_ADDR", "-5");
+    bad("MAX_CONNS_PER_ADDR", "1.5");
+    bad("REQUEST_HEAD_TIMEOUT_S", "0");
+    bad("REQUEST_BODY_TIMEOUT_S", "3601");
     /* numbers */
     bad("WS_RATE_PER_S", "-1");
     bad("WS_RATE_PER_S", "nan");

@@ -4,7 +4,10 @@
  * each new socket (recv MSG_PEEK, edge-triggered) until net_classify() can
  * tell a WebSocket upgrade from anything else, and hands the socket, with
  * its bytes still unread, to one of two sinks (libwebsockets or
- * libmicrohttpd).  It never reads, parses or answers a request itself.
+ * libmicrohttpd).  It never reads a request itself; with a reject sink it
+ * checks the first head (strict HTTP/1.1, the WebSocket handshake) and
+ * admits connections against the ceiling, and the reject sink answers
+ * what it refuses.
  *
  * Routing is per connection, not per request: a keep-alive connection
  * that starts with a REST request stays with MHD even if it later sends an
@@ -22,10 +25,11 @@
  * borrowed for the call.  Runs on the acceptor thread: must not block. */
 typedef void (*acceptor_sink_cb)(void *arg, int fd, const struct sockaddr *sa, socklen_t salen);
 
-/* Takes ownership of `fd`, whose first request head has a Content-Length
- * that libmicrohttpd 0.9.75 would answer with a malformed response (see
- * net_head_check); the sink answers `status` (400 or 413) itself and
- * closes.  Runs on the acceptor thread: must not block. */
+/* Takes ownership of `fd`, a connection the acceptor refuses: its first
+ * request head breaks the strict HTTP/1.1 rules (400, 413 or 431; see
+ * net_head_check), its WebSocket handshake is not acceptable (400 or 426,
+ * net_ws_check), or admission refused it (503).  The sink answers `status`
+ * itself and closes.  Runs on the acceptor thread: must not block. */
 typedef void (*acceptor_reject_cb)(void *arg, int fd, int status);
 
 struct acceptor_config {
