@@ -608,7 +608,6 @@ int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, stru
     }
     a->running = true;
     pthread_once(&gauge_once, register_gauge);
-    *out = a;
     return 0;
 fail:
     if (a->lfd >= 0)
