@@ -58,7 +58,7 @@ static const struct var_doc docs[] = {
     /* hardening limits (issue 8; docs/operations.md "Limits") */
     {"LOGIN_FAIL_MAX", "10", "failed logins per account name per LOGIN_FAIL_WINDOW_S before 429; 0 disables"},
     {"LOGIN_FAIL_WINDOW_S", "900", "window of LOGIN_FAIL_MAX in seconds (15 minutes)"},
-    {"MAX_CONNS_PER_ADDR", "256", "open REST connections per client address (not applied with TRUST_PROXY=1); 0 disables"},
+    {"MAX_CONNS_PER_ADDR", "256", "REST connections plus connections still sending their first head, per client address (not applied with TRUST_PROXY=1); 0 disables"},
     {"REQUEST_HEAD_TIMEOUT_S", "10", "seconds a request head may take to arrive, on every request of a connection"},
     {"REQUEST_BODY_TIMEOUT_S", "30", "seconds a request body may take to arrive after its head"},
 };

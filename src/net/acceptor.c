@@ -77,6 +77,7 @@ struct pending {
     bool in_epoll;     /* registered in a->epfd */
     bool peer_done;    /* EPOLLRDHUP seen: no more bytes will come */
     int peeks;
+    bool addr_counted; /* counted in its address's `pending` */
     int64_t deadline_ms; /* CLOCK_MONOTONIC ms */
     TAILQ_ENTRY(pending) link; /* in acceptor.pending, deadline order */
     socklen_t salen;
@@ -109,11 +110,14 @@ struct acceptor {
     char peekbuf[NET_PEEK_MAX];
 };
 
-/* REST connections open from one client address (key: IPv6 or v4-mapped
- * bytes).  Under acceptor.addr_mu; freed when the count drops to 0. */
+/* Connections from one client address (key: IPv6 or v4-mapped bytes):
+ * REST connections open in MHD, and sockets still being classified (which
+ * may become REST or WebSocket).  Under acceptor.addr_mu; freed when both
+ * counts are 0. */
 struct addr_count {
     unsigned char addr[16];
-    long n;
+    long n;       /* REST connections handed to MHD and not closed */
+    long pending; /* sockets from it in acceptor.pending */
     struct addr_count *next;
 };
 
@@ -180,9 +184,12 @@ static struct addr_count **addr_slot_locked(struct acceptor *a, const unsigned c
     return pp;
 }
 
-/* Counts one more REST connection from `sa`, unless the address already
- * holds max_per_addr (then false).  Acceptor thread. */
-static bool addr_take(struct acceptor *a, const struct sockaddr *sa)
+/* Adds `dn` REST connections and `dp` pending sockets to the address of
+ * `sa`.  With `limit`, adds nothing and returns false when the address
+ * already holds `limit` (REST + pending when dp > 0, REST alone
+ * otherwise).  Returns true without counting when the cap is off or the
+ * address has no key.  Any thread. */
+static bool addr_add(struct acceptor *a, const struct sockaddr *sa, int dn, int dp, long limit)
 {
     unsigned char key[16];
     if (a->cfg.max_per_addr <= 0 || !addr_key(sa, key))
@@ -190,30 +197,34 @@ static bool addr_take(struct acceptor *a, const struct sockaddr *sa)
     bool ok = true;
     pthread_mutex_lock(&a->addr_mu);
     struct addr_count **pp = addr_slot_locked(a, key);
-    if (!*pp && (*pp = calloc(1, sizeof **pp)) != NULL)
+    if (!*pp && (dn > 0 || dp > 0) && (*pp = calloc(1, sizeof **pp)) != NULL)
         memcpy((*pp)->addr, key, 16);
-    if (*pp && (*pp)->n >= a->cfg.max_per_addr)
+    struct addr_count *e = *pp;
+    if (e && limit > 0 && e->n + (dp > 0 ? e->pending : 0) >= limit)
         ok = false;
-    else if (*pp)
-        (*pp)->n++;
+    else if (e) {
+        e->n += dn;
+        e->pending += dp;
+    }
+    if (e && e->n <= 0 && e->pending <= 0) {
+        *pp = e->next;
+        free(e);
+    }
     pthread_mutex_unlock(&a->addr_mu);
     return ok;
+}
+
+/* Counts one more REST connection from `sa`, unless the address already
+ * holds max_per_addr of them (then false).  Acceptor thread. */
+static bool addr_take(struct acceptor *a, const struct sockaddr *sa)
+{
+    return addr_add(a, sa, 1, 0, a->cfg.max_per_addr);
 }
 
 void acceptor_release_http(struct acceptor *a, const struct sockaddr *sa)
 {
     atomic_fetch_sub(&a->n_http, 1);
-    unsigned char key[16];
-    if (a->cfg.max_per_addr <= 0 || !addr_key(sa, key))
-        return;
-    pthread_mutex_lock(&a->addr_mu);
-    struct addr_count **pp = addr_slot_locked(a, key);
-    struct addr_count *e = *pp;
-    if (e && --e->n <= 0) {
-        *pp = e->next;
-        free(e);
-    }
-    pthread_mutex_unlock(&a->addr_mu);
+    addr_add(a, sa, -1, 0, 0);
 }
 
 static void set_listen(struct acceptor *a, bool on)
@@ -237,6 +248,8 @@ static void maybe_resume(struct acceptor *a, int64_t now)
 
 static void unlink_pending(struct acceptor *a, struct pending *p)
 {
+    if (p->addr_counted)
+        addr_add(a, (struct sockaddr *)&p->sa, 0, -1, 0);
     TAILQ_REMOVE(&a->pending, p, link);
     atomic_fetch_sub(&a->npending, 1);
     atomic_fetch_sub(&total_pending, 1);
@@ -326,15 +339,23 @@ static void refuse_full(struct acceptor *a, struct pending *p)
 
 /* The strict checks of a first request head (net_head_check, and
  * net_ws_check for an upgrade): 200 to hand it on, 0 to wait for the rest
- * of the head, else the status to refuse it with.  A head over
+ * of the head, else the status to refuse it with (400 also for a head the
+ * client stopped sending before it ended).  A head over
  * NET_HEAD_MAX is refused with 431 here: MHD 0.9.75 would answer heads
  * between half its pool and the pool with its doubled error head, or not
  * at all.  A head still incomplete after the edge bound, or
  * when the client stopped sending, goes to MHD, which times it out. */
-static int strict_check(const char *buf, size_t n, enum net_class c, bool bounded)
+static int strict_check(const char *buf, size_t n, enum net_class c, bool bounded,
+                        bool peer_done)
 {
     const char *why = NULL;
     enum net_head h = net_head_check(buf, n, &why);
+    if (h == NET_HEAD_MORE && peer_done) {
+        /* The head can never end.  MHD 0.9.75 would hold such a socket
+         * until a timeout instead of closing it, so answer it here. */
+        log_info("refused a request head (400): the client stopped sending before it ended");
+        return 400;
+    }
     if (h == NET_HEAD_MORE)
         return bounded ? 200 : 0;
     int status = h == NET_HEAD_BAD            ? 400
@@ -376,18 +397,19 @@ static bool peek(struct acceptor *a, struct pending *p)
         drop(a, p);
         return false;
     }
-    if (c != NET_CLASS_MORE && a->cfg.to_reject) {
-        int status = strict_check(a->peekbuf, (size_t)n, c, bounded);
+    if (c == NET_CLASS_MORE) {
+        if (!bounded)
+            return true;
+        c = NET_CLASS_HTTP;
+    }
+    if (a->cfg.to_reject) {
+        int status = strict_check(a->peekbuf, (size_t)n, c, bounded, p->peer_done);
         if (status == 0)
             return true; /* the head has not ended yet */
         if (status != 200) {
             reject(a, p, status);
             return false;
         }
-    } else if (c == NET_CLASS_MORE) {
-        if (!bounded)
-            return true;
-        c = NET_CLASS_HTTP;
     }
     if (!admit(a, p, c)) {
         refuse_full(a, p);
@@ -442,6 +464,14 @@ static void accept_some(struct acceptor *a)
         TAILQ_INSERT_TAIL(&a->pending, p, link);
         atomic_fetch_add(&a->npending, 1);
         atomic_fetch_add(&total_pending, 1);
+        /* One address may hold at most max_per_addr sockets being
+         * classified plus REST connections, so it cannot fill the pending
+         * list (pending_max, shared by everyone) with slow heads. */
+        if (!addr_add(a, (struct sockaddr *)&sa, 0, 1, a->cfg.max_per_addr)) {
+            refuse_full(a, p);
+            continue;
+        }
+        p->addr_counted = true;
         if (!peek(a, p))
             continue; /* settled at once: the usual case */
         /* Bytes that arrive between the peek and the ADD are not lost:

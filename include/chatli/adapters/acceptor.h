@@ -47,8 +47,8 @@ struct acceptor_config {
     acceptor_reject_cb to_reject;
     void *reject_arg;
     /* Admission (0 = off).  conn_max: the connection ceiling (see
-     * acceptor_raise_fd_limit); max_per_addr: REST connections per client
-     * address (MAX_CONNS_PER_ADDR).  Past either, a classified socket is
+     * acceptor_raise_fd_limit); max_per_addr: REST connections plus sockets
+     * being classified, per client address (MAX_CONNS_PER_ADDR).  Past either, a classified socket is
      * answered 503 with Retry-After through to_reject and closed.  With
      * conn_max set, the REST sink must call acceptor_release_http once for
      * every socket it was given, when that connection closes. */
