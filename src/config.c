@@ -62,6 +62,12 @@ static const struct var_doc docs[] = {
     {"WEB_UI", "1", "1 = serve the built-in web client at /; 0 = API only (/ is 404)"},
     /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
     {"WS_MAX_CONNS_PER_USER", "16", "WebSocket connections one user may hold; one more closes the oldest with 4429"},
+    /* hardening limits (issue 8; docs/operations.md "Limits") */
+    {"LOGIN_FAIL_MAX", "10", "failed logins per account name per LOGIN_FAIL_WINDOW_S before 429; 0 disables"},
+    {"LOGIN_FAIL_WINDOW_S", "900", "window of LOGIN_FAIL_MAX in seconds (15 minutes)"},
+    {"MAX_CONNS_PER_ADDR", "256", "REST connections plus connections still sending their first head, per client address (not applied with TRUST_PROXY=1); 0 disables"},
+    {"REQUEST_HEAD_TIMEOUT_S", "10", "seconds a request head may take to arrive, on every request of a connection"},
+    {"REQUEST_BODY_TIMEOUT_S", "30", "seconds a request body may take to arrive after its head"},
 };
 
 static int fail(char *msg, size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -394,6 +400,22 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (parse_int("WS_MAX_CONNS_PER_USER", 1, 100000, 16, &n, msg, msg_len))
         return -1;
     cfg->ws_max_conns_per_user = (uint32_t)n;
+    /* hardening limits (issue 8) */
+    if (parse_int("LOGIN_FAIL_MAX", 0, 1000000, 10, &n, msg, msg_len))
+        return -1;
+    cfg->login_fail_max = n;
+    if (parse_int("LOGIN_FAIL_WINDOW_S", 1, 366LL * 24 * 3600, 900, &n, msg, msg_len))
+        return -1;
+    cfg->login_fail_window_s = n;
+    if (parse_int("MAX_CONNS_PER_ADDR", 0, 10000000, 256, &n, msg, msg_len))
+        return -1;
+    cfg->max_conns_per_addr = n;
+    if (parse_int("REQUEST_HEAD_TIMEOUT_S", 1, 3600, 10, &n, msg, msg_len))
+        return -1;
+    cfg->head_timeout_s = n;
+    if (parse_int("REQUEST_BODY_TIMEOUT_S", 1, 3600, 30, &n, msg, msg_len))
+        return -1;
+    cfg->body_timeout_s = n;
     return 0;
 }
 

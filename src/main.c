@@ -89,6 +89,10 @@ static void to_ws(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
 
 static void to_reject(void *arg, int fd, int status) { http_server_reject(arg, fd, status); }
 
+/* MHD closed a REST connection: give its admission back.  `arg` is the
+ * struct app; its acceptor is set before the first connection exists. */
+static void on_http_closed(void *arg, const struct sockaddr *sa);
+
 /* mkdir -p: creates `path` and its missing parents (mode 0700: the
  * database and uploads are the server's alone). */
 static int make_dirs(const char *path)
@@ -137,6 +141,13 @@ struct app {
     struct acceptor *acc;
     int data_lock; /* lock_data_dir's fd, or -1 (MongoDB) */
 };
+
+static void on_http_closed(void *arg, const struct sockaddr *sa)
+{
+    struct app *a = arg;
+    if (a->acc)
+        acceptor_release_http(a->acc, sa);
+}
 
 /* Every key and channel of chatli in a shared Redis starts with this. */
 #define REDIS_KEY_PREFIX "chatli:"
@@ -206,6 +217,19 @@ static int lock_data_dir(const struct config *cfg, struct chat_err *err)
     return fd;
 }
 
+/* Weaker Argon2id parameters are allowed (tests use the minimum), but an
+ * operator should know that stolen hashes are then cheap to crack. */
+static void warn_weak_pwhash(const struct config *cfg)
+{
+    if (cfg->pwhash_opslimit < crypto_pwhash_OPSLIMIT_INTERACTIVE ||
+        cfg->pwhash_memlimit < crypto_pwhash_MEMLIMIT_INTERACTIVE)
+        log_warn("PWHASH_OPSLIMIT=%llu / PWHASH_MEMLIMIT=%zu are below libsodium's interactive "
+                 "limits (%llu / %zu): password hashes are cheaper to crack",
+                 cfg->pwhash_opslimit, cfg->pwhash_memlimit,
+                 (unsigned long long)crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                 (size_t)crypto_pwhash_MEMLIMIT_INTERACTIVE);
+}
+
 /* MONGODB_URI selects the production store; without it the embedded
  * SQLite database lives in DATA_DIR. */
 static int open_store(const struct config *cfg, struct store **out, struct chat_err *err)
@@ -259,12 +283,18 @@ static int app_start(struct app *a, const struct config *cfg)
         return fatal("websocket gateway", &err);
     struct http_server_deps deps = {.cfg = cfg, .core = a->core, .store = a->store,
                                     .cache = a->cache, .bus = a->bus, .media = a->media,
-                                    .conn_limit = (unsigned)connection_ceiling};
+                                    .conn_limit = (unsigned)connection_ceiling,
+                                    .on_closed = on_http_closed, .on_closed_arg = a};
     if (http_server_open(&deps, &a->http, &err) != 0)
         return fatal("http server", &err);
     struct acceptor_config acfg = {.host = cfg->host, .port = cfg->port, .to_http = to_http,
                                    .http_arg = a->http, .to_ws = to_ws, .ws_arg = a->ws,
-                                   .to_reject = to_reject, .reject_arg = a->http};
+                                   .to_reject = to_reject, .reject_arg = a->http,
+                                   /* admission: behind TRUST_PROXY every client shares
+                                    * the proxy's address, so no per-address cap then */
+                                   .conn_max = (int)connection_ceiling,
+                                   .max_per_addr = cfg->trust_proxy ? 0
+                                                                    : (int)cfg->max_conns_per_addr};
     if (acceptor_open(&acfg, &a->acc, &err) != 0)
         return fatal("listen", &err);
     json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s, s:s}", "msg", "chatli started",
@@ -372,6 +402,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(cfg.log_level);
+    warn_weak_pwhash(&cfg);
 
     struct app app = {.data_lock = -1};
     int rc = app_start(&app, &cfg);

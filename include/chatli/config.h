@@ -42,6 +42,13 @@ struct config {
     int64_t cloudinary_timeout_ms;         /* CLOUDINARY_TIMEOUT_MS per attempt, default 60000 */
     /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
     uint32_t ws_max_conns_per_user; /* WS_MAX_CONNS_PER_USER, default 16 */
+    /* Hardening limits (issue 8): failed logins per account, per-address
+     * connections, request head/body deadlines. */
+    int64_t login_fail_max;      /* LOGIN_FAIL_MAX, default 10; 0 disables */
+    int64_t login_fail_window_s; /* LOGIN_FAIL_WINDOW_S, default 900 */
+    int64_t max_conns_per_addr;  /* MAX_CONNS_PER_ADDR, default 256; 0 disables */
+    int64_t head_timeout_s;      /* REQUEST_HEAD_TIMEOUT_S, default 10 */
+    int64_t body_timeout_s;      /* REQUEST_BODY_TIMEOUT_S, default 30 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

@@ -156,6 +156,12 @@ struct store_ops {
     /* Overwrites display_name, bio and avatar_url of user `u->id`.
      * CHAT_E_NOT_FOUND when absent. */
     int (*update_user)(struct store *st, const struct user *u, struct chat_err *err);
+    /* Overwrites the password hash of user `id` with `pwhash` (a
+     * crypto_pwhash_str string, borrowed for the call): login rehashes a
+     * password whose stored parameters are weaker than the configured ones.
+     * CHAT_E_NOT_FOUND when absent.  Any thread. */
+    int (*update_user_pwhash)(struct store *st, const char *id, const char *pwhash,
+                              struct chat_err *err);
     /* Users whose lower-cased username starts with `prefix` (lower-cased by
      * core), ascending by lower-cased username, strictly after `after`
      * (a lower-cased username, NULL for the first page), at most `limit`. */
@@ -283,6 +289,9 @@ static inline int store_get_users(struct store *st, const char (*ids)[OID_SIZE],
 { STORE__CALL(get_users, ids, n, out, err); }
 static inline int store_update_user(struct store *st, const struct user *u, struct chat_err *err)
 { STORE__CALL(update_user, u, err); }
+static inline int store_update_user_pwhash(struct store *st, const char *id, const char *pwhash,
+                                           struct chat_err *err)
+{ STORE__CALL(update_user_pwhash, id, pwhash, err); }
 static inline int store_search_users(struct store *st, const char *prefix, const char *after, int limit,
                                      struct user_list *out, struct chat_err *err)
 { STORE__CALL(search_users, prefix, after, limit, out, err); }

@@ -3,7 +3,9 @@
  * Passwords are Argon2id strings (crypto_pwhash_str), computed and verified
  * under the concurrency gate of core.c.  A login for an unknown user verifies
  * against the dummy hash, so both failure paths do one Argon2id verify and
- * answer the same CHAT_E_INVALID_CREDENTIALS.
+ * answer the same CHAT_E_INVALID_CREDENTIALS.  A successful login whose
+ * stored hash is weaker than the configured parameters rehashes it
+ * (crypto_pwhash_str_needs_rehash; once per account and parameter change).
  *
  * A token is 32 random bytes shown to the client as base64url without
  * padding (43 characters).  The store keeps only BLAKE2b-256 of the raw
@@ -97,6 +99,26 @@ static bool verify_password(struct core *c, const char *hash, const char *pw, si
     int rc = crypto_pwhash_str_verify(hash, pw, len);
     core__pw_leave(c);
     return rc == 0;
+}
+
+/* After a successful login: when the stored hash was made with weaker
+ * Argon2id parameters than PWHASH_OPSLIMIT / PWHASH_MEMLIMIT now ask (or
+ * another algorithm), store a new hash of the password just verified, so
+ * raising the parameters upgrades every account at its next login.  A
+ * failure is logged and the login goes on: the old hash still works. */
+static void maybe_rehash(struct core *c, const struct user *u, const char *pw)
+{
+    if (crypto_pwhash_str_needs_rehash(u->pwhash, c->cfg.pwhash_opslimit,
+                                       c->cfg.pwhash_memlimit) == 0)
+        return;
+    char fresh[crypto_pwhash_STRBYTES];
+    struct chat_err e = {0};
+    if (hash_password(c, pw, fresh, &e) != 0 ||
+        store_update_user_pwhash(c->store, u->id, fresh, &e) != 0) {
+        log_warn("auth: rehashing user %s's password failed: %s", u->id, e.msg);
+        return;
+    }
+    log_info("auth: rehashed user %s's password with the configured parameters", u->id);
 }
 
 int auth_register(struct core *c, json_t *body, json_t **out, struct chat_err *err)
@@ -198,6 +220,7 @@ int auth_login(struct core *c, json_t *body, json_t **out, struct chat_err *err)
                           "wrong email/username or password");
         goto done;
     }
+    maybe_rehash(c, &u, password);
     rc = auth_reply(c, &u, out, err);
 
 done:

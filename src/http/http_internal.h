@@ -27,6 +27,8 @@ struct bus;
 struct media;
 struct http_linger;
 struct http_upload;
+struct http_deadlines;
+struct sockaddr;
 
 /* Largest JSON request body we buffer (CONTRACT.md section 1). */
 #define HTTP_BODY_MAX (1024 * 1024)
@@ -45,6 +47,10 @@ struct http_conn {
     _Atomic long served; /* requests completed on this connection */
     bool linger;        /* an answer went out before the body was read */
     bool shut;          /* draining shut its read side (main, under conns_mu) */
+    /* deadline.h: CLOCK_MONOTONIC ms by which the current state must end,
+     * 0 = none; written by the owning worker, read by the deadline thread. */
+    _Atomic int64_t deadline_ms;
+    bool expired;       /* the deadline thread shut it (under conns_mu) */
     LIST_ENTRY(http_conn) link; /* in http_server.conns */
 };
 
@@ -61,9 +67,12 @@ struct http_server {
     struct cors cors;
     struct MHD_Daemon *daemon;
     struct http_linger *linger;
+    struct http_deadlines *deadlines;
     _Atomic bool draining;
     _Atomic long n_conns;     /* open MHD connections (NOTIFY_CONNECTION) */
     _Atomic long n_async;     /* requests suspended for an async answer (http_async_*) */
+    void (*on_closed)(void *arg, const struct sockaddr *sa); /* admission give-back, may be NULL */
+    void *on_closed_arg;
     pthread_mutex_t conns_mu;
     LIST_HEAD(, http_conn) conns;
 };
@@ -111,6 +120,7 @@ struct http_req {
     bool rl_on;
     int64_t rl_limit, rl_remaining, rl_reset_s;
     bool rl_exceeded;
+    int64_t retry_after_s;        /* a 429 from another limit (failed logins); 0 = rl_reset_s */
     char client_ip[64];
     /* an answer completed on another thread (http_async_begin/finish) */
     _Atomic int async;            /* enum http_async_state */

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -126,4 +127,63 @@ int http_ratelimit_hit(struct cache *cache, const char *key, int64_t max, int64_
         res->reset_s = 1;
     res->exceeded = count > max;
     return 0;
+}
+
+/* ---- accounts blocked after too many failed logins ------------------------
+ *
+ * Threads: every MHD worker, under blocks_mu.  A process-wide table (all
+ * servers of the process share it, which only a test would notice): open
+ * addressing over BLOCK_SLOTS entries, BLOCK_PROBES probes; an insert takes
+ * a free, expired or equal slot, else evicts the probe window's soonest
+ * expiry.  Filling it takes LOGIN_FAIL_MAX failed logins per entry, each
+ * paid with an Argon2id verify and the client IP's rate limit. */
+#define BLOCK_SLOTS 16384
+#define BLOCK_PROBES 32
+
+struct block_slot {
+    unsigned char account[16];
+    int64_t until_ms; /* CLOCK_MONOTONIC ms; 0 = free */
+};
+
+static pthread_mutex_t blocks_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct block_slot blocks[BLOCK_SLOTS];
+
+static size_t slot_of(const unsigned char account[16])
+{
+    size_t h;
+    memcpy(&h, account, sizeof h);
+    return h % BLOCK_SLOTS;
+}
+
+int64_t http_login_blocked_ms(const unsigned char account[16], int64_t now_ms)
+{
+    int64_t left = 0;
+    pthread_mutex_lock(&blocks_mu);
+    for (size_t i = 0, s = slot_of(account); i < BLOCK_PROBES; i++, s = (s + 1) % BLOCK_SLOTS) {
+        struct block_slot *b = &blocks[s];
+        if (b->until_ms > now_ms && memcmp(b->account, account, 16) == 0) {
+            left = b->until_ms - now_ms;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&blocks_mu);
+    return left;
+}
+
+void http_login_block(const unsigned char account[16], int64_t until_ms, int64_t now_ms)
+{
+    pthread_mutex_lock(&blocks_mu);
+    struct block_slot *victim = NULL;
+    for (size_t i = 0, s = slot_of(account); i < BLOCK_PROBES; i++, s = (s + 1) % BLOCK_SLOTS) {
+        struct block_slot *b = &blocks[s];
+        if (b->until_ms <= now_ms || memcmp(b->account, account, 16) == 0) {
+            victim = b;
+            break;
+        }
+        if (!victim || b->until_ms < victim->until_ms)
+            victim = b;
+    }
+    memcpy(victim->account, account, 16);
+    victim->until_ms = until_ms;
+    pthread_mutex_unlock(&blocks_mu);
 }

@@ -45,4 +45,16 @@ struct ratelimit_result {
 int http_ratelimit_hit(struct cache *cache, const char *key, int64_t max, int64_t window_ms,
                        struct ratelimit_result *res, struct chat_err *err);
 
+/* Failed logins per account (CONTRACT.md section 1, v1.2).  The failures
+ * are counted through the cache port (shared by every instance with Redis);
+ * an account whose count reached LOGIN_FAIL_MAX is remembered here, in
+ * this process, until its window ends, so that its next attempts are
+ * refused before the password is checked, a right one included.  Another
+ * instance learns of the block at the first failure it sees.  `account` is
+ * a 16-byte hash of the login name.  Thread-safe. */
+/* Milliseconds the account stays blocked, 0 when it is not. */
+int64_t http_login_blocked_ms(const unsigned char account[16], int64_t now_ms);
+/* Blocks the account until `until_ms` (CLOCK_MONOTONIC ms). */
+void http_login_block(const unsigned char account[16], int64_t until_ms, int64_t now_ms);
+
 #endif

@@ -97,7 +97,8 @@ static void add_common(struct http_req *rq, struct MHD_Response *r, int status, 
         add_num(r, "RateLimit-Reset", rq->rl_reset_s);
     }
     if (status == 429)
-        add_num(r, "Retry-After", rq->rl_reset_s > 0 ? rq->rl_reset_s : 1);
+        add_num(r, "Retry-After", rq->retry_after_s > 0 ? rq->retry_after_s
+                                  : rq->rl_reset_s > 0 ? rq->rl_reset_s : 1);
     if (status == 405 && rq->match.allow[0])
         add(r, "Allow", rq->match.allow);
     if (status == 401) /* RFC 9110 requires a challenge on every 401 */

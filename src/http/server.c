@@ -39,9 +39,11 @@
  *
  * MHD 0.9.75's own error responses (for heads it refuses before calling
  * us) repeat their response head.  We keep out of that path where we can:
- * no strict mode (a missing Host is served; bad targets get our JSON 400),
- * and the acceptor sends a first head with an unparseable Content-Length
- * to http_server_reject() instead of to MHD.
+ * no MHD strict mode; the acceptor checks every connection's first head
+ * (strict HTTP/1.1, contract v1.2) and sends what it refuses to
+ * http_server_reject() instead of to MHD; later heads on a keep-alive
+ * connection are checked on the first handler call (strict_request); bad
+ * targets get our JSON 400.  Request deadlines: deadline.h.
  *
  * This file holds the route table, so it calls every routes_*.c handler;
  * what a handler needs of its request (query values, async answers) lives
@@ -64,6 +66,7 @@
 #include "chatli/cache.h"
 #include "chatli/config.h"
 #include "chatli/core.h"
+#include "deadline.h"
 #include "http_internal.h"
 #include "linger.h"
 #include "ratelimit.h"
@@ -76,15 +79,19 @@
 #define CONNECTION_TIMEOUT_S 60  /* MHD closes a connection idle this long */
 /* MHD's per-connection pool holds the request head and its read buffer;
  * bodies go to our own buffer (HTTP_BODY_MAX), so this only has to exceed
- * the largest head we accept: 16 KiB, Node's default limit, plus room.
- * Keep it small: MHD 0.9.75 zeroes the whole pool after every request
- * (MHD_pool_reset) and the unused half of its read buffer again, which at
- * 64 KiB was 22% of a cached feed request's CPU (perf), and a keep-alive
- * connection keeps the whole pool touched.  Heads between half the pool
- * and the pool (16-32 KiB now, 32-64 KiB before) reach MHD 0.9.75's error
+ * the largest head we accept: 8 KiB (NET_HEAD_MAX, nginx's default line
+ * buffer), plus room.  Keep it small: MHD 0.9.75 zeroes the whole pool
+ * after every request (MHD_pool_reset) and the unused half of its read
+ * buffer again, which at 64 KiB was 22% of a cached feed request's CPU
+ * (perf), and a keep-alive connection keeps the whole pool touched: an idle
+ * REST connection costs the pool in RSS (measured with
+ * bench/http/rss_idle.py: 31.8 KiB at 32 KiB, 16.2 KiB at 16 KiB).  Heads
+ * between half the pool and the pool (8-16 KiB) reach MHD 0.9.75's error
  * path, which answers 431 with its head sent twice or closes without an
- * answer; larger ones get a clean 431. */
-#define CONNECTION_MEMORY (32 * 1024)
+ * answer; larger ones get a clean 431.  The acceptor answers a
+ * connection's first head over 8 KiB with 431 itself, so only later
+ * requests on a keep-alive connection can meet that path. */
+#define CONNECTION_MEMORY (16 * 1024)
 #define LINGER_MS 5000
 
 static const http_route_fn handlers[ROUTE__COUNT] = {
@@ -130,6 +137,14 @@ static void register_gauge(void)
 {
     metrics_register_gauge("chatli_http_connections", "Open REST (libmicrohttpd) connections.",
                            connections_gauge, NULL);
+}
+
+/* Moves a connection's deadline (deadline.h): `secs` from now, or none. */
+static void set_deadline(struct http_conn *hc, int64_t secs)
+{
+    if (hc)
+        atomic_store_explicit(&hc->deadline_ms, secs > 0 ? clock_mono_ms() + secs * 1000 : 0,
+                              memory_order_relaxed);
 }
 
 /* ---- async answers ------------------------------------------------------- */
@@ -226,7 +241,10 @@ static void count_rate(struct http_req *rq)
 {
     const struct config *cfg = rq->srv->cfg;
     char key[OID_SIZE + HTTP_IP_MAX + 8];
-    if (rq->authed)
+    /* Every /api/auth/ route is counted per client IP: with a user's bucket
+     * a valid token would buy another user's worth of password guesses. */
+    bool auth_route = strncmp(rq->path, "/api/auth/", 10) == 0;
+    if (rq->authed && !auth_route)
         snprintf(key, sizeof key, "rl:u:%s", rq->session.user_id);
     else
         snprintf(key, sizeof key, "rl:ip:%s", rq->client_ip);
@@ -410,6 +428,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->hc = ci ? ci->socket_context : NULL;
     if (rq->hc)
         atomic_store(&rq->hc->busy, true);
+    set_deadline(rq->hc, s->cfg->head_timeout_s); /* the rest of the head */
     return rq;
 }
 
@@ -480,6 +499,108 @@ static int stream_begin(struct http_req *rq)
     return g > 0 ? 0 : -1;
 }
 
+/* ---- strict HTTP on every request of a connection ------------------------
+ *
+ * The acceptor checks a connection's first head byte by byte
+ * (net_head_check) before MHD sees it; later requests on a keep-alive
+ * connection reach only MHD, so the first access-handler call of every
+ * request (head complete, body unread) checks what MHD parsed.  What MHD
+ * 0.9.75 keeps is enough for most rules (measured: a second Content-Length
+ * or Host stays in the list, "Content-Length : 5" becomes a header named
+ * "Content-Length " that MHD does not treat as a length), but a NUL ends
+ * MHD's copy of a value ("a\0b\1c" reads as "a").  MHD parses the head in
+ * place in its read buffer, writing NULs over each ':' and line end, so
+ * the raw bytes are still there: between the end of one value and the
+ * next header's name there must be nothing but the one or two NULs of the
+ * line end, and between a name and its value only the colon's NUL and
+ * blanks.  Anything else was a NUL or a line break inside the header.  One
+ * case stays unseen: a NUL directly followed by another NUL and more bytes
+ * in the last header of a request (its line end cannot be told from the
+ * empty line then); the first request of a connection is fully checked. */
+
+struct strict_state {
+    const char *why;
+    const char *prev_end; /* the end of the previous header's value */
+    int cl, te, host;
+    const char *te_val;
+};
+
+static bool token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(c >= '0' && c <= '9') && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z') &&
+            !strchr("!#$%&'*+-.^_`|~", c))
+            return false;
+    }
+    return true;
+}
+
+static bool only(const char *a, const char *b, const char *set, size_t max)
+{
+    if (b < a || (size_t)(b - a) > max)
+        return false;
+    for (; a < b; a++)
+        if (!memchr(set, *a, strlen(set) + 1)) /* the set's NUL counts */
+            return false;
+    return true;
+}
+
+static enum MHD_Result strict_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t ks, const char *val, size_t vs)
+{
+    struct strict_state *st = cls;
+    if (!token(key, ks)) {
+        st->why = "a header name that is not a token (or blanks before its colon)";
+        return MHD_NO;
+    }
+    for (size_t i = 0; i < vs; i++)
+        if ((unsigned char)val[i] < 0x20 ? val[i] != '\t' : val[i] == 0x7f) {
+            st->why = "a control character in a header";
+            return MHD_NO;
+        }
+    if ((st->prev_end && !only(st->prev_end, key, "", 2)) ||
+        (vs > 0 && !only(key + ks + 1, val, " \t", 4096))) {
+        st->why = "a NUL or a stray line break in a header";
+        return MHD_NO;
+    }
+    st->prev_end = val + vs;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        st->cl++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        st->te++, st->te_val = val;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        st->host++;
+    return MHD_YES;
+}
+
+/* NULL when the request's head is acceptable, else why not. */
+static const char *strict_request(struct MHD_Connection *conn, const char *method,
+                                  const char *version)
+{
+    if (!token(method, strlen(method)))
+        return "a method that is not a token";
+    bool v11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+    if (!v11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
+        return "an HTTP version other than 1.0 or 1.1";
+    struct strict_state st = {0};
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, strict_header, &st);
+    if (st.why)
+        return st.why;
+    if (st.prev_end && (st.prev_end[0] != '\0' || st.prev_end[1] != '\0'))
+        return "a NUL in a header";
+    if ((v11 && st.host != 1) || st.host > 1)
+        return "a missing or repeated Host";
+    if (st.cl > 1)
+        return "more than one Content-Length";
+    if (st.te && (st.cl || st.te > 1 || strncasecmp(st.te_val, "chunked", 7) != 0 ||
+                  st.te_val[7 + strspn(st.te_val + 7, " \t")] != '\0'))
+        return "Transfer-Encoding with Content-Length, or other than one chunked";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -498,6 +619,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         http_client_ip(header(rq, "X-Forwarded-For"), rq->srv->cfg->trust_proxy,
                        ci ? ci->client_addr : NULL, rq->client_ip, sizeof rq->client_ip);
+        const char *why = strict_request(conn, method, version);
+        if (why) {
+            /* Answer now and close: the body, if any, cannot be framed. */
+            log_info("refused a request head (400): %s", why);
+            rq->must_close = true;
+            if (rq->hc)
+                rq->hc->linger = true;
+            return http_reply_error(rq, CHAT_E_BAD_REQUEST, NULL,
+                                    "malformed or ambiguous request head") == 0
+                       ? MHD_YES : MHD_NO;
+        }
+        bool body = header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING) ||
+                    (header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH) &&
+                     strcmp(header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH), "0") != 0);
+        set_deadline(rq->hc, body ? rq->srv->cfg->body_timeout_s : 0);
         if (rq->match.status == 0 && (rq->match.flags & ROUTE_F_STREAM))
             return stream_begin(rq) == 0 ? MHD_YES : MHD_NO;
         if (declared_too_large(rq)) {
@@ -520,6 +656,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    set_deadline(rq->hc, 0); /* the whole request is in: the rest is ours */
     if (rq->queued)
         return MHD_YES;
     switch (atomic_load_explicit(&rq->async, memory_order_acquire)) {
@@ -560,6 +697,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rq->hc) {
         atomic_fetch_add(&rq->hc->served, 1);
         atomic_store(&rq->hc->busy, false);
+        set_deadline(rq->hc, CONNECTION_TIMEOUT_S); /* for the next request line */
     }
     if (rq->upload)
         routes_uploads_free(rq);
@@ -582,6 +720,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             return; /* untracked: drains by timeout, closes without lingering */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         hc->fd = ci ? ci->connect_fd : -1;
+        set_deadline(hc, s->cfg->head_timeout_s); /* its first head */
         pthread_mutex_lock(&s->conns_mu);
         LIST_INSERT_HEAD(&s->conns, hc, link);
         pthread_mutex_unlock(&s->conns_mu);
@@ -593,6 +732,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
      * while it shuts fds down) never touches a closed or reused number. */
     atomic_fetch_sub(&total_connections, 1);
     atomic_fetch_sub(&s->n_conns, 1);
+    if (s->on_closed) {
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        s->on_closed(s->on_closed_arg, ai ? ai->client_addr : NULL);
+    }
     struct http_conn *hc = *socket_context;
     *socket_context = NULL;
     if (!hc)
@@ -636,6 +780,8 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     s->cache = deps->cache;
     s->bus = deps->bus;
     s->media = deps->media;
+    s->on_closed = deps->on_closed;
+    s->on_closed_arg = deps->on_closed_arg;
     pthread_mutex_init(&s->conns_mu, NULL);
     LIST_INIT(&s->conns);
     if ((rc = cors_init(&s->cors, s->cfg->cors_origins, err)) != 0)
@@ -643,8 +789,11 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     if ((rc = http_linger_open(LINGER_MS, &s->linger, err)) != 0)
         goto fail_linger;
     pthread_once(&gauge_once, register_gauge);
-    unsigned limit = deps->conn_limit ? deps->conn_limit : 10000;
     unsigned threads = s->cfg->http_threads > 0 ? (unsigned)s->cfg->http_threads : 4;
+    /* MHD splits its limit among the pool's workers, and MHD 0.9.75 at a
+     * worker's limit leaks a mutex and stops serving: the acceptor admits
+     * at most conn_limit connections, so give every worker room for all. */
+    unsigned limit = (deps->conn_limit ? deps->conn_limit : 10000) * threads + threads;
     s->daemon = MHD_start_daemon(
         MHD_USE_NO_LISTEN_SOCKET | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
             MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
@@ -667,6 +816,10 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
         rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "MHD_start_daemon failed");
         goto fail_mhd;
     }
+    if ((rc = http_deadlines_open(s, &s->deadlines, err)) != 0) {
+        MHD_stop_daemon(s->daemon);
+        goto fail_mhd;
+    }
     *out = s;
     return 0;
 fail_mhd:
@@ -686,14 +839,56 @@ void http_server_add_connection(struct http_server *s, int fd, const struct sock
     if (MHD_add_connection(s->daemon, fd, sa, salen) != MHD_YES) {
         log_warn("MHD refused a connection: %s", strerror(errno));
         metrics_error("http_add_connection");
+        if (s->on_closed)
+            s->on_closed(s->on_closed_arg, sa);
     }
+}
+
+/* What a refusal by status says: the error code, reason phrase, message
+ * and any extra header line. */
+struct reject_kind {
+    int status, code;
+    const char *reason, *msg, *extra;
+};
+
+static const struct reject_kind reject_kinds[] = {
+    {400, CHAT_E_BAD_REQUEST, "Bad Request", "malformed or ambiguous request head", ""},
+    {413, CHAT_E_PAYLOAD_TOO_LARGE, "Content Too Large", "Content-Length is too large", ""},
+    {426, CHAT_E_BAD_REQUEST, "Upgrade Required", "only WebSocket version 13 is supported",
+     "Sec-WebSocket-Version: 13\r\n"},
+    {431, CHAT_E_BAD_REQUEST, "Request Header Fields Too Large",
+     "request head larger than 8 KiB", ""},
+    {503, CHAT_E_UNAVAILABLE, "Service Unavailable",
+     "the server is at its connection limit: retry later", "Retry-After: 1\r\n"},
+};
+
+static const struct reject_kind *reject_kind(int status)
+{
+    for (size_t i = 0; i < sizeof reject_kinds / sizeof reject_kinds[0]; i++)
+        if (reject_kinds[i].status == status)
+            return &reject_kinds[i];
+    return &reject_kinds[0];
+}
+
+/* Reads and discards what the client has sent so far; true when nothing
+ * is left unread (a bounded effort: a few reads, never a wait). */
+static bool drained(int fd)
+{
+    char buf[16384];
+    for (int i = 0; i < 4; i++) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+            return true;
+        if (n < 0)
+            return errno != EINTR;
+    }
+    return false;
 }
 
 void http_server_reject(struct http_server *s, int fd, int status)
 {
-    int code = status == 413 ? CHAT_E_PAYLOAD_TOO_LARGE : CHAT_E_BAD_REQUEST;
-    json_t *body = http_error_body(code, NULL, status == 413 ? "Content-Length is too large"
-                                                             : "malformed Content-Length header");
+    const struct reject_kind *k = reject_kind(status);
+    json_t *body = http_error_body(k->code, NULL, k->msg);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) {
@@ -707,12 +902,12 @@ void http_server_reject(struct http_server *s, int fd, int status)
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: " HTTP_JSON_TYPE "\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n%s"
                      "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
                      "Referrer-Policy: no-referrer\r\n"
                      "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
                      "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s\r\n",
-                     status, status == 413 ? "Content Too Large" : "Bad Request", strlen(text), id,
+                     k->status, k->reason, strlen(text), k->extra, id,
                      s->cors.any ? "Access-Control-Allow-Origin: *\r\n" : "");
     /* A fresh socket's send buffer takes these few hundred bytes at once;
      * if it somehow does not, the client gets a truncated answer and the
@@ -723,9 +918,16 @@ void http_server_reject(struct http_server *s, int fd, int status)
     (void)w;
     free(text);
     shutdown(fd, SHUT_WR);
-    http_linger_add(s->linger, fd); /* unread body bytes must not turn the close into a reset */
-    metrics_http_request("other", "OTHER", status, 0.0);
-    log_info("rejected a request head with a malformed Content-Length (%d, reqId %s)", status, id);
+    if (k->status == 503 && drained(fd)) {
+        /* At the ceiling a lingering socket would hold a descriptor for
+         * seconds; with nothing unread the close sends FIN, not a reset. */
+        close(fd);
+    } else {
+        http_linger_add(s->linger, fd); /* unread bytes must not turn the close into a reset */
+    }
+    metrics_http_request("other", "OTHER", k->status, 0.0);
+    if (k->status != 503) /* admission refusals can come by the thousand: metrics only */
+        log_info("refused a connection's first request head (%d, reqId %s)", k->status, id);
 }
 
 unsigned http_server_connections(struct http_server *s)
@@ -788,6 +990,7 @@ void http_server_close(struct http_server *s)
                      atomic_load(&s->n_async));
         usleep(5000);
     }
+    http_deadlines_close(s->deadlines); /* it walks the connection list */
     MHD_stop_daemon(s->daemon); /* calls on_completed / on_connection for what is left */
     http_linger_close(s->linger);
     cors_cleanup(&s->cors);

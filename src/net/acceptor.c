@@ -66,7 +66,9 @@
 #define MAX_PEEKS 64           /* edges per socket before MHD takes it as is */
 #define ACCEPT_BATCH 128       /* accepts per wake-up, so pending sockets get a turn */
 #define EMFILE_PAUSE_MS 100    /* how long to stop accepting when out of fds */
-#define FD_RESERVE 128         /* fds kept for the store, logs, pipes, epoll sets */
+#define FD_RESERVE_MIN 128     /* fds kept for the store, logs, pipes, epoll sets ... */
+#define FD_RESERVE_DIV 8       /* ... or 1/8 of the limit, whichever is more */
+#define ADDR_BUCKETS 4096      /* per-address table (power of two) */
 #define EVENTS_PER_WAIT 256
 
 /* A socket being classified.  Owned by the acceptor thread alone. */
@@ -75,6 +77,7 @@ struct pending {
     bool in_epoll;     /* registered in a->epfd */
     bool peer_done;    /* EPOLLRDHUP seen: no more bytes will come */
     int peeks;
+    bool addr_counted; /* counted in its address's `pending` */
     int64_t deadline_ms; /* CLOCK_MONOTONIC ms */
     TAILQ_ENTRY(pending) link; /* in acceptor.pending, deadline order */
     socklen_t salen;
@@ -97,7 +100,25 @@ struct acceptor {
     bool listen_armed;
     int64_t resume_at_ms;   /* EMFILE pause end; 0 when not paused */
     int64_t last_emfile_log_ms;
+    int64_t last_full_log_ms;
+    /* Admission (see admit()).  `n_http` and the address table are given
+     * back by MHD workers (acceptor_release_http), hence the atomic and
+     * addr_mu; everything else here is the acceptor thread's. */
+    _Atomic long n_http;              /* REST connections handed to MHD and not closed */
+    pthread_mutex_t addr_mu;
+    struct addr_count *addrs[ADDR_BUCKETS];
     char peekbuf[NET_PEEK_MAX];
+};
+
+/* Connections from one client address (key: IPv6 or v4-mapped bytes):
+ * REST connections open in MHD, and sockets still being classified (which
+ * may become REST or WebSocket).  Under acceptor.addr_mu; freed when both
+ * counts are 0. */
+struct addr_count {
+    unsigned char addr[16];
+    long n;       /* REST connections handed to MHD and not closed */
+    long pending; /* sockets from it in acceptor.pending */
+    struct addr_count *next;
 };
 
 static _Atomic long total_pending; /* see register_gauge */
@@ -110,7 +131,7 @@ long acceptor_raise_fd_limit(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return 1024 - FD_RESERVE;
+        return 1024 - FD_RESERVE_MIN;
     rlim_t want = rl.rlim_max;
     if (want == RLIM_INFINITY) {
         /* Linux refuses RLIM_INFINITY for NOFILE; fs.nr_open is the real cap. */
@@ -128,8 +149,82 @@ long acceptor_raise_fd_limit(void)
         if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
             rl.rlim_cur = want;
     }
-    long n = (long)rl.rlim_cur - FD_RESERVE;
+    long reserve = (long)rl.rlim_cur / FD_RESERVE_DIV;
+    if (reserve < FD_RESERVE_MIN)
+        reserve = FD_RESERVE_MIN;
+    long n = (long)rl.rlim_cur - reserve;
     return n > 16 ? n : 16;
+}
+
+/* The 16-byte key of a peer address (IPv4 as v4-mapped IPv6); false for
+ * other families. */
+static bool addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+    if (sa && sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        return true;
+    }
+    if (sa && sa->sa_family == AF_INET) {
+        memset(key, 0, 10);
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return true;
+    }
+    return false;
+}
+
+static struct addr_count **addr_slot_locked(struct acceptor *a, const unsigned char key[16])
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    struct addr_count **pp = &a->addrs[h & (ADDR_BUCKETS - 1)];
+    while (*pp && memcmp((*pp)->addr, key, 16) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Adds `dn` REST connections and `dp` pending sockets to the address of
+ * `sa`.  With `limit`, adds nothing and returns false when the address
+ * already holds `limit` (REST + pending when dp > 0, REST alone
+ * otherwise).  Returns true without counting when the cap is off or the
+ * address has no key.  Any thread. */
+static bool addr_add(struct acceptor *a, const struct sockaddr *sa, int dn, int dp, long limit)
+{
+    unsigned char key[16];
+    if (a->cfg.max_per_addr <= 0 || !addr_key(sa, key))
+        return true;
+    bool ok = true;
+    pthread_mutex_lock(&a->addr_mu);
+    struct addr_count **pp = addr_slot_locked(a, key);
+    if (!*pp && (dn > 0 || dp > 0) && (*pp = calloc(1, sizeof **pp)) != NULL)
+        memcpy((*pp)->addr, key, 16);
+    struct addr_count *e = *pp;
+    if (e && limit > 0 && e->n + (dp > 0 ? e->pending : 0) >= limit)
+        ok = false;
+    else if (e) {
+        e->n += dn;
+        e->pending += dp;
+    }
+    if (e && e->n <= 0 && e->pending <= 0) {
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&a->addr_mu);
+    return ok;
+}
+
+/* Counts one more REST connection from `sa`, unless the address already
+ * holds max_per_addr of them (then false).  Acceptor thread. */
+static bool addr_take(struct acceptor *a, const struct sockaddr *sa)
+{
+    return addr_add(a, sa, 1, 0, a->cfg.max_per_addr);
+}
+
+void acceptor_release_http(struct acceptor *a, const struct sockaddr *sa)
+{
+    atomic_fetch_sub(&a->n_http, 1);
+    addr_add(a, sa, -1, 0, 0);
 }
 
 static void set_listen(struct acceptor *a, bool on)
@@ -153,6 +248,8 @@ static void maybe_resume(struct acceptor *a, int64_t now)
 
 static void unlink_pending(struct acceptor *a, struct pending *p)
 {
+    if (p->addr_counted)
+        addr_add(a, (struct sockaddr *)&p->sa, 0, -1, 0);
     TAILQ_REMOVE(&a->pending, p, link);
     atomic_fetch_sub(&a->npending, 1);
     atomic_fetch_sub(&total_pending, 1);
@@ -177,11 +274,32 @@ static void hand_off(struct acceptor *a, struct pending *p, enum net_class c)
      * with `p` freed. */
     if (p->in_epoll)
         epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-    if (c == NET_CLASS_WS)
+    if (c == NET_CLASS_WS) {
         a->cfg.to_ws(a->cfg.ws_arg, p->fd, (struct sockaddr *)&p->sa, p->salen);
-    else
+    } else {
+        atomic_fetch_add(&a->n_http, 1);
         a->cfg.to_http(a->cfg.http_arg, p->fd, (struct sockaddr *)&p->sa, p->salen);
+    }
     free(p);
+}
+
+/* Admission (CONTRACT.md section 1, v1.2): may this classified socket be
+ * handed on?  Past `conn_max` a socket is refused: the descriptor number
+ * tells how many are open (the kernel hands out the lowest free one, so
+ * fd >= conn_max means at least conn_max descriptors are in use, REST,
+ * WebSocket, lingering or pending alike), and REST connections are also
+ * counted here and given back by MHD's close notification, so MHD never
+ * reaches its own limit (libmicrohttpd 0.9.75 leaks a mutex there and REST
+ * stops for good).  A REST connection is also refused when its address
+ * already holds max_per_addr.  On success the address is counted. */
+static bool admit(struct acceptor *a, struct pending *p, enum net_class c)
+{
+    if (a->cfg.conn_max <= 0)
+        return true;
+    if (p->fd >= a->cfg.conn_max ||
+        (c != NET_CLASS_WS && atomic_load(&a->n_http) >= a->cfg.conn_max))
+        return false;
+    return c == NET_CLASS_WS || addr_take(a, (struct sockaddr *)&p->sa);
 }
 
 static bool only_empty_lines(const char *b, size_t n)
@@ -200,6 +318,55 @@ static void reject(struct acceptor *a, struct pending *p, int status)
         epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
     a->cfg.to_reject(a->cfg.reject_arg, p->fd, status);
     free(p);
+}
+
+/* Answers 503 with Retry-After through the reject sink (or closes, without
+ * one), logging at most once a second. */
+static void refuse_full(struct acceptor *a, struct pending *p)
+{
+    int64_t now = clock_mono_ms();
+    if (now - a->last_full_log_ms > 1000) {
+        a->last_full_log_ms = now;
+        log_warn("admission: at the connection ceiling (%d) or an address's cap (%d): "
+                 "answering 503", a->cfg.conn_max, a->cfg.max_per_addr);
+    }
+    metrics_error("admission_refused");
+    if (a->cfg.to_reject)
+        reject(a, p, 503);
+    else
+        drop(a, p);
+}
+
+/* The strict checks of a first request head (net_head_check, and
+ * net_ws_check for an upgrade): 200 to hand it on, 0 to wait for the rest
+ * of the head, else the status to refuse it with (400 also for a head the
+ * client stopped sending before it ended).  A head over
+ * NET_HEAD_MAX is refused with 431 here: MHD 0.9.75 would answer heads
+ * between half its pool and the pool with its doubled error head, or not
+ * at all.  A head still incomplete after the edge bound, or
+ * when the client stopped sending, goes to MHD, which times it out. */
+static int strict_check(const char *buf, size_t n, enum net_class c, bool bounded,
+                        bool peer_done)
+{
+    const char *why = NULL;
+    enum net_head h = net_head_check(buf, n, &why);
+    if (h == NET_HEAD_MORE && peer_done) {
+        /* The head can never end.  MHD 0.9.75 would hold such a socket
+         * until a timeout instead of closing it, so answer it here. */
+        log_info("refused a request head (400): the client stopped sending before it ended");
+        return 400;
+    }
+    if (h == NET_HEAD_MORE)
+        return bounded ? 200 : 0;
+    int status = h == NET_HEAD_BAD            ? 400
+                 : h == NET_HEAD_HUGE_LENGTH  ? 413
+                 : h == NET_HEAD_TOO_LARGE    ? 431
+                                              : 200;
+    if (status == 200 && c == NET_CLASS_WS)
+        status = net_ws_check(buf, n, &why);
+    if (status != 200)
+        log_info("refused a request head (%d): %s", status, why ? why : "too large");
+    return status;
 }
 
 /* Peeks and classifies.  Returns true while `p` is still pending. */
@@ -230,20 +397,23 @@ static bool peek(struct acceptor *a, struct pending *p)
         drop(a, p);
         return false;
     }
-    if (c == NET_CLASS_HTTP && a->cfg.to_reject) {
-        /* A Content-Length MHD cannot parse makes MHD 0.9.75 send its
-         * error response head twice; answer those heads ourselves. */
-        enum net_head h = net_head_check(a->peekbuf, (size_t)n);
-        if (h == NET_HEAD_BAD_LENGTH || h == NET_HEAD_HUGE_LENGTH) {
-            reject(a, p, h == NET_HEAD_HUGE_LENGTH ? 413 : 400);
-            return false;
-        }
-        if (h == NET_HEAD_MORE && !bounded)
-            return true;
-    } else if (c == NET_CLASS_MORE) {
+    if (c == NET_CLASS_MORE) {
         if (!bounded)
             return true;
         c = NET_CLASS_HTTP;
+    }
+    if (a->cfg.to_reject) {
+        int status = strict_check(a->peekbuf, (size_t)n, c, bounded, p->peer_done);
+        if (status == 0)
+            return true; /* the head has not ended yet */
+        if (status != 200) {
+            reject(a, p, status);
+            return false;
+        }
+    }
+    if (!admit(a, p, c)) {
+        refuse_full(a, p);
+        return false;
     }
     hand_off(a, p, c);
     return false;
@@ -294,6 +464,14 @@ static void accept_some(struct acceptor *a)
         TAILQ_INSERT_TAIL(&a->pending, p, link);
         atomic_fetch_add(&a->npending, 1);
         atomic_fetch_add(&total_pending, 1);
+        /* One address may hold at most max_per_addr sockets being
+         * classified plus REST connections, so it cannot fill the pending
+         * list (pending_max, shared by everyone) with slow heads. */
+        if (!addr_add(a, (struct sockaddr *)&sa, 0, 1, a->cfg.max_per_addr)) {
+            refuse_full(a, p);
+            continue;
+        }
+        p->addr_counted = true;
         if (!peek(a, p))
             continue; /* settled at once: the usual case */
         /* Bytes that arrive between the peek and the ADD are not lost:
@@ -422,6 +600,7 @@ int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, stru
     a->cfg = *cfg;
     a->lfd = a->epfd = a->evfd = -1;
     TAILQ_INIT(&a->pending);
+    pthread_mutex_init(&a->addr_mu, NULL);
     if (a->cfg.pending_max <= 0)
         a->cfg.pending_max = DEFAULT_PENDING_MAX;
     if (a->cfg.peek_timeout_ms <= 0)
@@ -448,14 +627,17 @@ int acceptor_open(const struct acceptor_config *cfg, struct acceptor **out, stru
         goto fail;
     }
     a->listen_armed = true;
+    /* Published before the thread starts: a REST sink's close callback
+     * (acceptor_release_http) may need *out as soon as a socket is handed on. */
+    *out = a;
     int prc = pthread_create(&a->thread, NULL, acceptor_main, a);
     if (prc != 0) {
+        *out = NULL;
         rc = chat_err_set(err, CHAT_E_INTERNAL, NULL, "pthread_create: %s", strerror(prc));
         goto fail;
     }
     a->running = true;
     pthread_once(&gauge_once, register_gauge);
-    *out = a;
     return 0;
 fail:
     if (a->lfd >= 0)
@@ -464,6 +646,7 @@ fail:
         close(a->epfd);
     if (a->evfd >= 0)
         close(a->evfd);
+    pthread_mutex_destroy(&a->addr_mu);
     free(a->host);
     free(a);
     return rc;
@@ -499,6 +682,13 @@ void acceptor_close(struct acceptor *a)
     if (!a)
         return;
     acceptor_stop(a);
+    for (int i = 0; i < ADDR_BUCKETS; i++)
+        while (a->addrs[i]) {
+            struct addr_count *e = a->addrs[i];
+            a->addrs[i] = e->next;
+            free(e);
+        }
+    pthread_mutex_destroy(&a->addr_mu);
     free(a->host);
     free(a);
 }

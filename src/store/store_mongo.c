@@ -292,6 +292,7 @@ static const struct store_ops MONGO_OPS = {
     .find_user_by_login = store_mongo__find_user_by_login,
     .get_users = store_mongo__get_users,
     .update_user = store_mongo__update_user,
+    .update_user_pwhash = store_mongo__update_user_pwhash,
     .search_users = store_mongo__search_users,
     .create_session = store_mongo__create_session,
     .get_session = store_mongo__get_session,

@@ -212,6 +212,8 @@ int store_mongo__find_user_by_login(struct store *st, const char *login, struct 
 int store_mongo__get_users(struct store *st, const char (*ids)[OID_SIZE], size_t n,
                            struct user_list *out, struct chat_err *err);
 int store_mongo__update_user(struct store *st, const struct user *u, struct chat_err *err);
+int store_mongo__update_user_pwhash(struct store *st, const char *id, const char *pwhash,
+                                    struct chat_err *err);
 int store_mongo__search_users(struct store *st, const char *prefix, const char *after, int limit,
                               struct user_list *out, struct chat_err *err);
 int store_mongo__create_session(struct store *st, const uint8_t hash[32], const char *user_id,

@@ -223,6 +223,34 @@ int store_mongo__update_user(struct store *st, const struct user *u, struct chat
     return rc;
 }
 
+int store_mongo__update_user_pwhash(struct store *st, const char *id, const char *pwhash,
+                                    struct chat_err *err)
+{
+    struct store_mongo *s = (struct store_mongo *)st;
+    bson_oid_t oid;
+    if (!store_mongo__oid(id, &oid))
+        return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
+    bson_t q = BSON_INITIALIZER, up = BSON_INITIALIZER, set, reply;
+    BSON_APPEND_OID(&q, "_id", &oid);
+    BSON_APPEND_DOCUMENT_BEGIN(&up, "$set", &set);
+    BSON_APPEND_UTF8(&set, "pwhash", pwhash);
+    bson_append_document_end(&up, &set);
+    struct store_mongo_scope sc;
+    int rc = store_mongo__scope_open(s, "users", &sc, err);
+    if (!rc) {
+        bson_error_t e;
+        if (!mongoc_collection_update_one(sc.coll, &q, &up, NULL, &reply, &e))
+            rc = store_mongo__fail(err, "update_user_pwhash", &e);
+        else if (store_mongo__get_i64(&reply, "matchedCount") == 0)
+            rc = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
+        bson_destroy(&reply);
+    }
+    store_mongo__scope_close(s, &sc);
+    bson_destroy(&q);
+    bson_destroy(&up);
+    return rc;
+}
+
 /* "^" + `prefix` with every ASCII punctuation character escaped, so the
  * regular expression matches the prefix literally.  New string or NULL. */
 static char *regex_prefix(const char *prefix)

@@ -232,6 +232,7 @@ static const struct store_ops store_sqlite_ops = {
     .find_user_by_login = store_sqlite__find_user_by_login,
     .get_users = store_sqlite__get_users,
     .update_user = store_sqlite__update_user,
+    .update_user_pwhash = store_sqlite__update_user_pwhash,
     .search_users = store_sqlite__search_users,
     .create_session = store_sqlite__create_session,
     .get_session = store_sqlite__get_session,

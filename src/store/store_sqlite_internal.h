@@ -40,6 +40,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_USER_BY_LOGIN,
     STORE_SQLITE_USERS_GET_MANY,
     STORE_SQLITE_USER_UPDATE,
+    STORE_SQLITE_USER_PWHASH,
     STORE_SQLITE_USERS_SEARCH,
     STORE_SQLITE_SESSION_INSERT,
     STORE_SQLITE_SESSION_GET,
@@ -281,6 +282,8 @@ int store_sqlite__find_user_by_login(struct store *st, const char *login, struct
 int store_sqlite__get_users(struct store *st, const char (*ids)[OID_SIZE], size_t n,
                             struct user_list *out, struct chat_err *err);
 int store_sqlite__update_user(struct store *st, const struct user *u, struct chat_err *err);
+int store_sqlite__update_user_pwhash(struct store *st, const char *id, const char *pwhash,
+                                     struct chat_err *err);
 int store_sqlite__search_users(struct store *st, const char *prefix, const char *after, int limit,
                                struct user_list *out, struct chat_err *err);
 int store_sqlite__create_session(struct store *st, const uint8_t hash[32], const char *user_id,

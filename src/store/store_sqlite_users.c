@@ -221,6 +221,25 @@ int store_sqlite__update_user(struct store *st, const struct user *u, struct cha
     return r;
 }
 
+int store_sqlite__update_user_pwhash(struct store *st, const char *id, const char *pwhash,
+                                     struct chat_err *err)
+{
+    struct store_sqlite *s = (struct store_sqlite *)st;
+    struct store_sqlite_conn *c = store_sqlite__write_lock(s);
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_USER_PWHASH,
+                                  "UPDATE users SET pwhash = ?2 WHERE id = ?1", &q, err);
+    if (!r) {
+        store_sqlite__bind_id(q, 1, id);
+        store_sqlite__bind_text(q, 2, pwhash);
+        r = store_sqlite__exec(c, q, "update password hash", err);
+    }
+    if (!r && sqlite3_changes(c->db) == 0)
+        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
+    store_sqlite__write_unlock(s);
+    return r;
+}
+
 int store_sqlite__search_users(struct store *st, const char *prefix, const char *after, int limit,
                                struct user_list *out, struct chat_err *err)
 {

@@ -266,6 +266,18 @@ static void case_users(void)
     memcpy(up.id, missing, OID_SIZE);
     CHECK_EQ_INT(store_update_user(st, &up, &err), CHAT_E_NOT_FOUND);
 
+    /* The password hash alone (login's rehash). */
+    CHECK_EQ_INT(store_update_user_pwhash(st, alice, "$argon2id$v=19$m=65536,t=2,p=1$new", &err), 0);
+    CHECK_EQ_INT(store_get_user(st, alice, &u, &err), 0);
+    CHECK_EQ_STR(u.pwhash, "$argon2id$v=19$m=65536,t=2,p=1$new");
+    CHECK_EQ_STR(u.display_name, "Alice A.");
+    CHECK_EQ_STR(u.email, "alice_1@example.com");
+    store_user_cleanup(&u);
+    CHECK_EQ_INT(store_find_user_by_login(st, "bob", &u, &err), 0);
+    CHECK_EQ_STR(u.pwhash, "h"); /* nobody else's */
+    store_user_cleanup(&u);
+    CHECK_EQ_INT(store_update_user_pwhash(st, missing, "$argon2id$x", &err), CHAT_E_NOT_FOUND);
+
     /* get_users: present ones only, any order. */
     char ids[3][OID_SIZE];
     memcpy(ids[0], alice, OID_SIZE);

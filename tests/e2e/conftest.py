@@ -146,7 +146,8 @@ class ServerProcess:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen([CHATLI_BIN], env=self.env, stdout=out,
                                          stderr=err, stdin=subprocess.DEVNULL,
-                                         cwd=str(self.workdir))
+                                         cwd=str(self.workdir),
+                                         preexec_fn=getattr(self, "preexec_fn", None))
         if wait:
             self.wait_healthy()
         return self
@@ -351,9 +352,10 @@ def start_server(session_tmp):
     _check_binary()
     started = []
 
-    def factory(wait=True, **env):
+    def factory(wait=True, preexec_fn=None, **env):
         srv = ServerProcess(session_tmp / ("own-" + uuid.uuid4().hex[:8]), env,
                             name="own-server")
+        srv.preexec_fn = preexec_fn       # e.g. a small RLIMIT_NOFILE (test_admission.py)
         started.append(srv)
         _LIVE_SERVERS.append(srv)
         srv.start(wait=wait)

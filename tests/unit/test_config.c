@@ -15,6 +15,8 @@ static const char *all_vars[] = {
     "WEB_UI",
     "UPLOAD_RATE_LIMIT_MAX", "CLOUDINARY_CONNECT_TIMEOUT_MS", "CLOUDINARY_TIMEOUT_MS",
     "WS_MAX_CONNS_PER_USER",
+    "LOGIN_FAIL_MAX", "LOGIN_FAIL_WINDOW_S", "MAX_CONNS_PER_ADDR", "REQUEST_HEAD_TIMEOUT_S",
+    "REQUEST_BODY_TIMEOUT_S",
 };
 
 static void clear_env(void)
@@ -80,6 +82,11 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.pwhash_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     CHECK(cfg.http_threads >= 4);
     CHECK_EQ_INT(cfg.ws_max_conns_per_user, 16);
+    CHECK_EQ_INT(cfg.login_fail_max, 10);
+    CHECK_EQ_INT(cfg.login_fail_window_s, 900);
+    CHECK_EQ_INT(cfg.max_conns_per_addr, 256);
+    CHECK_EQ_INT(cfg.head_timeout_s, 10);
+    CHECK_EQ_INT(cfg.body_timeout_s, 30);
     config_cleanup(&cfg);
 }
 
@@ -195,6 +202,13 @@ static void test_bad_values(void)
     bad("WS_MAX_CONNS_PER_USER", "0");
     bad("WS_MAX_CONNS_PER_USER", "-1");
     bad("WS_MAX_CONNS_PER_USER", "many");
+    bad("LOGIN_FAIL_MAX", "-1");
+    bad("LOGIN_FAIL_MAX", "ten");
+    bad("LOGIN_FAIL_WINDOW_S", "0");
+    bad("MAX_CONNS_PER_ADDR", "-5");
+    bad("MAX_CONNS_PER_ADDR", "1.5");
+    bad("REQUEST_HEAD_TIMEOUT_S", "0");
+    bad("REQUEST_BODY_TIMEOUT_S", "3601");
     /* numbers */
     bad("WS_RATE_PER_S", "-1");
     bad("WS_RATE_PER_S", "nan");

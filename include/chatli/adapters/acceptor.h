@@ -4,7 +4,10 @@
  * each new socket (recv MSG_PEEK, edge-triggered) until net_classify() can
  * tell a WebSocket upgrade from anything else, and hands the socket, with
  * its bytes still unread, to one of two sinks (libwebsockets or
- * libmicrohttpd).  It never reads, parses or answers a request itself.
+ * libmicrohttpd).  It never reads a request itself; with a reject sink it
+ * checks the first head (strict HTTP/1.1, the WebSocket handshake) and
+ * admits connections against the ceiling, and the reject sink answers
+ * what it refuses.
  *
  * Routing is per connection, not per request: a keep-alive connection
  * that starts with a REST request stays with MHD even if it later sends an
@@ -22,10 +25,11 @@
  * borrowed for the call.  Runs on the acceptor thread: must not block. */
 typedef void (*acceptor_sink_cb)(void *arg, int fd, const struct sockaddr *sa, socklen_t salen);
 
-/* Takes ownership of `fd`, whose first request head has a Content-Length
- * that libmicrohttpd 0.9.75 would answer with a malformed response (see
- * net_head_check); the sink answers `status` (400 or 413) itself and
- * closes.  Runs on the acceptor thread: must not block. */
+/* Takes ownership of `fd`, a connection the acceptor refuses: its first
+ * request head breaks the strict HTTP/1.1 rules (400, 413 or 431; see
+ * net_head_check), its WebSocket handshake is not acceptable (400 or 426,
+ * net_ws_check), or admission refused it (503).  The sink answers `status`
+ * itself and closes.  Runs on the acceptor thread: must not block. */
 typedef void (*acceptor_reject_cb)(void *arg, int fd, int status);
 
 struct acceptor_config {
@@ -42,14 +46,29 @@ struct acceptor_config {
      * first request of a connection can be checked this way. */
     acceptor_reject_cb to_reject;
     void *reject_arg;
+    /* Admission (0 = off).  conn_max: the connection ceiling (see
+     * acceptor_raise_fd_limit); max_per_addr: REST connections plus sockets
+     * being classified, per client address (MAX_CONNS_PER_ADDR).  Past either, a classified socket is
+     * answered 503 with Retry-After through to_reject and closed.  With
+     * conn_max set, the REST sink must call acceptor_release_http once for
+     * every socket it was given, when that connection closes. */
+    int conn_max;
+    int max_per_addr;
 };
 
 struct acceptor;
 
 /* Raises RLIMIT_NOFILE's soft limit to its hard limit and returns how many
- * connections the process can hold (the limit minus a reserve for files,
- * pipes and the store).  Call once at start, before threads exist. */
+ * connections the process can hold: the limit minus a reserve for the
+ * store, logs, pipes, epoll sets, lingering sockets and the WebSocket
+ * library, of max(128, limit / 8) descriptors (at least 16 are returned).
+ * Call once at start, before threads exist. */
 long acceptor_raise_fd_limit(void);
+
+/* Gives back the admission of one REST connection handed to to_http, from
+ * `sa` (its peer address): call when it closes, or when the sink could not
+ * take it.  Any thread. */
+void acceptor_release_http(struct acceptor *a, const struct sockaddr *sa);
 
 /* Binds and listens on cfg->host:cfg->port and starts the acceptor thread.
  * `cfg` is copied (host is duplicated).  *out is new: acceptor_close().

@@ -29,6 +29,13 @@ struct http_server_deps {
     struct bus *bus;          /* borrowed, may be NULL: /readyz redis check */
     struct media *media;      /* borrowed: uploads and /uploads/, /readyz media check */
     unsigned conn_limit;      /* MHD connection limit, e.g. the fd ceiling */
+    unsigned conn_limit;      /* the connection ceiling (MHD's own limit is set far above it) */
+    /* Optional: called once for every socket given to
+     * http_server_add_connection, when that connection closes (or could
+     * not be added), with its peer address; on an MHD worker or the
+     * caller's thread.  The acceptor's admission count lives on it. */
+    void (*on_closed)(void *arg, const struct sockaddr *sa);
+    void *on_closed_arg;
 };
 
 /* Checks a CORS_ORIGINS value ("*" or comma-separated "scheme://host[:port]")
@@ -49,11 +56,12 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
 void http_server_add_connection(struct http_server *s, int fd, const struct sockaddr *sa,
                                 socklen_t salen);
 
-/* Steals `fd`, a fresh connection whose first request head has a
- * Content-Length MHD 0.9.75 mishandles (net_head_check): answers `status`
- * (400 bad_request or 413 payload_too_large) with the usual JSON error and
- * headers, then closes through the linger thread.  Thread-safe; does not
- * block. */
+/* Steals `fd`, a fresh connection the acceptor refuses: answers `status`
+ * with the usual JSON error and headers (400 bad_request, 413
+ * payload_too_large, 426 bad_request with Sec-WebSocket-Version: 13, 431
+ * bad_request, 503 unavailable with Retry-After: 1), then closes, through
+ * the linger thread when request bytes are left unread.  Thread-safe; does
+ * not block. */
 void http_server_reject(struct http_server *s, int fd, int status);
 
 /* Starts draining: /readyz answers 503 "draining", every response carries

@@ -304,13 +304,15 @@ static void test_basics(void)
     CHECK_EQ_STR(hdr(&r, "Content-Type"), "application/json; charset=utf-8");
     CHECK(closed_within(fd2, 1000)); /* and nothing after it */
     close(fd2);
-    /* HTTP/1.1 without Host is served (MHD's strict mode would refuse it
-     * with a doubled response head). */
+    /* HTTP/1.1 without Host is refused by us (contract v1.2), with one
+     * JSON answer, not MHD's strict mode and its doubled response head. */
     fd2 = dial();
     const char *nohost = "GET /healthz HTTP/1.1\r\n\r\n";
     CHECK_EQ_INT(send_all(fd2, nohost, strlen(nohost)), 0);
     CHECK_EQ_INT(read_resp(fd2, &r), 0);
-    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_INT(r.status, 400);
+    CHECK(strstr(r.body, "\"bad_request\"") != NULL);
+    CHECK(closed_within(fd2, 1000));
     close(fd2);
 
     /* Ops. */

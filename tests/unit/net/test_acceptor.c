@@ -296,7 +296,7 @@ static void test_reject(void)
     int c1 = dial(port);
     send_all(c1, "POST /api/posts HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n");
     int c2 = dial(port);
-    send_all(c2, "POST /api/posts HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+    send_all(c2, "POST /api/posts HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n");
     for (int i = 0; i < 200 && count_rejected() < 2; i++)
         usleep(10000);
     CHECK_EQ_INT(count_rejected(), 2);

@@ -106,38 +106,93 @@ static void test_malformed(void)
     }
 }
 
-static enum net_head head(const char *s) { return net_head_check(s, strlen(s)); }
+static enum net_head head(const char *s) { return net_head_check(s, strlen(s), NULL); }
+
+#define H "Host: x\r\n"
 
 static void test_head_check(void)
 {
+    const char *why = NULL;
     CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nHost: x\r\n"), NET_HEAD_MORE);
     CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: -5\r\n"), NET_HEAD_MORE);
     CHECK_EQ_INT(head("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 12\r\n\r\n{\"text\":\"x\"}"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\ncontent-length:\t007 \r\n\r\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\nContent-Length: 5\n\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("\r\nPOST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: -5\r\n\r\n"), NET_HEAD_BAD_LENGTH);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: abc\r\n\r\n"), NET_HEAD_BAD_LENGTH);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: +5\r\n\r\n"), NET_HEAD_BAD_LENGTH);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n"), NET_HEAD_BAD_LENGTH);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length:\r\n\r\n"), NET_HEAD_BAD_LENGTH);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n"), NET_HEAD_BAD_LENGTH);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n"),
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 12\r\n\r\n{\"text\":\"x\"}"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "content-length:\t007 \r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\nHost: x\nContent-Length: 5\n\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("\r\nPOST /a HTTP/1.1\r\n" H "Content-Length: 5\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 18446744073709551615\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Transfer-Encoding:  Chunked \r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("GET /a HTTP/1.0\r\n\r\n"), NET_HEAD_OK); /* Host is optional on 1.0 */
+    CHECK_EQ_INT(head("GET /a?x=%20 HTTP/1.1\r\n" H "X-A: caf\xc3\xa9\tb\r\nX-B:\r\n\r\n"), NET_HEAD_OK);
+    /* Content-Length values */
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: -5\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: abc\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: +5\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 5 5\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length:\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 0x10\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 18446744073709551616\r\n\r\n"),
                  NET_HEAD_HUGE_LENGTH);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 99999999999999999999999\r\n\r\n"),
                  NET_HEAD_HUGE_LENGTH);
-    /* Only the first Content-Length counts, as in MHD; with a
-     * Transfer-Encoding MHD ignores it altogether. */
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: x\r\n\r\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n"),
-                 NET_HEAD_OK);
+    /* ambiguous framing (issue 8, defect 4) */
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 5\r\nContent-Length: 5\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Content-Length: 5\r\nContent-Length: x\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+                 NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Transfer-Encoding: gzip, chunked\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Transfer-Encoding: gzip\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n"), NET_HEAD_BAD);
+    static const char sp[] = "POST /a HTTP/1.1\r\n" H "Content-Length : 5\r\n\r\n";
+    CHECK_EQ_INT(net_head_check(sp, sizeof sp - 1, &why), NET_HEAD_BAD);
+    CHECK(why && strstr(why, "colon"));
+    /* a 100 KiB chunk extension (defect 9); a short one is fine */
+    static char ext[8192];
+    int m = snprintf(ext, sizeof ext, "POST /a HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n\r\n2;");
+    memset(ext + m, 'e', sizeof ext - (size_t)m);
+    CHECK_EQ_INT(net_head_check(ext, sizeof ext, NULL), NET_HEAD_BAD);
+    memcpy(ext + m + 10, "\r\n", 2);
+    CHECK_EQ_INT(net_head_check(ext, sizeof ext, NULL), NET_HEAD_OK);
+    /* header syntax */
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H "Bad Name: v\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H "X(a): v\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H ": v\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H "NoColon\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H "X-A: a\x01" "b\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H "X-A: a\x7f\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H "X-A: a\rb\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n" H "X-A: a\r\n folded\r\n\r\n"), NET_HEAD_BAD);
+    static const char nul[] = "GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n";
+    CHECK_EQ_INT(net_head_check(nul, sizeof nul - 1, NULL), NET_HEAD_BAD);
+    /* Host */
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n"), NET_HEAD_BAD);
+    /* request lines */
+    CHECK_EQ_INT(head("GET\t/a HTTP/1.1\r\n" H "\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a\tHTTP/1.1\r\n" H "\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET  /a HTTP/1.1\r\n" H "\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/1.1 \r\n" H "\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a HTTP/2.0\r\n" H "\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("GET /a\r\n" H "\r\n"), NET_HEAD_BAD);
+    CHECK_EQ_INT(head("G(T /a HTTP/1.1\r\n" H "\r\n"), NET_HEAD_BAD);
     /* Not a header: a request line or a body that mentions it. */
-    CHECK_EQ_INT(head("POST /Content-Length:x HTTP/1.1\r\n\r\nContent-Length: x\r\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\nX-Content-Length: x\r\n\r\n"), NET_HEAD_OK);
-    CHECK_EQ_INT(net_head_check("", 0), NET_HEAD_MORE);
+    CHECK_EQ_INT(head("POST /Content-Length:x HTTP/1.1\r\n" H "\r\nContent-Length: x\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(head("POST /a HTTP/1.1\r\n" H "X-Content-Length: x\r\n\r\n"), NET_HEAD_OK);
+    CHECK_EQ_INT(net_head_check("", 0, NULL), NET_HEAD_MORE);
     CHECK_EQ_INT(head("\r\n\r\n"), NET_HEAD_MORE);
+    /* NET_HEAD_MAX: ended or not */
+    static char big[NET_HEAD_MAX + 64];
+    int bn = snprintf(big, sizeof big, "GET /a HTTP/1.1\r\n" H "X-Big: ");
+    memset(big + bn, 'v', sizeof big - (size_t)bn);
+    CHECK_EQ_INT(net_head_check(big, sizeof big, NULL), NET_HEAD_TOO_LARGE);
+    memcpy(big + NET_HEAD_MAX - 8, "\r\n\r\n", 4);
+    CHECK_EQ_INT(net_head_check(big, sizeof big, NULL), NET_HEAD_OK);
+    memcpy(big + NET_HEAD_MAX - 8, "vvvv", 4);
+    memcpy(big + NET_HEAD_MAX + 8, "\r\n\r\n", 4);
+    CHECK_EQ_INT(net_head_check(big, sizeof big, NULL), NET_HEAD_TOO_LARGE);
 
     unsigned seed = 777;
     char buf[256];
@@ -145,14 +200,41 @@ static void test_head_check(void)
         size_t n = (size_t)(rand_r(&seed) % sizeof buf);
         for (size_t k = 0; k < n; k++)
             buf[k] = "\r\n:Content-Lgth 0123456789xTE"[rand_r(&seed) % 30];
-        enum net_head h = net_head_check(buf, n);
-        CHECK(h >= NET_HEAD_MORE && h <= NET_HEAD_HUGE_LENGTH);
+        enum net_head h = net_head_check(buf, n, &why);
+        CHECK(h >= NET_HEAD_MORE && h <= NET_HEAD_TOO_LARGE);
+        CHECK((h != NET_HEAD_MORE && h != NET_HEAD_OK) == (why != NULL));
     }
+}
+
+static int ws(const char *s) { return net_ws_check(s, strlen(s), NULL); }
+
+#define WSREQ(ver, extra) "GET /ws " ver "\r\nHost: x\r\nUpgrade: websocket\r\n" extra "\r\n"
+#define KEY "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+#define CONN "Connection: keep-alive, Upgrade\r\n"
+#define V13 "Sec-WebSocket-Version: 13\r\n"
+
+static void test_ws_check(void)
+{
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN V13 KEY)), 200);
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN V13)), 0 + 400);                 /* no key */
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN V13 KEY KEY)), 400);             /* two keys */
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN V13 "Sec-WebSocket-Key: abc\r\n")), 400);
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN V13 "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n")),
+                 400);                                                          /* 21 bytes */
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", V13 KEY)), 400);                      /* no Connection */
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", "Connection: keep-alive\r\n" V13 KEY)), 400);
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.0", CONN V13 KEY)), 400);
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN KEY)), 400);                     /* no version */
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN "Sec-WebSocket-Version: 12\r\n" KEY)), 426);
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN "Sec-WebSocket-Version: 99999999\r\n" KEY)), 426);
+    CHECK_EQ_INT(ws(WSREQ("HTTP/1.1", CONN V13 V13 KEY)), 426);
+    CHECK_EQ_INT(ws("GET /ws HTTP/1.1\r\nHost: x\r\n"), 0);                  /* incomplete */
 }
 
 int main(void)
 {
     test_head_check();
+    test_ws_check();
     test_ws();
     test_http();
     test_malformed();
