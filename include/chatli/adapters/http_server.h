@@ -28,7 +28,6 @@ struct http_server_deps {
     struct cache *cache;      /* borrowed: rate limits, /readyz redis check */
     struct bus *bus;          /* borrowed, may be NULL: /readyz redis check */
     struct media *media;      /* borrowed: uploads and /uploads/, /readyz media check */
-    unsigned conn_limit;      /* MHD connection limit, e.g. the fd ceiling */
     unsigned conn_limit;      /* the connection ceiling (MHD's own limit is set far above it) */
     /* Optional: called once for every socket given to
      * http_server_add_connection, when that connection closes (or could
