@@ -272,6 +272,7 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
     /* Strict decode: exactly 43 characters of the URL-safe alphabet with
      * zero trailing bits, i.e. only strings issue_token can produce. */
     if (!token || strnlen(token, TOKEN_B64_SIZE) != TOKEN_B64_LEN ||
+        !validate_base64url(token, TOKEN_B64_LEN) ||
         sodium_base642bin(raw, sizeof raw, token, TOKEN_B64_LEN, NULL, &n, NULL, VARIANT) != 0 ||
         n != TOKEN_BYTES)
         return chat_err_set(err, CHAT_E_UNAUTHORIZED, NULL, "missing or malformed token");

@@ -9,6 +9,7 @@
  * exactly that, and that a bad cursor is 422 field "before", never a crash
  * or another page. */
 #include "cursor.h"
+#include "validate.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -46,8 +47,7 @@ static int decode(const char *s, int kind, uint8_t *bin, size_t cap)
     size_t len = strnlen(s, CURSOR_MAX);
     if (len == 0 || len >= CURSOR_MAX)
         return -1;
-    /* libsodium 1.0.18 decodes any byte >= 0x80 as a base64 character. */
-    if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != len)
+    if (!validate_base64url(s, len))
         return -1;
     if (sodium_base642bin(bin, cap, s, len, NULL, &n, NULL, VARIANT) != 0)
         return -1;

@@ -228,6 +228,11 @@ void validate_ascii_lower(char *s)
             *s = (char)(*s - 'A' + 'a');
 }
 
+bool validate_base64url(const char *s, size_t len)
+{
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") >= len;
+}
+
 bool validate_decimal(const char *s, int max_digits, int64_t *out)
 {
     int64_t v = 0;

@@ -40,6 +40,12 @@ bool validate_email(const char *s);
  * would let a stored URL break out of an HTML attribute). */
 bool validate_url(const char *s);
 
+/* True when the `len` bytes of `s` are all of the base64url alphabet
+ * (A-Z a-z 0-9 - _).  libsodium 1.0.18's decoder also takes every byte
+ * >= 0x80 as a base64 character, so a strict decode checks this first:
+ * otherwise one token or cursor has many spellings. */
+bool validate_base64url(const char *s, size_t len);
+
 /* Lower-cases ASCII letters in place. */
 void validate_ascii_lower(char *s);
 
