@@ -33,7 +33,7 @@ const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
                "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const WAIT_MS = 10000; // a bound on each wait, far above the few ms a frame takes
 const MAX_UPLOAD = 4096; // the server's MAX_UPLOAD_BYTES in this test
-const UPLOADS_PER_WINDOW = 3; // its UPLOAD_RATE_LIMIT_MAX: alice's 4th upload gets 429
+const UPLOADS_PER_WINDOW = 4; // its UPLOAD_RATE_LIMIT_MAX: alice's 5th upload gets 429
 
 let server = null;
 let port = 0;
@@ -392,7 +392,15 @@ test("uploads the server refuses (415, 413, 429) are told readably, and nothing 
   await form.locator(".form-error", { hasText: /^“noise\.png” is too large \(\d+\.\d KiB\)/ })
     .waitFor({ timeout: WAIT_MS });
   await shot(pa, "upload-too-large");
-  // Alice's uploads so far: the image, the text file, the noise; one more is too many.
+  // 200 KiB: its Content-Length alone is over the cap (plus the server's
+  // 64 KiB framing allowance), so the 413 comes before the body is read.
+  const huge = Buffer.concat([png(8, 8, () => [255, 0, 0]), Buffer.alloc(200 * 1024)]);
+  await attach.setInputFiles({ name: "huge.png", mimeType: "image/png", buffer: huge });
+  await pa.getByRole("button", { name: "Post", exact: true }).click();
+  await form.locator(".form-error", { hasText: /^“huge\.png” is too large \(200\.\d KiB\)/ })
+    .waitFor({ timeout: WAIT_MS });
+  // Alice's uploads so far: the image, the text file, the noise, the huge
+  // one; one more is too many.
   await attach.setInputFiles({ name: "again.png", mimeType: "image/png",
                                buffer: png(8, 8, () => [0, 128, 255]) });
   await pa.getByRole("button", { name: "Post", exact: true }).click();
