@@ -104,11 +104,11 @@ export class Api {
     return this.get("/api/chats/" + chatId + "/messages", { afterSeq, limit: 100 });
   }
 
-  // Contract section 8.  Resolves to the upload's JSON; a server without
-  // uploads answers 404 (the caller then hides the attach control).
+  // POST /api/uploads (api.md "Uploads"): resolves to
+  // {url, publicId, bytes, format, width, height}.
   upload(file) {
     const fd = new FormData();
-    if (file) fd.append("file", file);
+    fd.append("file", file);
     return this.request("POST", "/api/uploads", fd);
   }
 }

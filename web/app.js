@@ -144,7 +144,6 @@ function startSession(user) {
   $("main").focus();
   gw.start();
   guard(loadChats)();
-  guard(probeUploads)();
 }
 
 async function onLogout() {
@@ -711,15 +710,57 @@ async function onPost(ev) {
     formError(f).textContent = "Write something or attach an image.";
     return;
   }
-  let imageUrl = null;
-  if (file) imageUrl = (await api.upload(file)).url;
-  const p = await api.createPost(text, imageUrl);
-  f.reset();
-  clearPreview();
-  if (!state.posts.has(p.id)) {
-    state.posts.set(p.id, p);
-    $("posts").prepend(postItem(p));
+  const submit = f.querySelector("button[type=submit]");
+  submit.disabled = true;
+  try {
+    const imageUrl = file ? await uploadImage(file) : null;
+    const p = await api.createPost(text, imageUrl);
+    f.reset();
+    clearPreview();
+    if (!state.posts.has(p.id)) {
+      state.posts.set(p.id, p);
+      $("posts").prepend(postItem(p));
+    }
+  } finally {
+    submit.disabled = false;
   }
+}
+
+// POST /api/uploads (api.md "Uploads"), then the returned `url` goes into
+// the post.  The server decides the type from the bytes, so a refusal is
+// told in the user's words here; the chosen file stays picked.
+async function uploadImage(file) {
+  const status = $("post-status");
+  status.textContent = "Uploading " + file.name + "…";
+  try {
+    return (await api.upload(file)).url;
+  } catch (e) {
+    if (e instanceof ApiError) throw uploadError(e, file);
+    throw e;
+  } finally {
+    status.textContent = "";
+  }
+}
+
+function uploadError(e, file) {
+  let text = null;
+  if (e.status === 413)
+    text = "\u201c" + file.name + "\u201d is too large (" + sizeText(file.size) +
+           "): this server takes smaller images.";
+  else if (e.status === 415)
+    text = "\u201c" + file.name + "\u201d is not an image this server accepts: use a JPEG, PNG, GIF or WebP file.";
+  else if (e.status === 429)
+    text = "Too many uploads for now" + e.message.replace(/^too many requests/, "") + ".";
+  else if (e.status === 0)
+    text = "The upload did not reach the server (the connection closed): try again, or a smaller image.";
+  if (!text) return e;
+  return new ApiError(e.status, e.code, text, e.field);
+}
+
+function sizeText(bytes) {
+  if (bytes < 1024) return bytes + " bytes";
+  if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KiB";
+  return (bytes / (1024 * 1024)).toFixed(1) + " MiB";
 }
 
 function onImagePicked() {
@@ -736,22 +777,6 @@ function clearPreview() {
   if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
   img.removeAttribute("src");
   img.hidden = true;
-}
-
-// Uploads (contract section 8) may not exist on this server: a POST
-// without a file answers 422 (field "file") where they do and 404 where
-// they do not; then the attach control is hidden and disabled.
-async function probeUploads() {
-  const wrap = $("attach-wrap");
-  wrap.hidden = true;
-  $("post-image").disabled = true;
-  try {
-    await api.upload(null);
-  } catch (e) {
-    if (!(e instanceof ApiError) || e.status === 404 || e.status === 0 || e.status === 401) return;
-  }
-  wrap.hidden = false;
-  $("post-image").disabled = false;
 }
 
 // ---- people -----------------------------------------------------------------

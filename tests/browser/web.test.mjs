@@ -5,14 +5,14 @@
 // executablePath, no downloaded browser) and drives the page as two users:
 // register, open a direct chat, exchange messages live, see typing,
 // presence and read marks, lose the socket and recover without losing a
-// message sent meanwhile, survive a server restart, and use the feed.
+// message sent meanwhile, survive a server restart, and use the feed, with
+// an image uploaded through the page's file input (and refused uploads).
 // A screenshot of each step goes to CHATLI_ARTIFACTS (default
 // build/browser-artifacts/).  Any console error, uncaught page error or
 // Content-Security-Policy violation fails the test.  Two kinds of console
-// line are expected, and only where they are: Chromium's note on the upload
-// probe's 404 when this server has no uploads (the page hides the attach
-// control then), and its note on each refused reconnect while the restart
-// test holds the server down.
+// line are expected, and only where they are: Chromium's note on each
+// refused reconnect while the restart test holds the server down, and its
+// note on the 413/415 answers while the refused-uploads test provokes them.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -20,6 +20,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -31,6 +32,8 @@ const CHROMIUM = process.env.CHATLI_CHROMIUM || "/usr/bin/chromium";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const WAIT_MS = 10000; // a bound on each wait, far above the few ms a frame takes
+const MAX_UPLOAD = 4096; // the server's MAX_UPLOAD_BYTES in this test
+const UPLOADS_PER_WINDOW = 4; // its UPLOAD_RATE_LIMIT_MAX: alice's 5th upload gets 429
 
 let server = null;
 let port = 0;
@@ -58,7 +61,9 @@ async function startServer() {
   for (const k of ["MONGODB_URI", "MONGODB_DB", "REDIS_URL", "CLOUDINARY_URL", "PUBLIC_URL"]) delete env[k];
   Object.assign(env, { HOST: "127.0.0.1", PORT: String(port), DATA_DIR: dataDir, RATE_LIMIT_MAX: "0",
                        PWHASH_OPSLIMIT: "1", PWHASH_MEMLIMIT: "8192", LOG_LEVEL: "warn",
-                       SHUTDOWN_GRACE_S: "2", WEB_UI: "1" });
+                       SHUTDOWN_GRACE_S: "2", WEB_UI: "1",
+                       // uploads: a small cap and per-user count the refused-uploads test can pass
+                       MAX_UPLOAD_BYTES: String(MAX_UPLOAD), UPLOAD_RATE_LIMIT_MAX: String(UPLOADS_PER_WINDOW) });
   server = spawn(BIN, [], { env, stdio: ["ignore", log, log] });
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
@@ -124,7 +129,7 @@ async function newPage(name, viewport) {
   page.on("console", (msg) => {
     if (msg.type() !== "error") return;
     const url = msg.location().url || "";
-    if (/\/api\/uploads$/.test(url) && uploadsMissing) return; // the probe, see the top
+    if (uploadRefusals && /\/api\/uploads$/.test(url) && uploadRefused.test(msg.text())) return; // on purpose
     if (serverDown && refused.test(msg.text())) return; // the restart test's outage, on purpose
     problems.push(`${name} console: ${msg.text()} (${url})`);
   });
@@ -157,7 +162,11 @@ async function send(page, text) {
   await page.getByLabel("Message", { exact: true }).press("Enter");
 }
 
-let uploadsMissing = false;
+// While the refused-uploads test sends a text file, an oversized image and
+// one upload too many, Chromium notes the 415, 413 and 429 on the console;
+// those lines are expected.
+let uploadRefusals = false;
+const uploadRefused = /^Failed to load resource: the server responded with a status of (415|413|429) /;
 // While the restart test holds the server down, Chromium notes each refused
 // reconnect attempt on the console; that line, then, is expected.
 let serverDown = false;
@@ -174,8 +183,6 @@ before(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chatli-browser-"));
   port = await freePort();
   await startServer();
-  const probe = await fetch(`http://127.0.0.1:${port}/api/uploads`, { method: "POST" });
-  uploadsMissing = probe.status === 404;
   browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
 });
 
@@ -298,8 +305,6 @@ test("a group chat: created from People, live for its members", async () => {
 test("the feed: post, live update, like and comment", async () => {
   await pb.getByRole("button", { name: "Feed" }).click();
   await pa.getByRole("button", { name: "Feed" }).click();
-  assert.equal(await pa.locator("#attach-wrap").isVisible(), !uploadsMissing,
-               "the attach control shows exactly when the server has uploads");
   await pa.getByLabel("New post").fill("my first post");
   await pa.getByRole("button", { name: "Post", exact: true }).click();
   const post = pb.locator(".post", { hasText: "my first post" });
@@ -311,6 +316,102 @@ test("the feed: post, live update, like and comment", async () => {
   await post.getByRole("button", { name: "Comment", exact: true }).click();
   await post.locator(".comment-list li", { hasText: "nice one" }).waitFor({ timeout: WAIT_MS });
   await shot(pb, "feed");
+});
+
+// A valid PNG of width x height RGB pixels, made here from bytes: the
+// signature, IHDR, one IDAT (zlib of filter-0 rows from pixel(x, y)) and
+// IEND, each chunk with its CRC-32.
+function png(width, height, pixel) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const td = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(8 + data.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    td.copy(out, 4);
+    out.writeUInt32BE(crc(td), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no filter method, no interlace
+  const raw = Buffer.alloc(height * (1 + 3 * width));
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) raw.set(pixel(x, y), y * (1 + 3 * width) + 1 + 3 * x);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+                        chunk("IHDR", ihdr), chunk("IDAT", zlib.deflateSync(raw)),
+                        chunk("IEND", Buffer.alloc(0))]);
+}
+
+test("the feed: a post with an image, uploaded by the page, live for the other user", async () => {
+  const image = png(32, 24, (x, y) => [x * 8, y * 10, 160]);
+  assert.ok(image.length < MAX_UPLOAD);
+  await pa.getByLabel("Attach an image").setInputFiles({ name: "gradient.png", mimeType: "image/png",
+                                                        buffer: image });
+  await pa.locator("#post-preview:visible").waitFor({ timeout: WAIT_MS }); // a blob: preview
+  await pa.getByLabel("New post").fill("a picture " + stamp);
+  await pa.getByRole("button", { name: "Post", exact: true }).click();
+  for (const p of [pa, pb]) { // alice's own list, bob's live (post.new)
+    const img = p.locator(".post", { hasText: "a picture " + stamp }).locator("img.post-image");
+    await img.waitFor({ timeout: WAIT_MS });
+    const src = await img.getAttribute("src");
+    assert.match(src, new RegExp(`^http://127\\.0\\.0\\.1:${port}/uploads/[0-9a-f]{64}\\.png$`));
+    const handle = await img.elementHandle();
+    await p.waitForFunction((e) => e.complete && e.naturalWidth > 0, handle, { timeout: WAIT_MS });
+    assert.deepEqual(await img.evaluate((e) => [e.naturalWidth, e.naturalHeight]), [32, 24]);
+  }
+  assert.equal(await pa.locator("#post-preview").isVisible(), false, "the form is cleared after posting");
+  await shot(pb, "feed-image");
+});
+
+test("uploads the server refuses (415, 413, 429) are told readably, and nothing is posted", async () => {
+  const form = pa.locator("#post-form");
+  const attach = pa.getByLabel("Attach an image");
+  uploadRefusals = true;
+  await attach.setInputFiles({ name: "notes.png", mimeType: "image/png",
+                               buffer: Buffer.from("these are notes, not a picture\n") });
+  await pa.getByLabel("New post").fill("text as png " + stamp);
+  await pa.getByRole("button", { name: "Post", exact: true }).click();
+  await form.locator(".form-error", { hasText: "“notes.png” is not an image this server accepts" })
+    .waitFor({ timeout: WAIT_MS });
+  await shot(pa, "upload-not-an-image");
+  // Random pixels do not compress: a valid PNG over MAX_UPLOAD_BYTES.
+  const big = png(48, 48, () => [...crypto.getRandomValues(new Uint8Array(3))]);
+  assert.ok(big.length > MAX_UPLOAD);
+  await attach.setInputFiles({ name: "noise.png", mimeType: "image/png", buffer: big });
+  await pa.getByRole("button", { name: "Post", exact: true }).click();
+  await form.locator(".form-error", { hasText: /^“noise\.png” is too large \(\d+\.\d KiB\)/ })
+    .waitFor({ timeout: WAIT_MS });
+  await shot(pa, "upload-too-large");
+  // 200 KiB: its Content-Length alone is over the cap (plus the server's
+  // 64 KiB framing allowance), so the 413 comes before the body is read.
+  const huge = Buffer.concat([png(8, 8, () => [255, 0, 0]), Buffer.alloc(200 * 1024)]);
+  await attach.setInputFiles({ name: "huge.png", mimeType: "image/png", buffer: huge });
+  await pa.getByRole("button", { name: "Post", exact: true }).click();
+  await form.locator(".form-error", { hasText: /^“huge\.png” is too large \(200\.\d KiB\)/ })
+    .waitFor({ timeout: WAIT_MS });
+  // Alice's uploads so far: the image, the text file, the noise, the huge
+  // one; one more is too many.
+  await attach.setInputFiles({ name: "again.png", mimeType: "image/png",
+                               buffer: png(8, 8, () => [0, 128, 255]) });
+  await pa.getByRole("button", { name: "Post", exact: true }).click();
+  await form.locator(".form-error", { hasText: /^Too many uploads for now, retry in \d+ s\.$/ })
+    .waitFor({ timeout: WAIT_MS });
+  uploadRefusals = false;
+  await shot(pa, "upload-rate-limited");
+  assert.equal(await pa.locator(".post", { hasText: "text as png " + stamp }).count(), 0);
+  assert.equal(await pb.locator(".post", { hasText: "text as png " + stamp }).count(), 0);
+  await attach.setInputFiles([]);
+  await pa.getByLabel("New post").fill("");
 });
 
 test("no console error, page error or CSP violation on either page", async () => {
