@@ -49,11 +49,14 @@
 #define WS_AUTH_TIMEOUT_S 10       /* no auth by then: 4408 (CONTRACT 6) */
 #define WS_TOKEN_MAX 512           /* longer tokens cannot be ours: 4401 */
 
-/* lws allocates rx_buffer_size per connection for its whole life; measured
- * here: 1024 -> ~2.1 KiB of RSS per idle connection in lws, 4096 -> ~5.1 KiB.
- * Larger client frames arrive in pieces and are accumulated (lazily
- * allocated, freed after each message). */
-#define WS_RX_BUFFER 1024
+/* lws allocates rx_buffer_size (+ LWS_PRE + 4) per connection for its whole
+ * life; measured here (heaptrack, 2,000 idle connections): 1,035 bytes each
+ * at 1024.  256 holds a whole message.send with a 64-byte text (~180 bytes),
+ * so the common frame still needs no copy; larger client frames arrive in
+ * pieces and are accumulated (lazily allocated, freed after each message).
+ * 1024 -> 256 took an idle connection from 3,265 to 2,4xx bytes of RSS at
+ * 19,900 (docs/performance.md). */
+#define WS_RX_BUFFER 256
 /* One send() may carry a whole frame; 0 would cap sends at WS_RX_BUFFER and
  * make lws copy the rest of every larger frame into its own buffer. */
 #define WS_TX_PACKET (256 * 1024)
