@@ -217,6 +217,13 @@ int messages_send_try(struct core *c, const struct session *s, const char *chat_
                       bool require_client_id, uint64_t origin_conn, messages_send_text_cb cb,
                       void *arg, bool *deferred, struct chat_err *err);
 
+/* Completion batches for the send callbacks above: `begin` and `end` run on
+ * the store thread that runs the callbacks, before and after the callbacks
+ * of one commit batch (store.h, completions hooks), so a caller can hand a
+ * whole batch of answers to its own thread at once.  Set once, before the
+ * first send; NULL for none. */
+void messages_set_completion_hooks(struct core *c, void (*begin)(void), void (*end)(void));
+
 /* One page of a catch-up (the WS sync frame). */
 struct messages_sync_page {
     json_t *messages; /* new: array of Message, oldest first */

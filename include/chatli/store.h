@@ -256,10 +256,29 @@ struct store_ops {
                     const char *message_id, bool *moved, struct chat_err *err);
 };
 
+/* Completion batches.  An adapter runs the append callbacks of one commit
+ * between completions_begin and completions_end, on the thread that runs
+ * them; a consumer that hands each completion to another thread (the
+ * WebSocket loop) can then hold them and hand the whole batch over with one
+ * wake-up at the end.  Both hooks take no argument (their state is the
+ * calling thread's), are set once before the store's first append
+ * (store_set_completion_hooks) and never change afterwards. */
+typedef void (*store_completions_hook)(void);
+
 struct store {
     const struct store_ops *ops;
     const char *name; /* "sqlite", "mongodb": for /readyz, metrics and logs */
+    store_completions_hook completions_begin, completions_end; /* NULL: none */
 };
+
+static inline void store_set_completion_hooks(struct store *st, store_completions_hook begin,
+                                              store_completions_hook end)
+{ st->completions_begin = begin; st->completions_end = end; }
+/* For adapters, around each batch's callbacks. */
+static inline void store__completions_begin(struct store *st)
+{ if (st->completions_begin) st->completions_begin(); }
+static inline void store__completions_end(struct store *st)
+{ if (st->completions_end) st->completions_end(); }
 
 /* Records the latency of one store operation (util/metrics); the wrappers
  * below call it so every adapter is measured the same way. */

@@ -266,6 +266,11 @@ int messages_send_async_text(struct core *c, const struct session *s, const char
                       err);
 }
 
+void messages_set_completion_hooks(struct core *c, void (*begin)(void), void (*end)(void))
+{
+    store_set_completion_hooks(c->store, begin, end);
+}
+
 /* ---- listing ------------------------------------------------------------- */
 
 /* A messages page (page.h): each message embeds its sender.  Newest-first

@@ -903,7 +903,9 @@ static int commit_batch(struct store_mongo *s, struct store_mongo_item **b, size
     }
     if (brc)
         fail_open(b, n, brc, &cm.err);
+    store__completions_begin(&s->base);
     complete(b, n);
+    store__completions_end(&s->base);
     free(sorted);
     free(groups);
     return brc;

@@ -317,6 +317,7 @@ static void run_batch(struct store_sqlite *s, struct batch *b, struct store_sqli
         r = store_sqlite__commit(c, &err);
     store_sqlite__write_unlock(s); /* rolls back a failed batch */
 
+    store__completions_begin(&s->base);
     for (struct store_sqlite_item *it = batch, *next; it; it = next) {
         next = it->next;
         if (r) {
@@ -334,6 +335,7 @@ static void run_batch(struct store_sqlite *s, struct batch *b, struct store_sqli
         store_message_cleanup(&it->first);
         free(it);
     }
+    store__completions_end(&s->base);
 }
 
 static void *writer_main(void *arg)

@@ -78,13 +78,9 @@ void ws__msg_free(struct ws_server *ws, struct ws_msg *m)
     free(m);
 }
 
-void ws__inbox_push(struct ws_server *ws, struct ws_msg *head)
+/* Appends head..tail to the inbox; wakes the loop if it was empty. */
+static void inbox_append(struct ws_server *ws, struct ws_msg *head, struct ws_msg *tail)
 {
-    if (!head)
-        return;
-    struct ws_msg *tail = head;
-    while (tail->next)
-        tail = tail->next;
     pthread_mutex_lock(&ws->in_lock);
     if (ws->in_closed) {
         pthread_mutex_unlock(&ws->in_lock);
@@ -104,6 +100,91 @@ void ws__inbox_push(struct ws_server *ws, struct ws_msg *head)
     pthread_mutex_unlock(&ws->in_lock);
     if (was_empty)
         lws_cancel_service(ws->ctx);
+}
+
+/* ---- completion batches (the store's writer thread) ----------------------
+ * The store runs the append callbacks of one commit between its
+ * completions_begin and completions_end hooks (store.h).  In between, what
+ * this thread pushes (the acks, and the message.new events core publishes
+ * from the same callbacks, in their order) is held here and goes to the
+ * inbox as one chain at the end: one lock and at most one wake-up per
+ * commit batch instead of per message.  The sends those acks settle are
+ * settled after that push (shutdown's 1001 must come behind them), and the
+ * held batch counts once in callbacks_pending so the gateway outlives it. */
+static _Thread_local struct held {
+    bool active;              /* between the hooks */
+    struct ws_server *ws;     /* whose messages are held, or NULL */
+    struct ws_msg *head, *tail;
+    long settles;             /* sends to settle after the push */
+} held;
+
+static void held_push(void)
+{
+    struct ws_server *ws = held.ws;
+    if (!ws)
+        return;
+    inbox_append(ws, held.head, held.tail);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending -= held.settles;
+    ws->callbacks_pending -= held.settles + 1;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
+    held.ws = NULL;
+    held.head = held.tail = NULL;
+    held.settles = 0;
+}
+
+static void held_add(struct ws_server *ws, struct ws_msg *head, struct ws_msg *tail)
+{
+    if (held.ws != ws) {
+        held_push(); /* another gateway's (tests run several) */
+        pthread_mutex_lock(&ws->sd_lock);
+        ws->callbacks_pending++;
+        pthread_mutex_unlock(&ws->sd_lock);
+        held.ws = ws;
+    }
+    if (held.tail)
+        held.tail->next = head;
+    else
+        held.head = head;
+    held.tail = tail;
+}
+
+void ws__completions_begin(void)
+{
+    held.active = true;
+}
+
+void ws__completions_end(void)
+{
+    held.active = false;
+    held_push();
+}
+
+void ws__inbox_push(struct ws_server *ws, struct ws_msg *head)
+{
+    if (!head)
+        return;
+    struct ws_msg *tail = head;
+    while (tail->next)
+        tail = tail->next;
+    if (held.active)
+        held_add(ws, head, tail);
+    else
+        inbox_append(ws, head, tail);
+}
+
+void ws__send_callback_settled(struct ws_server *ws)
+{
+    if (held.active && held.ws == ws) {
+        held.settles++;
+        return;
+    }
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->sends_pending--;
+    ws->callbacks_pending--;
+    pthread_cond_broadcast(&ws->sd_cond);
+    pthread_mutex_unlock(&ws->sd_lock);
 }
 
 void ws__send_settled(struct ws_server *ws)

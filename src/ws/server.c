@@ -174,6 +174,8 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     ws->rate_burst = cfg ? (double)cfg->ws_rate_burst : 0;
     ws->max_conns_per_user = cfg ? cfg->ws_max_conns_per_user : 0;
     ws->next_conn_id = 1;
+    if (core) /* the store's commit batches reach the loop as one push each */
+        messages_set_completion_hooks(core, ws__completions_begin, ws__completions_end);
     atomic_init(&ws->loop_stop, false);
     atomic_init(&ws->stopping, false);
     atomic_init(&ws->n_conns_approx, 0);

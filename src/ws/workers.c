@@ -161,11 +161,7 @@ static void send_cb(void *arg, int rc, const char *message, size_t len, bool cre
     free(ctx);
     /* Settled only after the answer is in the inbox: shutdown sends 1001
      * behind it.  This is the last touch of `ws` (close waits for it). */
-    pthread_mutex_lock(&ws->sd_lock);
-    ws->sends_pending--;
-    ws->callbacks_pending--;
-    pthread_cond_broadcast(&ws->sd_cond);
-    pthread_mutex_unlock(&ws->sd_lock);
+    ws__send_callback_settled(ws);
 }
 
 /* A send's completion context with its reply message, or NULL on OOM. */

@@ -49,11 +49,14 @@
 #define WS_AUTH_TIMEOUT_S 10       /* no auth by then: 4408 (CONTRACT 6) */
 #define WS_TOKEN_MAX 512           /* longer tokens cannot be ours: 4401 */
 
-/* lws allocates rx_buffer_size per connection for its whole life; measured
- * here: 1024 -> ~2.1 KiB of RSS per idle connection in lws, 4096 -> ~5.1 KiB.
- * Larger client frames arrive in pieces and are accumulated (lazily
- * allocated, freed after each message). */
-#define WS_RX_BUFFER 1024
+/* lws allocates rx_buffer_size (+ LWS_PRE + 4) per connection for its whole
+ * life; measured here (heaptrack, 2,000 idle connections): 1,035 bytes each
+ * at 1024.  256 holds a whole message.send with a 64-byte text (~180 bytes),
+ * so the common frame still needs no copy; larger client frames arrive in
+ * pieces and are accumulated (lazily allocated, freed after each message).
+ * 1024 -> 256 took an idle connection from 3,265 to 2,500 bytes of RSS at
+ * 19,900 (docs/performance.md). */
+#define WS_RX_BUFFER 256
 /* One send() may carry a whole frame; 0 would cap sends at WS_RX_BUFFER and
  * make lws copy the rest of every larger frame into its own buffer. */
 #define WS_TX_PACKET (256 * 1024)
@@ -460,6 +463,13 @@ void ws__msg_free(struct ws_server *ws, struct ws_msg *m);
 /* Appends the chain head..tail (linked by ->next) to the inbox and wakes the
  * loop.  Any thread; steals the messages.  After close they are freed. */
 void ws__inbox_push(struct ws_server *ws, struct ws_msg *head);
+/* The store's completion hooks (store.h): between them, this thread's
+ * pushes are held and go to the inbox as one chain, with one wake-up. */
+void ws__completions_begin(void);
+void ws__completions_end(void);
+/* A send callback's answer is pushed: settles the send (sends_pending,
+ * callbacks_pending), now or, in a held batch, right after its push. */
+void ws__send_callback_settled(struct ws_server *ws);
 
 /* ---- the server ------------------------------------------------------------ */
 
