@@ -31,9 +31,12 @@ fail=0
 n=0
 # ldd resolves each DT_NEEDED name to the file the loader would use.
 needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+ldd_out=$(ldd "$bin")
 for lib in $needed; do
     n=$((n + 1))
-    path=$(ldd "$bin" | awk -v l="$lib" '$1 == l && $3 ~ /^\// {print $3; exit}')
+    # awk reads all of ldd's output (no early exit): under pipefail a
+    # SIGPIPE'd ldd would fail the substitution, and set -e the script.
+    path=$(awk -v l="$lib" '$1 == l && $3 ~ /^\// && !found {print $3; found = 1}' <<<"$ldd_out")
     if [ -z "$path" ]; then
         echo "check-runtime-deps: $lib is not resolved by the loader"
         fail=1
@@ -64,7 +67,7 @@ done
 # libwebsockets-evlib_ev.so: lws's libev event loop (LWS_SERVER_OPTION_LIBEV).
 plugins=(libwebsockets-evlib_ev.so)
 for so in "${plugins[@]}"; do
-    pkg=$(dpkg -S "*/$so" 2>/dev/null | head -n 1 || true)
+    pkg=$(dpkg -S "*/$so" 2>/dev/null | sed -n 1p || true)
     pkg=${pkg%%:*}
     if [ -z "$pkg" ]; then
         echo "check-runtime-deps: plugin $so belongs to no installed package"
