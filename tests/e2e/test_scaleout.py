@@ -11,7 +11,9 @@ private redis-server this module starts (so it may kill and restart it):
   TTL;
 - Redis killed: both keep serving (REST, local WebSocket delivery, local rate
   limits), /readyz says "degraded" with 200 and "redis": "down"; Redis back:
-  "ok" again and cross-instance delivery resumes.
+  "ok" again and cross-instance delivery resumes;
+- and then every connection on both gets `resync`, and `sync` returns what
+  was sent while the bus was down.
 
 The scale-out tests run only on MongoDB (two processes cannot share the
 embedded SQLite store: the last test checks that a second one on the same
@@ -235,6 +237,65 @@ def test_redis_down_degrades_then_recovers(pair, redis):
                         json={"text": "back"}), 201)
         assert w2.recv_type("message.new", 10)["message"]["text"] == "back"
     finally:
+        w2.close()
+
+
+
+def sync_after(w, chat_id, after_seq):
+    """Sends sync for one chat and returns (texts of the message.new frames
+    of that chat, in order, without duplicates by seq, complete)."""
+    w.send({"type": "sync", "chats": {chat_id: after_seq}})
+    seen = {}
+    while True:
+        f = w.recv(10)
+        if f.get("type") == "sync.done":
+            return [seen[k] for k in sorted(seen)], f["complete"]
+        if f.get("type") == "message.new" and f["message"]["chatId"] == chat_id:
+            seen[f["message"]["seq"]] = f["message"]["text"]
+
+
+@scale
+def test_redis_outage_sends_resync_then_sync_catches_up(pair, redis):
+    """CONTRACT v1.2 resync: Redis killed and restarted while both instances
+    hold connections.  Messages sent through A meanwhile never reach B live
+    (pub/sub keeps nothing); when each instance's bus is back, every
+    connection of both gets {"type":"resync"}, and the member on B who
+    answers with sync gets what was sent meanwhile."""
+    a, b = pair
+    u1, t1 = register(a)
+    u2, t2 = register(a)
+    chat = make_chat(a, t1, [u2["id"]])
+    for srv in (a, b):
+        assert eventually(lambda: readyz(srv).json()["checks"]["redis"] == "ok", 10)
+    w1, _ = connect(a, t1)
+    w2, _ = connect(b, t2)
+    try:
+        first = assert_json(api(a, "POST", "/api/chats/%s/messages" % chat["id"], t1,
+                                json={"text": "before"}), 201)
+        assert w2.recv_type("message.new", 10)["message"]["id"] == first["id"]
+        assert not [f for w in (w1, w2) for f in w.barrier() if f["type"] == "resync"]
+
+        redis.kill()
+        for srv in (a, b):
+            assert eventually(lambda: readyz(srv).json()["status"] == "degraded", 10)
+        missed = ["while down %d" % i for i in range(3)]
+        for text in missed:
+            assert_json(api(a, "POST", "/api/chats/%s/messages" % chat["id"], t1,
+                            json={"text": text}), 201)
+
+        redis.start()
+        for w in (w1, w2):
+            w.recv_type("resync", 20)
+        texts, complete = sync_after(w2, chat["id"], first["seq"])
+        assert texts == missed
+        assert complete is True
+        # The bus works again: live delivery across instances.
+        last = assert_json(api(a, "POST", "/api/chats/%s/messages" % chat["id"], t1,
+                               json={"text": "after"}), 201)
+        assert w2.recv_type("message.new", 10,
+                            pred=lambda f: f["message"]["id"] == last["id"])
+    finally:
+        w1.close()
         w2.close()
 
 
