@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "chatli/bus.h"
+#include "chatli/cache.h"
 #include "chatli/clock.h"
 #include "chatli/config.h"
 #include "chatli/log.h"
@@ -194,7 +195,7 @@ static const lws_retry_bo_t no_lws_validity_policy = {0};
 /* ---- public API ------------------------------------------------------- */
 
 int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
-                   struct ws_server **out, struct chat_err *err)
+                   struct cache *cache, struct ws_server **out, struct chat_err *err)
 {
     *out = NULL;
     struct ws_server *ws = calloc(1, sizeof *ws);
@@ -206,6 +207,8 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     ws->rate_per_s = cfg ? cfg->ws_rate_per_s : 0;
     ws->rate_burst = cfg ? (double)cfg->ws_rate_burst : 0;
     ws->max_conns_per_user = cfg ? cfg->ws_max_conns_per_user : 0;
+    ws->cache = cache;
+    ws->shared_flood = cache_shares_buckets(cache) && ws->rate_per_s > 0 && ws->rate_burst > 0;
     ws->next_conn_id = 1;
     if (core) /* the store's commit batches reach the loop as one push each */
         messages_set_completion_hooks(core, ws__completions_begin, ws__completions_end);

@@ -3,7 +3,8 @@ Redis serve one user base.  Two instances, A and B, share a database and a
 private redis-server this module starts (so it may kill and restart it):
 
 - a message sent through A reaches a member connected to B (REST and WS);
-- the REST rate limit is one count across instances;
+- the REST rate limit is one count across instances, and so is the
+  WebSocket flood bucket (per user; per instance again while Redis is down);
 - logout on A revokes the token on B: its WebSocket there closes with 4401
   and B's REST answers 401, well within the 2 s session cache TTL (so it is
   the bus's revocation, not the TTL, that did it);
@@ -297,6 +298,74 @@ def test_redis_outage_sends_resync_then_sync_catches_up(pair, redis):
     finally:
         w1.close()
         w2.close()
+
+
+
+def send_burst(w, chat_id, n):
+    """Sends n message.send frames and returns how many were acked and how
+    many refused with rate_limited."""
+    cids = ["f-" + uuid.uuid4().hex[:10] for _ in range(n)]
+    for i, cid in enumerate(cids):
+        w.send({"type": "message.send", "chatId": chat_id, "text": "burst %d" % i,
+                "clientId": cid})
+    acked = limited = 0
+    pending = set(cids)
+    while pending:
+        f = w.recv(10)
+        if f.get("clientId") not in pending:
+            continue
+        pending.discard(f["clientId"])
+        if f["type"] == "message.ack":
+            acked += 1
+        else:
+            assert f["type"] == "error" and f["code"] == "rate_limited", f
+            limited += 1
+    return acked, limited
+
+
+@scale
+def test_ws_flood_bucket_is_shared(start_server, redis):
+    """WS_RATE_BURST is one bucket per user across instances: a user with a
+    connection on A and one on B gets WS_RATE_BURST frames through in all,
+    not per instance.  With Redis down each instance's local bucket applies
+    (so then each lets a burst through)."""
+    db = "chatli_e2e_scale_" + uuid.uuid4().hex[:10]
+    # 0.01 tokens/s: nothing comes back while the test runs.
+    env = dict(REDIS_URL=redis.url, MONGODB_DB=db, RATE_LIMIT_MAX=0, WS_RATE_PER_S="0.01",
+               WS_RATE_BURST=6)
+    a, b = start_server(**env), start_server(**env)
+    for srv in (a, b):
+        assert eventually(lambda: readyz(srv).json()["checks"]["redis"] == "ok", 10)
+
+    def two_connections():
+        u1, t1 = register(a)
+        u2, _ = register(a)
+        chat = make_chat(a, t1, [u2["id"]])
+        wa, _ = connect(a, t1)
+        wb, _ = connect(b, t1)
+        return chat["id"], wa, wb
+
+    chat_id, wa, wb = two_connections()
+    try:
+        got_a = send_burst(wa, chat_id, 4)
+        got_b = send_burst(wb, chat_id, 4)
+        assert got_a == (4, 0)
+        assert got_b == (2, 2)
+        assert send_burst(wa, chat_id, 2) == (0, 2)
+    finally:
+        wa.close()
+        wb.close()
+
+    redis.kill()
+    for srv in (a, b):
+        assert eventually(lambda: readyz(srv).json()["status"] == "degraded", 10)
+    chat_id, wa, wb = two_connections()
+    try:
+        assert send_burst(wa, chat_id, 7) == (6, 1)
+        assert send_burst(wb, chat_id, 7) == (6, 1)
+    finally:
+        wa.close()
+        wb.close()
 
 
 def metric(srv, name):
