@@ -45,7 +45,7 @@ rules=(
     "src/redis/*|$util|adapters/redis_conn|hiredis/hiredis|curl/curl"
     "src/net/*|$util|adapters/acceptor|"
     "src/http/*|$util|store|bus|cache|core|config|media|adapters/http_server|microhttpd"
-    "src/ws/*|$util|bus|core|config|adapters/ws_server|libwebsockets"
+    "src/ws/*|$util|bus|cache|core|config|adapters/ws_server|libwebsockets"
     "src/main.c|.*|"
     "src/config.c|$util|config|adapters/http_server|"
 )

@@ -279,7 +279,7 @@ static int app_start(struct app *a, const struct config *cfg)
         return fatal("bus", &err);
     if (open_media(cfg, &a->media, &err) != 0)
         return fatal("media", &err);
-    if (ws_server_open(cfg, a->core, a->bus, &a->ws, &err) != 0)
+    if (ws_server_open(cfg, a->core, a->bus, a->cache, &a->ws, &err) != 0)
         return fatal("websocket gateway", &err);
     struct http_server_deps deps = {.cfg = cfg, .core = a->core, .store = a->store,
                                     .cache = a->cache, .bus = a->bus, .media = a->media,

@@ -109,10 +109,15 @@ struct bus_ops {
     /* /readyz: 0, or CHAT_E_UNAVAILABLE when a remote bus is down. */
     int (*ping)(struct bus *b, struct chat_err *err);
     /* Adds a listener (copied).  Call before traffic starts; listeners stay
-     * until close.  0, or CHAT_E_INTERNAL when BUS_LISTENERS_MAX are set.
+     * until close or unlisten.  0, or CHAT_E_INTERNAL when BUS_LISTENERS_MAX are set.
      * Optional: a bus with one instance (local) has no other instance to
      * hear from and never calls a listener. */
     int (*listen)(struct bus *b, const struct bus_listener *l, struct chat_err *err);
+    /* Removes every listener whose arg is `arg`; once it returns none of
+     * their callbacks is running or will run (a listener that is freed
+     * before the bus, like the gateway, calls it first).  Optional, with
+     * listen. */
+    void (*unlisten)(struct bus *b, void *arg);
 };
 
 struct bus {
@@ -131,6 +136,8 @@ static inline int bus_ping(struct bus *b, struct chat_err *err)
 { return b && b->ops->ping ? b->ops->ping(b, err) : 0; }
 static inline int bus_listen(struct bus *b, const struct bus_listener *l, struct chat_err *err)
 { return b && b->ops->listen ? b->ops->listen(b, l, err) : 0; }
+static inline void bus_unlisten(struct bus *b, void *arg)
+{ if (b && b->ops->unlisten) b->ops->unlisten(b, arg); }
 
 
 #endif

@@ -1,6 +1,6 @@
 /* cache.h - the shared-state port: fixed-window counters for rate limits
  * and, with the Redis adapter, a value cache shared by instances (core keeps
- * the first feed pages there).
+ * the first feed pages there) and token buckets (the WebSocket flood limit).
  *
  * The in-process adapter (cache_mem.c) keeps state in this process and has
  * no value cache (core's own caches are in-process already); the Redis
@@ -47,6 +47,15 @@ struct cache_ops {
     int (*get_versioned)(struct cache *c, const char *version_key, const char *key_prefix,
                          const char *key, int64_t *version, char **val, size_t *len,
                          struct chat_err *err);
+    /* Optional (NULL: no shared bucket; callers keep their own).  Takes
+     * one token from the token bucket at `key`, which refills at
+     * `rate_per_s` tokens per second up to `burst` (full when absent), in
+     * one round trip; *taken says whether a token was left.  0, or
+     * CHAT_E_UNAVAILABLE when the server cannot answer (fast: callers then
+     * rely on a local bucket).  Blocks for that round trip: never call it
+     * on an event loop. */
+    int (*take)(struct cache *c, const char *key, double rate_per_s, double burst,
+                bool *taken, struct chat_err *err);
 };
 
 struct cache {
@@ -82,6 +91,14 @@ static inline int cache_get_versioned(struct cache *c, const char *version_key,
         return CHAT_E_UNAVAILABLE;
     }
     return c->ops->get_versioned(c, version_key, key_prefix, key, version, val, len, err);
+}
+/* Whether `c` has a shared token bucket (take). */
+static inline bool cache_shares_buckets(const struct cache *c) { return c && c->ops->take; }
+static inline int cache_take(struct cache *c, const char *key, double rate_per_s, double burst,
+                             bool *taken, struct chat_err *err)
+{
+    return cache_shares_buckets(c) ? c->ops->take(c, key, rate_per_s, burst, taken, err)
+                                   : CHAT_E_UNAVAILABLE;
 }
 
 

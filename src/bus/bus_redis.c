@@ -75,6 +75,20 @@ static int bus_redis_listen(struct bus *b, const struct bus_listener *l, struct 
     return rc;
 }
 
+/* Compacts the table over the removed entries; the write lock waits for
+ * any dispatch (which holds the read side) to finish its calls. */
+static void bus_redis_unlisten(struct bus *b, void *arg)
+{
+    struct bus_redis *br = (struct bus_redis *)b;
+    pthread_rwlock_wrlock(&br->lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < br->n_listeners; i++)
+        if (br->listeners[i].arg != arg)
+            br->listeners[kept++] = br->listeners[i];
+    br->n_listeners = kept;
+    pthread_rwlock_unlock(&br->lock);
+}
+
 /* The subscriber's state, without a round trip: it is what decides whether
  * other instances' events reach this one. */
 static int bus_redis_ping(struct bus *b, struct chat_err *err)
@@ -91,6 +105,7 @@ static const struct bus_ops bus_redis_ops = {
     .subscribe = bus_redis_subscribe,
     .ping = bus_redis_ping,
     .listen = bus_redis_listen,
+    .unlisten = bus_redis_unlisten,
 };
 
 static int make_origin(char out[BUS_ORIGIN_LEN + 1])

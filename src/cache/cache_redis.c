@@ -1,5 +1,5 @@
-/* cache_redis.c - the Redis adapter of the cache port: rate-limit windows
- * and a value cache (core's first feed pages) shared by every chatli
+/* cache_redis.c - the Redis adapter of the cache port: rate-limit windows,
+ * the WebSocket flood bucket and a value cache (core's first feed pages) shared by every chatli
  * instance on the same Redis.
  *
  * Keys live under main's prefix ("chatli:") plus "rl:" (windows) or "v:"
@@ -62,6 +62,18 @@ static int cache_redis_hit(struct cache *c, const char *key, int64_t window_ms, 
     return cache_hit(cr->fallback, key, window_ms, count, reset_ms, err);
 }
 
+/* The WebSocket flood bucket.  No fallback here: the gateway always keeps
+ * a local bucket too, and relies on it alone while Redis cannot answer. */
+static int cache_redis_take(struct cache *c, const char *key, double rate_per_s, double burst,
+                            bool *taken, struct chat_err *err)
+{
+    struct cache_redis *cr = (struct cache_redis *)c;
+    int rc = cache_redis__take(cr, key, rate_per_s, burst, taken, err);
+    note_state(cr, rc != 0);
+    atomic_fetch_add(rc == 0 ? &cr->redis_calls : &cr->fallback_calls, 1);
+    return rc;
+}
+
 /* A real round trip (PING), failing fast while backing off. */
 static int cache_redis_ping(struct cache *c, struct chat_err *err)
 {
@@ -113,6 +125,7 @@ static const struct cache_ops cache_redis_ops = {
     .set = cache_redis_set,
     .incr = cache_redis_incr,
     .get_versioned = cache_redis_get_versioned,
+    .take = cache_redis_take,
 };
 
 static double redis_calls(void *arg)

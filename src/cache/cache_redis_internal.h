@@ -1,7 +1,7 @@
 /* cache_redis_internal.h - what the files of the Redis cache adapter share.
  *
  * cache_redis.c (open, close, ops) -> cache_redis_limit.c (the atomic
- * window counter), cache_redis_values.c (shared values) -> cache_redis_conn.c (a small pool of hiredis contexts
+ * window counter and flood bucket), cache_redis_values.c (shared values) -> cache_redis_conn.c (a small pool of hiredis contexts
  * with fail-fast reconnects).  Calls go down that list only. */
 #ifndef CHATLI_CACHE_REDIS_INTERNAL_H
 #define CHATLI_CACHE_REDIS_INTERNAL_H
@@ -23,6 +23,11 @@
 #define CACHE_REDIS_CONNECT_MS 200
 #define CACHE_REDIS_IO_MS 200
 
+/* The Lua scripts (cache_redis_limit.c), by index into sha[]. */
+#define CACHE_REDIS_SCRIPT_WINDOW 0 /* rate-limit window (hit) */
+#define CACHE_REDIS_SCRIPT_BUCKET 1 /* WebSocket flood bucket (take) */
+#define CACHE_REDIS_SCRIPTS 2
+
 /* Threads: any.  mu guards idle, n_idle, bo and sha; the counters are
  * atomics; ep, prefix and fallback are immutable after open (fallback is
  * thread-safe itself). */
@@ -36,7 +41,7 @@ struct cache_redis {
     struct redisContext *idle[CACHE_REDIS_POOL];
     int n_idle;
     struct redis_backoff bo;
-    char sha[41]; /* the window script's SHA1, once loaded; "" before */
+    char sha[CACHE_REDIS_SCRIPTS][41]; /* each script's SHA1, once loaded; "" before */
     atomic_bool down;         /* the last attempt failed (for the log) */
     atomic_uint_fast64_t redis_calls, fallback_calls;
     atomic_uint_fast64_t value_hits, value_misses;
@@ -46,6 +51,11 @@ struct cache_redis {
 /* The window counter on Redis, one round trip; 0, or CHAT_E_UNAVAILABLE. */
 int cache_redis__hit(struct cache_redis *cr, const char *key, int64_t window_ms,
                      int64_t *count, int64_t *reset_ms, struct chat_err *err);
+
+/* The token bucket on Redis (cache.h take), one round trip; 0, or
+ * CHAT_E_UNAVAILABLE. */
+int cache_redis__take(struct cache_redis *cr, const char *key, double rate_per_s, double burst,
+                      bool *taken, struct chat_err *err);
 
 /* cache_redis_values.c: the value ops of the port (cache.h says their
  * contract). */

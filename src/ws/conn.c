@@ -624,7 +624,8 @@ static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, 
         break;
     }
 
-    if (f.type == WS_F_SEND && send_direct(ws, c, &f)) {
+    /* A shared flood limit needs its round trip on a worker first. */
+    if (f.type == WS_F_SEND && !ws->shared_flood && send_direct(ws, c, &f)) {
         ws__frame_cleanup(&f);
         return;
     }

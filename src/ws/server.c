@@ -1,6 +1,7 @@
 /* server.c - the gateway's skeleton: the lws context and its service
  * thread, the inbox every other thread talks to the loop through, the bus
- * subscriber, and the public ws_server_* functions (ws.h).
+ * subscriber and gap listener (`resync`), and the public ws_server_*
+ * functions (ws.h).
  *
  * The context has no listen socket of its own (CONTEXT_PORT_NO_LISTEN_SERVER):
  * the acceptor owns the port and hands us upgrade requests with
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "chatli/bus.h"
+#include "chatli/cache.h"
 #include "chatli/clock.h"
 #include "chatli/config.h"
 #include "chatli/log.h"
@@ -87,6 +89,38 @@ oom:
     metrics_error("internal");
 drop:
     free(m);
+}
+
+/* ---- resync after a bus gap (CONTRACT v1.2) ---------------------------- */
+
+static const char resync_frame[] = "{\"type\":\"resync\"}";
+
+/* The bus's subscriber thread: events of other instances may have been lost
+ * (Redis was down, or another instance dropped what it could not publish).
+ * Any authenticated connection may have missed frames, and the gateway does
+ * not know whose, so every one is told; clients answer with `sync`, which
+ * reads the store, where every acked message is.  Catching them up here
+ * instead would mean a store read per connection and chat on this thread,
+ * which must not block; the client knows its last seq per chat, the server
+ * does not.  The frame goes through the inbox as a delivery to everyone
+ * (never ephemeral: it must not be dropped under backpressure), so it is
+ * queued behind what arrived before the gap and ahead of what the bus
+ * delivers after it. */
+static void on_bus_gap(void *arg)
+{
+    struct ws_server *ws = arg;
+    struct ws_msg *m = ws__msg_new(WS_M_DELIVER, 0);
+    if (m)
+        m->buf = ws__buf_new(resync_frame, sizeof resync_frame - 1, 0);
+    if (!m || !m->buf) {
+        log_error("ws: out of memory queueing resync; clients recover when they reconnect");
+        metrics_error("internal");
+        if (m)
+            ws__msg_free(ws, m);
+        return;
+    }
+    m->scope = BUS_TO_ALL;
+    ws__inbox_push(ws, m);
 }
 
 /* ---- the service thread --------------------------------------------- */
@@ -161,7 +195,7 @@ static const lws_retry_bo_t no_lws_validity_policy = {0};
 /* ---- public API ------------------------------------------------------- */
 
 int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
-                   struct ws_server **out, struct chat_err *err)
+                   struct cache *cache, struct ws_server **out, struct chat_err *err)
 {
     *out = NULL;
     struct ws_server *ws = calloc(1, sizeof *ws);
@@ -173,6 +207,8 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     ws->rate_per_s = cfg ? cfg->ws_rate_per_s : 0;
     ws->rate_burst = cfg ? (double)cfg->ws_rate_burst : 0;
     ws->max_conns_per_user = cfg ? cfg->ws_max_conns_per_user : 0;
+    ws->cache = cache;
+    ws->shared_flood = cache_shares_buckets(cache) && ws->rate_per_s > 0 && ws->rate_burst > 0;
     ws->next_conn_id = 1;
     if (core) /* the store's commit batches reach the loop as one push each */
         messages_set_completion_hooks(core, ws__completions_begin, ws__completions_end);
@@ -237,6 +273,9 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
         goto fail;
     }
     ws->loop_started = true;
+    struct bus_listener gap_listener = {.on_gap = on_bus_gap, .arg = ws};
+    if (bus_listen(bus, &gap_listener, err) != 0)
+        goto fail;
     bus_subscribe(bus, on_bus_event, ws);
     *out = ws;
     return 0;
@@ -303,6 +342,7 @@ void ws_server_close(struct ws_server *ws)
         return;
     atomic_store(&ws->stopping, true);
     bus_subscribe(ws->bus, NULL, NULL);
+    bus_unlisten(ws->bus, ws);
     ws__workers_stop(ws);
     /* messages_send_async calls back exactly once for every accepted send
      * (the store guarantees it, also when it closes): wait, since the

@@ -19,9 +19,11 @@
  * frames, errors and close messages for the loop. */
 #include "ws_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatli/cache.h"
 #include "chatli/log.h"
 
 /* ---- replies ----------------------------------------------------------- */
@@ -328,10 +330,36 @@ static void run_offline(struct ws_server *ws, struct ws_job *j)
     batch_finish(ws, &b, j);
 }
 
+/* The flood limit shared by instances (ws_server.shared_flood): one token
+ * from the user's bucket in the cache, after the loop's local bucket let
+ * the frame through.  False (and the rate_limited error pushed with the
+ * job) when the cluster-wide bucket is empty.  With the cache unreachable
+ * the local bucket alone decides, so a Redis outage never refuses frames
+ * by itself. */
+static bool shared_flood_ok(struct ws_server *ws, struct ws_job *j)
+{
+    if (!ws->shared_flood ||
+        (j->kind != WS_J_SEND && j->kind != WS_J_TYPING && j->kind != WS_J_READ))
+        return true;
+    char key[4 + OID_SIZE];
+    snprintf(key, sizeof key, "ws:%s", j->sess.user_id);
+    bool taken = true;
+    struct chat_err err = {0};
+    if (cache_take(ws->cache, key, ws->rate_per_s, ws->rate_burst, &taken, &err) != 0 || taken)
+        return true;
+    struct batch b = {0};
+    chat_err_set(&err, CHAT_E_RATE_LIMITED, NULL, "too many frames, slow down");
+    batch_error(&b, j->conn_id, &err, CHAT_E_RATE_LIMITED, j->frame.client_id);
+    batch_finish(ws, &b, j);
+    return false;
+}
+
 /* ---- the pool ------------------------------------------------------------ */
 
 static void run(struct ws_server *ws, struct ws_job *j)
 {
+    if (!shared_flood_ok(ws, j))
+        return;
     switch (j->kind) {
     case WS_J_AUTH: run_auth(ws, j); break;
     case WS_J_SEND: run_send(ws, j); break;

@@ -400,6 +400,7 @@ struct ws_job {
 };
 
 struct ws_server;
+struct cache;
 
 /* A zeroed job of `kind` with its `done` message, or NULL on OOM.  Loop. */
 struct ws_job *ws__job_new(int kind);
@@ -477,7 +478,8 @@ void ws__send_callback_settled(struct ws_server *ws);
  * writer thread (message.send callbacks), any bus publisher (the
  * subscriber callback) and main (open, adopt from the acceptor, shutdown,
  * close).
- * - cfg, core, bus, ctx, vh, rate_*: written in ws_server_open, read-only after.
+ * - cfg, core, bus, cache, shared_flood, ctx, vh, rate_*: written in
+ *   ws_server_open, read-only after.
  * - in_lock guards in_head/in_tail/in_closed.
  * - wk_lock guards wk_head/wk_tail/wk_stop; wk_cond signals new jobs.
  * - sd_lock guards sends_pending, callbacks_pending, n_conns; sd_cond is
@@ -491,6 +493,13 @@ struct ws_server {
     struct bus *bus;
     double rate_per_s, rate_burst;
     uint32_t max_conns_per_user; /* WS_MAX_CONNS_PER_USER; 0 = no cap */
+    /* The flood limit shared by instances (REDIS_URL): besides the local
+     * bucket, which the loop checks first, a worker takes a token from the
+     * user's bucket in the cache before a message.send, typing or read runs
+     * (one round trip, off the loop).  With Redis unreachable the local
+     * bucket alone applies. */
+    struct cache *cache;
+    bool shared_flood;
     struct lws_context *ctx;
     struct lws_vhost *vh;
 

@@ -4,7 +4,8 @@
  * invalidations reach other instances' listeners, malformed channel
  * messages are ignored, and a Redis killed and restarted is survived:
  * local delivery goes on, ping says down, the subscriber reconnects and
- * resubscribes, listeners get on_gap, and cross-instance delivery resumes.
+ * resubscribes, listeners get on_gap (removed ones do not), and
+ * cross-instance delivery resumes.
  *
  * Needs CHATLI_TEST_REDIS_URL (scripts/test.sh starts that server) and
  * redis-server on PATH for the private server of the outage case; without
@@ -228,6 +229,14 @@ static void test_outage(void)
     struct inst a, b;
     inst_open(&a, srv.url, "o:");
     inst_open(&b, srv.url, "o:");
+    /* A listener removed before the outage (as the gateway does when it
+     * closes) hears nothing of it; the others still do. */
+    struct rec gone;
+    memset(&gone, 0, sizeof gone);
+    pthread_mutex_init(&gone.mu, NULL);
+    struct bus_listener gl = {.on_gap = on_gap, .arg = &gone};
+    CHECK_EQ_INT(bus_listen(a.bus, &gl, NULL), 0);
+    bus_unlisten(a.bus, &gone);
 
     test_redis_kill(&srv);
     CHECK(wait_ping(a.bus, false));
@@ -243,6 +252,8 @@ static void test_outage(void)
     /* Both resubscribed after a gap: each listener was told. */
     CHECK(wait_for(&a.rec, &a.rec.gaps, 1) >= 1);
     CHECK(wait_for(&b.rec, &b.rec.gaps, 1) >= 1);
+    CHECK_EQ_INT(get(&gone, &gone.gaps), 0);
+    pthread_mutex_destroy(&gone.mu);
     /* The event published while down never reaches b... */
     CHECK_EQ_INT(get(&b.rec, &b.rec.frames), 0);
     /* ...and delivery across instances works again. */

@@ -6,6 +6,7 @@
  * the instances share their counts again.  The value cache: get/set with a
  * TTL, incr, and the versioned lookup (a write orphans older values),
  * shared by instances, failing fast with Redis down; cache_mem has none.
+ * The flood bucket (take): one token bucket per key across instances.
  *
  * Needs CHATLI_TEST_REDIS_URL (scripts/test.sh) and redis-server on PATH
  * for the outage case; without them it exits 77 (skipped). */
@@ -179,6 +180,56 @@ static void test_outage(void)
     test_redis_kill(&srv);
 }
 
+static bool take(struct cache *c, const char *key, double rate, double burst)
+{
+    bool taken = false;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_take(c, key, rate, burst, &taken, &err), 0);
+    return taken;
+}
+
+/* The flood bucket: one bucket per key shared by two instances (a burst
+ * of 3 is 3 tokens in all, not per instance), refilling at its rate; other
+ * keys are separate; with Redis gone, take says so at once (the gateway
+ * then uses its local bucket); cache_mem has no shared bucket. */
+static void test_buckets(void)
+{
+    struct test_redis srv = {0};
+    if (test_redis_start(&srv) != 0) {
+        CHECK(!"cannot start a private redis-server");
+        return;
+    }
+    struct cache *a = open_cache(srv.url, "b:"), *b = open_cache(srv.url, "b:");
+    CHECK(cache_shares_buckets(a));
+    /* 0.01/s: no token comes back while this runs. */
+    CHECK(take(a, "u1", 0.01, 3));
+    CHECK(take(b, "u1", 0.01, 3));
+    CHECK(take(a, "u1", 0.01, 3));
+    CHECK(!take(b, "u1", 0.01, 3));
+    CHECK(!take(a, "u1", 0.01, 3));
+    CHECK(take(b, "u2", 0.01, 3)); /* another user's bucket is full */
+    /* 10/s: at least two tokens are back after 250 ms. */
+    CHECK(take(a, "u3", 10, 2));
+    CHECK(take(b, "u3", 10, 2));
+    test_sleep_ms(250);
+    CHECK(take(a, "u3", 10, 2));
+    CHECK(take(b, "u3", 10, 2));
+
+    test_redis_kill(&srv);
+    bool taken = true;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_take(a, "u1", 10, 3, &taken, &err), CHAT_E_UNAVAILABLE);
+    cache_close(a);
+    cache_close(b);
+    test_redis_kill(&srv);
+
+    struct cache *m = NULL;
+    CHECK_EQ_INT(cache_mem_new(&m, NULL), 0);
+    CHECK(!cache_shares_buckets(m));
+    CHECK_EQ_INT(cache_take(m, "u1", 10, 3, &taken, &err), CHAT_E_UNAVAILABLE);
+    cache_close(m);
+}
+
 /* Redis never up: opening works (connects are lazy), calls fall back. */
 static void test_never_up(void)
 {
@@ -220,5 +271,6 @@ int main(void)
     test_shared(url);
     test_values(url);
     test_outage();
+    test_buckets();
     return check_done();
 }

@@ -3,7 +3,8 @@ Redis serve one user base.  Two instances, A and B, share a database and a
 private redis-server this module starts (so it may kill and restart it):
 
 - a message sent through A reaches a member connected to B (REST and WS);
-- the REST rate limit is one count across instances;
+- the REST rate limit is one count across instances, and so is the
+  WebSocket flood bucket (per user; per instance again while Redis is down);
 - logout on A revokes the token on B: its WebSocket there closes with 4401
   and B's REST answers 401, well within the 2 s session cache TTL (so it is
   the bus's revocation, not the TTL, that did it);
@@ -11,7 +12,9 @@ private redis-server this module starts (so it may kill and restart it):
   TTL;
 - Redis killed: both keep serving (REST, local WebSocket delivery, local rate
   limits), /readyz says "degraded" with 200 and "redis": "down"; Redis back:
-  "ok" again and cross-instance delivery resumes.
+  "ok" again and cross-instance delivery resumes;
+- and then every connection on both gets `resync`, and `sync` returns what
+  was sent while the bus was down.
 
 The scale-out tests run only on MongoDB (two processes cannot share the
 embedded SQLite store: the last test checks that a second one on the same
@@ -236,6 +239,133 @@ def test_redis_down_degrades_then_recovers(pair, redis):
         assert w2.recv_type("message.new", 10)["message"]["text"] == "back"
     finally:
         w2.close()
+
+
+
+def sync_after(w, chat_id, after_seq):
+    """Sends sync for one chat and returns (texts of the message.new frames
+    of that chat, in order, without duplicates by seq, complete)."""
+    w.send({"type": "sync", "chats": {chat_id: after_seq}})
+    seen = {}
+    while True:
+        f = w.recv(10)
+        if f.get("type") == "sync.done":
+            return [seen[k] for k in sorted(seen)], f["complete"]
+        if f.get("type") == "message.new" and f["message"]["chatId"] == chat_id:
+            seen[f["message"]["seq"]] = f["message"]["text"]
+
+
+@scale
+def test_redis_outage_sends_resync_then_sync_catches_up(pair, redis):
+    """CONTRACT v1.2 resync: Redis killed and restarted while both instances
+    hold connections.  Messages sent through A meanwhile never reach B live
+    (pub/sub keeps nothing); when each instance's bus is back, every
+    connection of both gets {"type":"resync"}, and the member on B who
+    answers with sync gets what was sent meanwhile."""
+    a, b = pair
+    u1, t1 = register(a)
+    u2, t2 = register(a)
+    chat = make_chat(a, t1, [u2["id"]])
+    for srv in (a, b):
+        assert eventually(lambda: readyz(srv).json()["checks"]["redis"] == "ok", 10)
+    w1, _ = connect(a, t1)
+    w2, _ = connect(b, t2)
+    try:
+        first = assert_json(api(a, "POST", "/api/chats/%s/messages" % chat["id"], t1,
+                                json={"text": "before"}), 201)
+        assert w2.recv_type("message.new", 10)["message"]["id"] == first["id"]
+        assert not [f for w in (w1, w2) for f in w.barrier() if f["type"] == "resync"]
+
+        redis.kill()
+        for srv in (a, b):
+            assert eventually(lambda: readyz(srv).json()["status"] == "degraded", 10)
+        missed = ["while down %d" % i for i in range(3)]
+        for text in missed:
+            assert_json(api(a, "POST", "/api/chats/%s/messages" % chat["id"], t1,
+                            json={"text": text}), 201)
+
+        redis.start()
+        for w in (w1, w2):
+            w.recv_type("resync", 20)
+        texts, complete = sync_after(w2, chat["id"], first["seq"])
+        assert texts == missed
+        assert complete is True
+        # The bus works again: live delivery across instances.
+        last = assert_json(api(a, "POST", "/api/chats/%s/messages" % chat["id"], t1,
+                               json={"text": "after"}), 201)
+        assert w2.recv_type("message.new", 10,
+                            pred=lambda f: f["message"]["id"] == last["id"])
+    finally:
+        w1.close()
+        w2.close()
+
+
+
+def send_burst(w, chat_id, n):
+    """Sends n message.send frames and returns how many were acked and how
+    many refused with rate_limited."""
+    cids = ["f-" + uuid.uuid4().hex[:10] for _ in range(n)]
+    for i, cid in enumerate(cids):
+        w.send({"type": "message.send", "chatId": chat_id, "text": "burst %d" % i,
+                "clientId": cid})
+    acked = limited = 0
+    pending = set(cids)
+    while pending:
+        f = w.recv(10)
+        if f.get("clientId") not in pending:
+            continue
+        pending.discard(f["clientId"])
+        if f["type"] == "message.ack":
+            acked += 1
+        else:
+            assert f["type"] == "error" and f["code"] == "rate_limited", f
+            limited += 1
+    return acked, limited
+
+
+@scale
+def test_ws_flood_bucket_is_shared(start_server, redis):
+    """WS_RATE_BURST is one bucket per user across instances: a user with a
+    connection on A and one on B gets WS_RATE_BURST frames through in all,
+    not per instance.  With Redis down each instance's local bucket applies
+    (so then each lets a burst through)."""
+    db = "chatli_e2e_scale_" + uuid.uuid4().hex[:10]
+    # 0.01 tokens/s: nothing comes back while the test runs.
+    env = dict(REDIS_URL=redis.url, MONGODB_DB=db, RATE_LIMIT_MAX=0, WS_RATE_PER_S="0.01",
+               WS_RATE_BURST=6)
+    a, b = start_server(**env), start_server(**env)
+    for srv in (a, b):
+        assert eventually(lambda: readyz(srv).json()["checks"]["redis"] == "ok", 10)
+
+    def two_connections():
+        u1, t1 = register(a)
+        u2, _ = register(a)
+        chat = make_chat(a, t1, [u2["id"]])
+        wa, _ = connect(a, t1)
+        wb, _ = connect(b, t1)
+        return chat["id"], wa, wb
+
+    chat_id, wa, wb = two_connections()
+    try:
+        got_a = send_burst(wa, chat_id, 4)
+        got_b = send_burst(wb, chat_id, 4)
+        assert got_a == (4, 0)
+        assert got_b == (2, 2)
+        assert send_burst(wa, chat_id, 2) == (0, 2)
+    finally:
+        wa.close()
+        wb.close()
+
+    redis.kill()
+    for srv in (a, b):
+        assert eventually(lambda: readyz(srv).json()["status"] == "degraded", 10)
+    chat_id, wa, wb = two_connections()
+    try:
+        assert send_burst(wa, chat_id, 7) == (6, 1)
+        assert send_burst(wb, chat_id, 7) == (6, 1)
+    finally:
+        wa.close()
+        wb.close()
 
 
 def metric(srv, name):

@@ -14,14 +14,17 @@
 struct config;
 struct core;
 struct bus;
+struct cache;
 struct ws_server;
 
 /* Starts the lws context (no listen socket of its own), its service thread
- * and its workers, and subscribes to `bus`.  `cfg`, `core` and `bus` are
- * borrowed and must outlive the server.  *out is new: ws_server_close().
+ * and its workers, and subscribes to `bus`.  When `cache` shares token
+ * buckets (Redis), the flood limit is one bucket per user across instances.
+ * `cfg`, `core`, `bus` and `cache` (may be NULL) are borrowed and must
+ * outlive the server.  *out is new: ws_server_close().
  * Errors: CHAT_E_INTERNAL. */
 int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
-                   struct ws_server **out, struct chat_err *err);
+                   struct cache *cache, struct ws_server **out, struct chat_err *err);
 
 /* Steals `fd`, an accepted socket whose unread bytes start an HTTP request
  * for /ws or /socket.io/ (peeked, not consumed).  Thread-safe; returns at
