@@ -17,6 +17,7 @@
 #include <math.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -279,12 +280,49 @@ static int default_http_threads(void)
     return (int)n;
 }
 
-int config_load(struct config *cfg, char *msg, size_t msg_len)
-{
-    memset(cfg, 0, sizeof *cfg);
-    long long n;
-    unsigned long long u;
+/* The int64_t variables that are plain ranges: name, bounds, default and
+ * the field they fill. */
+struct int_var {
+    const char *name;
+    long long min, max, def;
+    size_t off;
+};
+#define INT_VAR(name, min, max, def, field) {name, min, max, def, offsetof(struct config, field)}
+static const struct int_var int_vars[] = {
+    INT_VAR("RATE_LIMIT_MAX", 0, 1000000000, 100, rate_limit_max),
+    INT_VAR("RATE_LIMIT_WINDOW_MS", 1, 366LL * 24 * 3600 * 1000, 900000, rate_limit_window_ms),
+    INT_VAR("WS_RATE_BURST", 0, 1000000, 40, ws_rate_burst),
+    INT_VAR("MAX_UPLOAD_BYTES", 1, 1LL << 40, 10 * 1024 * 1024, max_upload_bytes),
+    /* uploads: per-user limit and Cloudinary timeouts */
+    INT_VAR("UPLOAD_RATE_LIMIT_MAX", 0, 1000000000, 30, upload_rate_max),
+    INT_VAR("CLOUDINARY_CONNECT_TIMEOUT_MS", 1, 600000, 5000, cloudinary_connect_timeout_ms),
+    INT_VAR("CLOUDINARY_TIMEOUT_MS", 1, 3600000, 60000, cloudinary_timeout_ms),
+    INT_VAR("TOKEN_TTL_S", 1, 10LL * 366 * 24 * 3600, 30LL * 24 * 3600, token_ttl_s),
+    INT_VAR("SHUTDOWN_GRACE_S", 0, 3600, 10, shutdown_grace_s),
+    /* hardening limits (issue 8) */
+    INT_VAR("LOGIN_FAIL_MAX", 0, 1000000, 10, login_fail_max),
+    INT_VAR("LOGIN_FAIL_WINDOW_S", 1, 366LL * 24 * 3600, 900, login_fail_window_s),
+    INT_VAR("MAX_CONNS_PER_ADDR", 0, 10000000, 256, max_conns_per_addr),
+    INT_VAR("REQUEST_HEAD_TIMEOUT_S", 1, 3600, 10, head_timeout_s),
+    INT_VAR("REQUEST_BODY_TIMEOUT_S", 1, 3600, 30, body_timeout_s),
+};
 
+static int load_int_vars(struct config *cfg, char *msg, size_t msg_len)
+{
+    for (size_t i = 0; i < sizeof int_vars / sizeof int_vars[0]; i++) {
+        const struct int_var *v = &int_vars[i];
+        long long n;
+        if (parse_int(v->name, v->min, v->max, v->def, &n, msg, msg_len))
+            return -1;
+        *(int64_t *)(void *)((char *)cfg + v->off) = n;
+    }
+    return 0;
+}
+
+/* HOST, PORT, DATA_DIR and every URL. */
+static int load_addresses(struct config *cfg, char *msg, size_t msg_len)
+{
+    long long n;
     if (dup_str("HOST", "0.0.0.0", &cfg->host, msg, msg_len) ||
         check_host(cfg->host, msg, msg_len))
         return -1;
@@ -326,60 +364,31 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
         while (l > 0 && cfg->public_url[l - 1] == '/')
             cfg->public_url[--l] = '\0';
     }
+    return 0;
+}
 
-    if (dup_str("CORS_ORIGINS", "*", &cfg->cors_origins, msg, msg_len))
-        return -1;
-    struct chat_err cerr = {0};
-    if (http_server_check_origins(cfg->cors_origins, &cerr) != 0)
-        return fail(msg, msg_len, "CORS_ORIGINS: %s", cerr.msg);
-
-    if (parse_bool("TRUST_PROXY", false, &cfg->trust_proxy, msg, msg_len))
-        return -1;
-    if (parse_int("RATE_LIMIT_MAX", 0, 1000000000, 100, &n, msg, msg_len))
-        return -1;
-    cfg->rate_limit_max = n;
-    if (parse_int("RATE_LIMIT_WINDOW_MS", 1, 366LL * 24 * 3600 * 1000, 900000, &n, msg, msg_len))
-        return -1;
-    cfg->rate_limit_window_ms = n;
-    if (parse_double("WS_RATE_PER_S", 0, 1e6, 20, &cfg->ws_rate_per_s, msg, msg_len))
-        return -1;
-    if (parse_int("WS_RATE_BURST", 0, 1000000, 40, &n, msg, msg_len))
-        return -1;
-    cfg->ws_rate_burst = n;
-    if (parse_int("MAX_UPLOAD_BYTES", 1, 1LL << 40, 10 * 1024 * 1024, &n, msg, msg_len))
-        return -1;
-    cfg->max_upload_bytes = n;
-    /* uploads: per-user limit and Cloudinary timeouts */
-    if (parse_int("UPLOAD_RATE_LIMIT_MAX", 0, 1000000000, 30, &n, msg, msg_len))
-        return -1;
-    cfg->upload_rate_max = n;
-    if (parse_int("CLOUDINARY_CONNECT_TIMEOUT_MS", 1, 600000, 5000, &n, msg, msg_len))
-        return -1;
-    cfg->cloudinary_connect_timeout_ms = n;
-    if (parse_int("CLOUDINARY_TIMEOUT_MS", 1, 3600000, 60000, &n, msg, msg_len))
-        return -1;
-    cfg->cloudinary_timeout_ms = n;
-
+static int load_log_level(struct config *cfg, char *msg, size_t msg_len)
+{
     const char *lv = env("LOG_LEVEL");
     cfg->log_level = LOG_INFO;
-    if (lv) {
-        char low[16];
-        size_t l = strlen(lv);
-        if (l >= sizeof low)
-            return fail(msg, msg_len, "LOG_LEVEL: \"%.40s\" is not debug, info, warn or error", lv);
-        for (size_t i = 0; i <= l; i++)
-            low[i] = (char)tolower((unsigned char)lv[i]);
-        cfg->log_level = log_parse_level(low);
-        if (cfg->log_level < 0)
-            return fail(msg, msg_len, "LOG_LEVEL: \"%.40s\" is not debug, info, warn or error", lv);
-    }
+    if (!lv)
+        return 0;
+    char low[16];
+    size_t l = strlen(lv);
+    if (l >= sizeof low)
+        return fail(msg, msg_len, "LOG_LEVEL: \"%.40s\" is not debug, info, warn or error", lv);
+    for (size_t i = 0; i <= l; i++)
+        low[i] = (char)tolower((unsigned char)lv[i]);
+    cfg->log_level = log_parse_level(low);
+    if (cfg->log_level < 0)
+        return fail(msg, msg_len, "LOG_LEVEL: \"%.40s\" is not debug, info, warn or error", lv);
+    return 0;
+}
 
-    if (parse_int("TOKEN_TTL_S", 1, 10LL * 366 * 24 * 3600, 30LL * 24 * 3600, &n, msg, msg_len))
-        return -1;
-    cfg->token_ttl_s = n;
-    if (parse_int("SHUTDOWN_GRACE_S", 0, 3600, 10, &n, msg, msg_len))
-        return -1;
-    cfg->shutdown_grace_s = n;
+/* Argon2id's cost, within libsodium's bounds and this machine's size_t. */
+static int load_pwhash(struct config *cfg, char *msg, size_t msg_len)
+{
+    unsigned long long u;
     if (parse_uint("PWHASH_OPSLIMIT", crypto_pwhash_OPSLIMIT_MIN, 4294967295ULL,
                    crypto_pwhash_OPSLIMIT_INTERACTIVE, &u, msg, msg_len))
         return -1;
@@ -390,6 +399,29 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (u > SIZE_MAX)
         return fail(msg, msg_len, "PWHASH_MEMLIMIT: too large for this machine");
     cfg->pwhash_memlimit = (size_t)u;
+    return 0;
+}
+
+int config_load(struct config *cfg, char *msg, size_t msg_len)
+{
+    memset(cfg, 0, sizeof *cfg);
+    long long n;
+
+    if (load_addresses(cfg, msg, msg_len))
+        return -1;
+    if (dup_str("CORS_ORIGINS", "*", &cfg->cors_origins, msg, msg_len))
+        return -1;
+    struct chat_err cerr = {0};
+    if (http_server_check_origins(cfg->cors_origins, &cerr) != 0)
+        return fail(msg, msg_len, "CORS_ORIGINS: %s", cerr.msg);
+    if (parse_bool("TRUST_PROXY", false, &cfg->trust_proxy, msg, msg_len))
+        return -1;
+    if (load_int_vars(cfg, msg, msg_len))
+        return -1;
+    if (parse_double("WS_RATE_PER_S", 0, 1e6, 20, &cfg->ws_rate_per_s, msg, msg_len))
+        return -1;
+    if (load_log_level(cfg, msg, msg_len) || load_pwhash(cfg, msg, msg_len))
+        return -1;
     if (parse_int("HTTP_THREADS", 1, 256, default_http_threads(), &n, msg, msg_len))
         return -1;
     cfg->http_threads = (int)n;
@@ -400,22 +432,6 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (parse_int("WS_MAX_CONNS_PER_USER", 1, 100000, 16, &n, msg, msg_len))
         return -1;
     cfg->ws_max_conns_per_user = (uint32_t)n;
-    /* hardening limits (issue 8) */
-    if (parse_int("LOGIN_FAIL_MAX", 0, 1000000, 10, &n, msg, msg_len))
-        return -1;
-    cfg->login_fail_max = n;
-    if (parse_int("LOGIN_FAIL_WINDOW_S", 1, 366LL * 24 * 3600, 900, &n, msg, msg_len))
-        return -1;
-    cfg->login_fail_window_s = n;
-    if (parse_int("MAX_CONNS_PER_ADDR", 0, 10000000, 256, &n, msg, msg_len))
-        return -1;
-    cfg->max_conns_per_addr = n;
-    if (parse_int("REQUEST_HEAD_TIMEOUT_S", 1, 3600, 10, &n, msg, msg_len))
-        return -1;
-    cfg->head_timeout_s = n;
-    if (parse_int("REQUEST_BODY_TIMEOUT_S", 1, 3600, 30, &n, msg, msg_len))
-        return -1;
-    cfg->body_timeout_s = n;
     return 0;
 }
 
