@@ -145,6 +145,11 @@ int posts_list_text(struct core *c, const struct session *s, const char *author,
 void posts_feed_changed(struct core *c);
 int posts_get(struct core *c, const struct session *s, const char *id, json_t **out,
               struct chat_err *err);
+/* PATCH {"text"?,"imageUrl"?}: CHAT_E_FORBIDDEN unless the caller wrote the
+ * post; the merged post follows the rules of posts_create.  An empty body
+ * changes nothing (editedAt stays). */
+int posts_update(struct core *c, const struct session *s, const char *id, json_t *body,
+                 json_t **out, struct chat_err *err);
 /* CHAT_E_FORBIDDEN unless the caller wrote the post. */
 int posts_delete(struct core *c, const struct session *s, const char *id, struct chat_err *err);
 /* PUT/DELETE /like -> {"likeCount","likedByMe"}. */

@@ -106,6 +106,7 @@ static const http_route_fn handlers[ROUTE__COUNT] = {
     [ROUTE_POSTS_LIST] = routes_posts_list,
     [ROUTE_POSTS_GET] = routes_posts_get,
     [ROUTE_POSTS_DELETE] = routes_posts_delete,
+    [ROUTE_POSTS_UPDATE] = routes_posts_update,
     [ROUTE_POSTS_LIKE] = routes_posts_like,
     [ROUTE_POSTS_UNLIKE] = routes_posts_unlike,
     [ROUTE_COMMENTS_CREATE] = routes_comments_create,

@@ -300,6 +300,7 @@ static const struct store_ops MONGO_OPS = {
     .create_post = store_mongo__create_post,
     .get_post = store_mongo__get_post,
     .list_posts = store_mongo__list_posts,
+    .update_post = store_mongo__update_post,
     .delete_post = store_mongo__delete_post,
     .set_like = store_mongo__set_like,
     .create_comment = store_mongo__create_comment,

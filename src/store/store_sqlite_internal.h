@@ -52,6 +52,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_POSTS_LIST,
     STORE_SQLITE_POSTS_LIST_AUTHOR,
     STORE_SQLITE_POST_DELETE,
+    STORE_SQLITE_POST_UPDATE,
     STORE_SQLITE_LIKES_DELETE_POST,
     STORE_SQLITE_COMMENTS_DELETE_POST,
     STORE_SQLITE_LIKE_INSERT,
@@ -298,6 +299,7 @@ int store_sqlite__get_post(struct store *st, const char *id, const char *viewer_
 int store_sqlite__list_posts(struct store *st, const char *author_id, const char *viewer_id,
                              const struct page_key *before, int limit, struct post_list *out,
                              struct chat_err *err);
+int store_sqlite__update_post(struct store *st, const struct post *p, struct chat_err *err);
 int store_sqlite__delete_post(struct store *st, const char *id, struct chat_err *err);
 int store_sqlite__set_like(struct store *st, const char *post_id, const char *user_id, bool liked,
                            int64_t *like_count, struct chat_err *err);

@@ -650,6 +650,55 @@ static void case_posts(void)
     store_close(st);
 }
 
+/* update_post overwrites text, image and edited_at, keeps the rest. */
+static void case_post_update(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char a[OID_SIZE], id[OID_SIZE], missing[OID_SIZE];
+    mk_user(st, "pe", a);
+    mk_post(st, a, "first", T0, id);
+    new_id(missing);
+    struct post po = {0};
+    CHECK_EQ_INT(store_get_post(st, id, NULL, &po, &err), 0);
+    CHECK_EQ_INT(po.edited_at, 0);
+    store_post_cleanup(&po);
+    int64_t count = 0;
+    CHECK_EQ_INT(store_set_like(st, id, a, true, &count, &err), 0);
+
+    struct post up = {0};
+    memcpy(up.id, id, OID_SIZE);
+    up.text = "second";
+    up.image_url = "https://img.example/x.png";
+    up.edited_at = T0 + 5000;
+    CHECK_EQ_INT(store_update_post(st, &up, &err), 0);
+    CHECK_EQ_INT(store_get_post(st, id, a, &po, &err), 0);
+    CHECK_EQ_STR(po.text, "second");
+    CHECK_EQ_STR(po.image_url, "https://img.example/x.png");
+    CHECK_EQ_INT(po.edited_at, T0 + 5000);
+    CHECK_EQ_INT(po.created_at, T0);
+    CHECK_EQ_INT(po.like_count, 1);
+    CHECK(po.liked_by_me);
+    CHECK_EQ_STR(po.author_id, a);
+    store_post_cleanup(&po);
+
+    up.text = "";
+    up.image_url = NULL;
+    up.edited_at = T0 + 6000;
+    CHECK_EQ_INT(store_update_post(st, &up, &err), 0);
+    CHECK_EQ_INT(store_get_post(st, id, NULL, &po, &err), 0);
+    CHECK_EQ_STR(po.text, "");
+    CHECK(po.image_url == NULL);
+    CHECK_EQ_INT(po.edited_at, T0 + 6000);
+    store_post_cleanup(&po);
+
+    memcpy(up.id, missing, OID_SIZE);
+    CHECK_EQ_INT(store_update_post(st, &up, &err), CHAT_E_NOT_FOUND);
+    store_close(st);
+}
+
 /* Many threads liking and commenting one post at once. */
 struct like_job {
     struct store *st;
@@ -1525,6 +1574,7 @@ int store_contract_run(const struct store_contract_opts *o)
     case_search();
     case_sessions();
     case_posts();
+    case_post_update();
     case_likes_concurrent();
     case_chats();
     case_contacts();

@@ -115,7 +115,7 @@ static void case_reopen_and_migrations(void)
     store_close(st);
 
     char mode[32] = "";
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 1);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
     file_pragma(path, "journal_mode", mode, sizeof mode);
     CHECK_EQ_STR(mode, "wal");
 
@@ -148,7 +148,7 @@ static void case_reopen_and_migrations(void)
         CHECK_EQ_INT(c.n_members, 2);
         store_chat_cleanup(&c);
         store_close(st);
-        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 1);
+        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
     }
 
     /* A database from a newer binary is refused, not guessed at. */

@@ -18,7 +18,7 @@ ROUTES = {
     "/api/users/{id}": {"GET"},
     "/api/users": {"GET"},
     "/api/posts": {"GET", "POST"},
-    "/api/posts/{id}": {"GET", "DELETE"},
+    "/api/posts/{id}": {"GET", "PATCH", "DELETE"},
     "/api/posts/{id}/like": {"PUT", "DELETE"},
     "/api/posts/{id}/comments": {"GET", "POST"},
     "/api/chats": {"GET", "POST"},
