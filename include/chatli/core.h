@@ -173,7 +173,13 @@ int chats_get(struct core *c, const struct session *s, const char *id, json_t **
 /* Publishes chat.new to the added user and chat.updated to the others. */
 int chats_add_member(struct core *c, const struct session *s, const char *id, json_t *body,
                      json_t **out, struct chat_err *err);
-/* Publishes chat.updated to the remaining members. */
+/* PATCH {"name"} (1..64 after trimming): groups only (a direct chat:
+ * CHAT_E_BAD_REQUEST), any member (others: CHAT_E_NOT_FOUND); publishes
+ * chat.updated to every member. */
+int chats_rename(struct core *c, const struct session *s, const char *id, json_t *body,
+                 json_t **out, struct chat_err *err);
+/* Publishes chat.removed to every connection of the user who left and
+ * chat.updated to the remaining members. */
 int chats_remove_member(struct core *c, const struct session *s, const char *id,
                         const char *user_id, struct chat_err *err);
 

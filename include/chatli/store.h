@@ -225,6 +225,10 @@ struct store_ops {
      * CHAT_E_NOT_FOUND when the chat is absent. */
     int (*add_member)(struct store *st, const char *chat_id, const char *user_id,
                       bool *added, struct chat_err *err);
+    /* Sets the name of group `chat_id` (`name` borrowed).  CHAT_E_NOT_FOUND
+     * when no group has that id (a direct chat is never renamed). */
+    int (*rename_chat)(struct store *st, const char *chat_id, const char *name,
+                       struct chat_err *err);
     /* Removes a member (and its read mark); *removed false when it was none. */
     int (*remove_member)(struct store *st, const char *chat_id, const char *user_id,
                          bool *removed, struct chat_err *err);
@@ -362,6 +366,9 @@ static inline int store_is_member(struct store *st, const char *chat_id, const c
 static inline int store_add_member(struct store *st, const char *chat_id, const char *user_id,
                                    bool *added, struct chat_err *err)
 { STORE__CALL(add_member, chat_id, user_id, added, err); }
+static inline int store_rename_chat(struct store *st, const char *chat_id, const char *name,
+                                    struct chat_err *err)
+{ STORE__CALL(rename_chat, chat_id, name, err); }
 static inline int store_remove_member(struct store *st, const char *chat_id, const char *user_id,
                                       bool *removed, struct chat_err *err)
 { STORE__CALL(remove_member, chat_id, user_id, removed, err); }

@@ -114,6 +114,7 @@ static const http_route_fn handlers[ROUTE__COUNT] = {
     [ROUTE_CHATS_CREATE] = routes_chats_create,
     [ROUTE_CHATS_LIST] = routes_chats_list,
     [ROUTE_CHATS_GET] = routes_chats_get,
+    [ROUTE_CHATS_UPDATE] = routes_chats_update,
     [ROUTE_CHATS_ADD_MEMBER] = routes_chats_add_member,
     [ROUTE_CHATS_REMOVE_MEMBER] = routes_chats_remove_member,
     [ROUTE_MESSAGES_LIST] = routes_messages_list,

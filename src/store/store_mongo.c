@@ -310,6 +310,7 @@ static const struct store_ops MONGO_OPS = {
     .list_chats = store_mongo__list_chats,
     .is_member = store_mongo__is_member,
     .add_member = store_mongo__add_member,
+    .rename_chat = store_mongo__rename_chat,
     .remove_member = store_mongo__remove_member,
     .list_contacts = store_mongo__list_contacts,
     .append_message = store_mongo__append_message,

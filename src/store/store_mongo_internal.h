@@ -250,6 +250,8 @@ int store_mongo__list_contacts(struct store *st, const char *user_id, size_t max
                                struct chat_err *err);
 int store_mongo__add_member(struct store *st, const char *chat_id, const char *user_id,
                             bool *added, struct chat_err *err);
+int store_mongo__rename_chat(struct store *st, const char *chat_id, const char *name,
+                             struct chat_err *err);
 int store_mongo__remove_member(struct store *st, const char *chat_id, const char *user_id,
                                bool *removed, struct chat_err *err);
 int store_mongo__list_messages(struct store *st, const char *chat_id, int64_t before_seq,

@@ -253,6 +253,7 @@ static const struct store_ops store_sqlite_ops = {
     .is_member = store_sqlite__is_member,
     .list_contacts = store_sqlite__list_contacts,
     .add_member = store_sqlite__add_member,
+    .rename_chat = store_sqlite__rename_chat,
     .remove_member = store_sqlite__remove_member,
     .append_message = store_sqlite__append_message,
     .list_messages = store_sqlite__list_messages,

@@ -69,6 +69,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_USER_KEY,
     STORE_SQLITE_MEMBER_INSERT,
     STORE_SQLITE_MEMBER_DELETE,
+    STORE_SQLITE_CHAT_RENAME,
     STORE_SQLITE_CHAT_GET_VIEWER,
     STORE_SQLITE_CHAT_GET_ANY,
     STORE_SQLITE_CHATS_LIST,
@@ -321,6 +322,8 @@ int store_sqlite__list_contacts(struct store *st, const char *user_id, size_t ma
                                 struct chat_err *err);
 int store_sqlite__add_member(struct store *st, const char *chat_id, const char *user_id,
                              bool *added, struct chat_err *err);
+int store_sqlite__rename_chat(struct store *st, const char *chat_id, const char *name,
+                              struct chat_err *err);
 int store_sqlite__remove_member(struct store *st, const char *chat_id, const char *user_id,
                                 bool *removed, struct chat_err *err);
 int store_sqlite__list_messages(struct store *st, const char *chat_id, int64_t before_seq,

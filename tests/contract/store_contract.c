@@ -903,6 +903,42 @@ static bool has_id(char (*ids)[OID_SIZE], size_t n, const char *id)
 }
 
 /* Contacts: every other member of every chat of a user, once each. */
+/* rename_chat names a group, never a direct chat or a missing one. */
+static void case_rename_chat(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char two[2][OID_SIZE], g[OID_SIZE], d[OID_SIZE], missing[OID_SIZE];
+    mk_user(st, "ra", two[0]);
+    mk_user(st, "rb", two[1]);
+    new_id(missing);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, NULL, two, 2, T0, g, NULL), 0);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, d, NULL), 0);
+
+    CHECK_EQ_INT(store_rename_chat(st, g, "renamed", &err), 0);
+    struct chat c = {0};
+    CHECK_EQ_INT(store_get_chat(st, g, two[1], &c, &err), 0);
+    CHECK_EQ_STR(c.name, "renamed");
+    CHECK_EQ_INT(c.type, CHAT_GROUP);
+    CHECK_EQ_INT(c.n_members, 2);
+    CHECK_EQ_INT(c.updated_at, T0);
+    store_chat_cleanup(&c);
+    CHECK_EQ_INT(store_rename_chat(st, g, "again", &err), 0);
+    CHECK_EQ_INT(store_get_chat(st, g, NULL, &c, &err), 0);
+    CHECK_EQ_STR(c.name, "again");
+    store_chat_cleanup(&c);
+
+    CHECK_EQ_INT(store_rename_chat(st, d, "no", &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_chat(st, d, NULL, &c, &err), 0);
+    CHECK(c.name == NULL);
+    store_chat_cleanup(&c);
+    CHECK_EQ_INT(store_rename_chat(st, missing, "no", &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_rename_chat(st, "bad", "no", &err), CHAT_E_NOT_FOUND);
+    store_close(st);
+}
+
 static void case_contacts(void)
 {
     struct store *st = fresh();
@@ -1577,6 +1613,7 @@ int store_contract_run(const struct store_contract_opts *o)
     case_post_update();
     case_likes_concurrent();
     case_chats();
+    case_rename_chat();
     case_contacts();
     case_list_chats();
     case_append();

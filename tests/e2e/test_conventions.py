@@ -22,7 +22,7 @@ ROUTES = {
     "/api/posts/{id}/like": {"PUT", "DELETE"},
     "/api/posts/{id}/comments": {"GET", "POST"},
     "/api/chats": {"GET", "POST"},
-    "/api/chats/{id}": {"GET"},
+    "/api/chats/{id}": {"GET", "PATCH"},
     "/api/chats/{id}/members": {"POST"},
     "/api/chats/{id}/members/{id}": {"DELETE"},
     "/api/chats/{id}/messages": {"GET", "POST"},
