@@ -145,6 +145,11 @@ int posts_list_text(struct core *c, const struct session *s, const char *author,
 void posts_feed_changed(struct core *c);
 int posts_get(struct core *c, const struct session *s, const char *id, json_t **out,
               struct chat_err *err);
+/* PATCH {"text"?,"imageUrl"?}: CHAT_E_FORBIDDEN unless the caller wrote the
+ * post; the merged post follows the rules of posts_create.  An empty body
+ * changes nothing (editedAt stays). */
+int posts_update(struct core *c, const struct session *s, const char *id, json_t *body,
+                 json_t **out, struct chat_err *err);
 /* CHAT_E_FORBIDDEN unless the caller wrote the post. */
 int posts_delete(struct core *c, const struct session *s, const char *id, struct chat_err *err);
 /* PUT/DELETE /like -> {"likeCount","likedByMe"}. */
@@ -168,7 +173,13 @@ int chats_get(struct core *c, const struct session *s, const char *id, json_t **
 /* Publishes chat.new to the added user and chat.updated to the others. */
 int chats_add_member(struct core *c, const struct session *s, const char *id, json_t *body,
                      json_t **out, struct chat_err *err);
-/* Publishes chat.updated to the remaining members. */
+/* PATCH {"name"} (1..64 after trimming): groups only (a direct chat:
+ * CHAT_E_BAD_REQUEST), any member (others: CHAT_E_NOT_FOUND); publishes
+ * chat.updated to every member. */
+int chats_rename(struct core *c, const struct session *s, const char *id, json_t *body,
+                 json_t **out, struct chat_err *err);
+/* Publishes chat.removed to every connection of the user who left and
+ * chat.updated to the remaining members. */
 int chats_remove_member(struct core *c, const struct session *s, const char *id,
                         const char *user_id, struct chat_err *err);
 

@@ -58,6 +58,7 @@ struct post {
     int64_t comment_count;
     bool liked_by_me;     /* for the viewer passed to the read */
     int64_t created_at;
+    int64_t edited_at;    /* 0 until edited */
 };
 
 struct comment {
@@ -186,6 +187,9 @@ struct store_ops {
     int (*list_posts)(struct store *st, const char *author_id, const char *viewer_id,
                       const struct page_key *before, int limit, struct post_list *out,
                       struct chat_err *err);
+    /* Overwrites text, image_url and edited_at of post `p->id` (the other
+     * fields are ignored).  CHAT_E_NOT_FOUND when absent. */
+    int (*update_post)(struct store *st, const struct post *p, struct chat_err *err);
     /* Deletes the post with its likes and comments.  CHAT_E_NOT_FOUND when absent. */
     int (*delete_post)(struct store *st, const char *id, struct chat_err *err);
     /* Idempotently sets or clears `user_id`'s like; returns the new count.
@@ -221,6 +225,10 @@ struct store_ops {
      * CHAT_E_NOT_FOUND when the chat is absent. */
     int (*add_member)(struct store *st, const char *chat_id, const char *user_id,
                       bool *added, struct chat_err *err);
+    /* Sets the name of group `chat_id` (`name` borrowed).  CHAT_E_NOT_FOUND
+     * when no group has that id (a direct chat is never renamed). */
+    int (*rename_chat)(struct store *st, const char *chat_id, const char *name,
+                       struct chat_err *err);
     /* Removes a member (and its read mark); *removed false when it was none. */
     int (*remove_member)(struct store *st, const char *chat_id, const char *user_id,
                          bool *removed, struct chat_err *err);
@@ -331,6 +339,8 @@ static inline int store_list_posts(struct store *st, const char *author_id, cons
                                    const struct page_key *before, int limit, struct post_list *out,
                                    struct chat_err *err)
 { STORE__CALL(list_posts, author_id, viewer_id, before, limit, out, err); }
+static inline int store_update_post(struct store *st, const struct post *p, struct chat_err *err)
+{ STORE__CALL(update_post, p, err); }
 static inline int store_delete_post(struct store *st, const char *id, struct chat_err *err)
 { STORE__CALL(delete_post, id, err); }
 static inline int store_set_like(struct store *st, const char *post_id, const char *user_id, bool liked,
@@ -356,6 +366,9 @@ static inline int store_is_member(struct store *st, const char *chat_id, const c
 static inline int store_add_member(struct store *st, const char *chat_id, const char *user_id,
                                    bool *added, struct chat_err *err)
 { STORE__CALL(add_member, chat_id, user_id, added, err); }
+static inline int store_rename_chat(struct store *st, const char *chat_id, const char *name,
+                                    struct chat_err *err)
+{ STORE__CALL(rename_chat, chat_id, name, err); }
 static inline int store_remove_member(struct store *st, const char *chat_id, const char *user_id,
                                       bool *removed, struct chat_err *err)
 { STORE__CALL(remove_member, chat_id, user_id, removed, err); }

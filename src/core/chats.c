@@ -8,8 +8,10 @@
  * - chat.new on creation: everyone's unreadCount is truly 0 (no messages).
  * - chat.new to a user just added: built for that user (one extra
  *   get_chat), so it is exact.
- * - chat.updated (members added or left): unreadCount is 0 in the event;
- *   clients should keep their own count (GET /api/chats/{id} is exact).
+ * - chat.updated (members added or left, a group renamed): unreadCount is
+ *   0 in the event; clients should keep their own count (GET
+ *   /api/chats/{id} is exact).
+ * - chat.removed (no Chat object) to every connection of a member who left.
  *
  * Membership changes invalidate the member cache (core.c) before anything
  * is published, so the next message after a remove is never fanned out to
@@ -359,6 +361,64 @@ done:
     return rc;
 }
 
+/* chat.updated with `view` (its unreadCount set to 0) to every member of `ch`. */
+static void publish_updated(struct core *c, const struct chat *ch, json_t *view)
+{
+    json_t *bc = broadcast_copy(view);
+    json_t *ev = bc ? views_event("chat.updated", "chat", bc) : NULL;
+    if (ev)
+        core__publish(c, BUS_TO_USERS, (const char(*)[OID_SIZE])ch->member_ids, ch->n_members, 0,
+                      ev);
+    else
+        log_error("chats: out of memory building chat.updated");
+    json_decref(ev);
+    json_decref(bc);
+}
+
+int chats_rename(struct core *c, const struct session *s, const char *id, json_t *body,
+                 json_t **out, struct chat_err *err)
+{
+    struct chat ch = {0};
+    char *name = NULL;
+
+    *out = NULL;
+    if (!oid_valid(id))
+        return not_found(err);
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    int rc = store_get_chat(c->store, id, s->user_id, &ch, err);
+    if (rc == 0 && ch.type != CHAT_GROUP)
+        rc = chat_err_set(err, CHAT_E_BAD_REQUEST, NULL, "only groups can be renamed");
+    store_chat_cleanup(&ch);
+    if (rc == 0)
+        rc = validate_string_field(body, "name", VALIDATE_REQUIRED | VALIDATE_TRIM, 1, 64, &name,
+                                   err);
+    if (rc == 0)
+        rc = store_rename_chat(c->store, id, name, err);
+    if (rc == 0)
+        rc = store_get_chat(c->store, id, s->user_id, &ch, err);
+    if (rc == 0)
+        rc = chat_json(c, &ch, out, err);
+    if (rc == 0)
+        publish_updated(c, &ch, *out);
+    store_chat_cleanup(&ch);
+    free(name);
+    return rc;
+}
+
+/* chat.removed to every connection of `user_id`, who left chat `chat_id`. */
+static void publish_removed(struct core *c, const char *chat_id, const char *user_id)
+{
+    char one[1][OID_SIZE];
+    memcpy(one[0], user_id, OID_SIZE);
+    json_t *ev = json_pack("{s:s, s:s}", "type", "chat.removed", "chatId", chat_id);
+    if (ev)
+        core__publish(c, BUS_TO_USERS, (const char(*)[OID_SIZE])one, 1, 0, ev);
+    else
+        log_error("chats: out of memory building chat.removed");
+    json_decref(ev);
+}
+
 int chats_remove_member(struct core *c, const struct session *s, const char *id,
                         const char *user_id, struct chat_err *err)
 {
@@ -382,6 +442,7 @@ int chats_remove_member(struct core *c, const struct session *s, const char *id,
     core__chat_members_invalidate(c, id);
     if (!removed)
         return 0;
+    publish_removed(c, id, user_id);
 
     /* The removal is committed: a failure to announce it is logged, not
      * returned (members see it on their next GET). */

@@ -251,6 +251,71 @@ int posts_get(struct core *c, const struct session *s, const char *id, json_t **
     return rc;
 }
 
+/* Reads the PATCH body's fields into *text and *image (new, NULL when the
+ * field is absent; *image_set tells whether "imageUrl" was there at all, as
+ * null or blank removes the image). */
+static int patch_fields(json_t *body, char **text, char **image, bool *image_set,
+                        struct chat_err *err)
+{
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    *image_set = json_object_get(body, "imageUrl") != NULL;
+    int rc = validate_url_field(body, "imageUrl", image, err);
+    if (!rc)
+        rc = validate_string_field(body, "text", VALIDATE_TRIM, 0, 5000, text, err);
+    return rc;
+}
+
+/* Applies the patch to `p` (the stored post): the new text and image, then
+ * the create rule that a post without an image needs text. */
+static int patch_apply(struct post *p, char **text, char **image, bool image_set,
+                       struct chat_err *err)
+{
+    if (*text) {
+        free(p->text);
+        p->text = *text;
+        *text = NULL;
+    }
+    if (image_set) {
+        free(p->image_url);
+        p->image_url = *image;
+        *image = NULL;
+    }
+    if (!p->image_url && (!p->text || !p->text[0]))
+        return chat_err_set(err, CHAT_E_VALIDATION, "text",
+                            "text must be 1..5000 characters unless the post has an image");
+    return 0;
+}
+
+int posts_update(struct core *c, const struct session *s, const char *id, json_t *body,
+                 json_t **out, struct chat_err *err)
+{
+    struct post p = {0};
+    char *text = NULL, *image = NULL;
+    bool image_set = false;
+
+    *out = NULL;
+    if (!oid_valid(id))
+        return not_found(err);
+    int rc = store_get_post(c->store, id, s->user_id, &p, err);
+    if (rc == 0 && strcmp(p.author_id, s->user_id) != 0)
+        rc = chat_err_set(err, CHAT_E_FORBIDDEN, NULL, "only the author may edit a post");
+    if (rc == 0)
+        rc = patch_fields(body, &text, &image, &image_set, err);
+    if (rc == 0 && (text || image_set)) {
+        rc = patch_apply(&p, &text, &image, image_set, err);
+        p.edited_at = clock_now_ms();
+        if (rc == 0)
+            rc = store_update_post(c->store, &p, err);
+        if (rc == 0)
+            posts_feed_changed(c);
+    }
+    free(text);
+    free(image);
+    store_post_cleanup(&p);
+    return rc ? rc : posts_get(c, s, id, out, err);
+}
+
 int posts_delete(struct core *c, const struct session *s, const char *id, struct chat_err *err)
 {
     struct post p = {0};

@@ -100,6 +100,7 @@ json_t *views_post(const struct post *p, json_t *author)
     put(o, "commentCount", json_integer(p->comment_count), &ok);
     put(o, "likedByMe", json_boolean(p->liked_by_me), &ok);
     put(o, "createdAt", iso(p->created_at), &ok);
+    put(o, "editedAt", p->edited_at ? iso(p->edited_at) : json_null(), &ok);
     return finish(o, ok);
 }
 

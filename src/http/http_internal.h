@@ -174,6 +174,7 @@ int routes_posts_create(struct http_req *, json_t *, json_t **, int *, struct ch
 int routes_posts_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_delete(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_posts_update(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_like(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_unlike(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_comments_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
@@ -181,6 +182,7 @@ int routes_comments_list(struct http_req *, json_t *, json_t **, int *, struct c
 int routes_chats_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_chats_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_chats_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_chats_update(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_chats_add_member(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_chats_remove_member(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_messages_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);

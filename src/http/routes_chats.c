@@ -38,6 +38,13 @@ int routes_chats_get(struct http_req *rq, json_t *body, json_t **out, int *statu
     return chats_get(rq->srv->core, &rq->session, rq->match.params[0], out, err);
 }
 
+int routes_chats_update(struct http_req *rq, json_t *body, json_t **out, int *status,
+                        struct chat_err *err)
+{
+    *status = 200;
+    return chats_rename(rq->srv->core, &rq->session, rq->match.params[0], body, out, err);
+}
+
 int routes_chats_add_member(struct http_req *rq, json_t *body, json_t **out, int *status,
                             struct chat_err *err)
 {

@@ -44,6 +44,13 @@ int routes_posts_delete(struct http_req *rq, json_t *body, json_t **out, int *st
     return posts_delete(rq->srv->core, &rq->session, rq->match.params[0], err);
 }
 
+int routes_posts_update(struct http_req *rq, json_t *body, json_t **out, int *status,
+                        struct chat_err *err)
+{
+    *status = 200;
+    return posts_update(rq->srv->core, &rq->session, rq->match.params[0], body, out, err);
+}
+
 int routes_posts_like(struct http_req *rq, json_t *body, json_t **out, int *status,
                       struct chat_err *err)
 {

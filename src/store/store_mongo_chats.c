@@ -563,6 +563,23 @@ static int chat_exists(struct store_mongo *s, const bson_oid_t *cid, const char 
     return r < 0 ? r : no_chat(err);
 }
 
+int store_mongo__rename_chat(struct store *st, const char *chat_id, const char *name,
+                             struct chat_err *err)
+{
+    bson_oid_t cid;
+    if (!store_mongo__oid(chat_id, &cid))
+        return no_chat(err);
+    bson_t q = BSON_INITIALIZER, up = BSON_INITIALIZER;
+    BCON_APPEND(&q, "_id", BCON_OID(&cid), "type", BCON_UTF8("group"));
+    BCON_APPEND(&up, "$set", "{", "name", BCON_UTF8(name ? name : ""), "}");
+    int64_t matched = 0;
+    int rc = update_chat((struct store_mongo *)st, &cid, &q, &up, &matched, NULL, "rename_chat",
+                         err);
+    bson_destroy(&q);
+    bson_destroy(&up);
+    return rc || matched > 0 ? rc : no_chat(err);
+}
+
 int store_mongo__remove_member(struct store *st, const char *chat_id, const char *user_id,
                                bool *removed, struct chat_err *err)
 {

@@ -228,6 +228,7 @@ int store_mongo__get_post(struct store *st, const char *id, const char *viewer_i
 int store_mongo__list_posts(struct store *st, const char *author_id, const char *viewer_id,
                             const struct page_key *before, int limit, struct post_list *out,
                             struct chat_err *err);
+int store_mongo__update_post(struct store *st, const struct post *p, struct chat_err *err);
 int store_mongo__delete_post(struct store *st, const char *id, struct chat_err *err);
 int store_mongo__set_like(struct store *st, const char *post_id, const char *user_id, bool liked,
                           int64_t *like_count, struct chat_err *err);
@@ -249,6 +250,8 @@ int store_mongo__list_contacts(struct store *st, const char *user_id, size_t max
                                struct chat_err *err);
 int store_mongo__add_member(struct store *st, const char *chat_id, const char *user_id,
                             bool *added, struct chat_err *err);
+int store_mongo__rename_chat(struct store *st, const char *chat_id, const char *name,
+                             struct chat_err *err);
 int store_mongo__remove_member(struct store *st, const char *chat_id, const char *user_id,
                                bool *removed, struct chat_err *err);
 int store_mongo__list_messages(struct store *st, const char *chat_id, int64_t before_seq,

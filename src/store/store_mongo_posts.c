@@ -23,6 +23,7 @@ static int parse_post(const bson_t *d, void *item)
     p->like_count = store_mongo__get_i64(d, "likeCount");
     p->comment_count = store_mongo__get_i64(d, "commentCount");
     p->created_at = store_mongo__get_i64(d, "createdAt");
+    p->edited_at = store_mongo__get_i64(d, "editedAt"); /* absent or null: 0 */
     if (store_mongo__get_str_nn(d, "text", &p->text) ||
         store_mongo__get_str(d, "imageUrl", &p->image_url)) {
         store_post_cleanup(p);
@@ -186,6 +187,36 @@ static int delete_by_post(struct store_mongo *s, const struct store_mongo_scope 
                  : store_mongo__fail(err, "delete_post", &e);
     mongoc_collection_destroy(col);
     bson_destroy(&q);
+    return rc;
+}
+
+/* One $set of the post document: text, imageUrl and editedAt change
+ * together or not at all. */
+int store_mongo__update_post(struct store *st, const struct post *p, struct chat_err *err)
+{
+    struct store_mongo *s = (struct store_mongo *)st;
+    bson_oid_t oid;
+    if (!store_mongo__oid(p->id, &oid))
+        return no_post(err);
+    bson_t q = BSON_INITIALIZER, up = BSON_INITIALIZER, set;
+    BSON_APPEND_OID(&q, "_id", &oid);
+    BSON_APPEND_DOCUMENT_BEGIN(&up, "$set", &set);
+    BSON_APPEND_UTF8(&set, "text", p->text ? p->text : "");
+    store_mongo__append_str_or_null(&set, "imageUrl", p->image_url);
+    BSON_APPEND_DATE_TIME(&set, "editedAt", p->edited_at);
+    bson_append_document_end(&up, &set);
+    struct store_mongo_scope sc;
+    int64_t matched = 0;
+    int rc = store_mongo__scope_open(s, "posts", &sc, err);
+    if (!rc) {
+        rc = store_mongo__update_doc(s, sc.coll, &oid, &q, &up, &matched, NULL, "update_post",
+                                     err);
+        store_mongo__scope_close(s, &sc);
+    }
+    if (!rc && matched == 0)
+        rc = no_post(err);
+    bson_destroy(&q);
+    bson_destroy(&up);
     return rc;
 }
 

@@ -133,6 +133,8 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX messages_dedupe ON messages(chat, sender, client_id)"
     "  WHERE client_id IS NOT NULL;"
     "CREATE INDEX messages_by_id ON messages(id);",
+    /* 2: post edits (issue 13): when a post was last edited, NULL until then. */
+    "ALTER TABLE posts ADD COLUMN edited_at INTEGER;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -240,6 +242,7 @@ static const struct store_ops store_sqlite_ops = {
     .create_post = store_sqlite__create_post,
     .get_post = store_sqlite__get_post,
     .list_posts = store_sqlite__list_posts,
+    .update_post = store_sqlite__update_post,
     .delete_post = store_sqlite__delete_post,
     .set_like = store_sqlite__set_like,
     .create_comment = store_sqlite__create_comment,
@@ -250,6 +253,7 @@ static const struct store_ops store_sqlite_ops = {
     .is_member = store_sqlite__is_member,
     .list_contacts = store_sqlite__list_contacts,
     .add_member = store_sqlite__add_member,
+    .rename_chat = store_sqlite__rename_chat,
     .remove_member = store_sqlite__remove_member,
     .append_message = store_sqlite__append_message,
     .list_messages = store_sqlite__list_messages,

@@ -511,6 +511,27 @@ int store_sqlite__add_member(struct store *st, const char *chat_id, const char *
     return r;
 }
 
+int store_sqlite__rename_chat(struct store *st, const char *chat_id, const char *name,
+                              struct chat_err *err)
+{
+    struct store_sqlite *s = (struct store_sqlite *)st;
+    struct store_sqlite_conn *c = store_sqlite__write_lock(s);
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_CHAT_RENAME,
+                                  "UPDATE chats SET name = ?2 WHERE id = ?1 AND type = ?3", &q,
+                                  err);
+    if (!r) {
+        store_sqlite__bind_text(q, 1, chat_id ? chat_id : "");
+        store_sqlite__bind_text(q, 2, name);
+        sqlite3_bind_int(q, 3, CHAT_GROUP);
+        r = store_sqlite__exec(c, q, "rename chat", err);
+    }
+    if (!r && sqlite3_changes(c->db) == 0)
+        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such group");
+    store_sqlite__write_unlock(s);
+    return r;
+}
+
 int store_sqlite__remove_member(struct store *st, const char *chat_id, const char *user_id,
                                 bool *removed, struct chat_err *err)
 {

@@ -52,6 +52,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_POSTS_LIST,
     STORE_SQLITE_POSTS_LIST_AUTHOR,
     STORE_SQLITE_POST_DELETE,
+    STORE_SQLITE_POST_UPDATE,
     STORE_SQLITE_LIKES_DELETE_POST,
     STORE_SQLITE_COMMENTS_DELETE_POST,
     STORE_SQLITE_LIKE_INSERT,
@@ -68,6 +69,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_USER_KEY,
     STORE_SQLITE_MEMBER_INSERT,
     STORE_SQLITE_MEMBER_DELETE,
+    STORE_SQLITE_CHAT_RENAME,
     STORE_SQLITE_CHAT_GET_VIEWER,
     STORE_SQLITE_CHAT_GET_ANY,
     STORE_SQLITE_CHATS_LIST,
@@ -298,6 +300,7 @@ int store_sqlite__get_post(struct store *st, const char *id, const char *viewer_
 int store_sqlite__list_posts(struct store *st, const char *author_id, const char *viewer_id,
                              const struct page_key *before, int limit, struct post_list *out,
                              struct chat_err *err);
+int store_sqlite__update_post(struct store *st, const struct post *p, struct chat_err *err);
 int store_sqlite__delete_post(struct store *st, const char *id, struct chat_err *err);
 int store_sqlite__set_like(struct store *st, const char *post_id, const char *user_id, bool liked,
                            int64_t *like_count, struct chat_err *err);
@@ -319,6 +322,8 @@ int store_sqlite__list_contacts(struct store *st, const char *user_id, size_t ma
                                 struct chat_err *err);
 int store_sqlite__add_member(struct store *st, const char *chat_id, const char *user_id,
                              bool *added, struct chat_err *err);
+int store_sqlite__rename_chat(struct store *st, const char *chat_id, const char *name,
+                              struct chat_err *err);
 int store_sqlite__remove_member(struct store *st, const char *chat_id, const char *user_id,
                                 bool *removed, struct chat_err *err);
 int store_sqlite__list_messages(struct store *st, const char *chat_id, int64_t before_seq,

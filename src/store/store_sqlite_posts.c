@@ -18,7 +18,8 @@
 
 #define POST_COLS                                                                     \
     "p.id, p.author_id, p.text, p.image_url, p.like_count, p.comment_count,"          \
-    " EXISTS (SELECT 1 FROM likes l WHERE l.post = p.k AND l.user_id = ?1), p.created_at"
+    " EXISTS (SELECT 1 FROM likes l WHERE l.post = p.k AND l.user_id = ?1), p.created_at,"  \
+    " p.edited_at"
 
 /* Fills the post `item` from a row of POST_COLS (a store_sqlite__collect
  * reader; `arg` is unused).  0 or CHAT_E_INTERNAL (then `item` is cleaned
@@ -36,6 +37,7 @@ static int read_post_cb(sqlite3_stmt *q, void *item, void *arg)
     p->comment_count = sqlite3_column_int64(q, 5);
     p->liked_by_me = sqlite3_column_int(q, 6) != 0;
     p->created_at = sqlite3_column_int64(q, 7);
+    p->edited_at = sqlite3_column_int64(q, 8); /* NULL reads as 0 */
     if (oom) {
         store_post_cleanup(p);
         return CHAT_E_INTERNAL;
@@ -169,6 +171,28 @@ int store_sqlite__list_posts(struct store *st, const char *author_id, const char
         store_sqlite__done(q);
     }
     store_sqlite__read_release(s, c);
+    return r;
+}
+
+int store_sqlite__update_post(struct store *st, const struct post *p, struct chat_err *err)
+{
+    struct store_sqlite *s = (struct store_sqlite *)st;
+    struct store_sqlite_conn *c = store_sqlite__write_lock(s);
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, STORE_SQLITE_POST_UPDATE,
+                                  "UPDATE posts SET text = ?2, image_url = ?3, edited_at = ?4"
+                                  " WHERE id = ?1",
+                                  &q, err);
+    if (!r) {
+        store_sqlite__bind_id(q, 1, p->id);
+        store_sqlite__bind_text(q, 2, p->text ? p->text : "");
+        store_sqlite__bind_text(q, 3, p->image_url);
+        sqlite3_bind_int64(q, 4, p->edited_at);
+        r = store_sqlite__exec(c, q, "update post", err);
+    }
+    if (!r && sqlite3_changes(c->db) == 0)
+        r = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such post");
+    store_sqlite__write_unlock(s);
     return r;
 }
 

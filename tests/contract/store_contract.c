@@ -650,6 +650,55 @@ static void case_posts(void)
     store_close(st);
 }
 
+/* update_post overwrites text, image and edited_at, keeps the rest. */
+static void case_post_update(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char a[OID_SIZE], id[OID_SIZE], missing[OID_SIZE];
+    mk_user(st, "pe", a);
+    mk_post(st, a, "first", T0, id);
+    new_id(missing);
+    struct post po = {0};
+    CHECK_EQ_INT(store_get_post(st, id, NULL, &po, &err), 0);
+    CHECK_EQ_INT(po.edited_at, 0);
+    store_post_cleanup(&po);
+    int64_t count = 0;
+    CHECK_EQ_INT(store_set_like(st, id, a, true, &count, &err), 0);
+
+    struct post up = {0};
+    memcpy(up.id, id, OID_SIZE);
+    up.text = "second";
+    up.image_url = "https://img.example/x.png";
+    up.edited_at = T0 + 5000;
+    CHECK_EQ_INT(store_update_post(st, &up, &err), 0);
+    CHECK_EQ_INT(store_get_post(st, id, a, &po, &err), 0);
+    CHECK_EQ_STR(po.text, "second");
+    CHECK_EQ_STR(po.image_url, "https://img.example/x.png");
+    CHECK_EQ_INT(po.edited_at, T0 + 5000);
+    CHECK_EQ_INT(po.created_at, T0);
+    CHECK_EQ_INT(po.like_count, 1);
+    CHECK(po.liked_by_me);
+    CHECK_EQ_STR(po.author_id, a);
+    store_post_cleanup(&po);
+
+    up.text = "";
+    up.image_url = NULL;
+    up.edited_at = T0 + 6000;
+    CHECK_EQ_INT(store_update_post(st, &up, &err), 0);
+    CHECK_EQ_INT(store_get_post(st, id, NULL, &po, &err), 0);
+    CHECK_EQ_STR(po.text, "");
+    CHECK(po.image_url == NULL);
+    CHECK_EQ_INT(po.edited_at, T0 + 6000);
+    store_post_cleanup(&po);
+
+    memcpy(up.id, missing, OID_SIZE);
+    CHECK_EQ_INT(store_update_post(st, &up, &err), CHAT_E_NOT_FOUND);
+    store_close(st);
+}
+
 /* Many threads liking and commenting one post at once. */
 struct like_job {
     struct store *st;
@@ -854,6 +903,42 @@ static bool has_id(char (*ids)[OID_SIZE], size_t n, const char *id)
 }
 
 /* Contacts: every other member of every chat of a user, once each. */
+/* rename_chat names a group, never a direct chat or a missing one. */
+static void case_rename_chat(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char two[2][OID_SIZE], g[OID_SIZE], d[OID_SIZE], missing[OID_SIZE];
+    mk_user(st, "ra", two[0]);
+    mk_user(st, "rb", two[1]);
+    new_id(missing);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, NULL, two, 2, T0, g, NULL), 0);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, d, NULL), 0);
+
+    CHECK_EQ_INT(store_rename_chat(st, g, "renamed", &err), 0);
+    struct chat c = {0};
+    CHECK_EQ_INT(store_get_chat(st, g, two[1], &c, &err), 0);
+    CHECK_EQ_STR(c.name, "renamed");
+    CHECK_EQ_INT(c.type, CHAT_GROUP);
+    CHECK_EQ_INT(c.n_members, 2);
+    CHECK_EQ_INT(c.updated_at, T0);
+    store_chat_cleanup(&c);
+    CHECK_EQ_INT(store_rename_chat(st, g, "again", &err), 0);
+    CHECK_EQ_INT(store_get_chat(st, g, NULL, &c, &err), 0);
+    CHECK_EQ_STR(c.name, "again");
+    store_chat_cleanup(&c);
+
+    CHECK_EQ_INT(store_rename_chat(st, d, "no", &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_chat(st, d, NULL, &c, &err), 0);
+    CHECK(c.name == NULL);
+    store_chat_cleanup(&c);
+    CHECK_EQ_INT(store_rename_chat(st, missing, "no", &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_rename_chat(st, "bad", "no", &err), CHAT_E_NOT_FOUND);
+    store_close(st);
+}
+
 static void case_contacts(void)
 {
     struct store *st = fresh();
@@ -1525,8 +1610,10 @@ int store_contract_run(const struct store_contract_opts *o)
     case_search();
     case_sessions();
     case_posts();
+    case_post_update();
     case_likes_concurrent();
     case_chats();
+    case_rename_chat();
     case_contacts();
     case_list_chats();
     case_append();

@@ -115,7 +115,7 @@ static void case_reopen_and_migrations(void)
     store_close(st);
 
     char mode[32] = "";
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 1);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
     file_pragma(path, "journal_mode", mode, sizeof mode);
     CHECK_EQ_STR(mode, "wal");
 
@@ -148,7 +148,7 @@ static void case_reopen_and_migrations(void)
         CHECK_EQ_INT(c.n_members, 2);
         store_chat_cleanup(&c);
         store_close(st);
-        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 1);
+        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
     }
 
     /* A database from a newer binary is refused, not guessed at. */
@@ -159,6 +159,47 @@ static void case_reopen_and_migrations(void)
     st = (struct store *)1;
     CHECK_EQ_INT(store_sqlite_open(path, &st, &err), CHAT_E_UNAVAILABLE);
     CHECK(st == NULL);
+}
+
+/* A version-1 file (posts without edited_at) gets migration 2 at open: its
+ * posts read as never edited and can be edited. */
+static void case_migration_post_edits(void)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/v1.db", tmpdir);
+    struct chat_err err = {0};
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    char a[OID_SIZE], post[OID_SIZE];
+    mk_user(st, "old", a);
+    mk_post(st, a, "from v1", T0, post);
+    store_close(st);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "ALTER TABLE posts DROP COLUMN edited_at;"
+                                  "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
+    struct post p = {0};
+    CHECK_EQ_INT(store_get_post(st, post, NULL, &p, &err), 0);
+    CHECK_EQ_STR(p.text, "from v1");
+    CHECK_EQ_INT(p.edited_at, 0);
+    store_post_cleanup(&p);
+    struct post up = {.text = "edited", .edited_at = T0 + 1};
+    memcpy(up.id, post, OID_SIZE);
+    CHECK_EQ_INT(store_update_post(st, &up, &err), 0);
+    CHECK_EQ_INT(store_get_post(st, post, NULL, &p, &err), 0);
+    CHECK_EQ_STR(p.text, "edited");
+    CHECK_EQ_INT(p.edited_at, T0 + 1);
+    store_post_cleanup(&p);
+    store_close(st);
 }
 
 /* A commit that cannot happen (another connection holds the write lock past
@@ -443,6 +484,7 @@ int main(void)
     case_kill9_durability();
     case_open_errors();
     case_reopen_and_migrations();
+    case_migration_post_edits();
     case_failed_batch();
 
     struct store_contract_opts mem = {.open = open_memory, .label = "sqlite :memory:",

@@ -20,7 +20,8 @@ PASSWORD = "correct horse battery"
 
 USER_KEYS = {"id", "username", "displayName", "bio", "avatarUrl", "createdAt"}
 AUTHOR_KEYS = {"id", "username", "displayName", "avatarUrl"}
-POST_KEYS = {"id", "author", "text", "imageUrl", "likeCount", "commentCount", "likedByMe", "createdAt"}
+POST_KEYS = {"id", "author", "text", "imageUrl", "likeCount", "commentCount", "likedByMe", "createdAt",
+             "editedAt"}
 COMMENT_KEYS = {"id", "postId", "author", "text", "createdAt"}
 CHAT_KEYS = {"id", "type", "name", "members", "lastMessage", "unreadCount", "lastSeq",
              "createdAt", "updatedAt"}
@@ -142,6 +143,8 @@ def check_post(p):
     assert isinstance(p["likeCount"], int) and not isinstance(p["likeCount"], bool)
     assert isinstance(p["commentCount"], int) and not isinstance(p["commentCount"], bool)
     assert isinstance(p["likedByMe"], bool)
+    if p["editedAt"] is not None:
+        check_time(p["editedAt"])
 
 
 def check_comment(c):

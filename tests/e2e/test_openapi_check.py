@@ -11,7 +11,8 @@ from openapi_check import Spec, problems
 JSON = {"Content-Type": "application/json; charset=utf-8", "X-Request-Id": "0123456789abcdef"}
 AUTHOR = {"id": "a" * 24, "username": "ann", "displayName": "Ann", "avatarUrl": None}
 POST = {"id": "b" * 24, "author": AUTHOR, "text": "hi", "imageUrl": None, "likeCount": 0,
-        "commentCount": 0, "likedByMe": False, "createdAt": "2026-12-01T10:00:00.000Z"}
+        "commentCount": 0, "likedByMe": False, "createdAt": "2026-12-01T10:00:00.000Z",
+        "editedAt": None}
 CHAT = {"id": "c" * 24, "type": "direct", "name": None, "members": [AUTHOR],
         "lastMessage": None, "unreadCount": 0, "lastSeq": 0,
         "createdAt": "2026-12-01T10:00:00.000Z", "updatedAt": "2026-12-01T10:00:00.000Z"}

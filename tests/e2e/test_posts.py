@@ -209,6 +209,78 @@ def test_delete_post_cascades(server):
     assert c["postId"] == pid
 
 
+# ---------------------------------------------------------------- edit (v1.2)
+
+def patch(server, token, pid, body):
+    return api(server, "PATCH", "/api/posts/" + pid, token, json=body)
+
+
+def test_edit_post_sets_edited_at(server):
+    _, token = register(server)
+    p = make_post(server, token, "before")
+    assert p["editedAt"] is None
+    e = assert_json(patch(server, token, p["id"], {"text": "  after  "}), 200)
+    check_post(e)
+    assert e["text"] == "after"
+    assert e["editedAt"] is not None and e["editedAt"] >= p["createdAt"]
+    assert (e["id"], e["createdAt"], e["imageUrl"]) == (p["id"], p["createdAt"], None)
+    got = assert_json(api(server, "GET", "/api/posts/" + p["id"], token), 200)
+    assert got == e
+
+
+def test_edit_post_shows_in_feed_at_once(server):
+    # the feed page cache is invalidated by the edit
+    user, token = register(server)
+    p = make_post(server, token, "cached text")
+    params = {"author": user["id"]}
+    items, _ = check_page(assert_json(api(server, "GET", "/api/posts", token, params=params), 200))
+    assert [i["text"] for i in items] == ["cached text"]
+    assert_json(patch(server, token, p["id"], {"text": "fresh text"}), 200)
+    items, _ = check_page(assert_json(api(server, "GET", "/api/posts", token, params=params), 200))
+    assert [(i["text"], i["editedAt"] is not None) for i in items] == [("fresh text", True)]
+
+
+def test_edit_post_image_rules(server):
+    _, token = register(server)
+    p = make_post(server, token, "with words")
+    img = "https://img.example.com/a.png"
+    e = assert_json(patch(server, token, p["id"], {"imageUrl": img, "text": ""}), 200)
+    assert (e["text"], e["imageUrl"]) == ("", img)
+    # removing the image of a post without text breaks the create rule
+    assert_error(patch(server, token, p["id"], {"imageUrl": None}), 422, "validation_failed",
+                 "text")
+    e = assert_json(patch(server, token, p["id"], {"imageUrl": None, "text": "words"}), 200)
+    assert (e["text"], e["imageUrl"]) == ("words", None)
+    assert_error(patch(server, token, p["id"], {"text": "  "}), 422, "validation_failed", "text")
+    assert_error(patch(server, token, p["id"], {"text": "x" * 5001}), 422, "validation_failed",
+                 "text")
+    assert_error(patch(server, token, p["id"], {"imageUrl": "ftp://x"}), 422,
+                 "validation_failed", "imageUrl")
+    assert_error(patch(server, token, p["id"], {"text": 5}), 422, "validation_failed", "text")
+    got = assert_json(api(server, "GET", "/api/posts/" + p["id"], token), 200)
+    assert (got["text"], got["imageUrl"]) == ("words", None)
+
+
+def test_edit_post_empty_body_changes_nothing(server):
+    _, token = register(server)
+    p = make_post(server, token, "same")
+    assert assert_json(patch(server, token, p["id"], {}), 200) == p
+
+
+def test_edit_post_authorization(server):
+    _, token = register(server)
+    _, other = register(server)
+    p = make_post(server, token, "mine")
+    assert_error(patch(server, other, p["id"], {"text": "theirs"}), 403, "forbidden")
+    assert_error(patch(server, None, p["id"], {"text": "anon"}), 401, "unauthorized")
+    for pid in (fake_id(), "abc"):
+        assert_error(patch(server, token, pid, {"text": "x"}), 404, "not_found")
+    r = api(server, "PATCH", "/api/posts/" + p["id"], token, data=b"[1,",
+            headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "invalid_json")
+    assert assert_json(api(server, "GET", "/api/posts/" + p["id"], token), 200)["text"] == "mine"
+
+
 # ---------------------------------------------------------------- likes
 
 def like(server, token, pid, method="PUT"):

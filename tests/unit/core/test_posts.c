@@ -18,11 +18,12 @@ static void test_create(struct fx *f, struct session *a)
     CHECK_EQ_INT(fx_int(out, "commentCount"), 0);
     CHECK(json_is_false(json_object_get(out, "likedByMe")));
     CHECK(fx_str(out, "createdAt") != NULL);
+    CHECK(json_is_null(json_object_get(out, "editedAt")));
     json_t *author = json_object_get(out, "author");
     CHECK_EQ_STR(fx_str(author, "id"), a->user_id);
     CHECK_EQ_STR(fx_str(author, "username"), "kate");
     CHECK_EQ_INT(json_object_size(author), 4);
-    CHECK_EQ_INT(json_object_size(out), 8);
+    CHECK_EQ_INT(json_object_size(out), 9);
 
     /* post.new went to everyone, with the same Post. */
     CHECK_EQ_INT(fx_count_events(f, "post.new"), 1);
