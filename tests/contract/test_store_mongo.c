@@ -738,8 +738,12 @@ static void case_pool_exhausted(void)
     struct user u = {0};
     int64_t t0 = clock_mono_ns();
     CHECK_EQ_INT(store_get_user(st, h.id, &u, &err), CHAT_E_UNAVAILABLE);
+    /* It waited for the pool's queue (waitQueueTimeoutMS) rather than failing
+     * at once; that it did not wait for the held connection is what the
+     * CHAT_E_UNAVAILABLE above says (no upper time bound: a loaded machine
+     * stretches it, and timing bounds belong in benchmarks). */
     int64_t waited = ms_since(t0);
-    CHECK(waited >= 250 && waited < 2000);
+    CHECK(waited >= 250);
     proxy_set(&px, PROXY_UP);
     pthread_join(th, NULL);
     /* The held call ends by itself (socketTimeoutMS) or succeeds. */
