@@ -6,7 +6,8 @@
  * Checked: the status is 0, 404 or 405; a match names one of the table's
  * templates, and putting its parameters back into the template rebuilds
  * the path exactly (unless a parameter was cut at ROUTE_PARAM_MAX);
- * parameters are non-empty, NUL-terminated and hold no '/'; a matched
+ * parameters are non-empty, NUL-terminated and hold no '/' (but for the
+ * rest-of-path parameter of a prefix route such as /uploads/...); a matched
  * method is in the template's Allow list; `api` is set exactly for /api
  * and below. */
 #include "fuzz.h"
@@ -29,11 +30,11 @@ static size_t rebuild(const struct route_match *m, char *out, size_t cap)
     for (const char *t = m->route; *t;) {
         const char *piece = t;
         size_t pl = 1;
-        if (*t == '{') {
+        if (*t == '{' || *t == '*') {
             FUZZ_CHECK(np < m->n_params);
             piece = m->params[np++];
             pl = strlen(piece);
-            t = strchr(t, '}') + 1;
+            t = *t == '*' ? t + 1 : strchr(t, '}') + 1;
         } else {
             t++;
         }
@@ -60,9 +61,12 @@ static void check_match(const struct route_match *m, const char *method, const c
 {
     FUZZ_CHECK(is_template(m->route) && m->n_params >= 0 && m->n_params <= ROUTE_MAX_PARAMS);
     bool cut = false;
+    size_t rl = strlen(m->route);
+    bool prefix = rl > 0 && m->route[rl - 1] == '*'; /* its last parameter may hold '/' */
     for (int i = 0; i < m->n_params; i++) {
         size_t pl = strnlen(m->params[i], ROUTE_PARAM_MAX);
-        FUZZ_CHECK(pl >= 1 && pl < ROUTE_PARAM_MAX && !memchr(m->params[i], '/', pl));
+        bool rest = prefix && i == m->n_params - 1;
+        FUZZ_CHECK(pl >= 1 && pl < ROUTE_PARAM_MAX && (rest || !memchr(m->params[i], '/', pl)));
         cut |= pl == ROUTE_PARAM_MAX - 1;
     }
     char *again = malloc(len + 1);
