@@ -44,10 +44,10 @@ static bool gateway_target_prefix(const char *t, size_t n)
 
 static bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
-/* Does the header value `v[0..n)` list the token "websocket"? */
-static bool lists_websocket(const char *v, size_t n)
+/* Does the comma-separated value `v[0..n)` list `tok` (any case)? */
+static bool lists_token(const char *v, size_t n, const char *tok)
 {
-    size_t i = 0;
+    size_t tl = strlen(tok), i = 0;
     while (i < n) {
         while (i < n && (is_ows(v[i]) || v[i] == ','))
             i++;
@@ -57,7 +57,7 @@ static bool lists_websocket(const char *v, size_t n)
         size_t b = i;
         while (b > a && is_ows(v[b - 1]))
             b--;
-        if (b - a == 9 && strncasecmp(v + a, "websocket", 9) == 0)
+        if (b - a == tl && strncasecmp(v + a, tok, tl) == 0)
             return true;
     }
     return false;
@@ -137,7 +137,7 @@ enum net_class net_classify(const char *buf, size_t len)
             return NET_CLASS_HTTP;
         size_t name_len = (size_t)(colon - line);
         if (name_len == 7 && strncasecmp(line, "Upgrade", 7) == 0 &&
-            lists_websocket(colon + 1, n - name_len - 1))
+            lists_token(colon + 1, n - name_len - 1, "websocket"))
             upgrade = true;
     }
     return upgrade ? NET_CLASS_WS : NET_CLASS_HTTP;
@@ -350,24 +350,6 @@ static int find_headers(const char *buf, size_t end, const char *name, const cha
     return count;
 }
 
-/* Does the comma-separated value `v[0..n)` list `tok` (any case)? */
-static bool lists_token(const char *v, size_t n, const char *tok)
-{
-    size_t tl = strlen(tok), i = 0;
-    while (i < n) {
-        while (i < n && (is_ows(v[i]) || v[i] == ','))
-            i++;
-        size_t a = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t b = i;
-        while (b > a && is_ows(v[b - 1]))
-            b--;
-        if (b - a == tl && strncasecmp(v + a, tok, tl) == 0)
-            return true;
-    }
-    return false;
-}
 
 int net_ws_check(const char *buf, size_t len, const char **why)
 {

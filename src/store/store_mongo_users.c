@@ -194,61 +194,53 @@ int store_mongo__get_users(struct store *st, const char (*ids)[OID_SIZE], size_t
     return rc;
 }
 
+/* Applies `up` (an update document, destroyed here) to user `id`:
+ * CHAT_E_NOT_FOUND when no such user, `op` names the call in errors. */
+static int update_user_doc(struct store_mongo *s, const char *id, bson_t *up, const char *op,
+                           struct chat_err *err)
+{
+    bson_oid_t oid;
+    if (!store_mongo__oid(id, &oid)) {
+        bson_destroy(up);
+        return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
+    }
+    bson_t q = BSON_INITIALIZER, reply;
+    BSON_APPEND_OID(&q, "_id", &oid);
+    struct store_mongo_scope sc;
+    int rc = store_mongo__scope_open(s, "users", &sc, err);
+    if (!rc) {
+        bson_error_t e;
+        if (!mongoc_collection_update_one(sc.coll, &q, up, NULL, &reply, &e))
+            rc = store_mongo__fail(err, op, &e);
+        else if (store_mongo__get_i64(&reply, "matchedCount") == 0)
+            rc = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
+        bson_destroy(&reply);
+    }
+    store_mongo__scope_close(s, &sc);
+    bson_destroy(&q);
+    bson_destroy(up);
+    return rc;
+}
+
 int store_mongo__update_user(struct store *st, const struct user *u, struct chat_err *err)
 {
-    struct store_mongo *s = (struct store_mongo *)st;
-    bson_oid_t id;
-    if (!store_mongo__oid(u->id, &id))
-        return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-    bson_t q = BSON_INITIALIZER, up = BSON_INITIALIZER, set, reply;
-    BSON_APPEND_OID(&q, "_id", &id);
+    bson_t up = BSON_INITIALIZER, set;
     BSON_APPEND_DOCUMENT_BEGIN(&up, "$set", &set);
     BSON_APPEND_UTF8(&set, "displayName", u->display_name ? u->display_name : "");
     BSON_APPEND_UTF8(&set, "bio", u->bio ? u->bio : "");
     store_mongo__append_str_or_null(&set, "avatarUrl", u->avatar_url);
     bson_append_document_end(&up, &set);
-    struct store_mongo_scope sc;
-    int rc = store_mongo__scope_open(s, "users", &sc, err);
-    if (!rc) {
-        bson_error_t e;
-        if (!mongoc_collection_update_one(sc.coll, &q, &up, NULL, &reply, &e))
-            rc = store_mongo__fail(err, "update_user", &e);
-        else if (store_mongo__get_i64(&reply, "matchedCount") == 0)
-            rc = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-        bson_destroy(&reply);
-    }
-    store_mongo__scope_close(s, &sc);
-    bson_destroy(&q);
-    bson_destroy(&up);
-    return rc;
+    return update_user_doc((struct store_mongo *)st, u->id, &up, "update_user", err);
 }
 
 int store_mongo__update_user_pwhash(struct store *st, const char *id, const char *pwhash,
                                     struct chat_err *err)
 {
-    struct store_mongo *s = (struct store_mongo *)st;
-    bson_oid_t oid;
-    if (!store_mongo__oid(id, &oid))
-        return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-    bson_t q = BSON_INITIALIZER, up = BSON_INITIALIZER, set, reply;
-    BSON_APPEND_OID(&q, "_id", &oid);
+    bson_t up = BSON_INITIALIZER, set;
     BSON_APPEND_DOCUMENT_BEGIN(&up, "$set", &set);
     BSON_APPEND_UTF8(&set, "pwhash", pwhash);
     bson_append_document_end(&up, &set);
-    struct store_mongo_scope sc;
-    int rc = store_mongo__scope_open(s, "users", &sc, err);
-    if (!rc) {
-        bson_error_t e;
-        if (!mongoc_collection_update_one(sc.coll, &q, &up, NULL, &reply, &e))
-            rc = store_mongo__fail(err, "update_user_pwhash", &e);
-        else if (store_mongo__get_i64(&reply, "matchedCount") == 0)
-            rc = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
-        bson_destroy(&reply);
-    }
-    store_mongo__scope_close(s, &sc);
-    bson_destroy(&q);
-    bson_destroy(&up);
-    return rc;
+    return update_user_doc((struct store_mongo *)st, id, &up, "update_user_pwhash", err);
 }
 
 /* "^" + `prefix` with every ASCII punctuation character escaped, so the
