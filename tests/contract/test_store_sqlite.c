@@ -210,6 +210,59 @@ static void case_migration_post_edits(void)
     store_close(st);
 }
 
+/* A version-2 file (messages without positions) gets migration 3 at open:
+ * its messages read as never edited nor deleted, their position is their
+ * seq, and edits and new messages take positions after them. */
+static void case_migration_message_edits(void)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/v2.db", tmpdir);
+    struct chat_err err = {0};
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    char two[2][OID_SIZE], chat[OID_SIZE];
+    mk_user(st, "v2a", two[0]);
+    mk_user(st, "v2b", two[1]);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, chat, NULL), 0);
+    struct message m[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(append_wait(st, chat, two[0], "old", NULL, T0 + i, &m[i], NULL), 0);
+    store_close(st);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, V3_UNDO "PRAGMA user_version=2", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
+    struct message_list l = {0};
+    CHECK_EQ_INT(store_list_changes_after(st, chat, 1, 10, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 2);
+    for (size_t i = 0; i < l.n; i++) {
+        CHECK_EQ_INT(l.items[i].pos, l.items[i].seq);
+        CHECK_EQ_INT(l.items[i].edited_at, 0);
+        CHECK(!l.items[i].deleted);
+    }
+    store_message_list_cleanup(&l);
+    struct message e = {0};
+    bool changed = false;
+    CHECK_EQ_INT(store_change_message(st, chat, m[0].id, "new", T0 + 9, &e, &changed, &err), 0);
+    CHECK_EQ_INT(e.pos, m[2].seq + 1);
+    store_message_cleanup(&e);
+    struct message n = {0};
+    CHECK_EQ_INT(append_wait(st, chat, two[1], "after", NULL, T0 + 10, &n, NULL), 0);
+    CHECK_EQ_INT(n.seq, m[2].seq + 2);
+    store_message_cleanup(&n);
+    for (int i = 0; i < 3; i++)
+        store_message_cleanup(&m[i]);
+    store_close(st);
+}
+
 /* A commit that cannot happen (another connection holds the write lock past
  * busy_timeout) fails every append of the batch and stores none of it. */
 static void case_failed_batch(void)
@@ -493,6 +546,7 @@ int main(void)
     case_open_errors();
     case_reopen_and_migrations();
     case_migration_post_edits();
+    case_migration_message_edits();
     case_failed_batch();
 
     struct store_contract_opts mem = {.open = open_memory, .label = "sqlite :memory:",
