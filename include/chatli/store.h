@@ -253,8 +253,8 @@ struct store_ops {
      * created_at set; seq 0) for group commit and returns at once.  The
      * writer checks that the sender is a member (else CHAT_E_NOT_FOUND),
      * dedupes on (chat_id, sender_id, client_id), assigns the chat's next
-     * seq, updates the chat's last_seq and updated_at, commits, then calls
-     * `cb`.  `m` is copied before return, and the call never blocks (it
+     * position as seq (and pos), updates the chat's last_seq and
+     * updated_at, commits, then calls `cb`.  `m` is copied before return, and the call never blocks (it
      * queues for the adapter's writer), so an event loop may make it.  Returns CHAT_E_UNAVAILABLE without
      * calling `cb` if the store is closing; otherwise `cb` runs exactly once. */
     int (*append_message)(struct store *st, const struct message *m, store_append_cb cb,

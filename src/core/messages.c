@@ -18,8 +18,20 @@
  * `afterSeq` is the catch-up form (oldest first) whose nextCursor is the
  * plain decimal seq, as the contract says, so clients pass it back as
  * afterSeq.  Giving both is ambiguous and answered 422 on afterSeq.
- * messages_sync_page is the afterSeq form for the gateway's sync frame,
- * with typed arguments and results instead of query strings and a page. */
+ * messages_sync_page is the gateway's sync frame: it pages by position
+ * (below), not by seq, and returns ready frames.
+ *
+ * Edits and deletions (issue 13): each chat has one position counter; a
+ * new message takes the next position as its seq, an edit or a deletion
+ * the next one as the message's pos (the store takes it in the change's
+ * transaction).  messages_edit / messages_delete check membership (the
+ * fan-out list), the message and its sender, have the store commit the
+ * change, then publish message.updated / message.deleted with the
+ * position as "seq" to every connection of every member (no origin is
+ * skipped: REST has none).  sync sends every message with pos > the
+ * client's position, in pos order, in its current state: as message.new
+ * when it was created after that position, else as its change, so a
+ * client that was away ends with exactly the stored history. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
