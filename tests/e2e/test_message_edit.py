@@ -4,6 +4,8 @@ tombstones in history, and the exact catch-up of changes through sync (each chan
 the chat's next position; docs/api.md "Edits, deletions and catch-up")."""
 import uuid
 
+import pytest
+
 from helpers import (api, assert_error, assert_json, check_chat, check_message, fake_id,
                      get_chat, make_chat, register, send_msg)
 from ws_fixtures import connect, messages_after
@@ -312,6 +314,7 @@ def test_after_seq_history_and_unread_count(server):
     assert get_chat(server, tb, cid)["unreadCount"] == 1
 
 
+@pytest.mark.own_server
 def test_acked_edit_and_delete_survive_kill9(start_server):
     srv = start_server()
     a, ta = register(srv)
@@ -338,3 +341,35 @@ def test_acked_edit_and_delete_survive_kill9(start_server):
         assert n["seq"] > max(position(f) for f in frames)
     finally:
         w.close()
+
+
+# Several instances (issue 10's stand): a change made through one instance reaches a
+# member connected to another through the bus, and sync there catches it up.
+from test_scaleout import pair, redis, scale  # noqa: E402,F401  (fixtures)
+
+
+@pytest.mark.own_server
+@scale
+def test_changes_reach_members_on_another_instance(pair):
+    a, b = pair
+    u1, t1 = register(a)
+    u2, t2 = register(a)
+    chat = make_chat(a, t1, [u2["id"]])
+    cid = chat["id"]
+    m = send_msg(a, t1, cid, "across")
+    keep = send_msg(a, t1, cid, "kept")
+    w2, _ = connect(b, t2)
+    try:
+        r = assert_json(edit(a, t1, cid, keep["id"], {"text": "kept, edited"}), 200)
+        f = w2.recv_type("message.updated")
+        assert f["message"] == r and f["seq"] > keep["seq"]
+        assert delete(a, t1, cid, m["id"]).status_code == 204
+        g = w2.recv_type("message.deleted")
+        assert (g["messageId"], g["chatId"]) == (m["id"], cid) and g["seq"] > f["seq"]
+        # B's store view is A's: sync through B from before both changes
+        frames = sync(w2, cid, keep["seq"])
+        assert [(x["type"], position(x)) for x in frames] == \
+            [("message.updated", f["seq"]), ("message.deleted", g["seq"])]
+        assert sync(w2, cid, g["seq"]) == []
+    finally:
+        w2.close()
