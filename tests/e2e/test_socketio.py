@@ -498,3 +498,32 @@ def test_logout_sends_disconnect(server):
     assert api(server, "POST", "/api/auth/logout", ta).status_code in (200, 204)
     code, got = r.wait_close()
     assert got[-1:] == ["41"] and code == 4401
+
+
+def test_flood_control_and_connection_cap_apply(start_server):
+    srv = start_server(WS_RATE_PER_S=1, WS_RATE_BURST=2, WS_MAX_CONNS_PER_USER=1)
+    a, ta = register(srv)
+    b, tb = register(srv)
+    chat = make_chat(srv, ta, [b["id"]])
+    r = Raw(srv)
+    r.open(ta)
+    for i in range(3):
+        r.send('42%d["message.send",{"chatId":"%s","text":"f%d","clientId":"f%d"}]'
+               % (i, chat["id"], i, i))
+    acks = {}
+    deadline = time.monotonic() + 10
+    while len(acks) < 3 and time.monotonic() < deadline:
+        p = r.recv()
+        assert p is not None
+        if p.startswith("43"):
+            i = p.index("[")
+            acks[int(p[2:i])] = json.loads(p[i:])[0]
+    assert "message" in acks[0] and "message" in acks[1]
+    assert acks[2]["error"]["code"] == "rate_limited"
+    # one more connection of the same user past WS_MAX_CONNS_PER_USER=1: the
+    # oldest gets a DISCONNECT (no reconnect into the same cap), then 4429
+    r2 = Raw(srv)
+    r2.open(ta)
+    code, got = r.wait_close()
+    assert code == 4429 and got[-1:] == ["41"]
+    r2.close()
