@@ -31,7 +31,7 @@ void metrics_ws_connections_add(int64_t delta);
 
 /* A gauge whose value is read at render time, e.g. the store pool's in-use
  * count.  `name` and `help` are string literals; `fn` runs on the thread
- * that renders /metrics.  At most 16 gauges. */
+ * that renders /metrics.  At most 32 gauges. */
 typedef double (*metrics_gauge_fn)(void *arg);
 void metrics_register_gauge(const char *name, const char *help, metrics_gauge_fn fn, void *arg);
 

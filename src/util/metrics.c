@@ -55,7 +55,7 @@ static struct slot route_slots[MAX_SLOTS], op_slots[MAX_SLOTS], kind_slots[MAX_S
 static struct histo http_latency;
 static _Atomic int64_t ws_connections;
 
-#define MAX_GAUGES 16
+#define MAX_GAUGES 32
 static struct {
     const char *name, *help;
     metrics_gauge_fn fn;
