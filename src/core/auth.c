@@ -240,9 +240,9 @@ int auth_logout(struct core *c, const struct session *s, struct chat_err *err)
     /* Forget before and after the delete: a check that read the row before
      * the delete must not cache it (the first forget's epoch bump covers a
      * check already in flight, the second one any that started since). */
-    core__session_revoke(c, s->token_hash);
+    core__session_revoke(c, s->token_hash); /* here and in the shared cache */
     int rc = store_delete_session(c->store, s->token_hash, err);
-    core__session_revoke(c, s->token_hash);
+    auth_forget_token(c, s->token_hash); /* the shared mark already stops puts */
     if (rc)
         return rc;
     /* The store no longer knows the token, so no new request or WebSocket
