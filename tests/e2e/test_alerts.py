@@ -10,11 +10,15 @@ really exports.
   those series' labels (or `instance`/`job`, which Prometheus adds);
 - anything else in an expression is a PromQL function, keyword or
   duration: a misspelt or invented metric cannot hide as "a function";
+- where promtool is installed (Debian's `prometheus` package), `promtool
+  check rules` accepts the file (PromQL syntax, templates);
 - the two metrics added for these rules move as documented:
   chatli_ws_disconnections_total counts a close, chatli_memory_limit_bytes
   is above the process's resident memory.
 """
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -135,6 +139,14 @@ def test_every_metric_in_alerts_exists_in_a_live_server(start_server):
     assert "le" in series["chatli_http_request_duration_seconds_bucket"]
     assert "status" in series["chatli_http_requests_total"]
     assert {"chatli_ws_disconnections_total", "chatli_memory_limit_bytes"} <= used
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_accepts_the_rules():
+    r = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: %d rules found" % len(rules()) in r.stdout
 
 
 def test_the_checker_refuses_an_unknown_metric():
