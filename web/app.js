@@ -239,6 +239,7 @@ function syncFrom(chats) {
 // would only repeat itself, so then the lists reload over REST instead.
 function onSyncDone(f) {
   const asked = state.syncs.shift();
+  if (!state.syncs.length && state.current) markRead(state.chats.get(state.current));
   if (f.complete) return;
   const again = {};
   if (asked) {
@@ -343,8 +344,10 @@ function upsertChat(c, fromList) {
     chat.updatedAt = old.updatedAt;
   }
   // lastSeq is a message seq: a safe position to sync from (changes after
-  // it come again, and are applied idempotently).
-  chat.pos = Math.max(chat.pos || 0, chat.lastSeq || 0);
+  // it come again, and are applied idempotently).  An open (loaded) chat's
+  // position comes from frames only: the list, reloaded on reconnect, may
+  // name messages a sync in flight has not brought yet.
+  if (!chat.loaded) chat.pos = Math.max(chat.pos || 0, chat.lastSeq || 0);
   // readMarks (contract v1.2, absent from older servers): every member's
   // read position; marks only move forward.
   if (c.readMarks && typeof c.readMarks === "object") {
@@ -552,7 +555,9 @@ function addMessage(m, pos, kind) {
   if (m.sender.id === state.me.id && m.clientId) state.outbox.delete(m.clientId);
   if (!change) c.typing.delete(m.sender.id);
   if (fresh && !change && !m.deleted && m.sender.id !== state.me.id && m.seq > c.myReadSeq) {
-    if (isVisible(c.id)) markRead(c);
+    if (isVisible(c.id)) {
+      if (!state.syncs.length) markRead(c); // else once, at sync.done
+    }
     else c.unreadCount = (c.unreadCount || 0) + 1;
   }
   if (state.current === c.id) {
@@ -643,6 +648,15 @@ function onPresence(f) {
   renderConversationHead();
 }
 
+// What an item shows, as a string: an item is redrawn only when it changes.
+function messageSig(m, seen) {
+  const mine = m.sender.id === state.me.id;
+  const editing = mine && !m.deleted && !!state.editing && state.editing.id === m.id;
+  const confirming = mine && !m.deleted && !editing && state.confirmDelete === m.id;
+  return JSON.stringify([m.text, !!m.deleted, m.editedAt || null, m.attachmentUrl || null,
+                         seen || null, editing, confirming]);
+}
+
 function messageItem(c, m, seen) {
   const mine = m.sender.id === state.me.id;
   const editing = mine && !m.deleted && !!state.editing && state.editing.id === m.id;
@@ -670,7 +684,7 @@ function messageItem(c, m, seen) {
                      "aria-label": "Delete message: " + m.text.slice(0, 40),
                      onclick: () => askDelete(c, m) })));
   }
-  li.dataset.sig = JSON.stringify([m.text, !!m.deleted, m.editedAt || null, seen || null, editing, confirming]);
+  li.dataset.sig = messageSig(m, seen);
   return li;
 }
 
@@ -835,8 +849,7 @@ function renderMessages(full) {
     for (const li of list.querySelectorAll("li[data-client-id]")) li.remove();
     for (const li of rendered) { // edits, deletions, the "Seen" mark: changed items only,
       const m = c.msgs.get(li.dataset.id); // so the log region announces nothing twice
-      const now = m && messageItem(c, m, seen.get(m.seq));
-      if (now && now.dataset.sig !== li.dataset.sig) li.replaceWith(now);
+      if (m && messageSig(m, seen.get(m.seq)) !== li.dataset.sig) li.replaceWith(messageItem(c, m, seen.get(m.seq)));
     }
     for (const m of msgs) if (m.seq > lastRendered) list.append(messageItem(c, m, seen.get(m.seq)));
   } else {

@@ -116,6 +116,19 @@ function instrument() {
   };
   window.WebSocket.prototype = Real.prototype;
   Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  // The sync frames the page sends, so a test can check the positions it
+  // asks from (nothing else is recorded: the auth frame holds the token).
+  window.__syncs = [];
+  const realSend = Real.prototype.send;
+  Real.prototype.send = function (data) {
+    try {
+      const f = JSON.parse(data);
+      if (f.type === "sync") window.__syncs.push(f.chats);
+    } catch (e) {
+      // not JSON: not ours to record
+    }
+    return realSend.call(this, data);
+  };
   window.__net = {
     drop() { blocked = true; for (const s of sockets) s.close(); },
     restore() { blocked = false; },
@@ -526,6 +539,45 @@ test("a member away while messages are edited, deleted and sent catches up to th
   assert.deepEqual(await shownMessages(pb), final);
   // The chat list previews the newest message's current text.
   await shot(pb, "caught-up");
+});
+
+test("a long absence: sync asks from the last position and pages until complete", async () => {
+  const token = await pa.evaluate(() => sessionStorage.getItem("chatli.token"));
+  const chatId = await pb.locator("#messages").getAttribute("data-chat");
+  const api = async (method, p, body) => {
+    const r = await fetch(`http://127.0.0.1:${port}${p}`, {
+      method, body: body && JSON.stringify(body),
+      headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" } });
+    assert.ok(r.ok, `${method} ${p}: ${r.status}`);
+    return r.status === 204 ? null : r.json();
+  };
+  // The last change bob sees live is a deletion: its position is one past
+  // the chat's lastSeq (the highest message seq), and sync must ask from it.
+  const lastOne = await message(pa, "last one " + stamp).getAttribute("data-id");
+  await deleteMine(pa, "last one " + stamp);
+  await pb.locator(`#messages li[data-id="${lastOne}"] .text.deleted`).waitFor({ timeout: WAIT_MS });
+  const { lastSeq } = await api("GET", `/api/chats/${chatId}`);
+  await pb.evaluate(() => window.__net.drop());
+  await pb.locator("#conn", { hasText: "Offline" }).waitFor({ timeout: WAIT_MS });
+  await pb.evaluate(() => { window.__syncs = []; });
+  // More than one sync's worth (500 a chat) while bob is away.
+  const BULK = 520;
+  for (let i = 0; i < BULK; i += 20) {
+    await Promise.all(Array.from({ length: Math.min(20, BULK - i) }, (_, k) =>
+      api("POST", `/api/chats/${chatId}/messages`, { text: `bulk ${i + k} ${stamp}` })));
+  }
+  await pb.evaluate(() => window.__net.restore());
+  await pb.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
+  await pb.waitForFunction((n) => [...document.querySelectorAll("#messages li.msg .text")]
+    .filter((e) => e.textContent.startsWith("bulk ")).length === n, BULK, { timeout: 3 * WAIT_MS });
+  const syncs = (await pb.evaluate(() => window.__syncs)).filter((c) => chatId in c);
+  assert.ok(syncs.length >= 2, "complete:false makes the page sync again: " + JSON.stringify(syncs));
+  assert.equal(syncs[0][chatId], lastSeq + 1, "the first sync asks from the last position seen");
+  assert.ok(syncs[1][chatId] >= syncs[0][chatId] + 500, "the next one from where the first stopped");
+  const ids = await pb.locator("#messages li.msg[data-id]").evaluateAll((l) => l.map((e) => e.dataset.id));
+  assert.equal(new Set(ids).size, ids.length, "no message twice");
+  await message(pb, `bulk ${BULK - 1} ${stamp}`).waitFor({ timeout: WAIT_MS });
+  await shot(pb, "long-absence");
 });
 
 test("read marks say who has seen a message (Seen by, in a group)", async () => {
