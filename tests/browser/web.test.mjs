@@ -435,7 +435,7 @@ test("uploads the server refuses (415, 413, 429) are told readably, and nothing 
 // Opens the chat whose title starts with `title` from the chat list (on
 // the phone-sized page the list shows only once the open chat is closed).
 async function openChatNamed(page, title) {
-  await page.getByRole("button", { name: "Chats", exact: false }).first().click();
+  await page.locator(".tab[data-view=\"chats\"]").click();
   if (await page.locator("#conv-back").isVisible()) await page.locator("#conv-back").click();
   await page.locator(".chat-item", { has: page.locator(".chat-name", { hasText: new RegExp("^" + title) }) }).click();
   await page.locator("#conv-title", { hasText: new RegExp("^" + title) }).waitFor({ timeout: WAIT_MS });
@@ -535,7 +535,7 @@ test("a member away while messages are edited, deleted and sent catches up to th
   // A second round trip changes nothing: the positions bob holds are current.
   await pb.evaluate(() => { window.__net.drop(); window.__net.restore(); });
   await pb.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
-  await pb.getByRole("button", { name: "Chats", exact: false }).first().click();
+  await pb.locator(".tab[data-view=\"chats\"]").click();
   assert.deepEqual(await shownMessages(pb), final);
   // The chat list previews the newest message's current text.
   await shot(pb, "caught-up");
