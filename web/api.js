@@ -103,6 +103,22 @@ export class Api {
   messagesAfter(chatId, afterSeq) {
     return this.get("/api/chats/" + chatId + "/messages", { afterSeq, limit: 100 });
   }
+  // Edits and deletions (contract v1.2): the sender only.  PATCH answers the
+  // edited Message; DELETE answers 204 and leaves a tombstone in history.
+  editMessage(chatId, messageId, text) {
+    return this.request("PATCH", "/api/chats/" + chatId + "/messages/" + messageId, { text });
+  }
+  deleteMessage(chatId, messageId) {
+    return this.request("DELETE", "/api/chats/" + chatId + "/messages/" + messageId);
+  }
+
+  // Account lifecycle (contract v1.2).  Each answers 204; a wrong password
+  // is 401 invalid_credentials (the session itself stays valid).
+  changePassword(currentPassword, newPassword) {
+    return this.request("POST", "/api/auth/password", { currentPassword, newPassword });
+  }
+  logoutAll() { return this.request("POST", "/api/auth/logout-all"); }
+  deleteAccount(password) { return this.request("DELETE", "/api/users/me", { password }); }
 
   // POST /api/uploads (api.md "Uploads"): resolves to
   // {url, publicId, bytes, format, width, height}.

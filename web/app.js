@@ -38,6 +38,9 @@ function freshState() {
     selected: new Map(),  // user id -> user, for a new group
     lastTypingSent: 0,
     everReady: false,
+    syncs: [],            // per sync in flight: Map chat id -> the position it asked from
+    editing: null,        // {chatId, id, draft, saving} while one of our messages is edited
+    confirmDelete: null,  // id of our message whose deletion awaits a confirm
   };
 }
 
@@ -89,7 +92,9 @@ function guard(fn, errorBox) {
       await fn(ev);
     } catch (e) {
       if (!(e instanceof ApiError)) console.error(e);
-      if (e instanceof ApiError && e.status === 401 && state.me) {
+      // 401 invalid_credentials is a wrong password typed in a form (the
+      // session is fine); any other 401 means the token no longer works.
+      if (e instanceof ApiError && e.status === 401 && e.code !== "invalid_credentials" && state.me) {
         endSession("Your session ended: please log in again.");
         return;
       }
@@ -105,6 +110,8 @@ function describe(e) {
   if (e.code === "invalid_credentials") return "Wrong email/username or password.";
   if (e.code === "username_taken") return "That username is taken.";
   if (e.code === "email_taken") return "That email is already registered.";
+  if (e.status === 404 && e.accountRoute)
+    return "This server does not offer this yet (it needs contract v1.2).";
   return e.message || e.code;
 }
 
@@ -161,6 +168,10 @@ function endSession(message) {
   api.setToken(null);
   state = freshState();
   for (const id of ["chat-list", "messages", "posts", "people"]) $(id).replaceChildren();
+  for (const f of document.querySelectorAll("#view-account form")) {
+    f.reset();
+    for (const p of f.querySelectorAll(".form-error, .status")) p.textContent = "";
+  }
   $("app").hidden = true;
   $("who").hidden = true;
   $("auth").hidden = false;
@@ -175,7 +186,7 @@ function showView(name) {
     if (b.dataset.view === name) b.setAttribute("aria-current", "page");
     else b.removeAttribute("aria-current");
   }
-  for (const v of ["chats", "feed", "people"]) $("view-" + v).hidden = v !== name;
+  for (const v of ["chats", "feed", "people", "account"]) $("view-" + v).hidden = v !== name;
   if (name === "feed" && !state.feedLoaded) guard(loadFeed)();
   if (name === "chats" && state.current) markRead(state.chats.get(state.current));
 }
@@ -197,6 +208,7 @@ function onReady(frame) {
   state.unknown.clear(); // ready lists every online contact: the others are offline
   const reconnect = state.everReady;
   state.everReady = true;
+  state.syncs = []; // those of a closed connection never finish
   sendSync();
   flushOutbox();
   if (reconnect) guard(loadChats)(); // chats created or joined while away
@@ -205,12 +217,50 @@ function onReady(frame) {
   if (state.current) markRead(state.chats.get(state.current));
 }
 
-// sync: every chat with the last seq this page holds; the server sends
-// each later message as message.new, then sync.done.
+// sync: every chat (or one) from the highest POSITION this page has seen
+// in it (api.md "Edits, deletions and catch-up": one counter per chat for
+// new messages, edits and deletions).  The server sends everything after
+// it (message.new, message.updated, message.deleted, each with its
+// position), then sync.done.  Each sync in flight keeps the positions it
+// asked from, so a sync.done with complete:false can tell which chats moved.
 function sendSync(only) {
   const chats = {};
-  for (const c of only ? [only] : state.chats.values()) chats[c.id] = c.lastSeq || 0;
-  if (Object.keys(chats).length) gw.send({ type: "sync", chats });
+  for (const c of only ? [only] : state.chats.values()) chats[c.id] = c.pos || 0;
+  syncFrom(chats);
+}
+
+function syncFrom(chats) {
+  if (!Object.keys(chats).length) return;
+  if (gw.send({ type: "sync", chats })) state.syncs.push(new Map(Object.entries(chats)));
+}
+
+// complete:false: a chat had more than the server sends at once.  Ask again
+// from the new positions of the chats that moved; a sync that moved none
+// would only repeat itself, so then the lists reload over REST instead.
+function onSyncDone(f) {
+  const asked = state.syncs.shift();
+  if (!state.syncs.length && state.current) markRead(state.chats.get(state.current));
+  if (f.complete) return;
+  const again = {};
+  if (asked) {
+    for (const [id, from] of asked) {
+      const c = state.chats.get(id);
+      if (c && (c.pos || 0) > from) again[id] = c.pos;
+    }
+  }
+  if (Object.keys(again).length) syncFrom(again);
+  else guard(catchUp)();
+}
+
+// Records a position seen in a chat.  A live frame that jumps over
+// positions this page never saw, while no sync is running (a sync skips
+// the positions of changes superseded since), means a frame was missed:
+// the sync from the last position fetches it (applied idempotently).
+function notePos(c, pos, live) {
+  const prev = c.pos || 0;
+  if (typeof pos !== "number" || pos <= prev) return;
+  c.pos = pos;
+  if (live && prev > 0 && pos > prev + 1 && c.loaded && !state.syncs.length) syncFrom({ [c.id]: prev });
 }
 
 function flushOutbox() {
@@ -224,9 +274,9 @@ function onFrame(ev) {
   const f = ev.detail;
   switch (f.type) {
     case "ready": onReady(f); break;
-    case "message.new": addMessage(f.message); break;
+    case "message.new": addMessage(f.message, f.seq, "new"); break;
     case "message.ack": onAck(f); break;
-    case "message.updated": addMessage(f.message, true); break;
+    case "message.updated": addMessage(f.message, f.seq, "updated"); break;
     case "message.deleted": onDeleted(f); break;
     case "typing": onTyping(f); break;
     case "presence": onPresence(f); break;
@@ -235,7 +285,7 @@ function onFrame(ev) {
     case "chat.updated": upsertChat(f.chat); break;
     case "chat.removed": removeChat(f.chatId); break;
     case "post.new": onPostNew(f.post); break;
-    case "sync.done": if (!f.complete) guard(catchUp)(); break;
+    case "sync.done": onSyncDone(f); break;
     case "resync": sendSync(); break;
     case "error": onFrameError(f); break;
     default: break; // pong and frames of later versions
@@ -285,14 +335,28 @@ function upsertChat(c, fromList) {
   const old = state.chats.get(c.id);
   if (!old && !fromList) noteNewContacts(c); // chat.new: made just now
   const chat = Object.assign(old || { msgs: new Map(), typing: new Map(), marks: new Map(),
-                                      markIds: new Map(), loaded: false, myReadSeq: 0 }, c);
+                                      markIds: new Map(), loaded: false, myReadSeq: 0,
+                                      pos: 0, mpos: new Map() }, c);
   if (old && !fromList) chat.unreadCount = old.unreadCount; // live events carry a neutral count
   if (old && old.lastSeq > (c.lastSeq || 0)) {
     chat.lastSeq = old.lastSeq;
     chat.lastMessage = old.lastMessage;
     chat.updatedAt = old.updatedAt;
   }
-  if (c.readMarks) for (const [u, seq] of Object.entries(c.readMarks)) chat.marks.set(u, seq);
+  // lastSeq is a message seq: a safe position to sync from (changes after
+  // it come again, and are applied idempotently).  An open (loaded) chat's
+  // position comes from frames only: the list, reloaded on reconnect, may
+  // name messages a sync in flight has not brought yet.
+  if (!chat.loaded) chat.pos = Math.max(chat.pos || 0, chat.lastSeq || 0);
+  // readMarks (contract v1.2, absent from older servers): every member's
+  // read position; marks only move forward.
+  if (c.readMarks && typeof c.readMarks === "object") {
+    for (const [u, seq] of Object.entries(c.readMarks)) {
+      if (typeof seq !== "number") continue;
+      if (u === state.me.id) chat.myReadSeq = Math.max(chat.myReadSeq, seq);
+      else chat.marks.set(u, Math.max(chat.marks.get(u) || 0, seq));
+    }
+  }
   state.chats.set(c.id, chat);
   if (!old && state.everReady && c.lastSeq > 0 && !fromList) sendSync(chat);
   renderChatList();
@@ -380,9 +444,11 @@ async function openChat(id, focus) {
   renderConversationHead();
   renderMessages(true);
   if (focus) $("composer-text").focus();
+  if (state.editing && state.editing.chatId !== id) state.editing = null;
+  if (state.confirmDelete && !c.msgs.has(state.confirmDelete)) state.confirmDelete = null;
   if (!c.loaded) {
     const page = await api.messages(id);
-    for (const m of page.items) storeMessage(c, m);
+    for (const m of page.items) applyMessage(c, m, m.seq);
     c.loaded = true;
     if (state.current === id) renderMessages(true);
   }
@@ -431,25 +497,67 @@ function storeMessage(c, m) {
     c.lastSeq = m.seq;
     c.lastMessage = m;
     c.updatedAt = m.createdAt;
+  } else if (c.lastMessage && c.lastMessage.id === m.id) {
+    c.lastMessage = m; // an edit or deletion of the last message: its preview
   }
 }
 
-// A message from any path (live, sync, ack, REST): kept once per id.
-function addMessage(m, edited) {
+function tombstone(m) {
+  return Object.assign({}, m, { deleted: true, text: "", attachmentUrl: null });
+}
+
+// Keeps message m, known in the state of position pos, unless the page
+// already holds a later state of it: a tombstone is final, else the later
+// position wins.  Returns whether m was stored.
+function applyMessage(c, m, pos) {
+  const old = c.msgs.get(m.id);
+  if (old) {
+    if (old.deleted && !m.deleted) return false;
+    if (!(m.deleted && !old.deleted) && pos < (c.mpos.get(m.id) || old.seq)) return false;
+  }
+  c.mpos.set(m.id, Math.max(pos, m.seq));
+  storeMessage(c, m);
+  if (m.deleted && state.editing && state.editing.id === m.id) state.editing = null;
+  if (m.deleted && state.confirmDelete === m.id) state.confirmDelete = null;
+  return true;
+}
+
+// A change to a message the page does not hold: kept if it falls inside the
+// loaded page (the list shows it), else only the chat's preview follows it
+// (an unopened chat loads its current page later).
+function holdsRange(c, m) {
+  if (!c.loaded) return false;
+  for (const x of c.msgs.values()) if (x.seq <= m.seq) return true;
+  return false;
+}
+
+// A message from a frame (live or sync: message.new, .updated, .deleted,
+// .ack), at position pos (the frame's top-level seq, else message.seq):
+// kept once per id, in its latest state, however often it comes.
+function addMessage(m, pos, kind) {
   const c = state.chats.get(m.chatId);
   if (!c) {
-    guard(async () => { upsertChat(await api.chat(m.chatId)); addMessage(m, edited); })();
+    guard(async () => { upsertChat(await api.chat(m.chatId)); addMessage(m, pos, kind); })();
     return;
   }
+  if (typeof pos !== "number") pos = m.seq;
+  notePos(c, pos, true);
   const fresh = !c.msgs.has(m.id);
-  const prevSeq = c.lastSeq || 0;
-  const gap = fresh && c.loaded && m.seq > prevSeq + 1;
-  storeMessage(c, m);
+  const change = kind === "updated" || kind === "deleted";
+  if (fresh && change && !holdsRange(c, m)) {
+    if (c.lastMessage && c.lastMessage.id === m.id) {
+      c.lastMessage = m;
+      renderChatList();
+    }
+    return;
+  }
+  if (!applyMessage(c, m, pos)) return;
   if (m.sender.id === state.me.id && m.clientId) state.outbox.delete(m.clientId);
-  c.typing.delete(m.sender.id);
-  if (gap) gw.send({ type: "sync", chats: { [c.id]: prevSeq } }); // ask for what lies between
-  if (fresh && !edited && m.sender.id !== state.me.id && m.seq > c.myReadSeq) {
-    if (isVisible(c.id)) markRead(c);
+  if (!change) c.typing.delete(m.sender.id);
+  if (fresh && !change && !m.deleted && m.sender.id !== state.me.id && m.seq > c.myReadSeq) {
+    if (isVisible(c.id)) {
+      if (!state.syncs.length) markRead(c); // else once, at sync.done
+    }
     else c.unreadCount = (c.unreadCount || 0) + 1;
   }
   if (state.current === c.id) {
@@ -461,14 +569,18 @@ function addMessage(m, edited) {
 
 function onAck(f) {
   state.outbox.delete(f.clientId);
-  addMessage(f.message);
+  addMessage(f.message, f.message.seq, "ack");
 }
 
 function onDeleted(f) {
   const c = state.chats.get(f.chatId);
-  const m = c && c.msgs.get(f.messageId);
-  if (!m) return;
-  addMessage(Object.assign({}, m, { deleted: true, text: "", attachmentUrl: null }), true);
+  if (!c) return;
+  const m = c.msgs.get(f.messageId) || (c.lastMessage && c.lastMessage.id === f.messageId && c.lastMessage);
+  if (!m) {
+    notePos(c, f.seq, true);
+    return;
+  }
+  addMessage(tombstone(m), f.seq, "deleted");
 }
 
 function isVisible(chatId) {
@@ -495,17 +607,22 @@ function onRead(f) {
   const c = state.chats.get(f.chatId);
   if (!c) return;
   const m = c.msgs.get(f.messageId);
+  // The frame's seq (contract v1.2) is the mark itself; older servers name
+  // only the message.
+  const seq = typeof f.seq === "number" ? f.seq : m ? m.seq : null;
   if (f.userId === state.me.id) { // another device of ours read up to here
-    if (m) c.myReadSeq = Math.max(c.myReadSeq, m.seq);
+    if (seq !== null) c.myReadSeq = Math.max(c.myReadSeq, seq);
     let unread = 0;
-    for (const x of c.msgs.values()) if (x.sender.id !== state.me.id && x.seq > c.myReadSeq) unread++;
-    c.unreadCount = m ? unread : 0;
+    for (const x of c.msgs.values()) {
+      if (x.sender.id !== state.me.id && !x.deleted && x.seq > c.myReadSeq) unread++;
+    }
+    c.unreadCount = seq !== null ? unread : 0;
     renderChatList();
     return;
   }
   // The reader's frame can overtake our own ack of the message it names:
   // then the mark waits for the message (storeMessage).
-  if (m) c.marks.set(f.userId, Math.max(c.marks.get(f.userId) || 0, m.seq));
+  if (seq !== null) c.marks.set(f.userId, Math.max(c.marks.get(f.userId) || 0, seq));
   else c.markIds.set(f.userId, f.messageId);
   if (state.current === c.id) renderMessages(false);
 }
@@ -531,22 +648,181 @@ function onPresence(f) {
   renderConversationHead();
 }
 
-function messageItem(c, m, seenSeq) {
+// What an item shows, as a string: an item is redrawn only when it changes.
+function messageSig(m, seen) {
   const mine = m.sender.id === state.me.id;
-  const body = m.deleted ? el("p", { class: "text deleted", text: "Message deleted" })
-                         : el("p", { class: "text", text: m.text });
-  const meta = [when(m.createdAt)];
-  if (m.editedAt) meta.push("edited");
+  const editing = mine && !m.deleted && !!state.editing && state.editing.id === m.id;
+  const confirming = mine && !m.deleted && !editing && state.confirmDelete === m.id;
+  return JSON.stringify([m.text, !!m.deleted, m.editedAt || null, m.attachmentUrl || null,
+                         seen || null, editing, confirming]);
+}
+
+function messageItem(c, m, seen) {
+  const mine = m.sender.id === state.me.id;
+  const editing = mine && !m.deleted && !!state.editing && state.editing.id === m.id;
+  const confirming = mine && !m.deleted && !editing && state.confirmDelete === m.id;
+  let body;
+  if (editing) body = editForm(c, m);
+  else if (m.deleted) body = el("p", { class: "text deleted", text: "Message deleted" });
+  else body = el("p", { class: "text", text: m.text });
+  const edited = m.editedAt && !m.deleted;
   const li = el("li", { class: mine ? "msg mine" : "msg", "data-seq": String(m.seq), "data-id": m.id },
     mine ? null : el("span", { class: "sender", text: m.sender.displayName }),
     body,
-    isHttpUrl(m.attachmentUrl) ? el("a", { href: m.attachmentUrl, target: "_blank", rel: "noopener",
-                                           text: "Attachment" }) : null,
-    el("span", { class: "meta", text: meta.join(" · ") }));
-  const seen = mine && seenSeq >= m.seq;
-  if (seen) li.append(el("span", { class: "seen", text: "Seen" }));
-  li.dataset.sig = JSON.stringify([m.text, !!m.deleted, m.editedAt || null, seen]);
+    !m.deleted && isHttpUrl(m.attachmentUrl) ? el("a", { href: m.attachmentUrl, target: "_blank",
+                                                        rel: "noopener", text: "Attachment" }) : null,
+    el("span", { class: "meta" }, when(m.createdAt),
+       edited ? el("span", { class: "edited", title: "Edited " + when(m.editedAt), text: " (edited)" }) : null));
+  if (seen) li.append(el("span", { class: "seen", text: seen }));
+  if (confirming) li.append(confirmDeleteRow(c, m));
+  else if (mine && !m.deleted && !editing) {
+    li.append(el("span", { class: "msg-actions" },
+      el("button", { type: "button", class: "edit-btn", text: "Edit",
+                     "aria-label": "Edit message: " + m.text.slice(0, 40),
+                     onclick: () => startEdit(c, m) }),
+      el("button", { type: "button", class: "delete-btn", text: "Delete",
+                     "aria-label": "Delete message: " + m.text.slice(0, 40),
+                     onclick: () => askDelete(c, m) })));
+  }
+  li.dataset.sig = messageSig(m, seen);
   return li;
+}
+
+// Inline edit of one of our messages: Enter saves, Esc cancels (the draft
+// survives a redraw of the list, kept in state.editing).
+function editForm(c, m) {
+  const id = "edit-" + m.id;
+  const box = el("textarea", { id, class: "edit-text", rows: "2", maxlength: "4000",
+                               "aria-describedby": id + "-hint" });
+  box.value = state.editing.draft;
+  box.addEventListener("input", () => { if (state.editing) state.editing.draft = box.value; });
+  box.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) {
+      ev.preventDefault();
+      guard(() => saveEdit(c, m))();
+    } else if (ev.key === "Escape") {
+      ev.preventDefault();
+      cancelEdit(m);
+    }
+  });
+  return el("div", { class: "edit" },
+    el("label", { for: id, class: "sr-only", text: "Edit message" }),
+    box,
+    el("small", { id: id + "-hint", text: "Enter saves, Esc cancels" }),
+    el("span", { class: "row" },
+      el("button", { type: "button", text: "Save", onclick: guard(() => saveEdit(c, m)) }),
+      el("button", { type: "button", text: "Cancel", onclick: () => cancelEdit(m) })));
+}
+
+function confirmDeleteRow(c, m) {
+  return el("span", { class: "confirm row", role: "group", "aria-label": "Confirm deletion" },
+    el("span", { text: "Delete this message?" }),
+    el("button", { type: "button", class: "danger", text: "Yes, delete",
+                   onclick: guard(() => deleteMine(c, m)) }),
+    el("button", { type: "button", class: "keep-btn", text: "Keep it",
+                   onclick: () => { state.confirmDelete = null; renderMessages(false); focusMsg(m.id, ".delete-btn"); } }));
+}
+
+function focusMsg(id, selector) {
+  const li = document.querySelector('#messages li[data-id="' + id + '"]');
+  const target = li && li.querySelector(selector);
+  if (target) target.focus();
+  else $("messages").focus();
+}
+
+function startEdit(c, m) {
+  state.confirmDelete = null;
+  state.editing = { chatId: c.id, id: m.id, draft: m.text, saving: false };
+  renderMessages(false);
+  const box = $("edit-" + m.id);
+  if (box) {
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+}
+
+function cancelEdit(m) {
+  state.editing = null;
+  renderMessages(false);
+  focusMsg(m.id, ".edit-btn");
+}
+
+// PATCH; the answer is shown at once (the message.updated frame that
+// follows carries the same state and changes nothing).
+async function saveEdit(c, m) {
+  const e = state.editing;
+  if (!e || e.id !== m.id || e.saving) return;
+  const text = e.draft.trim();
+  const cur = c.msgs.get(m.id) || m;
+  if (text === cur.text) {
+    cancelEdit(m);
+    return;
+  }
+  if (!text && !cur.attachmentUrl) {
+    toast("A message needs some text: delete it instead.");
+    return;
+  }
+  e.saving = true;
+  let updated;
+  try {
+    updated = await api.editMessage(c.id, m.id, text);
+  } catch (err) {
+    e.saving = false;
+    if (err instanceof ApiError && err.status === 404) { // deleted meanwhile
+      state.editing = null;
+      renderMessages(false);
+      toast("That message no longer exists.");
+      return;
+    }
+    throw err;
+  }
+  state.editing = null;
+  applyMessage(c, updated, c.mpos.get(m.id) || updated.seq);
+  renderMessages(false);
+  renderChatList();
+  focusMsg(m.id, ".edit-btn");
+}
+
+function askDelete(c, m) {
+  state.editing = null;
+  state.confirmDelete = m.id;
+  renderMessages(false);
+  focusMsg(m.id, ".keep-btn");
+}
+
+// DELETE; the tombstone shows at once (message.deleted follows).
+async function deleteMine(c, m) {
+  try {
+    await api.deleteMessage(c.id, m.id);
+  } finally {
+    state.confirmDelete = null;
+  }
+  const cur = c.msgs.get(m.id) || m;
+  applyMessage(c, tombstone(cur), c.mpos.get(m.id) || cur.seq);
+  renderMessages(false);
+  renderChatList();
+  $("messages").focus();
+}
+
+// "Seen": for each other member's read mark, the newest message of ours it
+// reaches.  A direct chat says "Seen"; a group names who has seen it.
+function seenLabels(c, msgs) {
+  const by = new Map(); // message seq -> reader names
+  for (const [uid, mark] of c.marks) {
+    if (uid === state.me.id) continue;
+    const member = c.members.find((x) => x.id === uid);
+    if (!member) continue; // left the chat
+    let at = null;
+    for (const m of msgs) if (m.sender.id === state.me.id && m.seq <= mark) at = m.seq;
+    if (at === null) continue;
+    if (!by.has(at)) by.set(at, []);
+    by.get(at).push(member.displayName);
+  }
+  const labels = new Map();
+  for (const [seq, names] of by) {
+    labels.set(seq, c.type === "direct" ? "Seen" : "Seen by " + names.sort().join(", "));
+  }
+  return labels;
 }
 
 function pendingItem(clientId, o) {
@@ -562,10 +838,8 @@ function renderMessages(full) {
   const list = $("messages");
   if (!c) return;
   const msgs = [...c.msgs.values()].sort((a, b) => a.seq - b.seq);
-  let seenSeq = 0;
-  for (const [uid, seq] of c.marks) if (uid !== state.me.id) seenSeq = Math.max(seenSeq, seq);
-  let lastMineSeen = 0; // only the newest seen message of ours says "Seen"
-  for (const m of msgs) if (m.sender.id === state.me.id && m.seq <= seenSeq) lastMineSeen = m.seq;
+  const seen = seenLabels(c, msgs);
+  const editFocused = document.activeElement && document.activeElement.classList.contains("edit-text");
   const rendered = [...list.querySelectorAll("li[data-seq]")];
   const lastRendered = rendered.length ? Number(rendered[rendered.length - 1].dataset.seq) : 0;
   const ok = !full && list.dataset.chat === c.id &&
@@ -575,13 +849,16 @@ function renderMessages(full) {
     for (const li of list.querySelectorAll("li[data-client-id]")) li.remove();
     for (const li of rendered) { // edits, deletions, the "Seen" mark: changed items only,
       const m = c.msgs.get(li.dataset.id); // so the log region announces nothing twice
-      const now = m && messageItem(c, m, lastMineSeen);
-      if (now && now.dataset.sig !== li.dataset.sig) li.replaceWith(now);
+      if (m && messageSig(m, seen.get(m.seq)) !== li.dataset.sig) li.replaceWith(messageItem(c, m, seen.get(m.seq)));
     }
-    for (const m of msgs) if (m.seq > lastRendered) list.append(messageItem(c, m, lastMineSeen));
+    for (const m of msgs) if (m.seq > lastRendered) list.append(messageItem(c, m, seen.get(m.seq)));
   } else {
     list.dataset.chat = c.id;
-    list.replaceChildren(...msgs.map((m) => messageItem(c, m, lastMineSeen)));
+    list.replaceChildren(...msgs.map((m) => messageItem(c, m, seen.get(m.seq))));
+  }
+  if (editFocused && state.editing) { // a full redraw replaced the edit box
+    const box = $("edit-" + state.editing.id);
+    if (box && document.activeElement !== box) box.focus();
   }
   for (const [clientId, o] of state.outbox) if (o.chatId === c.id) list.append(pendingItem(clientId, o));
   if (atBottom || full) list.scrollTop = list.scrollHeight;
@@ -838,6 +1115,82 @@ async function onCreateGroup(ev) {
   await openChat(chat.id, true);
 }
 
+// ---- account settings (contract v1.2) ---------------------------------------
+
+// A 404 from an account route means the server predates contract v1.2.
+async function accountCall(fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) e.accountRoute = true;
+    throw e;
+  }
+}
+
+async function onChangePassword(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  formError(f).textContent = "";
+  $("password-status").textContent = "";
+  const current = $("pw-current").value;
+  const next = $("pw-new").value;
+  if (!current || !next) {
+    formError(f).textContent = "Fill in both passwords.";
+    return;
+  }
+  try {
+    await accountCall(() => api.changePassword(current, next));
+  } catch (e) {
+    if (e instanceof ApiError && e.code === "invalid_credentials") {
+      formError(f).textContent = "The current password is wrong.";
+      return;
+    }
+    throw e;
+  }
+  f.reset();
+  $("password-status").textContent = "Password changed. Your other devices were logged out.";
+}
+
+async function onLogoutAll() {
+  const err = $("logout-all-error");
+  err.textContent = "";
+  try {
+    await accountCall(() => api.logoutAll());
+  } catch (e) {
+    if (e instanceof ApiError && e.status !== 401) {
+      err.textContent = describe(e);
+      return;
+    }
+    throw e;
+  }
+  endSession("Logged out on every device.");
+}
+
+async function onDeleteAccount(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  formError(f).textContent = "";
+  const password = $("del-password").value;
+  if (!password) {
+    formError(f).textContent = "Type your password to confirm.";
+    return;
+  }
+  if (!$("del-confirm").checked) {
+    formError(f).textContent = "Tick the box to confirm that this cannot be undone.";
+    return;
+  }
+  try {
+    await accountCall(() => api.deleteAccount(password));
+  } catch (e) {
+    if (e instanceof ApiError && e.code === "invalid_credentials") {
+      formError(f).textContent = "The password is wrong.";
+      return;
+    }
+    throw e;
+  }
+  endSession("Your account was deleted.");
+}
+
 // ---- wiring -----------------------------------------------------------------
 
 function wire() {
@@ -854,6 +1207,9 @@ function wire() {
   $("feed-more").addEventListener("click", guard(loadFeed));
   $("search-form").addEventListener("submit", guard(onSearch));
   $("group-form").addEventListener("submit", guard(onCreateGroup, formError($("group-form"))));
+  $("password-form").addEventListener("submit", guard(onChangePassword, formError($("password-form"))));
+  $("logout-all").addEventListener("click", guard(onLogoutAll, $("logout-all-error")));
+  $("delete-account-form").addEventListener("submit", guard(onDeleteAccount, formError($("delete-account-form"))));
   document.addEventListener("visibilitychange", () => markRead(state.chats.get(state.current)));
   gw.addEventListener("state", onGatewayState);
   gw.addEventListener("frame", onFrame);

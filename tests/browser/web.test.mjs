@@ -116,6 +116,19 @@ function instrument() {
   };
   window.WebSocket.prototype = Real.prototype;
   Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  // The sync frames the page sends, so a test can check the positions it
+  // asks from (nothing else is recorded: the auth frame holds the token).
+  window.__syncs = [];
+  const realSend = Real.prototype.send;
+  Real.prototype.send = function (data) {
+    try {
+      const f = JSON.parse(data);
+      if (f.type === "sync") window.__syncs.push(f.chats);
+    } catch (e) {
+      // not JSON: not ours to record
+    }
+    return realSend.call(this, data);
+  };
   window.__net = {
     drop() { blocked = true; for (const s of sockets) s.close(); },
     restore() { blocked = false; },
@@ -131,6 +144,7 @@ async function newPage(name, viewport) {
     const url = msg.location().url || "";
     if (uploadRefusals && /\/api\/uploads$/.test(url) && uploadRefused.test(msg.text())) return; // on purpose
     if (serverDown && refused.test(msg.text())) return; // the restart test's outage, on purpose
+    if (accountRefusals && accountRefused.test(msg.text())) return; // wrong passwords, on purpose
     problems.push(`${name} console: ${msg.text()} (${url})`);
   });
   page.on("pageerror", (e) => problems.push(`${name} page error: ${e.message}`));
@@ -171,6 +185,10 @@ const uploadRefused = /^Failed to load resource: the server responded with a sta
 // reconnect attempt on the console; that line, then, is expected.
 let serverDown = false;
 const refused = /^WebSocket connection to 'ws:\/\/127\.0\.0\.1:\d+\/ws' failed: .*ERR_CONNECTION_REFUSED/;
+// While the account test types wrong passwords, Chromium notes each 401 on
+// the console; those lines are expected.
+let accountRefusals = false;
+const accountRefused = /^Failed to load resource: the server responded with a status of 401 /;
 const stamp = Date.now().toString(36);
 const alice = "alice_" + stamp;
 const bob = "bob_" + stamp;
@@ -412,6 +430,246 @@ test("uploads the server refuses (415, 413, 429) are told readably, and nothing 
   assert.equal(await pb.locator(".post", { hasText: "text as png " + stamp }).count(), 0);
   await attach.setInputFiles([]);
   await pa.getByLabel("New post").fill("");
+});
+
+// Opens the chat whose title starts with `title` from the chat list (on
+// the phone-sized page the list shows only once the open chat is closed).
+async function openChatNamed(page, title) {
+  await page.locator(".tab[data-view=\"chats\"]").click();
+  if (await page.locator("#conv-back").isVisible()) await page.locator("#conv-back").click();
+  await page.locator(".chat-item", { has: page.locator(".chat-name", { hasText: new RegExp("^" + title) }) }).click();
+  await page.locator("#conv-title", { hasText: new RegExp("^" + title) }).waitFor({ timeout: WAIT_MS });
+}
+
+// What the open chat shows, message by message: id, text, tombstone, edited.
+function shownMessages(page) {
+  return page.locator("#messages li.msg[data-id]").evaluateAll((items) => items.map((li) => ({
+    id: li.dataset.id,
+    text: li.querySelector(".text") ? li.querySelector(".text").textContent : null,
+    deleted: !!li.querySelector(".text.deleted"),
+    edited: !!li.querySelector(".edited"),
+  })));
+}
+
+async function editMine(page, text, newText) {
+  await message(page, text).getByRole("button", { name: /^Edit message/ }).click();
+  const box = page.getByLabel("Edit message", { exact: true });
+  await box.fill(newText);
+  await box.press("Enter");
+  await message(page, newText).locator(".edited").waitFor({ timeout: WAIT_MS });
+}
+
+async function deleteMine(page, text) {
+  const id = await message(page, text).getAttribute("data-id");
+  await message(page, text).getByRole("button", { name: /^Delete message/ }).click();
+  await page.getByRole("group", { name: "Confirm deletion" }).getByRole("button", { name: "Yes, delete" }).click();
+  await page.locator(`#messages li[data-id="${id}"] .text.deleted`).waitFor({ timeout: WAIT_MS });
+  return id;
+}
+
+test("edits and deletions of your own messages, live for the other member", async () => {
+  await openChatNamed(pa, "Bob");
+  await openChatNamed(pb, "Alice");
+  await send(pa, "to be edited " + stamp);
+  await send(pa, "to be deleted " + stamp);
+  await message(pb, "to be deleted " + stamp).waitFor({ timeout: WAIT_MS });
+  // Only your own messages offer Edit and Delete.
+  assert.equal(await message(pb, "to be edited " + stamp).getByRole("button", { name: /^Edit message/ }).count(), 0);
+  assert.equal(await message(pb, "hi alice").getByRole("button", { name: /^Edit message/ }).count(), 1);
+  await editMine(pa, "to be edited " + stamp, "edited text " + stamp);
+  const edited = message(pb, "edited text " + stamp);
+  await edited.locator(".edited", { hasText: "(edited)" }).waitFor({ timeout: WAIT_MS }); // message.updated
+  assert.equal(await message(pb, "to be edited " + stamp).count(), 0);
+  // Esc cancels: the draft is dropped and focus returns to the Edit button.
+  await message(pa, "edited text " + stamp).getByRole("button", { name: /^Edit message/ }).click();
+  const box = pa.getByLabel("Edit message", { exact: true });
+  await box.fill("a draft to drop");
+  await shot(pa, "editing");
+  await box.press("Escape");
+  await message(pa, "edited text " + stamp).getByRole("button", { name: /^Edit message/ }).waitFor({ timeout: WAIT_MS });
+  assert.equal(await pa.evaluate(() => document.activeElement.className), "edit-btn");
+  assert.equal(await pa.locator("#messages", { hasText: "a draft to drop" }).count(), 0);
+  // Delete asks first; "Keep it" keeps it.
+  await message(pa, "to be deleted " + stamp).getByRole("button", { name: /^Delete message/ }).click();
+  await pa.getByRole("group", { name: "Confirm deletion" }).getByRole("button", { name: "Keep it" }).click();
+  assert.equal(await pa.getByRole("group", { name: "Confirm deletion" }).count(), 0);
+  const id = await deleteMine(pa, "to be deleted " + stamp);
+  await pb.locator(`#messages li[data-id="${id}"] .text.deleted`, { hasText: "Message deleted" })
+    .waitFor({ timeout: WAIT_MS }); // message.deleted
+  for (const p of [pa, pb]) assert.equal(await p.locator("#messages", { hasText: "to be deleted " + stamp }).count(), 0);
+  assert.equal(await pb.locator(`#messages li[data-id="${id}"] button`).count(), 0, "a tombstone has no actions");
+  assert.deepEqual(await shownMessages(pb), await shownMessages(pa));
+  await shot(pb, "edited-and-deleted");
+});
+
+test("a member away while messages are edited, deleted and sent catches up to the exact final state", async () => {
+  await pb.evaluate(() => window.__net.drop());
+  await pb.locator("#conn", { hasText: "Offline" }).waitFor({ timeout: WAIT_MS });
+  // While bob is away: an edit of an older message (twice: only the last
+  // state counts), a deletion, a new message, and one sent and deleted.
+  await editMine(pa, "edited text " + stamp, "first rewrite " + stamp);
+  await editMine(pa, "first rewrite " + stamp, "final rewrite " + stamp);
+  const gone = await deleteMine(pa, "hello bob");
+  await send(pa, "sent while bob was away " + stamp);
+  await message(pa, "sent while bob was away " + stamp).waitFor({ timeout: WAIT_MS });
+  await send(pa, "short-lived " + stamp);
+  await message(pa, "short-lived " + stamp).waitFor({ timeout: WAIT_MS });
+  const shortLived = await deleteMine(pa, "short-lived " + stamp);
+  await send(pa, "last one " + stamp);
+  await message(pa, "last one " + stamp).waitFor({ timeout: WAIT_MS });
+  assert.equal(await message(pb, "final rewrite " + stamp).count(), 0, "bob is really offline");
+  await shot(pb, "away-before-catch-up");
+  await pb.evaluate(() => window.__net.restore());
+  await pb.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
+  await message(pb, "last one " + stamp).waitFor({ timeout: WAIT_MS });
+  await message(pb, "final rewrite " + stamp).locator(".edited").waitFor({ timeout: WAIT_MS });
+  await pb.locator(`#messages li[data-id="${gone}"] .text.deleted`).waitFor({ timeout: WAIT_MS });
+  await pb.locator(`#messages li[data-id="${shortLived}"] .text.deleted`).waitFor({ timeout: WAIT_MS });
+  for (const t of ["edited text ", "first rewrite ", "short-lived "])
+    assert.equal(await pb.locator("#messages", { hasText: t + stamp }).count(), 0, t);
+  assert.equal(await pb.locator("#messages li", { hasText: "hello bob" }).count(), 0);
+  for (const t of ["sent while bob was away ", "final rewrite ", "last one "])
+    assert.equal(await pb.locator("#messages li", { hasText: t + stamp }).count(), 1, `${t}: exactly once`);
+  const final = await shownMessages(pa);
+  assert.deepEqual(await shownMessages(pb), final);
+  // A second round trip changes nothing: the positions bob holds are current.
+  await pb.evaluate(() => { window.__net.drop(); window.__net.restore(); });
+  await pb.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
+  await pb.locator(".tab[data-view=\"chats\"]").click();
+  assert.deepEqual(await shownMessages(pb), final);
+  // The chat list previews the newest message's current text.
+  await shot(pb, "caught-up");
+});
+
+test("a long absence: sync asks from the last position and pages until complete", async () => {
+  const token = await pa.evaluate(() => sessionStorage.getItem("chatli.token"));
+  const chatId = await pb.locator("#messages").getAttribute("data-chat");
+  const api = async (method, p, body) => {
+    const r = await fetch(`http://127.0.0.1:${port}${p}`, {
+      method, body: body && JSON.stringify(body),
+      headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" } });
+    assert.ok(r.ok, `${method} ${p}: ${r.status}`);
+    return r.status === 204 ? null : r.json();
+  };
+  // The last change bob sees live is a deletion: its position is one past
+  // the chat's lastSeq (the highest message seq), and sync must ask from it.
+  const lastOne = await message(pa, "last one " + stamp).getAttribute("data-id");
+  await deleteMine(pa, "last one " + stamp);
+  await pb.locator(`#messages li[data-id="${lastOne}"] .text.deleted`).waitFor({ timeout: WAIT_MS });
+  const { lastSeq } = await api("GET", `/api/chats/${chatId}`);
+  await pb.evaluate(() => window.__net.drop());
+  await pb.locator("#conn", { hasText: "Offline" }).waitFor({ timeout: WAIT_MS });
+  await pb.evaluate(() => { window.__syncs = []; });
+  // More than one sync's worth (500 a chat) while bob is away.
+  const BULK = 520;
+  for (let i = 0; i < BULK; i += 20) {
+    await Promise.all(Array.from({ length: Math.min(20, BULK - i) }, (_, k) =>
+      api("POST", `/api/chats/${chatId}/messages`, { text: `bulk ${i + k} ${stamp}` })));
+  }
+  await pb.evaluate(() => window.__net.restore());
+  await pb.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: 3 * WAIT_MS });
+  await pb.waitForFunction((n) => [...document.querySelectorAll("#messages li.msg .text")]
+    .filter((e) => e.textContent.startsWith("bulk ")).length === n, BULK, { timeout: 3 * WAIT_MS });
+  const syncs = (await pb.evaluate(() => window.__syncs)).filter((c) => chatId in c);
+  assert.ok(syncs.length >= 2, "complete:false makes the page sync again: " + JSON.stringify(syncs));
+  assert.equal(syncs[0][chatId], lastSeq + 1, "the first sync asks from the last position seen");
+  assert.ok(syncs[1][chatId] >= syncs[0][chatId] + 500, "the next one from where the first stopped");
+  const ids = await pb.locator("#messages li.msg[data-id]").evaluateAll((l) => l.map((e) => e.dataset.id));
+  assert.equal(new Set(ids).size, ids.length, "no message twice");
+  await message(pb, `bulk ${BULK - 1} ${stamp}`).waitFor({ timeout: WAIT_MS });
+  await shot(pb, "long-absence");
+});
+
+test("read marks say who has seen a message (Seen by, in a group)", async () => {
+  await openChatNamed(pb, "Team " + stamp);
+  await openChatNamed(pa, "Team " + stamp);
+  await message(pa, "hello team").locator(".seen", { hasText: "Seen by Bob" }).waitFor({ timeout: WAIT_MS });
+  // Chat.readMarks (contract v1.2) seeds the marks after a reload; a server
+  // without it shows them from the next read frame instead.
+  const token = await pa.evaluate(() => sessionStorage.getItem("chatli.token"));
+  const r = await fetch(`http://127.0.0.1:${port}/api/chats`, { headers: { Authorization: "Bearer " + token } });
+  const hasMarks = (await r.json()).items.every((c) => c.readMarks && typeof c.readMarks === "object");
+  for (const v of await pa.evaluate(() => window.__csp)) problems.push("CSP violation: " + v);
+  await pa.reload();
+  await pa.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: WAIT_MS });
+  await openChatNamed(pa, "Team " + stamp);
+  await message(pa, "hello team").waitFor({ timeout: WAIT_MS });
+  if (hasMarks) await message(pa, "hello team").locator(".seen", { hasText: "Seen by Bob" }).waitFor({ timeout: WAIT_MS });
+  await send(pb, "bob in the team");
+  await message(pa, "bob in the team").waitFor({ timeout: WAIT_MS });
+  await message(pb, "bob in the team").locator(".seen", { hasText: "Seen by Alice" }).waitFor({ timeout: WAIT_MS });
+  await shot(pa, "seen-by");
+});
+
+// The account panel needs the v1.2 account routes: a server without them
+// answers 404 (with them, an unauthenticated call is 401).
+async function accountRoutes() {
+  const r = await fetch(`http://127.0.0.1:${port}/api/auth/password`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+  return r.status !== 404;
+}
+
+test("account settings: change password, log out everywhere, delete the account", async (t) => {
+  if (!(await accountRoutes())) {
+    t.skip("this server has no account routes (POST /api/auth/password answers 404)");
+    return;
+  }
+  const carol = "carol_" + stamp;
+  const pc = await newPage("carol", { width: 390, height: 844 });
+  const pc2 = await newPage("carol-2", { width: 1280, height: 800 });
+  await register(pc, carol);
+  await pc2.getByLabel("Email or username").fill(carol);
+  await pc2.getByLabel("Password", { exact: true }).first().fill("correct horse battery");
+  await pc2.getByRole("button", { name: "Log in" }).click();
+  await pc2.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: WAIT_MS });
+  await pc.getByRole("button", { name: "Account" }).click();
+  accountRefusals = true;
+  // A wrong current password is said in the form; the session stays.
+  await pc.getByLabel("Current password").fill("not my password");
+  await pc.getByLabel("New password").fill("a new secret phrase");
+  await pc.getByRole("button", { name: "Change password" }).click();
+  await pc.locator("#password-form .form-error", { hasText: "The current password is wrong." })
+    .waitFor({ timeout: WAIT_MS });
+  assert.equal(await pc.locator("#app").isVisible(), true);
+  await pc.getByLabel("Current password").fill("correct horse battery");
+  await pc.getByLabel("New password").fill("a new secret phrase");
+  await pc.getByRole("button", { name: "Change password" }).click();
+  await pc.locator("#password-status", { hasText: "Password changed" }).waitFor({ timeout: WAIT_MS });
+  await shot(pc, "password-changed");
+  // carol's other device lost its token: back to the login form.
+  await pc2.locator("#login-form").waitFor({ timeout: WAIT_MS });
+  await pc2.locator("#conn", { hasText: "session ended" }).waitFor({ timeout: WAIT_MS });
+  // Log out everywhere ends this session too.
+  await pc.getByRole("button", { name: "Log out everywhere" }).click();
+  await pc.locator("#conn", { hasText: "Logged out on every device." }).waitFor({ timeout: WAIT_MS });
+  await pc.getByLabel("Email or username").fill(carol);
+  await pc.getByLabel("Password", { exact: true }).first().fill("a new secret phrase");
+  await pc.getByRole("button", { name: "Log in" }).click();
+  await pc.locator("#conn", { hasText: "Connected" }).waitFor({ timeout: WAIT_MS });
+  // Delete: the box must be ticked, the password right.
+  await pc.getByRole("button", { name: "Account" }).click();
+  const del = pc.locator("#delete-account-form");
+  await pc.getByLabel("Your password").fill("a new secret phrase");
+  await pc.getByRole("button", { name: "Delete my account" }).click();
+  await del.locator(".form-error", { hasText: "Tick the box" }).waitFor({ timeout: WAIT_MS });
+  await pc.getByLabel("I understand this cannot be undone").check();
+  await pc.getByLabel("Your password").fill("wrong again");
+  await pc.getByRole("button", { name: "Delete my account" }).click();
+  await del.locator(".form-error", { hasText: "The password is wrong." }).waitFor({ timeout: WAIT_MS });
+  await shot(pc, "delete-account");
+  await pc.getByLabel("Your password").fill("a new secret phrase");
+  await pc.getByRole("button", { name: "Delete my account" }).click();
+  await pc.locator("#conn", { hasText: "Your account was deleted." }).waitFor({ timeout: WAIT_MS });
+  await pc.getByLabel("Email or username").fill(carol);
+  await pc.getByLabel("Password", { exact: true }).first().fill("a new secret phrase");
+  await pc.getByRole("button", { name: "Log in" }).click();
+  await pc.locator("#login-form .form-error", { hasText: "Wrong email/username or password." })
+    .waitFor({ timeout: WAIT_MS });
+  accountRefusals = false;
+  for (const p of [pc, pc2]) {
+    for (const v of await p.evaluate(() => window.__csp)) problems.push("CSP violation: " + v);
+    await p.context().close();
+  }
 });
 
 test("no console error, page error or CSP violation on either page", async () => {
