@@ -47,6 +47,7 @@ enum route_op {
     ROUTE_WEB, /* GET / and /web/{file}: the embedded web client */
     ROUTE_UPLOADS_CREATE,
     ROUTE_UPLOADS_GET,
+    ROUTE_SIO, /* GET, POST /socket.io/: Engine.IO polling (routes_sio.c) */
     ROUTE__COUNT
 };
 
