@@ -45,6 +45,7 @@ static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
                        const char *reason, bool drain);
 static struct ws_buf *sio_outbound(struct ws_conn *c, struct ws_buf *b);
 static void poll_kick(struct ws_server *ws, struct ws_conn *c);
+static void probe_gone(struct ws_server *ws, struct ws_conn *c);
 static void poll_closed(struct ws_server *ws, struct ws_conn *c);
 
 /* Queues `b` (borrowed: the queue takes its own reference) on `c`.
@@ -412,6 +413,8 @@ static void conn_teardown(struct ws_server *ws, struct ws_conn *c)
         free(c->sio);
         c->sio = NULL;
     }
+    if (c->probe_of)
+        probe_gone(ws, c);
     c->id = 0;
     metrics_ws_connections_add(-1);
     atomic_fetch_sub(&ws->n_conns_approx, 1);
@@ -1317,14 +1320,7 @@ static void poll_move(struct ws_server *ws, struct ws_conn *probe, struct ws_con
         else
             ws->sw_tail = probe;
     }
-    free(s);
-    /* Two connections became one. */
-    metrics_ws_connections_add(-1);
-    atomic_fetch_sub(&ws->n_conns_approx, 1);
-    pthread_mutex_lock(&ws->sd_lock);
-    ws->n_conns--;
-    pthread_cond_broadcast(&ws->sd_cond);
-    pthread_mutex_unlock(&ws->sd_lock);
+    free(s); /* the probe's teardown above counted the two as one */
     preset_close_reason(wsi);
     if (probe->rx_paused)
         lws_rx_flow_control(wsi, 0);
@@ -1332,6 +1328,15 @@ static void poll_move(struct ws_server *ws, struct ws_conn *probe, struct ws_con
         lws_callback_on_writable(wsi);
     if (probe->state == WS_C_CLOSING)
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
+}
+
+/* conn_teardown of a probe that did not move its session: the session
+ * polls again (its GETs are held again instead of answered with noop). */
+static void probe_gone(struct ws_server *ws, struct ws_conn *c)
+{
+    struct ws_conn *s = ws__conns_get(&ws->conns, c->probe_of);
+    if (s && s->poll && s->poll->probe_id == c->id)
+        s->poll->upgrading = false;
 }
 
 /* A text frame on a probe WebSocket. */
@@ -1345,6 +1350,7 @@ static void probe_text(struct ws_server *ws, struct ws_conn *c, const char *data
     if (len == 6 && memcmp(data, "2probe", 6) == 0) {
         sio_send(ws, c, sio_raw_buf("3probe"));
         s->poll->upgrading = true;
+        s->poll->probe_id = c->id;
         poll_kick(ws, s);
     } else if (len == 1 && data[0] == '5' && s->poll->upgrading) {
         poll_move(ws, c, s);

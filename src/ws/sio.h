@@ -119,6 +119,7 @@ struct ws_poll {
     sio_poll_done_fn get_done;  /* the held GET, NULL when none */
     void *get_arg;
     bool upgrading;             /* 3probe went out on a WebSocket for it */
+    uint64_t probe_id;          /* that WebSocket's connection id */
     bool close_sent;            /* CLOSING: the close packet went out */
     int64_t closed_ms;          /* CLOSING: clock_mono_ms() of the close */
 };

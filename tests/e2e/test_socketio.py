@@ -773,3 +773,57 @@ def test_shutdown_releases_held_polls(start_server):
     t.join(15)
     assert held["r"][0] == 200 and held["r"][2].decode().split("\x1e")[-1] == "1"
     assert srv.proc.wait(15) == 0
+
+
+def ws_gauge(srv):
+    for line in api(srv, "GET", "/metrics").text.splitlines():
+        if line.startswith("chatli_ws_connections "):
+            return int(float(line.split()[1]))
+    raise AssertionError("chatli_ws_connections missing from /metrics")
+
+
+def wait_gauge(srv, want, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = ws_gauge(srv)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_polling_sessions_are_counted_once_through_an_upgrade(start_server):
+    srv = start_server()
+    a, ta = register(srv)
+    p = Poll(srv)
+    p.open(ta)
+    assert ws_gauge(srv) == 1                    # a polling session is a connection
+    r = Raw(srv, "/socket.io/?EIO=4&transport=websocket&sid=" + p.sid)
+    assert wait_gauge(srv, 2) == 2               # and so is its probe
+    r.send("2probe")
+    assert r.recv() == "3probe"
+    r.send("5")
+    assert wait_gauge(srv, 1) == 1               # one connection after the move
+    r.send('42["ping"]')
+    assert r.event("pong") == {}
+    r.close()
+    assert wait_gauge(srv, 0) == 0
+    # a probe that gives up: the session polls on, its GET held again
+    q = Poll(srv)
+    q.open(ta)
+    r2 = Raw(srv, "/socket.io/?EIO=4&transport=websocket&sid=" + q.sid)
+    r2.send("2probe")
+    assert r2.recv() == "3probe"
+    st, _, body = q.get()
+    assert (st, body) == (200, b"6")             # upgrading: no GET is held
+    r2.close()
+    assert wait_gauge(srv, 1) == 1
+    held = {}
+    t = threading.Thread(target=lambda: held.update(r=q.get()))
+    t.start()
+    t.join(0.5)
+    assert t.is_alive()                          # held again: the upgrade was given up
+    assert q.post('42["ping"]') == (200, b"ok")
+    t.join(10)
+    assert held["r"][0] == 200 and held["r"][2].startswith(b'42["pong"')
+    srv.signal(signal.SIGTERM)
+    assert srv.proc.wait(15) == 0
