@@ -827,3 +827,26 @@ def test_polling_sessions_are_counted_once_through_an_upgrade(start_server):
     assert held["r"][0] == 200 and held["r"][2].startswith(b'42["pong"')
     srv.signal(signal.SIGTERM)
     assert srv.proc.wait(15) == 0
+
+
+def test_held_polls_hold_no_http_thread(start_server):
+    """Eight GETs held at once on a server with one MHD thread: REST and
+    the sessions' POSTs are still answered, and each GET gets its packet."""
+    srv = start_server(HTTP_THREADS=1)
+    a, ta = register(srv)
+    polls = [Poll(srv) for _ in range(8)]
+    for p in polls:
+        p.open(ta)
+    held = [{} for _ in polls]
+    threads = [threading.Thread(target=lambda p=p, h=h: h.update(r=p.get()))
+               for p, h in zip(polls, held)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert all(t.is_alive() for t in threads)
+    assert_json(api(srv, "GET", "/api/users/me", ta, timeout=5), 200)
+    for p in polls:
+        assert p.post('42["ping"]') == (200, b"ok")
+    for t, h in zip(threads, held):
+        t.join(10)
+        assert not t.is_alive() and h["r"][0] == 200 and h["r"][2].startswith(b'42["pong"')
