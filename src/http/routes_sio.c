@@ -17,16 +17,18 @@
 #include "reply.h"
 #include "chatli/sio_poll.h"
 
-/* Engine.IO's error answer, 400 {"code","message"}, at once. */
-static int eio_error(struct http_req *rq, int code, const char *msg, int *status)
+/* Engine.IO's error answer, 400 {"code","message"}, at once.  0, or
+ * CHAT_E_INTERNAL (`err` set) when it could not be made or queued. */
+static int eio_error(struct http_req *rq, int code, const char *msg, struct chat_err *err)
 {
     json_t *o = json_pack("{s:i, s:s}", "code", code, "message", msg);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text)
-        return CHAT_E_INTERNAL;
-    *status = 400;
-    return http_reply_text(rq, 400, "application/json", text, strlen(text));
+        return chat_err_set(err, CHAT_E_INTERNAL, NULL, "out of memory");
+    if (http_reply_text(rq, 400, "application/json", text, strlen(text)) != 0)
+        return chat_err_set(err, CHAT_E_INTERNAL, NULL, "cannot queue the Engine.IO error");
+    return 0;
 }
 
 /* The gateway's answer (loop thread): stored, and the connection resumed. */
@@ -47,18 +49,18 @@ int routes_sio(struct http_req *rq, json_t *body, json_t **out, int *status,
 {
     (void)body;
     (void)out;
-    (void)err;
+    (void)status;
     const struct sio_poll *sp = &rq->srv->sio_poll;
     const char *tr = http_query(rq, "transport");
     const char *eio = http_query(rq, "EIO");
     const char *sid = http_query(rq, "sid");
     bool post = strcmp(rq->method, "POST") == 0;
     if (!sp->request || !tr || strcmp(tr, "polling") != 0)
-        return eio_error(rq, 0, "Transport unknown", status) < 0 ? -1 : 0;
+        return eio_error(rq, 0, "Transport unknown", err);
     if (!eio || strcmp(eio, "4") != 0)
-        return eio_error(rq, 5, "Unsupported protocol version", status) < 0 ? -1 : 0;
+        return eio_error(rq, 5, "Unsupported protocol version", err);
     if (!post && strcmp(rq->method, "GET") != 0) /* HEAD would open a session */
-        return eio_error(rq, 2, "Bad handshake method", status) < 0 ? -1 : 0;
+        return eio_error(rq, 2, "Bad handshake method", err);
     http_async_begin(rq);
     sp->request(sp->impl, post, sid, rq->body ? rq->body : "", rq->body_len, sio_done, rq);
     return 0;

@@ -692,6 +692,11 @@ def test_polling_bad_requests_get_engineio_errors(server):
     assert (st, json.loads(body)["code"]) == (400, 5)
     st, _, body = p.request("GET", "/socket.io/?EIO=4&transport=carrier-pigeon")
     assert (st, json.loads(body)["code"]) == (400, 0)
+    st, _, _ = p.request("HEAD", POLL_PATH)       # would open a session: refused
+    assert st == 400
+    # without Upgrade, a websocket transport request is no polling request
+    st, _, body = p.request("GET", "/socket.io/?EIO=4&transport=websocket")
+    assert (st, json.loads(body)["code"]) == (400, 0)
 
 
 def test_polling_malformed_posts(server):
