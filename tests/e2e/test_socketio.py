@@ -546,6 +546,7 @@ class Poll:
         self.server = server
         self.timeout = timeout
         self.sid = None
+        self.pending = []
 
     def request(self, method, query=POLL_PATH, body=None, timeout=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.server.port,
@@ -588,8 +589,13 @@ class Poll:
         return body.decode().split("\x1e")
 
     def event(self, name, limit=10):
+        """The next EVENT `name`; packets after it in the same answer are kept
+        for the next call, those before it are skipped."""
         for _ in range(limit):
-            for p in self.get_packets():
+            if not self.pending:
+                self.pending = self.get_packets()
+            while self.pending:
+                p = self.pending.pop(0)
                 if p.startswith("42"):
                     ev = json.loads(p[2:])
                     if ev[0] == name:
@@ -706,6 +712,13 @@ def test_polling_malformed_posts(server):
     # a malformed packet and an event whose argument is no object: error events
     assert p.post("4zz\x1e42[\"typing\",5]") == (200, b"ok")
     assert p.event("error")["code"] == "bad_request"
+    assert "object" in p.event("error")["message"]
+    # a binary packet: refused with an error event, its attachment (base64 "b...")
+    # skipped, the session stays
+    assert p.post('451-["typing",{"_placeholder":true,"num":0}]\x1ebAQID\x1e42["ping"]') \
+        == (200, b"ok")
+    assert "binary" in p.event("error")["message"]
+    assert p.event("pong") == {}
     # several packets in one POST, handled in order
     assert p.post('42["ping"]\x1e42["ping"]') == (200, b"ok")
     got = []
