@@ -45,6 +45,7 @@ static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
                        const char *reason, bool drain);
 static struct ws_buf *sio_outbound(struct ws_conn *c, struct ws_buf *b);
 static void poll_kick(struct ws_server *ws, struct ws_conn *c);
+static void poll_authed(struct ws_server *ws, struct ws_conn *c);
 static void probe_gone(struct ws_server *ws, struct ws_conn *c);
 static void poll_closed(struct ws_server *ws, struct ws_conn *c);
 
@@ -823,6 +824,8 @@ static void sio_open(struct ws_server *ws, struct ws_conn *c)
 /* finish_auth, before `ready`: the CONNECT is accepted. */
 static void sio_connected(struct ws_server *ws, struct ws_conn *c)
 {
+    if (c->poll)
+        poll_authed(ws, c);
     char id[33];
     sio_sid(ws, id);
     sio_send(ws, c, sio_connect_buf(id));
@@ -1106,10 +1109,20 @@ static void poll_closed(struct ws_server *ws, struct ws_conn *c)
         poll_answer(ws, c, true);
 }
 
+/* SIO_POLL_MAX_UNAUTH: a session stops counting once connected (or gone). */
+static void poll_authed(struct ws_server *ws, struct ws_conn *c)
+{
+    if (c->poll->unauth) {
+        c->poll->unauth = false;
+        ws->poll_unauth--;
+    }
+}
+
 /* Frees a polling session: out of every index, its held GET answered. */
 static void poll_destroy(struct ws_server *ws, struct ws_conn *c)
 {
     struct ws_poll *p = c->poll;
+    poll_authed(ws, c);
     if (p->get_done) {
         sio_poll_done_fn done = p->get_done;
         p->get_done = NULL;
@@ -1138,6 +1151,14 @@ static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
     if (atomic_load(&ws->stopping) || ws->poll_released) {
         poll_reply(m->done, m->done_arg, 503, poll_json_type,
                    "{\"code\":3,\"message\":\"Bad request\"}");
+        return;
+    }
+    if (ws->poll_unauth >= SIO_POLL_MAX_UNAUTH) {
+        /* A handshake costs no socket: without this bound one client could
+         * open sessions as fast as it can send requests. */
+        metrics_error("ws_poll_busy");
+        poll_reply(m->done, m->done_arg, 503, poll_json_type,
+                   "{\"code\":3,\"message\":\"Too many sessions waiting to connect\"}");
         return;
     }
     struct ws_conn *c = calloc(1, sizeof *c);
@@ -1181,6 +1202,8 @@ static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
     pthread_mutex_lock(&ws->sd_lock);
     ws->n_conns++;
     pthread_mutex_unlock(&ws->sd_lock);
+    p->unauth = true;
+    ws->poll_unauth++;
     m->done(m->done_arg, 200, poll_text_type, body, strlen(body));
 }
 
@@ -1278,6 +1301,7 @@ static void poll_move(struct ws_server *ws, struct ws_conn *probe, struct ws_con
         s->poll->get_done = NULL;
         poll_reply(done, s->poll->get_arg, 200, poll_text_type, "6");
     }
+    poll_authed(ws, s);
     free(s->poll);
     s->poll = NULL;
     /* The probe leaves the indexes; it was a connection of its own. */

@@ -107,6 +107,11 @@ struct ws_sio {
 /* Engine.IO's default maxPayload: the most bytes one POST may carry (more:
  * 413 and the session closes).  REST's own 1 MiB body limit is above it. */
 #define SIO_POLL_MAX_PAYLOAD 1000000
+/* Polling sessions not connected yet (no CONNECT accepted), at most, per
+ * instance; one more handshake is answered 503 (socket.io-client retries).
+ * A handshake costs no socket, so TCP admission does not bound them; a
+ * real client is unconnected for one token check, a few ms. */
+#define SIO_POLL_MAX_UNAUTH 1024
 /* The most bytes one GET answer carries (the rest waits for the next GET). */
 #define SIO_POLL_MAX_ANSWER 1000000
 
@@ -121,6 +126,7 @@ struct ws_poll {
     bool upgrading;             /* 3probe went out on a WebSocket for it */
     uint64_t probe_id;          /* that WebSocket's connection id */
     bool close_sent;            /* CLOSING: the close packet went out */
+    bool unauth;                /* counted in ws_server.poll_unauth */
     int64_t closed_ms;          /* CLOSING: clock_mono_ms() of the close */
 };
 

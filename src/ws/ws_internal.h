@@ -573,6 +573,7 @@ struct ws_server {
      * from the config, read-only after open. */
     int64_t sio_ping_interval_ms, sio_ping_timeout_ms;
     bool poll_released;       /* loop: shutdown closed the polling sessions */
+    uint32_t poll_unauth;     /* loop: polling sessions not connected yet (sio.h) */
 };
 
 /* msgs.c: one accepted message.send was answered (ack or error frame

@@ -868,3 +868,30 @@ def test_held_polls_hold_no_http_thread(start_server):
     for t, h in zip(threads, held):
         t.join(10)
         assert not t.is_alive() and h["r"][0] == 200 and h["r"][2].startswith(b'42["pong"')
+
+
+def test_unconnected_polling_sessions_are_bounded(start_server):
+    """SIO_POLL_MAX_UNAUTH (1024): handshakes cost no socket, so sessions
+    that never CONNECT are bounded; connecting one frees its place."""
+    srv = start_server()
+    a, ta = register(srv)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    sids = []
+    try:
+        for _ in range(1024):
+            conn.request("GET", POLL_PATH)
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200, (r.status, body)
+            sids.append(json.loads(body[1:])["sid"])
+        conn.request("GET", POLL_PATH)
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())["code"]) == (503, 3)
+    finally:
+        conn.close()
+    p = Poll(srv)
+    p.sid = sids[0]
+    assert p.post("40" + json.dumps({"token": ta})) == (200, b"ok")
+    assert p.event("ready")["user"]["id"] == a["id"]
+    assert Poll(srv).open()["sid"]                 # room for one more
+    assert Poll(srv).request("GET")[0] == 503
