@@ -29,7 +29,7 @@ util='err|oid|clock|log|metrics'
 # path glob -> allowed chatli/ headers (regex, without .h) and driver headers.
 # Adapters may include their own constructor header from chatli/adapters/.
 rules=(
-    "include/chatli/*|$util|store|bus|cache|core|config|media|"
+    "include/chatli/*|$util|store|bus|cache|core|config|media|sio_poll|"
     "src/util/*|$util|"
     "src/store/store.c|$util|store|"
     "src/bus/bus_redis*|$util|bus|adapters/bus_redis|adapters/redis_conn|hiredis/hiredis"
@@ -44,8 +44,8 @@ rules=(
     "src/media/*|$util|media|"
     "src/redis/*|$util|adapters/redis_conn|hiredis/hiredis|curl/curl"
     "src/net/*|$util|adapters/acceptor|"
-    "src/http/*|$util|store|bus|cache|core|config|media|adapters/http_server|microhttpd"
-    "src/ws/*|$util|bus|cache|core|config|adapters/ws_server|libwebsockets"
+    "src/http/*|$util|store|bus|cache|core|config|media|adapters/http_server|sio_poll|microhttpd"
+    "src/ws/*|$util|bus|cache|core|config|adapters/ws_server|sio_poll|libwebsockets"
     "src/main.c|.*|"
     "src/config.c|$util|config|adapters/http_server|"
 )

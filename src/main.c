@@ -72,6 +72,7 @@
 #include "chatli/log.h"
 #include "chatli/metrics.h"
 #include "chatli/adapters/ws_server.h"
+#include "chatli/sio_poll.h"
 
 static long connection_ceiling;
 
@@ -88,6 +89,14 @@ static void to_ws(void *arg, int fd, const struct sockaddr *sa, socklen_t salen)
 }
 
 static void to_reject(void *arg, int fd, int status) { http_server_reject(arg, fd, status); }
+
+/* The Socket.IO polling transport: http's requests to the gateway. */
+static void sio_poll_request(void *ws, bool post, const char *sid, const char *body, size_t len,
+                             sio_poll_done_fn done, void *arg)
+{
+    ws_server_poll(ws, post, sid, body, len, done, arg);
+}
+static void sio_poll_release(void *ws) { ws_server_poll_release(ws); }
 
 /* MHD closed a REST connection: give its admission back.  `arg` is the
  * struct app; its acceptor is set before the first connection exists. */
@@ -281,10 +290,15 @@ static int app_start(struct app *a, const struct config *cfg)
         return fatal("media", &err);
     if (ws_server_open(cfg, a->core, a->bus, a->cache, &a->ws, &err) != 0)
         return fatal("websocket gateway", &err);
+    /* http reaches the gateway's polling sessions through this table only. */
+    static struct sio_poll sio_poll;
+    sio_poll = (struct sio_poll){.impl = a->ws, .request = sio_poll_request,
+                                 .release = sio_poll_release};
     struct http_server_deps deps = {.cfg = cfg, .core = a->core, .store = a->store,
                                     .cache = a->cache, .bus = a->bus, .media = a->media,
                                     .conn_limit = (unsigned)connection_ceiling,
-                                    .on_closed = on_http_closed, .on_closed_arg = a};
+                                    .on_closed = on_http_closed, .on_closed_arg = a,
+                                    .sio_poll = &sio_poll};
     if (http_server_open(&deps, &a->http, &err) != 0)
         return fatal("http server", &err);
     struct acceptor_config acfg = {.host = cfg->host, .port = cfg->port, .to_http = to_http,

@@ -17,6 +17,7 @@
 #include "cors.h"
 #include "router.h"
 #include "chatli/err.h"
+#include "chatli/sio_poll.h"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -75,6 +76,7 @@ struct http_server {
     void *on_closed_arg;
     pthread_mutex_t conns_mu;
     LIST_HEAD(, http_conn) conns;
+    struct sio_poll sio_poll;  /* the polling transport (routes_sio.c); zeroed when absent */
 };
 
 enum http_async_state {
@@ -129,6 +131,7 @@ struct http_req {
     char *async_body;             /* new: the JSON body when async_rc is 0 */
     size_t async_len;
     struct chat_err async_err;    /* when async_rc is not 0 */
+    const char *async_type;       /* the async body's Content-Type (a literal); NULL: JSON */
 };
 
 /* A route handler: calls core and returns 0 with *out (a new reference, or
@@ -196,6 +199,7 @@ int routes_ops_metrics(struct http_req *, json_t *, json_t **, int *, struct cha
 int routes_web_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_uploads_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_uploads_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_sio(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 
 /* routes_uploads.c: the streamed body of POST /api/uploads.  server.c
  * calls begin on the first access-handler call (after auth and the REST

@@ -59,6 +59,9 @@ static const struct resource table[] = {
     {"/web/{file}", "GET", {{"GET", ROUTE_WEB, PUB}}},
     {"/api/uploads", "POST", {{"POST", ROUTE_UPLOADS_CREATE, ROUTE_F_STREAM}}},
     {"/uploads/*", "GET", {{"GET", ROUTE_UPLOADS_GET, PUB}}},
+    /* Socket.IO's polling transport: Engine.IO's own answers, no token
+     * (the CONNECT packet carries it). */
+    {"/socket.io/", "GET, POST", {{"GET", ROUTE_SIO, PUB}, {"POST", ROUTE_SIO, PUB}}},
 };
 
 #define N_RESOURCES (sizeof table / sizeof table[0])

@@ -49,6 +49,7 @@ enum route_op {
     ROUTE_UPLOADS_GET,
     ROUTE_MESSAGES_EDIT,   /* PATCH /api/chats/{id}/messages/{messageId} */
     ROUTE_MESSAGES_DELETE, /* DELETE /api/chats/{id}/messages/{messageId} */
+    ROUTE_SIO, /* GET, POST /socket.io/: Engine.IO polling (routes_sio.c) */
     ROUTE__COUNT
 };
 

@@ -128,6 +128,7 @@ static const http_route_fn handlers[ROUTE__COUNT] = {
     [ROUTE_WEB] = routes_web_get,
     [ROUTE_UPLOADS_CREATE] = routes_uploads_create,
     [ROUTE_UPLOADS_GET] = routes_uploads_get,
+    [ROUTE_SIO] = routes_sio,
 };
 
 /* Every server's open connections, for /metrics: a process-wide counter so
@@ -170,7 +171,8 @@ static int async_reply(struct http_req *rq)
         }
         return http_reply_err(rq, err);
     }
-    return http_reply_text(rq, rq->async_status, HTTP_JSON_TYPE, body, rq->async_len);
+    return http_reply_text(rq, rq->async_status, rq->async_type ? rq->async_type : HTTP_JSON_TYPE,
+                           body, rq->async_len);
 }
 
 /* ---- the pipeline -------------------------------------------------------- */
@@ -786,6 +788,8 @@ int http_server_open(const struct http_server_deps *deps, struct http_server **o
     s->media = deps->media;
     s->on_closed = deps->on_closed;
     s->on_closed_arg = deps->on_closed_arg;
+    if (deps->sio_poll)
+        s->sio_poll = *deps->sio_poll;
     pthread_mutex_init(&s->conns_mu, NULL);
     LIST_INIT(&s->conns);
     if ((rc = cors_init(&s->cors, s->cfg->cors_origins, err)) != 0)
@@ -961,6 +965,10 @@ static void close_idle(struct http_server *s)
 bool http_server_drain(struct http_server *s, long long deadline_ms)
 {
     atomic_store(&s->draining, true);
+    /* Held Socket.IO long-polls would keep their connections to the
+     * deadline: the gateway answers them with the close packet now. */
+    if (s->sio_poll.release)
+        s->sio_poll.release(s->sio_poll.impl);
     /* A socket the acceptor handed over just before it stopped may still sit
      * in MHD's queue of new connections (counted only once a worker takes
      * it), so "none left" must hold on two looks 20 ms apart. */

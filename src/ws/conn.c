@@ -24,6 +24,8 @@
 #include "ws_internal.h"
 #include "sio.h"
 
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +44,10 @@ static struct ws_server *server_of(struct lws *wsi)
 static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
                        const char *reason, bool drain);
 static struct ws_buf *sio_outbound(struct ws_conn *c, struct ws_buf *b);
+static void poll_kick(struct ws_server *ws, struct ws_conn *c);
+static void poll_authed(struct ws_server *ws, struct ws_conn *c);
+static void probe_gone(struct ws_server *ws, struct ws_conn *c);
+static void poll_closed(struct ws_server *ws, struct ws_conn *c);
 
 /* Queues `b` (borrowed: the queue takes its own reference) on `c`.
  *
@@ -77,6 +83,8 @@ static void conn_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
                 c->flush_next = ws->flush;
                 ws->flush = c;
             }
+        } else if (c->poll) {
+            poll_kick(ws, c); /* a held GET takes it now */
         } else if (c->out.n == 1 && !c->flush_queued) {
             /* A non-empty queue already has a writeable callback coming
              * (the writer re-arms while frames remain) or a flush. */
@@ -164,7 +172,8 @@ static void rx_pause(struct ws_conn *c, bool pause)
     if (c->rx_paused == pause)
         return;
     c->rx_paused = pause;
-    lws_rx_flow_control(c->wsi, pause ? 0 : 1);
+    if (c->wsi) /* a polling session has no socket: its POSTs are answered anyway */
+        lws_rx_flow_control(c->wsi, pause ? 0 : 1);
 }
 
 /* ---- jobs ------------------------------------------------------------- */
@@ -360,6 +369,10 @@ static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
     /* Read again, so the client's close reply (and anything before it) is
      * taken and the closing handshake can finish. */
     rx_pause(c, false);
+    if (c->poll) {
+        poll_closed(ws, c);
+        return;
+    }
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
     lws_callback_on_writable(c->wsi);
 }
@@ -401,6 +414,8 @@ static void conn_teardown(struct ws_server *ws, struct ws_conn *c)
         free(c->sio);
         c->sio = NULL;
     }
+    if (c->probe_of)
+        probe_gone(ws, c);
     c->id = 0;
     metrics_ws_connections_add(-1);
     atomic_fetch_sub(&ws->n_conns_approx, 1);
@@ -435,6 +450,8 @@ static void start_auth(struct ws_server *ws, struct ws_conn *c, const char *toke
 }
 
 static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len);
+static struct ws_conn *poll_find(struct ws_server *ws, const char *sid);
+static void preset_close_reason(struct lws *wsi);
 static void sio_connected(struct ws_server *ws, struct ws_conn *c);
 
 /* The token check came back good: the connection joins its user, gets
@@ -780,8 +797,15 @@ static void sio_open(struct ws_server *ws, struct ws_conn *c)
         conn_close(ws, c, WS_CLOSE_POLICY, "Engine.IO 4 over transport=websocket only", false);
         return;
     }
-    if (lws_get_urlarg_by_name(c->wsi, "sid=", sid, sizeof sid)) {
-        conn_close(ws, c, WS_CLOSE_POLICY, "Session ID unknown", false);
+    const char *sv = lws_get_urlarg_by_name(c->wsi, "sid=", sid, sizeof sid);
+    if (sv) {
+        /* The upgrade of a polling session: this socket is its probe. */
+        struct ws_conn *s = poll_find(ws, sv);
+        if (!s || s->state == WS_C_CLOSING || s->poll->upgrading) {
+            conn_close(ws, c, WS_CLOSE_POLICY, "Session ID unknown", false);
+            return;
+        }
+        c->probe_of = s->id;
         return;
     }
     c->sio = calloc(1, sizeof *c->sio);
@@ -794,12 +818,14 @@ static void sio_open(struct ws_server *ws, struct ws_conn *c)
     char id[33];
     sio_sid(ws, id);
     sio_send(ws, c, sio_open_buf(id, ws->sio_ping_interval_ms, ws->sio_ping_timeout_ms,
-                                  WS_MAX_FRAME));
+                                  WS_MAX_FRAME, false));
 }
 
 /* finish_auth, before `ready`: the CONNECT is accepted. */
 static void sio_connected(struct ws_server *ws, struct ws_conn *c)
 {
+    if (c->poll)
+        poll_authed(ws, c);
     char id[33];
     sio_sid(ws, id);
     sio_send(ws, c, sio_connect_buf(id));
@@ -963,11 +989,408 @@ static void sio_on_text(struct ws_server *ws, struct ws_conn *c, const char *dat
     sio_packet_cleanup(&p);
 }
 
+/* ---- Socket.IO over HTTP long-polling --------------------------------------- */
+
+/* A polling session (Engine.IO transport "polling", CONTRACT 7) is a
+ * gateway connection like the others - the same states, jobs, flood
+ * bucket, presence and fan-out, in the same indexes - with no lws wsi: it
+ * is allocated here (ws_conn.poll set, wsi NULL) and freed by the sweep
+ * once closed.  Its requests come from http (routes_sio.c) as WS_M_POLL
+ * inbox messages; each carries a `done` callback called exactly once on
+ * this thread.  A POST's packets go through sio_on_text one by one and are
+ * answered "ok" at once; a GET is held (its MHD connection suspended) until
+ * the queue has a packet - conn_send kicks it, or the flush at the end of
+ * the drain - and is then answered with the queued packets joined by
+ * \x1e.  The server's pings (sio_sweep) go the same way, so a held GET
+ * never waits longer than the ping interval.  Closing answers the held GET
+ * with what is queued and the close packet "1" (or keeps them for the next
+ * GET, WS_CLOSE_GRACE_S at most); the sweep frees the session after. */
+
+static const char poll_text_type[] = "text/plain; charset=UTF-8";
+static const char poll_json_type[] = "application/json";
+
+/* Answers a request with a fixed text (copied). */
+static void poll_reply(sio_poll_done_fn done, void *arg, int status, const char *type,
+                       const char *text)
+{
+    char *b = strdup(text);
+    done(arg, b ? status : 503, type, b, b ? strlen(b) : 0);
+}
+
+/* Engine.IO's error answer: 400 {"code","message"}. */
+static void poll_error(sio_poll_done_fn done, void *arg, int code, const char *msg)
+{
+    char body[96];
+    snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", code, msg);
+    poll_reply(done, arg, 400, poll_json_type, body);
+}
+
+/* The session `sid` names, or NULL. */
+static struct ws_conn *poll_find(struct ws_server *ws, const char *sid)
+{
+    if (strlen(sid) != 32)
+        return NULL;
+    uint64_t id = 0;
+    for (int i = 0; i < 16; i++) {
+        char ch = sid[i];
+        int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (v < 0)
+            return NULL;
+        id = id << 4 | (uint64_t)v;
+    }
+    struct ws_conn *c = ws__conns_get(&ws->conns, id);
+    if (!c || !c->poll || sodium_memcmp(c->poll->sid, sid, 32) != 0)
+        return NULL;
+    return c;
+}
+
+/* Answers the held GET with the queued packets (at most
+ * SIO_POLL_MAX_ANSWER bytes, always at least one), and the close packet
+ * when `close` (then everything queued goes). */
+static void poll_answer(struct ws_server *ws, struct ws_conn *c, bool close)
+{
+    struct ws_poll *p = c->poll;
+    size_t total = 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->out.n; i++) {
+        struct ws_buf *b = c->out.v[(c->out.head + i) % c->out.cap];
+        if (n > 0 && !close && total + 1 + b->len > SIO_POLL_MAX_ANSWER)
+            break;
+        total += (n > 0) + b->len;
+        n++;
+    }
+    char *body = malloc(total + 3);
+    if (!body) {
+        sio_poll_done_fn done = p->get_done;
+        p->get_done = NULL;
+        done(p->get_arg, 503, poll_text_type, NULL, 0);
+        return;
+    }
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct ws_buf *b = ws__outq_pop(&c->out);
+        if (i > 0)
+            body[off++] = '\x1e';
+        memcpy(body + off, ws_buf_payload(b), b->len);
+        off += b->len;
+        ws__buf_unref(b);
+    }
+    if (close) {
+        ws__outq_clear(&c->out);
+        if (off > 0)
+            body[off++] = '\x1e';
+        body[off++] = '1';
+        p->close_sent = true;
+    } else if (off == 0) {
+        body[off++] = '6'; /* noop: nothing to say, the GET is given back */
+    }
+    body[off] = '\0';
+    sio_poll_done_fn done = p->get_done;
+    p->get_done = NULL;
+    done(p->get_arg, 200, poll_text_type, body, off);
+    if (c->sync_parked && c->state != WS_C_CLOSING)
+        conn_dispatch(ws, c);
+}
+
+/* Something was queued (or an upgrade began): the held GET takes it. */
+static void poll_kick(struct ws_server *ws, struct ws_conn *c)
+{
+    if (c->poll->get_done && c->state != WS_C_CLOSING &&
+        (c->out.n > 0 || c->poll->upgrading))
+        poll_answer(ws, c, false);
+}
+
+/* conn_close of a polling session: the close packet goes with the held
+ * GET, or with the next one (the sweep frees it after the grace). */
+static void poll_closed(struct ws_server *ws, struct ws_conn *c)
+{
+    c->poll->closed_ms = clock_mono_ms();
+    if (c->poll->get_done)
+        poll_answer(ws, c, true);
+}
+
+/* SIO_POLL_MAX_UNAUTH: a session stops counting once connected (or gone). */
+static void poll_authed(struct ws_server *ws, struct ws_conn *c)
+{
+    if (c->poll->unauth) {
+        c->poll->unauth = false;
+        ws->poll_unauth--;
+    }
+}
+
+/* Frees a polling session: out of every index, its held GET answered. */
+static void poll_destroy(struct ws_server *ws, struct ws_conn *c)
+{
+    struct ws_poll *p = c->poll;
+    poll_authed(ws, c);
+    if (p->get_done) {
+        sio_poll_done_fn done = p->get_done;
+        p->get_done = NULL;
+        poll_reply(done, p->get_arg, 200, poll_text_type, "1");
+    }
+    conn_teardown(ws, c);
+    free(p);
+    free(c);
+}
+
+/* The sweep: frees a closed session once its close packet went out or
+ * the grace ran out (true: `c` is gone). */
+static bool poll_sweep(struct ws_server *ws, struct ws_conn *c, int64_t now_ms)
+{
+    if (c->state != WS_C_CLOSING)
+        return false;
+    if (!c->poll->close_sent && now_ms - c->poll->closed_ms < WS_CLOSE_GRACE_S * 1000)
+        return false;
+    poll_destroy(ws, c);
+    return true;
+}
+
+/* GET without sid: a new session and its open packet. */
+static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
+{
+    if (atomic_load(&ws->stopping) || ws->poll_released) {
+        poll_reply(m->done, m->done_arg, 503, poll_json_type,
+                   "{\"code\":3,\"message\":\"Bad request\"}");
+        return;
+    }
+    if (ws->poll_unauth >= SIO_POLL_MAX_UNAUTH) {
+        /* A handshake costs no socket: without this bound one client could
+         * open sessions as fast as it can send requests. */
+        metrics_error("ws_poll_busy");
+        poll_reply(m->done, m->done_arg, 503, poll_json_type,
+                   "{\"code\":3,\"message\":\"Too many sessions waiting to connect\"}");
+        return;
+    }
+    struct ws_conn *c = calloc(1, sizeof *c);
+    struct ws_poll *p = c ? calloc(1, sizeof *p) : NULL;
+    struct ws_sio *sio = p ? calloc(1, sizeof *sio) : NULL;
+    if (!sio) {
+        free(p);
+        free(c);
+        poll_reply(m->done, m->done_arg, 503, poll_json_type,
+                   "{\"code\":3,\"message\":\"Bad request\"}");
+        return;
+    }
+    c->id = ws->next_conn_id++;
+    c->born_s = c->rx_s = ws__now_s();
+    c->is_sio = true;
+    c->poll = p;
+    c->sio = sio;
+    sio->cur_ack = -1;
+    sio->ping_ms = clock_mono_ms();
+    char rnd[33];
+    sio_sid(ws, rnd);
+    snprintf(p->sid, sizeof p->sid, "%016llx%.16s", (unsigned long long)c->id, rnd);
+    struct ws_buf *open = sio_open_buf(p->sid, ws->sio_ping_interval_ms, ws->sio_ping_timeout_ms,
+                                       SIO_POLL_MAX_PAYLOAD, true);
+    char *body = open ? strndup((const char *)ws_buf_payload(open), open->len) : NULL;
+    ws__buf_unref(open);
+    if (!body) {
+        free(sio);
+        free(p);
+        free(c);
+        m->done(m->done_arg, 503, poll_text_type, NULL, 0);
+        return;
+    }
+    ws__conns_put(&ws->conns, c);
+    c->all_next = ws->all;
+    if (ws->all)
+        ws->all->all_prev = c;
+    ws->all = c;
+    metrics_ws_connections_add(1);
+    atomic_fetch_add(&ws->n_conns_approx, 1);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->n_conns++;
+    pthread_mutex_unlock(&ws->sd_lock);
+    p->unauth = true;
+    ws->poll_unauth++;
+    m->done(m->done_arg, 200, poll_text_type, body, strlen(body));
+}
+
+/* A POST: its \x1e-separated packets, in order.  A binary attachment
+ * ("b" + base64) of a refused binary packet is skipped; any other is
+ * refused like a binary frame on the WebSocket. */
+static void poll_post(struct ws_server *ws, struct ws_conn *c, const char *body, size_t len)
+{
+    const char *end = body + len;
+    const char *pk = body;
+    while (c->state != WS_C_CLOSING) {
+        const char *sep = memchr(pk, '\x1e', (size_t)(end - pk));
+        const char *pe = sep ? sep : end;
+        size_t n = (size_t)(pe - pk);
+        if (n > 0 && pk[0] == 'b') {
+            if (c->sio->attach_skip > 0) {
+                c->sio->attach_skip--;
+            } else {
+                metrics_error("ws_protocol");
+                conn_close(ws, c, WS_CLOSE_UNSUPPORTED, "binary frames are not supported", false);
+            }
+        } else if (!ws__utf8_valid((const unsigned char *)pk, n)) {
+            metrics_error("ws_protocol");
+            conn_close(ws, c, WS_CLOSE_BAD_DATA, "invalid UTF-8", false);
+        } else {
+            sio_on_text(ws, c, pk, n);
+        }
+        if (!sep)
+            break;
+        pk = sep + 1;
+    }
+}
+
+/* One WS_M_POLL message: answers it through m->done (exactly once). */
+static void poll_request(struct ws_server *ws, struct ws_msg *m)
+{
+    if (!m->has_sid) {
+        if (m->post)
+            poll_error(m->done, m->done_arg, 2, "Bad handshake method");
+        else
+            poll_handshake(ws, m);
+        return;
+    }
+    struct ws_conn *c = poll_find(ws, m->sid);
+    if (!c || (c->state == WS_C_CLOSING && c->poll->close_sent)) {
+        poll_error(m->done, m->done_arg, 1, "Session ID unknown");
+        return;
+    }
+    c->rx_s = ws__now_s();
+    if (m->post) {
+        if (c->state == WS_C_CLOSING) {
+            poll_error(m->done, m->done_arg, 1, "Session ID unknown");
+        } else if (m->body_len > SIO_POLL_MAX_PAYLOAD) {
+            metrics_error("ws_protocol");
+            conn_close(ws, c, WS_CLOSE_TOO_BIG, "payload too large", false);
+            poll_reply(m->done, m->done_arg, 413, poll_json_type,
+                       "{\"code\":3,\"message\":\"Payload too large\"}");
+        } else {
+            poll_post(ws, c, m->body, m->body_len);
+            poll_reply(m->done, m->done_arg, 200, poll_text_type, "ok");
+        }
+        return;
+    }
+    if (c->poll->get_done) {
+        /* Engine.IO allows one pending GET: a second one is an error that
+         * ends the session (the first gets the close packet). */
+        metrics_error("ws_protocol");
+        poll_error(m->done, m->done_arg, 3, "Bad request");
+        conn_close(ws, c, WS_CLOSE_POLICY, "overlapping GET", false);
+        return;
+    }
+    c->poll->get_done = m->done;
+    c->poll->get_arg = m->done_arg;
+    if (c->state == WS_C_CLOSING)
+        poll_answer(ws, c, true);
+    else
+        poll_kick(ws, c);
+}
+
+/* ---- the upgrade: a polling session moves onto a WebSocket ------------------ */
+
+/* A WebSocket opened with the sid of a polling session is a probe: it
+ * answers "2probe" with "3probe" (and gives the session's held GET back
+ * with a noop, so the client can pause polling), and on "5" the session
+ * moves onto it.  The move copies the session into the probe's struct
+ * (lws owns that one, and frees it after LWS_CALLBACK_CLOSED) and puts
+ * the copy in the session's place in every list it is on; the jobs,
+ * pending acks and queued packets go along, and the jobs find it by its
+ * id, which it keeps. */
+static void poll_move(struct ws_server *ws, struct ws_conn *probe, struct ws_conn *s)
+{
+    struct lws *wsi = probe->wsi;
+    if (s->poll->get_done) {
+        sio_poll_done_fn done = s->poll->get_done;
+        s->poll->get_done = NULL;
+        poll_reply(done, s->poll->get_arg, 200, poll_text_type, "6");
+    }
+    poll_authed(ws, s);
+    free(s->poll);
+    s->poll = NULL;
+    /* The probe leaves the indexes; it was a connection of its own. */
+    conn_teardown(ws, probe);
+    /* The session's place: the id table, the all list, its user's list,
+     * the flush list and the send FIFO. */
+    ws__conns_del(&ws->conns, s);
+    memcpy(probe, s, sizeof *s);
+    probe->wsi = wsi;
+    probe->id_next = NULL;
+    ws__conns_put(&ws->conns, probe);
+    if (probe->all_prev)
+        probe->all_prev->all_next = probe;
+    else
+        ws->all = probe;
+    if (probe->all_next)
+        probe->all_next->all_prev = probe;
+    if (probe->user) {
+        if (probe->u_prev)
+            probe->u_prev->u_next = probe;
+        else
+            probe->user->conns = probe;
+        if (probe->u_next)
+            probe->u_next->u_prev = probe;
+    }
+    if (probe->flush_queued) {
+        struct ws_conn **pp = &ws->flush;
+        while (*pp && *pp != s)
+            pp = &(*pp)->flush_next;
+        if (*pp)
+            *pp = probe;
+    }
+    if (probe->send_waiting) {
+        if (probe->sw_prev)
+            probe->sw_prev->sw_next = probe;
+        else
+            ws->sw_head = probe;
+        if (probe->sw_next)
+            probe->sw_next->sw_prev = probe;
+        else
+            ws->sw_tail = probe;
+    }
+    free(s); /* the probe's teardown above counted the two as one */
+    preset_close_reason(wsi);
+    if (probe->rx_paused)
+        lws_rx_flow_control(wsi, 0);
+    if (probe->out.n > 0 || probe->state == WS_C_CLOSING)
+        lws_callback_on_writable(wsi);
+    if (probe->state == WS_C_CLOSING)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
+}
+
+/* conn_teardown of a probe that did not move its session: the session
+ * polls again (its GETs are held again instead of answered with noop). */
+static void probe_gone(struct ws_server *ws, struct ws_conn *c)
+{
+    struct ws_conn *s = ws__conns_get(&ws->conns, c->probe_of);
+    if (s && s->poll && s->poll->probe_id == c->id)
+        s->poll->upgrading = false;
+}
+
+/* A text frame on a probe WebSocket. */
+static void probe_text(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
+{
+    struct ws_conn *s = ws__conns_get(&ws->conns, c->probe_of);
+    if (!s || !s->poll || s->state == WS_C_CLOSING) {
+        conn_close(ws, c, WS_CLOSE_POLICY, "Session ID unknown", false);
+        return;
+    }
+    if (len == 6 && memcmp(data, "2probe", 6) == 0) {
+        sio_send(ws, c, sio_raw_buf("3probe"));
+        s->poll->upgrading = true;
+        s->poll->probe_id = c->id;
+        poll_kick(ws, s);
+    } else if (len == 1 && data[0] == '5' && s->poll->upgrading) {
+        poll_move(ws, c, s);
+    } else {
+        metrics_error("ws_protocol");
+        conn_close(ws, c, WS_CLOSE_POLICY, "invalid upgrade", false);
+    }
+}
+
 /* A complete text message: Engine.IO on /socket.io/, a frame on /ws. */
 static void on_text(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
 {
     if (c->sio)
         sio_on_text(ws, c, data, len);
+    else if (c->probe_of)
+        probe_text(ws, c, data, len);
     else if (!c->is_sio)
         on_frame(ws, c, data, len);
 }
@@ -1204,7 +1627,11 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
     int64_t wall_ms = clock_now_ms();
     int64_t mono_ms = clock_mono_ms();
     struct ws_buf *sio_ping = NULL; /* one "2" packet shared by every ping of this sweep */
-    for (struct ws_conn *c = ws->all; c; c = c->all_next) {
+    struct ws_conn *next;
+    for (struct ws_conn *c = ws->all; c; c = next) {
+        next = c->all_next;
+        if (c->poll && poll_sweep(ws, c, mono_ms))
+            continue; /* a closed polling session, freed */
         if (c->state == WS_C_CLOSING)
             continue;
         if (c->state == WS_C_READY && wall_ms >= (int64_t)c->expires_s * 1000) {
@@ -1346,6 +1773,16 @@ void ws__loop_handle(struct ws_server *ws, struct ws_msg *m)
         for (struct ws_conn *c = ws->all; c; c = c->all_next)
             conn_close(ws, c, WS_CLOSE_GOING_AWAY, "server shutting down", true);
         break;
+    case WS_M_POLL:
+        poll_request(ws, m);
+        m->done = NULL; /* answered */
+        break;
+    case WS_M_POLL_RELEASE:
+        ws->poll_released = true;
+        for (struct ws_conn *c = ws->all; c; c = c->all_next)
+            if (c->poll)
+                conn_close(ws, c, WS_CLOSE_GOING_AWAY, "server shutting down", true);
+        break;
     default:
         break;
     }
@@ -1366,7 +1803,9 @@ void ws__loop_flush(struct ws_server *ws)
         struct ws_conn *next = c->flush_next;
         c->flush_next = NULL;
         c->flush_queued = false;
-        if (c->out.n > 0) {
+        if (c->poll) {
+            poll_kick(ws, c);
+        } else if (c->out.n > 0) {
             /* Only a READY connection with nothing of lws's still buffered
              * is written here; a closing one goes through its writeable
              * callback (the close frame comes from there), and a
@@ -1390,6 +1829,14 @@ void ws__loop_cleanup(struct ws_server *ws)
 {
     /* lws_context_destroy delivered LWS_CALLBACK_CLOSED for every
      * established connection, so the lists are empty; anything left would
-     * be a connection lws forgot, and its memory is lws's to free. */
+     * be a connection lws forgot, and its memory is lws's to free -
+     * except polling sessions, which are ours: their held GET is answered
+     * and they are freed. */
+    struct ws_conn *next;
+    for (struct ws_conn *c = ws->all; c; c = next) {
+        next = c->all_next;
+        if (c->poll)
+            poll_destroy(ws, c);
+    }
     ws->all = NULL;
 }

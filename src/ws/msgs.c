@@ -72,6 +72,14 @@ void ws__msg_free(struct ws_server *ws, struct ws_msg *m)
 {
     if (m->kind == WS_M_ADOPT && m->fd >= 0)
         close(m->fd);
+    if (m->kind == WS_M_POLL && m->done) {
+        /* Never handled (the loop is gone): the request is still answered,
+         * so http never stops with a suspended connection. */
+        static const char busy[] = "{\"code\":3,\"message\":\"Bad request\"}";
+        char *b = strdup(busy);
+        m->done(m->done_arg, 503, "application/json", b, b ? strlen(b) : 0);
+    }
+    free(m->body);
     ws__buf_unref(m->buf);
     if (m->job)
         ws__job_free(ws, m->job);

@@ -21,6 +21,7 @@
 #include "ws_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -300,6 +301,43 @@ void ws_server_adopt(struct ws_server *ws, int fd)
     }
     m->fd = fd;
     ws__inbox_push(ws, m);
+}
+
+void ws_server_poll(struct ws_server *ws, bool post, const char *sid, const char *body,
+                    size_t len, sio_poll_done_fn done, void *arg)
+{
+    struct ws_msg *m = ws__msg_new(WS_M_POLL, 0);
+    char *copy = m ? malloc(len + 1) : NULL;
+    if (!copy) {
+        free(m);
+        static const char oom[] = "{\"code\":3,\"message\":\"Bad request\"}";
+        char *b = strdup(oom);
+        done(arg, 503, "application/json", b, b ? strlen(b) : 0);
+        return;
+    }
+    if (len)
+        memcpy(copy, body, len);
+    copy[len] = '\0';
+    m->post = post;
+    m->body = copy;
+    m->body_len = len;
+    m->done = done;
+    m->done_arg = arg;
+    if (sid) {
+        /* Longer than any sid we hand out: kept cut, so it matches none. */
+        m->has_sid = true;
+        snprintf(m->sid, sizeof m->sid, "%s", sid);
+    }
+    ws__inbox_push(ws, m); /* inbox closed: ws__msg_free answers 503 */
+}
+
+void ws_server_poll_release(struct ws_server *ws)
+{
+    struct ws_msg *m = ws__msg_new(WS_M_POLL_RELEASE, 0);
+    if (m)
+        ws__inbox_push(ws, m);
+    else
+        log_error("ws: out of memory: polling sessions not released before the drain");
 }
 
 long ws_server_connections(struct ws_server *ws)

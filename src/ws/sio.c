@@ -198,11 +198,16 @@ static struct ws_buf *prefixed_json(const char *prefix, json_t *v, unsigned flag
 }
 
 struct ws_buf *sio_open_buf(const char *sid, int64_t ping_interval_ms, int64_t ping_timeout_ms,
-                            size_t max_payload)
+                            size_t max_payload, bool upgrade)
 {
     json_t *o = json_pack("{s:s, s:[], s:I, s:I, s:I}", "sid", sid, "upgrades", "pingInterval",
                           (json_int_t)ping_interval_ms, "pingTimeout",
                           (json_int_t)ping_timeout_ms, "maxPayload", (json_int_t)max_payload);
+    if (o && upgrade &&
+        json_array_append_new(json_object_get(o, "upgrades"), json_string("websocket")) != 0) {
+        json_decref(o);
+        return NULL;
+    }
     struct ws_buf *b = prefixed_json("0", o, 0);
     json_decref(o);
     return b;

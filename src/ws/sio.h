@@ -102,11 +102,40 @@ struct ws_sio {
     struct sio_pending *pending; /* SIO_PENDING_MAX entries, lazily */
 };
 
+/* ---- the polling transport (conn.c "polling") -------------------------- */
+
+/* Engine.IO's default maxPayload: the most bytes one POST may carry (more:
+ * 413 and the session closes).  REST's own 1 MiB body limit is above it. */
+#define SIO_POLL_MAX_PAYLOAD 1000000
+/* Polling sessions not connected yet (no CONNECT accepted), at most, per
+ * instance; one more handshake is answered 503 (socket.io-client retries).
+ * A handshake costs no socket, so TCP admission does not bound them; a
+ * real client is unconnected for one token check, a few ms. */
+#define SIO_POLL_MAX_UNAUTH 1024
+/* The most bytes one GET answer carries (the rest waits for the next GET). */
+#define SIO_POLL_MAX_ANSWER 1000000
+
+/* A polling session's transport state, on its struct ws_conn (wsi NULL).
+ * The session id is 16 hex digits of the connection id (so a request finds
+ * its session in the id table) and 16 random ones (so it cannot be
+ * guessed). */
+struct ws_poll {
+    char sid[33];
+    sio_poll_done_fn get_done;  /* the held GET, NULL when none */
+    void *get_arg;
+    bool upgrading;             /* 3probe went out on a WebSocket for it */
+    uint64_t probe_id;          /* that WebSocket's connection id */
+    bool close_sent;            /* CLOSING: the close packet went out */
+    bool unauth;                /* counted in ws_server.poll_unauth */
+    int64_t closed_ms;          /* CLOSING: clock_mono_ms() of the close */
+};
+
 /* ---- server packets (new buffers flagged WS_BUF_SIO, NULL on OOM) ------ */
 
-/* 0{"sid","upgrades":[],"pingInterval","pingTimeout","maxPayload"} */
+/* 0{"sid","upgrades":[],"pingInterval","pingTimeout","maxPayload"}; with
+ * `upgrade` (the polling transport) "upgrades" is ["websocket"]. */
 struct ws_buf *sio_open_buf(const char *sid, int64_t ping_interval_ms, int64_t ping_timeout_ms,
-                            size_t max_payload);
+                            size_t max_payload, bool upgrade);
 /* 40{"sid":sid} */
 struct ws_buf *sio_connect_buf(const char *sid);
 /* 44[/nsp,]{"message":msg}: the namespace echoed unless it is "/". */

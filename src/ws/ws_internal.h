@@ -42,6 +42,7 @@
 #include "chatli/err.h"
 #include "chatli/oid.h"
 #include "chatli/adapters/ws_server.h"
+#include "chatli/sio_poll.h"
 
 /* ---- limits (the numbers the contract leaves to us; docs/api.md) -------- */
 
@@ -328,6 +329,10 @@ struct ws_conn {
     const char *close_reason;       /* string literal */
     uint8_t token_hash[32];         /* the session's, for revocation */
     struct ws_sio *sio;             /* Socket.IO state (sio.h) when is_sio */
+    /* Socket.IO over HTTP long-polling (conn.c "polling"): a session with
+     * no lws wsi (wsi NULL), allocated and freed by the gateway. */
+    struct ws_poll *poll;
+    uint64_t probe_of;              /* a WebSocket upgrading that polling session */
 };
 
 /* A user with at least one READY connection.  Loop thread only. */
@@ -438,6 +443,8 @@ enum ws_msg_kind {
     WS_M_JOB_DONE,   /* job comes back to the loop */
     WS_M_REVOKE,     /* close users[]' connections authenticated with token_hash */
     WS_M_CLOSE_ALL,  /* shutdown: close every connection with 1001 */
+    WS_M_POLL,       /* a Socket.IO polling request (sio_poll.h): answer through done */
+    WS_M_POLL_RELEASE, /* shutdown began: close every polling session */
 };
 
 struct ws_msg {
@@ -453,6 +460,15 @@ struct ws_msg {
     bool settles_send;       /* TO_CONN: the answer to a send core took (buf may
                                 be NULL when building the frame failed) */
     uint8_t token_hash[32];  /* REVOKE */
+    /* POLL: the request (body owned, NUL-terminated) and its answer, called
+     * exactly once: on the loop, or by ws__msg_free (503) if never handled */
+    bool post;
+    bool has_sid;
+    char sid[40];
+    char *body;
+    size_t body_len;
+    sio_poll_done_fn done;
+    void *done_arg;
     size_t n_users;
     char users[][OID_SIZE];  /* DELIVER (BUS_TO_USERS), REVOKE */
 };
@@ -556,6 +572,8 @@ struct ws_server {
     /* Socket.IO (CONTRACT 7): Engine.IO ping period and pong deadline,
      * from the config, read-only after open. */
     int64_t sio_ping_interval_ms, sio_ping_timeout_ms;
+    bool poll_released;       /* loop: shutdown closed the polling sessions */
+    uint32_t poll_unauth;     /* loop: polling sessions not connected yet (sio.h) */
 };
 
 /* msgs.c: one accepted message.send was answered (ack or error frame

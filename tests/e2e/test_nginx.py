@@ -46,7 +46,7 @@ class Nginx:
         conf = (REPO_ROOT / "config" / "nginx.conf").read_text()
         servers = "".join("        server 127.0.0.1:%d max_fails=1 fail_timeout=2s;\n" % p
                           for p in ports)
-        for block in ("rest", "ws"):
+        for block in ("rest", "ws", "sio"):
             conf = re.sub(r"(# BEGIN chatli instances \(%s\)\n).*?(\s*# END)" % block,
                           lambda m: m.group(1) + servers + m.group(2), conf, flags=re.S)
         conf = re.sub(r"(# BEGIN listen\n).*?(\s*# END)",
@@ -183,3 +183,32 @@ def test_kill9_one_instance_clients_move_on(cluster):
         assert ids == acked
     finally:
         w.close()
+
+
+def test_socketio_default_transports_through_nginx(cluster):
+    """Polling then the upgrade, through the three instances: every request
+    of the session must reach the instance holding it (chatli_sio)."""
+    import socketio
+    ngx, insts, _ = cluster
+    u1, t1 = register(ngx)
+    u2, t2 = register(ngx)
+    chat = make_chat(ngx, t1, [u2["id"]])
+    got = []
+    clients = []
+    for transports in (None, ["polling"]):
+        c = socketio.Client(reconnection=False)
+        c.on("message.new", lambda d: got.append(d["message"]["text"]))
+        c.connect(ngx.url, auth={"token": t2}, transports=transports, wait_timeout=10)
+        clients.append(c)
+    try:
+        assert_json(api(ngx, "POST", "/api/chats/%s/messages" % chat["id"], t1,
+                        json={"text": "via nginx"}), 201)
+        deadline = time.monotonic() + 10
+        while (len(got) < 2 or clients[0].transport() != "websocket") \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got == ["via nginx", "via nginx"]
+        assert clients[0].transport() == "websocket" and clients[1].transport() == "polling"
+    finally:
+        for c in clients:
+            c.disconnect()

@@ -9,8 +9,11 @@ packets, Engine.IO ping/pong, the close packets) are checked with a raw
 WebSocket client (websocket-client), so each packet the server sends is
 seen exactly.
 
-Only the websocket transport is served: `transports=["websocket"]`.
+Both transports are served: websocket, and Engine.IO long-polling
+(`transports=["polling"]`, and the default polling-then-upgrade); the
+polling requests' byte-level rules are checked with raw HTTP (Poll).
 """
+import http.client
 import json
 import queue
 import signal
@@ -29,8 +32,9 @@ SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 class Client:
     """A python-socketio client whose events land in one queue."""
 
-    def __init__(self, server, token, reconnection=False):
+    def __init__(self, server, token, reconnection=False, transports=("websocket",)):
         self.server = server
+        self.transports = list(transports) if transports else None
         self.token = token
         self.events = queue.Queue()
         self.skipped = []
@@ -58,7 +62,7 @@ class Client:
 
     def connect(self, server=None):
         srv = server or self.server
-        self.sio.connect(srv.url, auth={"token": self.token}, transports=["websocket"],
+        self.sio.connect(srv.url, auth={"token": self.token}, transports=self.transports,
                          wait_timeout=10)
         return self
 
@@ -527,3 +531,367 @@ def test_flood_control_and_connection_cap_apply(start_server):
     code, got = r.wait_close()
     assert code == 4429 and got[-1:] == ["41"]
     r2.close()
+
+
+# ---------------------------------------------------------------------------
+# the polling transport
+
+POLL_PATH = "/socket.io/?EIO=4&transport=polling"
+
+
+class Poll:
+    """Raw Engine.IO long-polling: one HTTP request per call, bounded."""
+
+    def __init__(self, server, timeout=10.0):
+        self.server = server
+        self.timeout = timeout
+        self.sid = None
+        self.pending = []
+
+    def request(self, method, query=POLL_PATH, body=None, timeout=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port,
+                                          timeout=timeout or self.timeout)
+        try:
+            conn.request(method, query, body=body,
+                         headers={"Content-Type": "text/plain;charset=UTF-8"})
+            r = conn.getresponse()
+            return r.status, r.getheader("Content-Type"), r.read()
+        finally:
+            conn.close()
+
+    def path(self):
+        return POLL_PATH + "&sid=" + self.sid
+
+    def open(self, token=None):
+        st, ct, body = self.request("GET")
+        assert st == 200 and ct.startswith("text/plain"), (st, ct, body)
+        assert body[:1] == b"0"
+        info = json.loads(body[1:])
+        self.sid = info["sid"]
+        if token is not None:
+            assert self.post("40" + json.dumps({"token": token})) == (200, b"ok")
+            got = self.get_packets()
+            assert got[0].startswith("40{"), got
+            assert got[1].startswith('42["ready",'), got
+        return info
+
+    def post(self, text):
+        st, _, body = self.request("POST", self.path(),
+                                   text.encode() if isinstance(text, str) else text)
+        return st, body
+
+    def get(self, timeout=None):
+        return self.request("GET", self.path(), timeout=timeout)
+
+    def get_packets(self):
+        st, _, body = self.get()
+        assert st == 200, (st, body)
+        return body.decode().split("\x1e")
+
+    def event(self, name, limit=10):
+        """The next EVENT `name`; packets after it in the same answer are kept
+        for the next call, those before it are skipped."""
+        for _ in range(limit):
+            if not self.pending:
+                self.pending = self.get_packets()
+            while self.pending:
+                p = self.pending.pop(0)
+                if p.startswith("42"):
+                    ev = json.loads(p[2:])
+                    if ev[0] == name:
+                        return ev[1]
+        raise AssertionError("no %r event" % name)
+
+
+def test_polling_client_events_both_ways_and_ack(server, clients):
+    a, ta = register(server)
+    b, tb = register(server)
+    chat = make_chat(server, ta, [b["id"]])
+    ca = clients(server, ta, transports=["polling"])
+    assert ca.wait("ready")["user"]["id"] == a["id"]
+    assert ca.sio.transport() == "polling"
+    cb = clients(server, tb, transports=["polling"])
+    cb.wait("ready")
+    assert ca.wait("presence") == {"userId": b["id"], "online": True}
+    ack = ca.call("message.send", {"chatId": chat["id"], "text": "polled", "clientId": "q1"})
+    assert ack["clientId"] == "q1" and ack["message"]["text"] == "polled"
+    assert cb.wait("message.new") == {"message": ack["message"]}
+    bad = ca.call("message.send", {"chatId": chat["id"], "text": "", "clientId": "q2"})
+    assert bad["error"]["code"] == "validation_failed"
+    cb.emit("typing", {"chatId": chat["id"]})
+    assert ca.wait("typing") == {"chatId": chat["id"], "userId": b["id"]}
+    cb.emit("read", {"chatId": chat["id"], "messageId": ack["message"]["id"]})
+    assert ca.wait("read")["messageId"] == ack["message"]["id"]
+    send_msg(server, tb, chat["id"], "from rest")
+    assert ca.wait("message.new")["message"]["text"] == "from rest"
+    ca.barrier()
+
+
+def test_polling_and_websocket_clients_share_a_chat(server, clients):
+    a, ta = register(server)
+    b, tb = register(server)
+    chat = make_chat(server, ta, [b["id"]])
+    cp = clients(server, ta, transports=["polling"])
+    cp.wait("ready")
+    cw = clients(server, tb)
+    cw.wait("ready")
+    assert cw.sio.transport() == "websocket"
+    ack = cp.call("message.send", {"chatId": chat["id"], "text": "to ws", "clientId": "m1"})
+    assert cw.wait("message.new")["message"] == ack["message"]
+    ack2 = cw.call("message.send", {"chatId": chat["id"], "text": "to poll", "clientId": "m2"})
+    assert cp.wait("message.new")["message"] == ack2["message"]
+
+
+def test_default_transports_upgrade_to_websocket(server, clients):
+    a, ta = register(server)
+    b, tb = register(server)
+    chat = make_chat(server, ta, [b["id"]])
+    ca = clients(server, ta, transports=None)   # python-socketio's default: polling, upgrade
+    ca.wait("ready")
+    deadline = time.monotonic() + 10
+    while ca.sio.transport() != "websocket" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ca.sio.transport() == "websocket"
+    cb = clients(server, tb, transports=["polling"])
+    cb.wait("ready")
+    ack = ca.call("message.send", {"chatId": chat["id"], "text": "upgraded", "clientId": "g1"})
+    assert cb.wait("message.new")["message"] == ack["message"]
+
+
+def test_raw_upgrade_probe_noop_and_move(server):
+    a, ta = register(server)
+    p = Poll(server)
+    info = p.open(ta)
+    assert info["upgrades"] == ["websocket"] and info["maxPayload"] == 1000000
+    held = {}
+    t = threading.Thread(target=lambda: held.update(r=p.get()))
+    t.start()
+    time.sleep(0.3)                      # the GET is held (nothing queued)
+    assert t.is_alive()
+    r = Raw(server, "/socket.io/?EIO=4&transport=websocket&sid=" + p.sid)
+    r.send("2probe")
+    assert r.recv() == "3probe"
+    t.join(10)
+    assert not t.is_alive() and held["r"][0] == 200 and held["r"][2] == b"6"   # noop
+    r.send("5")
+    r.send('42["ping"]')
+    assert r.event("pong") == {}
+    # the session left polling: its sid is unknown there now
+    st, _, body = p.get()
+    assert st == 400 and json.loads(body) == {"code": 1, "message": "Session ID unknown"}
+    # a probe for a sid that is no polling session is refused
+    bad = Raw(server, "/socket.io/?EIO=4&transport=websocket&sid=" + "0" * 32)
+    assert bad.wait_close()[0] == 1008
+    r.close()
+
+
+def test_polling_bad_requests_get_engineio_errors(server):
+    p = Poll(server)
+    st, ct, body = p.request("GET", POLL_PATH + "&sid=" + "a" * 32)
+    assert st == 400 and ct.startswith("application/json")
+    assert json.loads(body) == {"code": 1, "message": "Session ID unknown"}
+    st, _, body = p.request("POST", POLL_PATH + "&sid=nope", b"40")
+    assert (st, json.loads(body)["code"]) == (400, 1)
+    st, _, body = p.request("POST", POLL_PATH, b"40")
+    assert (st, json.loads(body)) == (400, {"code": 2, "message": "Bad handshake method"})
+    st, _, body = p.request("GET", "/socket.io/?EIO=3&transport=polling")
+    assert (st, json.loads(body)["code"]) == (400, 5)
+    st, _, body = p.request("GET", "/socket.io/?EIO=4&transport=carrier-pigeon")
+    assert (st, json.loads(body)["code"]) == (400, 0)
+    st, _, _ = p.request("HEAD", POLL_PATH)       # would open a session: refused
+    assert st == 400
+    # without Upgrade, a websocket transport request is no polling request
+    st, _, body = p.request("GET", "/socket.io/?EIO=4&transport=websocket")
+    assert (st, json.loads(body)["code"]) == (400, 0)
+
+
+def test_polling_malformed_posts(server):
+    a, ta = register(server)
+    p = Poll(server)
+    p.open(ta)
+    # a malformed packet and an event whose argument is no object: error events
+    assert p.post("4zz\x1e42[\"typing\",5]") == (200, b"ok")
+    assert p.event("error")["code"] == "bad_request"
+    assert "object" in p.event("error")["message"]
+    # a binary packet: refused with an error event, its attachment (base64 "b...")
+    # skipped, the session stays
+    assert p.post('451-["typing",{"_placeholder":true,"num":0}]\x1ebAQID\x1e42["ping"]') \
+        == (200, b"ok")
+    assert "binary" in p.event("error")["message"]
+    assert p.event("pong") == {}
+    # several packets in one POST, handled in order
+    assert p.post('42["ping"]\x1e42["ping"]') == (200, b"ok")
+    got = []
+    while len(got) < 2:
+        got += [x for x in p.get_packets() if x.startswith('42["pong"')]
+    # over maxPayload: 413 and the session is closed
+    st, _ = p.post(b"4" * 1000001)
+    assert st == 413
+    st, _, body = p.get()
+    assert st == 200 and body.decode().split("\x1e")[-1] == "1"   # the close packet
+    st, _, _ = p.get()
+    assert st == 400
+    # invalid UTF-8 before CONNECT closes too
+    q = Poll(server)
+    q.open()
+    assert q.post(b"40{\"token\":\"\xff\"}")[0] == 200
+    assert q.get_packets()[-1] == "1"
+    # a binary attachment without its packet
+    w = Poll(server)
+    w.open(ta)
+    assert w.post("bAAEC")[0] == 200
+    assert w.get_packets()[-1] == "1"
+
+
+def test_polling_second_pending_get_closes_the_session(server):
+    a, ta = register(server)
+    p = Poll(server)
+    p.open(ta)
+    first = {}
+    t = threading.Thread(target=lambda: first.update(r=p.get()))
+    t.start()
+    time.sleep(0.3)
+    st, _, body = p.get()
+    assert (st, json.loads(body)["code"]) == (400, 3)
+    t.join(10)
+    assert first["r"][0] == 200 and first["r"][2].decode().split("\x1e")[-1] == "1"
+    assert p.get()[0] == 400
+
+
+def test_polling_session_that_stops_polling_times_out(start_server):
+    srv = start_server(SIO_PING_INTERVAL_MS=300, SIO_PING_TIMEOUT_MS=400)
+    a, ta = register(srv)
+    p = Poll(srv)
+    p.open(ta)
+    # a live client answers the ping that its GET brings
+    assert "2" in p.get_packets()
+    assert p.post("3") == (200, b"ok")
+    # then it stops polling: no pong, the session is closed and later freed
+    # (a noop POST is no pong: it only looks whether the session is there)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        st, _, body = p.request("POST", p.path(), b"6")
+        if st == 400:
+            break
+    assert st == 400 and json.loads(body)["code"] == 1
+
+
+def test_shutdown_releases_held_polls(start_server):
+    srv = start_server()
+    a, ta = register(srv)
+    p = Poll(srv)
+    p.open(ta)
+    held = {}
+    t = threading.Thread(target=lambda: held.update(r=p.get(timeout=15)))
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive()
+    srv.signal(signal.SIGTERM)
+    t.join(15)
+    assert held["r"][0] == 200 and held["r"][2].decode().split("\x1e")[-1] == "1"
+    assert srv.proc.wait(15) == 0
+
+
+def ws_gauge(srv):
+    for line in api(srv, "GET", "/metrics").text.splitlines():
+        if line.startswith("chatli_ws_connections "):
+            return int(float(line.split()[1]))
+    raise AssertionError("chatli_ws_connections missing from /metrics")
+
+
+def wait_gauge(srv, want, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = ws_gauge(srv)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_polling_sessions_are_counted_once_through_an_upgrade(start_server):
+    srv = start_server()
+    a, ta = register(srv)
+    p = Poll(srv)
+    p.open(ta)
+    assert ws_gauge(srv) == 1                    # a polling session is a connection
+    r = Raw(srv, "/socket.io/?EIO=4&transport=websocket&sid=" + p.sid)
+    assert wait_gauge(srv, 2) == 2               # and so is its probe
+    r.send("2probe")
+    assert r.recv() == "3probe"
+    r.send("5")
+    assert wait_gauge(srv, 1) == 1               # one connection after the move
+    r.send('42["ping"]')
+    assert r.event("pong") == {}
+    r.close()
+    assert wait_gauge(srv, 0) == 0
+    # a probe that gives up: the session polls on, its GET held again
+    q = Poll(srv)
+    q.open(ta)
+    r2 = Raw(srv, "/socket.io/?EIO=4&transport=websocket&sid=" + q.sid)
+    r2.send("2probe")
+    assert r2.recv() == "3probe"
+    st, _, body = q.get()
+    assert (st, body) == (200, b"6")             # upgrading: no GET is held
+    r2.close()
+    assert wait_gauge(srv, 1) == 1
+    held = {}
+    t = threading.Thread(target=lambda: held.update(r=q.get()))
+    t.start()
+    t.join(0.5)
+    assert t.is_alive()                          # held again: the upgrade was given up
+    assert q.post('42["ping"]') == (200, b"ok")
+    t.join(10)
+    assert held["r"][0] == 200 and held["r"][2].startswith(b'42["pong"')
+    srv.signal(signal.SIGTERM)
+    assert srv.proc.wait(15) == 0
+
+
+def test_held_polls_hold_no_http_thread(start_server):
+    """Eight GETs held at once on a server with one MHD thread: REST and
+    the sessions' POSTs are still answered, and each GET gets its packet."""
+    srv = start_server(HTTP_THREADS=1)
+    a, ta = register(srv)
+    polls = [Poll(srv) for _ in range(8)]
+    for p in polls:
+        p.open(ta)
+    held = [{} for _ in polls]
+    threads = [threading.Thread(target=lambda p=p, h=h: h.update(r=p.get()))
+               for p, h in zip(polls, held)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    assert all(t.is_alive() for t in threads)
+    assert_json(api(srv, "GET", "/api/users/me", ta, timeout=5), 200)
+    for p in polls:
+        assert p.post('42["ping"]') == (200, b"ok")
+    for t, h in zip(threads, held):
+        t.join(10)
+        assert not t.is_alive() and h["r"][0] == 200 and h["r"][2].startswith(b'42["pong"')
+
+
+def test_unconnected_polling_sessions_are_bounded(start_server):
+    """SIO_POLL_MAX_UNAUTH (1024): handshakes cost no socket, so sessions
+    that never CONNECT are bounded; connecting one frees its place."""
+    srv = start_server()
+    a, ta = register(srv)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    sids = []
+    try:
+        for _ in range(1024):
+            conn.request("GET", POLL_PATH)
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200, (r.status, body)
+            sids.append(json.loads(body[1:])["sid"])
+        conn.request("GET", POLL_PATH)
+        r = conn.getresponse()
+        assert (r.status, json.loads(r.read())["code"]) == (503, 3)
+    finally:
+        conn.close()
+    p = Poll(srv)
+    p.sid = sids[0]
+    assert p.post("40" + json.dumps({"token": ta})) == (200, b"ok")
+    assert p.event("ready")["user"]["id"] == a["id"]
+    assert Poll(srv).open()["sid"]                 # room for one more
+    assert Poll(srv).request("GET")[0] == 503

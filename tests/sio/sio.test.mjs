@@ -196,3 +196,53 @@ test("server restart: the client reconnects by itself, then sync catches up", as
   assert.equal((await sa.next("message.new")).message.text, "after");
   assert.deepEqual(await sa.next("sync.done"), { complete: true });
 });
+
+// The polling transport (Engine.IO long-polling, then the upgrade).
+
+test("default options: polling first, then the upgrade to websocket; events both ways", async () => {
+  const a = await register();
+  const b = await register();
+  const chat = (await api("POST", "/api/chats", a.token, { memberIds: [b.user.id] })).body;
+  const sa = connect(a.token); // socket.io-client's defaults: ["polling", "websocket"]
+  await sa.next("ready");
+  if (sa.io.engine.transport.name !== "websocket") await once(sa.io.engine, "upgrade");
+  assert.equal(sa.io.engine.transport.name, "websocket");
+  const sb = connect(b.token, { transports: ["polling"] });
+  await sb.next("ready");
+  assert.equal(sb.io.engine.transport.name, "polling");
+  const ack = await sa.timeout(WAIT_MS).emitWithAck("message.send",
+    { chatId: chat.id, text: "over the upgraded socket", clientId: "u1" });
+  assert.equal(ack.message.text, "over the upgraded socket");
+  assert.deepEqual(await sb.next("message.new"), { message: ack.message });
+  const back = await sb.timeout(WAIT_MS).emitWithAck("message.send",
+    { chatId: chat.id, text: "over polling", clientId: "u2" });
+  assert.equal(back.clientId, "u2");
+  assert.deepEqual(await sa.next("message.new"), { message: back.message });
+  sa.emit("ping");
+  assert.deepEqual(await sa.next("pong"), {});
+});
+
+test("transports: [polling]: events, acks, errors and connect_error", async () => {
+  const POLL = { transports: ["polling"] };
+  const a = await register();
+  const b = await register();
+  const chat = (await api("POST", "/api/chats", a.token, { memberIds: [b.user.id] })).body;
+  const sa = connect(a.token, POLL);
+  assert.equal((await sa.next("ready")).user.id, a.user.id);
+  const sb = connect(b.token, POLL);
+  await sb.next("ready");
+  assert.deepEqual(await sa.next("presence"), { userId: b.user.id, online: true });
+  const ack = await sa.timeout(WAIT_MS).emitWithAck("message.send",
+    { chatId: chat.id, text: "long-polled", clientId: "p1" });
+  assert.equal(ack.message.text, "long-polled");
+  assert.deepEqual(await sb.next("message.new"), { message: ack.message });
+  const bad = await sa.timeout(WAIT_MS).emitWithAck("message.send",
+    { chatId: chat.id, text: "", clientId: "p2" });
+  assert.equal(bad.error.field, "text");
+  sb.emit("typing", { chatId: chat.id });
+  assert.deepEqual(await sa.next("typing"), { chatId: chat.id, userId: b.user.id });
+  assert.equal(sa.io.engine.transport.name, "polling");
+  const s = connect("not-a-token", POLL);
+  const e = await once(s, "connect_error");
+  assert.equal(e.message, "unauthorized");
+});

@@ -20,6 +20,7 @@ struct cache;
 struct bus;
 struct media;
 struct http_server;
+struct sio_poll;
 
 struct http_server_deps {
     const struct config *cfg; /* borrowed: outlives the server */
@@ -35,6 +36,8 @@ struct http_server_deps {
      * caller's thread.  The acceptor's admission count lives on it. */
     void (*on_closed)(void *arg, const struct sockaddr *sa);
     void *on_closed_arg;
+    /* The Socket.IO polling transport (borrowed, copied), NULL: none. */
+    const struct sio_poll *sio_poll;
 };
 
 /* Checks a CORS_ORIGINS value ("*" or comma-separated "scheme://host[:port]")

@@ -9,7 +9,11 @@
 #ifndef CHATLI_ADAPTERS_WS_SERVER_H
 #define CHATLI_ADAPTERS_WS_SERVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "chatli/err.h"
+#include "chatli/sio_poll.h"
 
 struct config;
 struct core;
@@ -30,6 +34,16 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
  * for /ws or /socket.io/ (peeked, not consumed).  Thread-safe; returns at
  * once.  On failure (server stopping) the fd is closed. */
 void ws_server_adopt(struct ws_server *ws, int fd);
+
+/* The Engine.IO polling transport (chatli/sio_poll.h; main.c puts these
+ * two in the table http gets).  ws_server_poll copies `sid` and `body`,
+ * queues the request on the loop and returns; `done` runs exactly once,
+ * on the loop (or at once when the gateway cannot take it: 503).
+ * ws_server_poll_release: shutdown began, close every polling session
+ * (a held GET gets the close packet) and refuse new ones. */
+void ws_server_poll(struct ws_server *ws, bool post, const char *sid, const char *body,
+                    size_t len, sio_poll_done_fn done, void *arg);
+void ws_server_poll_release(struct ws_server *ws);
 
 /* Number of open WebSocket connections (any thread; approximate). */
 long ws_server_connections(struct ws_server *ws);

@@ -89,7 +89,7 @@ static void test_404_405(void)
                                     "/api/users/me/extra", "/api/chats/x/unknown", "/API/posts",
                                     "/api/auth", "/api/auth/register/x", "/healthzz",
                                     "/api/posts/x/like/x", "/api/posts/", "/api/posts//like",
-                                    "/api//posts", "", "api/posts", "/ws", "/socket.io/",
+                                    "/api//posts", "", "api/posts", "/ws", "/socket.io", "/socket.io/x",
                                     "/api/chats/x/members/", "/uploads", "/uploads/",
                                     "/api/uploads/x"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {

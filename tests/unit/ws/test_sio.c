@@ -160,9 +160,12 @@ static void test_binary(void)
 
 static void test_server_packets(void)
 {
-    check_buf(sio_open_buf("abc", 25000, 20000, 65536),
+    check_buf(sio_open_buf("abc", 25000, 20000, 65536, false),
               "0{\"sid\":\"abc\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000,"
               "\"maxPayload\":65536}");
+    check_buf(sio_open_buf("p1", 25000, 20000, 1000000, true),
+              "0{\"sid\":\"p1\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,"
+              "\"pingTimeout\":20000,\"maxPayload\":1000000}");
     check_buf(sio_connect_buf("s1"), "40{\"sid\":\"s1\"}");
     check_buf(sio_connect_error_buf("/", 1, "unauthorized"), "44{\"message\":\"unauthorized\"}");
     check_buf(sio_connect_error_buf("/admin", 6, "Invalid namespace"),
