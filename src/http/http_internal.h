@@ -170,6 +170,9 @@ int routes_users_me(struct http_req *, json_t *, json_t **, int *, struct chat_e
 int routes_users_update_me(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_users_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_users_search(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_auth_password(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_auth_logout_all(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_users_delete_me(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);

@@ -47,6 +47,9 @@ enum route_op {
     ROUTE_WEB, /* GET / and /web/{file}: the embedded web client */
     ROUTE_UPLOADS_CREATE,
     ROUTE_UPLOADS_GET,
+    ROUTE_AUTH_PASSWORD,
+    ROUTE_AUTH_LOGOUT_ALL,
+    ROUTE_USERS_DELETE_ME,
     ROUTE__COUNT
 };
 

@@ -1,4 +1,5 @@
-/* routes_auth.c - POST /api/auth/register, /login, /logout.
+/* routes_auth.c - POST /api/auth/register, /login, /logout, /password,
+ * /logout-all.
  *
  * Each handler is one core call; the pipeline in server.c has already
  * routed, authenticated (logout), rate limited (per client IP, always, for
@@ -112,4 +113,20 @@ int routes_auth_logout(struct http_req *rq, json_t *body, json_t **out, int *sta
     *status = 204;
     *out = NULL;
     return auth_logout(rq->srv->core, &rq->session, err);
+}
+
+int routes_auth_password(struct http_req *rq, json_t *body, json_t **out, int *status,
+                         struct chat_err *err)
+{
+    *status = 204;
+    *out = NULL;
+    return auth_change_password(rq->srv->core, &rq->session, body, err);
+}
+
+int routes_auth_logout_all(struct http_req *rq, json_t *body, json_t **out, int *status,
+                           struct chat_err *err)
+{
+    *status = 204;
+    *out = NULL;
+    return auth_logout_all(rq->srv->core, &rq->session, err);
 }

@@ -317,6 +317,9 @@ static const struct store_ops MONGO_OPS = {
     .list_messages = store_mongo__list_messages,
     .list_messages_after = store_mongo__list_messages_after,
     .set_read = store_mongo__set_read,
+    .set_read_seq = store_mongo__set_read_seq,
+    .delete_user_sessions = store_mongo__delete_user_sessions,
+    .delete_user = store_mongo__delete_user,
 };
 
 int store_mongo_open(const char *uri_str, const char *db, struct store **out,

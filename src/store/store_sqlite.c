@@ -259,6 +259,9 @@ static const struct store_ops store_sqlite_ops = {
     .list_messages = store_sqlite__list_messages,
     .list_messages_after = store_sqlite__list_messages_after,
     .set_read = store_sqlite__set_read,
+    .set_read_seq = store_sqlite__set_read_seq,
+    .delete_user_sessions = store_sqlite__delete_user_sessions,
+    .delete_user = store_sqlite__delete_user,
 };
 
 /* The directory that must already hold the database file. */

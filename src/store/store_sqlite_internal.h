@@ -332,6 +332,15 @@ int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int
                                       int limit, struct message_list *out, struct chat_err *err);
 int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
                            const char *message_id, bool *moved, struct chat_err *err);
+/* Account lifecycle and read receipts (issue 13). */
+int store_sqlite__set_read_seq(struct store *st, const char *chat_id, const char *user_id,
+                               const char *message_id, bool *moved, int64_t *seq,
+                               struct chat_err *err);
+int store_sqlite__delete_user_sessions(struct store *st, const char *user_id,
+                                       const uint8_t keep[32], uint8_t (**hashes)[32], size_t *n,
+                                       struct chat_err *err);
+int store_sqlite__delete_user(struct store *st, const struct user *anon,
+                              char (**groups)[OID_SIZE], size_t *n_groups, struct chat_err *err);
 
 /* store_sqlite_append.c; store_sqlite.c starts and stops the writer. */
 int store_sqlite__append_start(struct store_sqlite *s, struct chat_err *err);
