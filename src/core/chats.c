@@ -134,6 +134,16 @@ static int parse_members(json_t *body, const char *caller, char (*ids)[OID_SIZE]
     return 0;
 }
 
+/* True when Author `a` of user `id` is a deleted account's (docs/api.md,
+ * "Account lifecycle"): its username is deleted_<its id>, a name no one can
+ * register.  A deleted account is an unknown user to chat creation. */
+static bool author_deleted(json_t *a, const char *id)
+{
+    const char *u = json_string_value(json_object_get(a, "username"));
+    size_t np = strlen(DELETED_USERNAME_PREFIX);
+    return u && strncmp(u, DELETED_USERNAME_PREFIX, np) == 0 && strcmp(u + np, id) == 0;
+}
+
 int chats_create(struct core *c, const struct session *s, json_t *body, json_t **out,
                  bool *created, struct chat_err *err)
 {
@@ -164,7 +174,8 @@ int chats_create(struct core *c, const struct session *s, json_t *body, json_t *
     if (rc)
         goto done;
     for (size_t i = 1; i < n; i++) {
-        if (!views_authors_find(&authors, ids[i])) {
+        if (!views_authors_find(&authors, ids[i]) ||
+            author_deleted(views_authors_find(&authors, ids[i]), ids[i])) {
             rc = chat_err_set(err, CHAT_E_VALIDATION, "memberIds", "unknown user id %s", ids[i]);
             goto done;
         }
@@ -302,6 +313,8 @@ int chats_add_member(struct core *c, const struct session *s, const char *id, js
     {
         struct user u = {0};
         rc = store_get_user(c->store, user_id, &u, err);
+        if (rc == 0 && CORE_USER_DELETED(&u)) /* a deleted account is no user */
+            rc = CHAT_E_NOT_FOUND;
         store_user_cleanup(&u);
         if (rc == CHAT_E_NOT_FOUND)
             rc = chat_err_set(err, CHAT_E_VALIDATION, "userId", "no such user");
