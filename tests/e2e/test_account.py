@@ -1,6 +1,12 @@
 """CONTRACT.md v1.2 section 3: account lifecycle - POST /api/auth/password,
 POST /api/auth/logout-all, DELETE /api/users/me - and what docs/api.md
 ("Account lifecycle") says becomes of a deleted account's data."""
+import time
+
+import pytest
+
+# the two-instance fixtures (one store, one Redis) of the scale-out tests
+from test_scaleout import BUS_BOUND_S, eventually, pair, redis, scale  # noqa: F401
 from helpers import (PASSWORD, api, assert_error, assert_json, check_chat, check_user, fake_id,
                      get_chat, make_chat, make_post, register, send_msg, unique_name)
 from ws_fixtures import connect
@@ -277,3 +283,38 @@ def test_delete_account_revokes_every_token(server):
         assert w2.wait_close() == 4401
     finally:
         w2.close()
+
+
+# ---- several instances (Redis bus): revocations reach every instance ----------
+
+
+@pytest.mark.own_server
+@scale
+def test_password_change_and_logout_all_on_a_revoke_on_b(pair):
+    a, b = pair
+    u, t1 = register(a)
+    t2 = second_token(b, u)
+    t3 = second_token(b, u)
+    assert me_status(b, t2) == 200 and me_status(b, t3) == 200  # B caches the sessions
+    w2, _ = connect(b, t2)
+    try:
+        r = change_password(a, t1, {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+        assert r.status_code == 204, r.text
+        assert w2.wait_close(10) == 4401
+        assert eventually(lambda: me_status(b, t2) == 401 and me_status(b, t3) == 401,
+                          BUS_BOUND_S)
+        assert me_status(b, t1) == 200
+    finally:
+        w2.close()
+    t4 = second_token(b, u, NEW_PASSWORD)
+    assert me_status(b, t4) == 200 and me_status(a, t4) == 200
+    w4, _ = connect(b, t4)
+    try:
+        t0 = time.monotonic()
+        assert api(a, "POST", "/api/auth/logout-all", t1).status_code == 204
+        assert w4.wait_close(10) == 4401
+        assert eventually(lambda: me_status(b, t4) == 401 and me_status(b, t1) == 401,
+                          BUS_BOUND_S)
+        assert time.monotonic() - t0 < 10
+    finally:
+        w4.close()
