@@ -167,6 +167,8 @@ static const struct index_spec INDEXES[] = {
     {"users", "email_1", {"email"}, true, false},
     {"users", "usernameLower_1", {"usernameLower"}, true, false},
     {"sessions", "expiresAt_ttl", {"expiresAt"}, false, true},
+    /* revoking every token of a user (password change, logout-all) */
+    {"sessions", "userId_1", {"userId"}, false, false},
     {"posts", "createdAt_-1", {"-createdAt"}, false, false},
     {"posts", "createdAt_-1__id_-1", {"-createdAt", "-_id"}, false, false},
     {"posts", "authorId_1_createdAt_-1__id_-1", {"authorId", "-createdAt", "-_id"}, false, false},
