@@ -6,7 +6,8 @@
  *   ops table; it references every file below.
  * - store_mongo_users.c (users, sessions), store_mongo_posts.c (posts,
  *   likes, comments), store_mongo_chats.c (chats, members, contacts, read
- *   marks, message reads) and store_mongo_append.c (the group-commit writer
+ *   marks, message reads), store_mongo_account.c (revoking a user's
+ *   sessions, account deletion) and store_mongo_append.c (the group-commit writer
  *   thread): the operations.  None calls another.
  * - store_mongo_conn.c: the client/collection scope, the bson_error_t ->
  *   CHAT_E_* mapping, the document locks and the shared BSON readers and

@@ -6,7 +6,8 @@
  *   names every operation below;
  * - the operations, which never call each other: store_sqlite_users.c
  *   (users, sessions), store_sqlite_posts.c (posts, likes, comments),
- *   store_sqlite_chats.c (chats, members, read marks, message reads) and
+ *   store_sqlite_chats.c (chats, members, read marks, message reads),
+ *   store_sqlite_account.c (revoking a user's sessions, account deletion) and
  *   store_sqlite_append.c (the group-commit writer thread) and
  *   store_sqlite_checkpoint.c (WAL checkpoints off the writer);
  * - store_sqlite_conn.c: the plumbing they all use (connections, the read
