@@ -30,6 +30,11 @@
  * time it.  Connections of one chat pair stay in one worker, so each worker
  * can tell when every message it sent was acked and delivered.
  *
+ * With --sio every connection speaks Socket.IO over WebSocket at
+ * /socket.io/ (issue 12): the token goes in the CONNECT packet, frames are
+ * sent as 42["type",{...}] and received EVENTs are turned back into the
+ * plain frame before the same handling, Engine.IO pings are answered.
+ *
  * Frames are read with skim.c instead of a JSON parser and message.send is
  * formatted with snprintf from values the generator made itself (digits, and
  * chat ids checked to be 24 hex characters at seeding), because the generator
@@ -106,6 +111,7 @@ static struct {
     long reg_parallel;
     int typing;
     long frame_bytes;
+    int sio; /* --sio: Socket.IO over WebSocket at /socket.io/ instead of /ws */
 } opt = {
     .conns = 1000, .users = 0, .pairs = 500, .procs = 0, .sources = 16, .pending = 256,
     .rate = 0, .window = 1, .duration = 10, .warmup = 2, .drain = 5, .hold = 5, .settle = 3,
@@ -115,7 +121,7 @@ static struct {
 struct user {
     char *id;
     char *token;
-    char *target; /* "/ws?token=<escaped>" */
+    char *target; /* "/ws?token=<escaped>", or the Socket.IO URL with --sio */
 };
 
 static struct user *users;
@@ -290,7 +296,9 @@ static void send_msg(struct worker *w, size_t i)
     int64_t now = mono_ns();
     char buf[256];
     if (opt.typing) {
-        int n = snprintf(buf, sizeof buf, "{\"type\":\"typing\",\"chatId\":\"%s\"}", chat_ids[(w->lo + i) / 2]);
+        int n = snprintf(buf, sizeof buf,
+                         opt.sio ? "42[\"typing\",{\"chatId\":\"%s\"}]" : "{\"type\":\"typing\",\"chatId\":\"%s\"}",
+                         chat_ids[(w->lo + i) / 2]);
         if (wsconn_send_text(&w->conns[i], buf, (size_t)n) < 0) {
             w->rep.send_failed++;
             return;
@@ -301,8 +309,10 @@ static void send_msg(struct worker *w, size_t i)
         return;
     }
     int n = snprintf(buf, sizeof buf,
-                     "{\"type\":\"message.send\",\"chatId\":\"%s\",\"text\":\"t%" PRId64 "\",\"clientId\":\"%" PRIu32
-                     "-%" PRId64 "\"}",
+                     opt.sio ? "42[\"message.send\",{\"chatId\":\"%s\",\"text\":\"t%" PRId64 "\",\"clientId\":\"%" PRIu32
+                               "-%" PRId64 "\"}]"
+                             : "{\"type\":\"message.send\",\"chatId\":\"%s\",\"text\":\"t%" PRId64 "\",\"clientId\":\"%" PRIu32
+                               "-%" PRId64 "\"}",
                      chat_ids[(w->lo + i) / 2], now, s->seq++, now);
     if (wsconn_send_text(&w->conns[i], buf, (size_t)n) < 0) {
         w->rep.send_failed++;
@@ -405,12 +415,58 @@ static void on_text(struct worker *w, struct wsconn *c, struct cstate *s, const 
 #undef IS
 }
 
+/* --sio: one Engine.IO packet.  The open packet is answered with the
+ * CONNECT carrying the token, a ping with a pong; an EVENT
+ * 42["X",{...}] is rewritten as the plain frame {"type":"X",...} and
+ * handled like one from /ws. */
+static void on_sio_text(struct worker *w, struct wsconn *c, struct cstate *s, const char *d, size_t len)
+{
+    if (len == 1 && d[0] == '2') {
+        (void)wsconn_send_text(c, "3", 1);
+        return;
+    }
+    if (len > 0 && d[0] == '0') {
+        const struct user *u = &users[(w->lo + c->id) % nusers];
+        char buf[1024];
+        int n = snprintf(buf, sizeof buf, "40{\"token\":\"%s\"}", u->token);
+        if (n > 0 && (size_t)n < sizeof buf && wsconn_send_text(c, buf, (size_t)n) < 0)
+            w->rep.send_failed++;
+        return;
+    }
+    if (len < 8 || memcmp(d, "42[\"", 4) != 0 || d[len - 1] != ']')
+        return;
+    const char *q = memchr(d + 4, '"', len - 4);
+    if (!q || q + 3 > d + len || q[1] != ',' || q[2] != '{')
+        return;
+    size_t nl = (size_t)(q - (d + 4));
+    const char *rest = q + 3;                     /* the object's members, then "}]" */
+    size_t rl = (size_t)(d + len - 1 - rest);     /* up to and with its '}' */
+    char stack[4096];
+    size_t n = 9 + nl + 1 + (rl > 1 ? 1 : 0) + rl;
+    char *f = n <= sizeof stack ? stack : malloc(n);
+    if (!f)
+        return;
+    memcpy(f, "{\"type\":\"", 9);
+    memcpy(f + 9, d + 4, nl);
+    size_t o = 9 + nl;
+    f[o++] = '"';
+    if (rl > 1)
+        f[o++] = ',';
+    memcpy(f + o, rest, rl);
+    on_text(w, c, s, f, o + rl);
+    if (f != stack)
+        free(f);
+}
+
 static void on_ws(void *ud, struct wsconn *c, enum wsconn_event ev, const char *d, size_t len)
 {
     struct worker *w = ud;
     struct cstate *s = &w->cs[c->id];
     if (ev == WSCONN_EV_TEXT) {
-        on_text(w, c, s, d, len);
+        if (opt.sio)
+            on_sio_text(w, c, s, d, len);
+        else
+            on_text(w, c, s, d, len);
     } else if (ev == WSCONN_EV_CLOSED) {
         if (s->ready) {
             w->rep.closed_after_ready++;
@@ -803,7 +859,8 @@ static void set_target(struct user *u)
 {
     CURL *e = curl_easy_init();
     char *esc = e ? curl_easy_escape(e, u->token, 0) : NULL;
-    if (!esc || asprintf(&u->target, "/ws?token=%s", esc) < 0) {
+    if (!esc || (opt.sio ? (u->target = strdup("/socket.io/?EIO=4&transport=websocket")) == NULL
+                         : asprintf(&u->target, "/ws?token=%s", esc) < 0)) {
         fprintf(stderr, "wsbench: out of memory\n");
         exit(1);
     }
@@ -1412,6 +1469,7 @@ static void usage(FILE *f)
             "  --procs N          generator processes (default: one per 10,000 connections)\n"
             "  --sources N        source addresses 127.0.0.2.. (default 16)\n"
             "  --pending N        handshakes in flight per process (default 256)\n"
+            "  --sio              Socket.IO over WebSocket at /socket.io/ instead of /ws\n"
             " idle:\n"
             "  --conns N          connections to hold (default 1000)\n"
             "  --users N          distinct users among them (default: one per connection)\n"
@@ -1440,6 +1498,7 @@ int main(int argc, char **argv)
         {"warmup", required_argument, NULL, 'W'},   {"duration", required_argument, NULL, 'd'},
         {"drain", required_argument, NULL, 'D'},    {"help", no_argument, NULL, 'H'},
         {"frame-bytes", required_argument, NULL, 'F'},
+        {"sio", no_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -1463,6 +1522,7 @@ int main(int argc, char **argv)
         case 'd': opt.duration = atof(optarg); break;
         case 'D': opt.drain = atof(optarg); break;
         case 'F': opt.frame_bytes = atol(optarg); break;
+        case 'I': opt.sio = 1; break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
