@@ -37,5 +37,5 @@ int routes_users_delete_me(struct http_req *rq, json_t *body, json_t **out, int 
 {
     *status = 204;
     *out = NULL;
-    return auth_delete_account(rq->srv->core, &rq->session, body, err);
+    return routes__password_checked(rq, body, auth_delete_account, err);
 }

@@ -318,3 +318,26 @@ def test_password_change_and_logout_all_on_a_revoke_on_b(pair):
         assert time.monotonic() - t0 < 10
     finally:
         w4.close()
+
+
+@pytest.mark.own_server
+def test_wrong_passwords_are_limited_per_account(start_server):
+    """Password change and account deletion share login's per-account failure
+    limit (LOGIN_FAIL_MAX), per user: a stolen token cannot guess faster."""
+    srv = start_server(LOGIN_FAIL_MAX=3, LOGIN_FAIL_WINDOW_S=600)
+    a, ta = register(srv)
+    _, tb = register(srv)
+    wrong = {"currentPassword": "not it at all", "newPassword": NEW_PASSWORD}
+    assert_error(change_password(srv, ta, wrong), 401, "invalid_credentials")
+    assert_error(delete_me(srv, ta, {"password": "not it either"}), 401, "invalid_credentials")
+    assert_error(change_password(srv, ta, wrong), 401, "invalid_credentials")  # the 3rd
+    # blocked now, even with the right password, on both routes
+    r = change_password(srv, ta, {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+    assert_error(r, 429, "rate_limited")
+    assert int(r.headers["Retry-After"]) > 0
+    assert_error(delete_me(srv, ta, {"password": PASSWORD}), 429, "rate_limited")
+    # nothing changed, and the other user is not affected
+    assert me_status(srv, ta) == 200
+    assert_json(login(srv, a["email"]), 200)
+    r = change_password(srv, tb, {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+    assert r.status_code == 204, r.text
