@@ -102,6 +102,24 @@ void auth_forget_token(struct core *c, const uint8_t token_hash[32]);
  * session.  CHAT_E_UNAUTHORIZED when malformed, unknown, expired or revoked. */
 int auth_check(struct core *c, const char *token, struct session *out, struct chat_err *err);
 
+/* Account lifecycle (issue 13; docs/api.md "Account lifecycle"). */
+/* POST /api/auth/password {"currentPassword","newPassword"}: newPassword
+ * follows register's rules (8..128); a wrong current password is
+ * CHAT_E_INVALID_CREDENTIALS.  Every other token of the caller is revoked
+ * (sockets closed 4401, on every instance); the caller's stays. */
+int auth_change_password(struct core *c, const struct session *s, json_t *body,
+                         struct chat_err *err);
+/* POST /api/auth/logout-all: revokes every token of the caller, its own
+ * included. */
+int auth_logout_all(struct core *c, const struct session *s, struct chat_err *err);
+/* DELETE /api/users/me {"password"}: after the password check, revokes
+ * every token, deletes the user's posts (with their likes and comments),
+ * comments and likes, takes the user out of every group (chat.removed /
+ * chat.updated) and anonymizes the account (its messages and direct chats
+ * stay, sent by "Deleted user"); the username and email become free. */
+int auth_delete_account(struct core *c, const struct session *s, json_t *body,
+                        struct chat_err *err);
+
 /* ---- users (core/users.c) ---- */
 
 int users_me(struct core *c, const struct session *s, json_t **out, struct chat_err *err);

@@ -102,6 +102,10 @@ struct chat {
                                     the viewer's read mark */
     int64_t created_at;
     int64_t updated_at;          /* last message time, or creation */
+    int64_t *read_seqs;          /* new array of n_members read marks (the
+                                    seq each member has read up to, 0 for
+                                    none), parallel to member_ids; NULL when
+                                    the adapter had none to report (all 0) */
 };
 
 struct user_list { struct user *items; size_t n; };
@@ -173,7 +177,8 @@ struct store_ops {
                               struct chat_err *err);
     /* Users whose lower-cased username starts with `prefix` (lower-cased by
      * core), ascending by lower-cased username, strictly after `after`
-     * (a lower-cased username, NULL for the first page), at most `limit`. */
+     * (a lower-cased username, NULL for the first page), at most `limit`.
+     * Deleted accounts (an empty pwhash, see delete_user) are left out. */
     int (*search_users)(struct store *st, const char *prefix, const char *after,
                         int limit, struct user_list *out, struct chat_err *err);
 
@@ -293,6 +298,29 @@ struct store_ops {
      * current state, ascending by pos, at most `limit`. */
     int (*list_changes_after)(struct store *st, const char *chat_id, int64_t after_pos,
                               int limit, struct message_list *out, struct chat_err *err);
+    /* -- account lifecycle and read receipts (issue 13) -- */
+    /* set_read that also reports the seq of message `message_id` (the mark
+     * the caller asked for, whether or not it moved) in *seq. */
+    int (*set_read_seq)(struct store *st, const char *chat_id, const char *user_id,
+                        const char *message_id, bool *moved, int64_t *seq,
+                        struct chat_err *err);
+    /* Deletes every session of user `user_id` except the one of `keep`
+     * (NULL: all of them) and reports the hashes it deleted: *hashes is new
+     * (free()), NULL when *n is 0.  No session is not an error. */
+    int (*delete_user_sessions)(struct store *st, const char *user_id, const uint8_t keep[32],
+                                uint8_t (**hashes)[32], size_t *n, struct chat_err *err);
+    /* Account deletion (docs/api.md, "Account deletion"), one transaction
+     * where the engine has them: deletes the user's posts (with their likes
+     * and comments), the user's comments and likes on other posts (fixing
+     * those posts' counts), removes the user from every group (with its
+     * read mark), deletes its sessions, and anonymizes the user row
+     * (`anon`: username, email, display_name, bio "" and avatar NULL, an
+     * unusable pwhash; id and created_at are kept) so its messages and
+     * direct chats keep a sender and the username and email are free.
+     * The ids of the groups it left go to *groups (new, free(); NULL when
+     * *n_groups is 0).  CHAT_E_NOT_FOUND when the user is absent. */
+    int (*delete_user)(struct store *st, const struct user *anon,
+                       char (**groups)[OID_SIZE], size_t *n_groups, struct chat_err *err);
 };
 
 /* Completion batches.  An adapter runs the append callbacks of one commit
@@ -431,5 +459,17 @@ static inline int store_list_changes_after(struct store *st, const char *chat_id
                                            int64_t after_pos, int limit,
                                            struct message_list *out, struct chat_err *err)
 { STORE__CALL(list_changes_after, chat_id, after_pos, limit, out, err); }
+static inline int store_set_read_seq(struct store *st, const char *chat_id, const char *user_id,
+                                     const char *message_id, bool *moved, int64_t *seq,
+                                     struct chat_err *err)
+{ STORE__CALL(set_read_seq, chat_id, user_id, message_id, moved, seq, err); }
+static inline int store_delete_user_sessions(struct store *st, const char *user_id,
+                                             const uint8_t keep[32], uint8_t (**hashes)[32],
+                                             size_t *n, struct chat_err *err)
+{ STORE__CALL(delete_user_sessions, user_id, keep, hashes, n, err); }
+static inline int store_delete_user(struct store *st, const struct user *anon,
+                                    char (**groups)[OID_SIZE], size_t *n_groups,
+                                    struct chat_err *err)
+{ STORE__CALL(delete_user, anon, groups, n_groups, err); }
 
 #endif

@@ -18,7 +18,9 @@
  * use is deleted.  Logout deletes the session and publishes
  * a revocation on the bus so the gateway closes that token's WebSockets. */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "chatli/bus.h"
 #include "core_internal.h"
@@ -140,6 +142,12 @@ int auth_register(struct core *c, json_t *body, json_t **out, struct chat_err *e
     if (!validate_username(username)) {
         rc = chat_err_set(err, CHAT_E_VALIDATION, "username",
                           "username must be 3 to 32 letters, digits or underscores");
+        goto done;
+    }
+    /* Deleted accounts are renamed deleted_<id>: the prefix is reserved. */
+    if (strncasecmp(username, DELETED_USERNAME_PREFIX, strlen(DELETED_USERNAME_PREFIX)) == 0) {
+        rc = chat_err_set(err, CHAT_E_VALIDATION, "username",
+                          "usernames starting with " DELETED_USERNAME_PREFIX " are reserved");
         goto done;
     }
     rc = validate_string_field(body, "email", VALIDATE_REQUIRED | VALIDATE_TRIM, 1,
@@ -313,5 +321,161 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
         memset(out, 0, sizeof *out);
     else
         out->expires_ms = expires;
+    return rc;
+}
+
+/* ---- account lifecycle (issue 13) ----
+ *
+ * Revoking many tokens is the logout path once per token: the store
+ * deletes the sessions and reports their hashes, and each hash is
+ * forgotten by this process's session cache (after the delete, so a check
+ * that read the row before it cannot cache it: the forget's epoch bump
+ * refuses that put) and published as a revocation, which closes that
+ * token's sockets with 4401 on every instance and drops it from the other
+ * instances' session caches (core/bus_listen.c). */
+
+static void revoke_deleted(struct core *c, const char *user_id, const uint8_t (*hashes)[32],
+                           size_t n)
+{
+    char user[1][OID_SIZE];
+    memcpy(user[0], user_id, OID_SIZE);
+    for (size_t i = 0; i < n; i++) {
+        auth_forget_token(c, hashes[i]);
+        struct bus_event ev = {
+            .scope = BUS_TO_USERS,
+            .user_ids = (const char(*)[OID_SIZE])user,
+            .n_users = 1,
+            .revoked_token = hashes[i],
+        };
+        struct chat_err e = {0};
+        if (bus_publish(c->bus, &ev, &e) != 0)
+            log_warn("auth: revocation not published: %s", e.msg);
+    }
+}
+
+/* Deletes every session of the caller but `keep` (NULL: all) and revokes
+ * them. */
+static int revoke_sessions(struct core *c, const struct session *s, const uint8_t *keep,
+                           struct chat_err *err)
+{
+    uint8_t(*hashes)[32] = NULL;
+    size_t n = 0;
+    int rc = store_delete_user_sessions(c->store, s->user_id, keep, &hashes, &n, err);
+    if (rc == 0)
+        revoke_deleted(c, s->user_id, (const uint8_t(*)[32])hashes, n);
+    free(hashes);
+    return rc;
+}
+
+/* Loads the caller and checks `password` (from body field `field`, which
+ * must be a string) against its hash: CHAT_E_INVALID_CREDENTIALS when
+ * wrong.  *u is filled on success (store_user_cleanup it). */
+static int check_caller_password(struct core *c, const struct session *s, const char *password,
+                                 struct user *u, struct chat_err *err)
+{
+    int rc = store_get_user(c->store, s->user_id, u, err);
+    if (rc == CHAT_E_NOT_FOUND) /* the account is gone: its token too */
+        return chat_err_set(err, CHAT_E_UNAUTHORIZED, NULL, "invalid or revoked token");
+    if (rc)
+        return rc;
+    /* A deleted account's empty hash never verifies (libsodium refuses it). */
+    if (CORE_USER_DELETED(u) || !verify_password(c, u->pwhash, password, strlen(password))) {
+        store_user_cleanup(u);
+        return chat_err_set(err, CHAT_E_INVALID_CREDENTIALS, NULL, "wrong password");
+    }
+    return 0;
+}
+
+int auth_change_password(struct core *c, const struct session *s, json_t *body,
+                         struct chat_err *err)
+{
+    char *current = NULL, *fresh = NULL;
+    char pwhash[crypto_pwhash_STRBYTES];
+    struct user u = {0};
+
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    /* Both fields are validated before any Argon2id work. */
+    int rc = validate_string_field(body, "currentPassword", VALIDATE_REQUIRED, 0, SIZE_MAX,
+                                   &current, err);
+    if (rc == 0)
+        rc = validate_string_field(body, "newPassword", VALIDATE_REQUIRED, 8, 128, &fresh, err);
+    if (rc == 0)
+        rc = check_caller_password(c, s, current, &u, err);
+    if (rc == 0)
+        rc = hash_password(c, fresh, pwhash, err);
+    if (rc == 0)
+        rc = store_update_user_pwhash(c->store, s->user_id, pwhash, err);
+    /* The new hash is committed: now every other token stops working. */
+    if (rc == 0)
+        rc = revoke_sessions(c, s, s->token_hash, err);
+    sodium_memzero(pwhash, sizeof pwhash);
+    free_password(current);
+    free_password(fresh);
+    store_user_cleanup(&u);
+    return rc;
+}
+
+int auth_logout_all(struct core *c, const struct session *s, struct chat_err *err)
+{
+    auth_forget_token(c, s->token_hash);
+    return revoke_sessions(c, s, NULL, err);
+}
+
+int auth_delete_account(struct core *c, const struct session *s, json_t *body,
+                        struct chat_err *err)
+{
+    char *password = NULL;
+    struct user u = {0}, anon = {0};
+    char(*groups)[OID_SIZE] = NULL;
+    size_t n_groups = 0;
+    char name[sizeof DELETED_USERNAME_PREFIX + OID_LEN];
+
+    if (!json_is_object(body))
+        return chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    int rc = validate_string_field(body, "password", VALIDATE_REQUIRED, 0, SIZE_MAX, &password,
+                                   err);
+    if (rc == 0)
+        rc = check_caller_password(c, s, password, &u, err);
+    if (rc)
+        goto done;
+
+    /* The sessions the deletion removes are read first, so they can be
+     * revoked (sockets closed) once it is committed. */
+    uint8_t(*hashes)[32] = NULL;
+    size_t n_hashes = 0;
+    rc = store_delete_user_sessions(c->store, s->user_id, NULL, &hashes, &n_hashes, err);
+    if (rc)
+        goto done;
+    revoke_deleted(c, s->user_id, (const uint8_t(*)[32])hashes, n_hashes);
+    free(hashes);
+
+    snprintf(name, sizeof name, "%s%s", DELETED_USERNAME_PREFIX, s->user_id);
+    memcpy(anon.id, s->user_id, OID_SIZE);
+    anon.username = name;
+    anon.email = name; /* no '@': no address anyone can register */
+    anon.display_name = DELETED_DISPLAY_NAME;
+    anon.bio = "";
+    anon.pwhash = "";
+    anon.created_at = u.created_at;
+    /* Forget the cached Author on both sides of the write, as a profile
+     * edit does. */
+    core__author_cache_forget(&c->priv->authors, s->user_id);
+    rc = store_delete_user(c->store, &anon, &groups, &n_groups, err);
+    core__author_changed(c, s->user_id);
+    if (rc)
+        goto done;
+    /* The store also deleted any session a login created between the two
+     * calls (its row is gone; only a check that cached it in that moment
+     * lets it work until the session cache's TTL). */
+    posts_feed_changed(c); /* the user's posts, likes and comments are gone */
+    for (size_t i = 0; i < n_groups; i++)
+        core__chats_member_gone(c, groups[i], s->user_id);
+    log_info("auth: account %s deleted (left %zu groups)", s->user_id, n_groups);
+
+done:
+    free(groups);
+    free_password(password);
+    store_user_cleanup(&u);
     return rc;
 }

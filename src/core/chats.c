@@ -134,6 +134,16 @@ static int parse_members(json_t *body, const char *caller, char (*ids)[OID_SIZE]
     return 0;
 }
 
+/* True when Author `a` of user `id` is a deleted account's (docs/api.md,
+ * "Account lifecycle"): its username is deleted_<its id>, a name no one can
+ * register.  A deleted account is an unknown user to chat creation. */
+static bool author_deleted(json_t *a, const char *id)
+{
+    const char *u = json_string_value(json_object_get(a, "username"));
+    size_t np = strlen(DELETED_USERNAME_PREFIX);
+    return u && strncmp(u, DELETED_USERNAME_PREFIX, np) == 0 && strcmp(u + np, id) == 0;
+}
+
 int chats_create(struct core *c, const struct session *s, json_t *body, json_t **out,
                  bool *created, struct chat_err *err)
 {
@@ -164,7 +174,8 @@ int chats_create(struct core *c, const struct session *s, json_t *body, json_t *
     if (rc)
         goto done;
     for (size_t i = 1; i < n; i++) {
-        if (!views_authors_find(&authors, ids[i])) {
+        if (!views_authors_find(&authors, ids[i]) ||
+            author_deleted(views_authors_find(&authors, ids[i]), ids[i])) {
             rc = chat_err_set(err, CHAT_E_VALIDATION, "memberIds", "unknown user id %s", ids[i]);
             goto done;
         }
@@ -302,6 +313,8 @@ int chats_add_member(struct core *c, const struct session *s, const char *id, js
     {
         struct user u = {0};
         rc = store_get_user(c->store, user_id, &u, err);
+        if (rc == 0 && CORE_USER_DELETED(&u)) /* a deleted account is no user */
+            rc = CHAT_E_NOT_FOUND;
         store_user_cleanup(&u);
         if (rc == CHAT_E_NOT_FOUND)
             rc = chat_err_set(err, CHAT_E_VALIDATION, "userId", "no such user");
@@ -419,6 +432,30 @@ static void publish_removed(struct core *c, const char *chat_id, const char *use
     json_decref(ev);
 }
 
+/* After `user_id` left chat `id` (committed): chat.removed to every
+ * connection of theirs, chat.updated to the members who stay.  A failure
+ * to announce it is logged, not returned (members see it on their next
+ * GET). */
+static void announce_left(struct core *c, const char *id, const char *user_id)
+{
+    struct chat ch = {0};
+    publish_removed(c, id, user_id);
+    struct chat_err e2 = {0};
+    json_t *view = NULL;
+    if (store_get_chat(c->store, id, NULL, &ch, &e2) != 0 || chat_json(c, &ch, &view, &e2) != 0) {
+        if (e2.code != CHAT_E_NOT_FOUND)
+            log_warn("chats: cannot announce a member leaving: %s", e2.msg);
+    } else {
+        /* Read with no viewer, so unreadCount is already 0. */
+        json_t *ev = views_event("chat.updated", "chat", view);
+        core__publish(c, BUS_TO_USERS, (const char(*)[OID_SIZE])ch.member_ids, ch.n_members, 0,
+                      ev);
+        json_decref(ev);
+    }
+    json_decref(view);
+    store_chat_cleanup(&ch);
+}
+
 int chats_remove_member(struct core *c, const struct session *s, const char *id,
                         const char *user_id, struct chat_err *err)
 {
@@ -440,27 +477,15 @@ int chats_remove_member(struct core *c, const struct session *s, const char *id,
     if (rc)
         return rc;
     core__chat_members_invalidate(c, id);
-    if (!removed)
-        return 0;
-    publish_removed(c, id, user_id);
-
-    /* The removal is committed: a failure to announce it is logged, not
-     * returned (members see it on their next GET). */
-    struct chat_err e2 = {0};
-    json_t *view = NULL;
-    if (store_get_chat(c->store, id, NULL, &ch, &e2) != 0 || chat_json(c, &ch, &view, &e2) != 0) {
-        if (e2.code != CHAT_E_NOT_FOUND)
-            log_warn("chats: cannot announce a member leaving: %s", e2.msg);
-    } else {
-        /* Read with no viewer, so unreadCount is already 0. */
-        json_t *ev = views_event("chat.updated", "chat", view);
-        core__publish(c, BUS_TO_USERS, (const char(*)[OID_SIZE])ch.member_ids, ch.n_members, 0,
-                      ev);
-        json_decref(ev);
-    }
-    json_decref(view);
-    store_chat_cleanup(&ch);
+    if (removed)
+        announce_left(c, id, user_id);
     return 0;
+}
+
+void core__chats_member_gone(struct core *c, const char *chat_id, const char *user_id)
+{
+    core__chat_members_invalidate(c, chat_id);
+    announce_left(c, chat_id, user_id);
 }
 
 int chats_read(struct core *c, const struct session *s, const char *chat_id, json_t *body,
@@ -470,6 +495,7 @@ int chats_read(struct core *c, const struct session *s, const char *chat_id, jso
     char(*members)[OID_SIZE] = NULL;
     size_t n = 0;
     bool moved = false;
+    int64_t seq = 0;
 
     if (!oid_valid(chat_id))
         return not_found(err);
@@ -486,7 +512,7 @@ int chats_read(struct core *c, const struct session *s, const char *chat_id, jso
     rc = core__chat_members(c, chat_id, s->user_id, &members, &n, err);
     if (rc)
         goto done;
-    rc = store_set_read(c->store, chat_id, s->user_id, message_id, &moved, err);
+    rc = store_set_read_seq(c->store, chat_id, s->user_id, message_id, &moved, &seq, err);
     if (rc == CHAT_E_NOT_FOUND)
         rc = chat_err_set(err, CHAT_E_VALIDATION, "messageId", "no such message in this chat");
     if (rc || !moved)
@@ -496,7 +522,8 @@ int chats_read(struct core *c, const struct session *s, const char *chat_id, jso
     if (ev && json_object_set_new(ev, "type", json_string("read")) == 0 &&
         json_object_set_new(ev, "chatId", json_string(chat_id)) == 0 &&
         json_object_set_new(ev, "userId", json_string(s->user_id)) == 0 &&
-        json_object_set_new(ev, "messageId", json_string(message_id)) == 0)
+        json_object_set_new(ev, "messageId", json_string(message_id)) == 0 &&
+        json_object_set_new(ev, "seq", json_integer(seq)) == 0)
         core__publish(c, BUS_TO_USERS, (const char(*)[OID_SIZE])members, n, origin_conn, ev);
     else
         log_error("chats: out of memory building a read event");

@@ -243,4 +243,20 @@ struct core_ids {
 int core__ids_push(struct core_ids *ids, const char *id);
 void core__ids_cleanup(struct core_ids *ids);
 
+/* ---- account lifecycle (issue 13) ---- */
+
+/* After account deletion took `user_id` out of group `chat_id` (committed
+ * by the store): drops the chat's cached members and announces it as a
+ * member leaving does (chat.removed to the user, chat.updated to the
+ * others).  Never fails (core/chats.c). */
+void core__chats_member_gone(struct core *c, const char *chat_id, const char *user_id);
+
+/* Deleted accounts keep their row, anonymized, so their messages and
+ * direct chats keep a sender: this names them.  DELETED_USERNAME_PREFIX
+ * is refused at registration, and a deleted row's password hash is empty
+ * (no password verifies against it). */
+#define DELETED_USERNAME_PREFIX "deleted_"
+#define DELETED_DISPLAY_NAME "Deleted user"
+#define CORE_USER_DELETED(u) (!(u)->pwhash || (u)->pwhash[0] == '\0')
+
 #endif

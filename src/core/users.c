@@ -128,6 +128,8 @@ int users_get(struct core *c, const struct session *s, const char *id, json_t **
     if (!oid_valid(id))
         return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
     int rc = store_get_user(c->store, id, &u, err);
+    if (rc == 0 && CORE_USER_DELETED(&u)) /* a deleted account has no profile */
+        rc = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such user");
     if (rc == 0)
         rc = reply_user(&u, false, out, err); /* public view, even of oneself */
     store_user_cleanup(&u);

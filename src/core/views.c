@@ -161,6 +161,14 @@ json_t *views_chat(const struct chat *ch, const struct views_authors *authors)
     put(o, "lastSeq", json_integer(ch->last_seq), &ok);
     put(o, "createdAt", iso(ch->created_at), &ok);
     put(o, "updatedAt", iso(ch->updated_at), &ok);
+    /* readMarks: every member's read mark (0 before its first read), as the
+     * store read it with the members. */
+    json_t *marks = json_object();
+    for (size_t i = 0; marks && i < ch->n_members; i++)
+        if (json_object_set_new(marks, ch->member_ids[i],
+                                json_integer(ch->read_seqs ? ch->read_seqs[i] : 0)) != 0)
+            ok = false;
+    put(o, "readMarks", marks, &ok);
     return finish(o, ok);
 }
 

@@ -173,6 +173,15 @@ int routes_users_me(struct http_req *, json_t *, json_t **, int *, struct chat_e
 int routes_users_update_me(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_users_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_users_search(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_auth_password(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_auth_logout_all(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_users_delete_me(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+/* Runs `fn` (a core call that checks the caller's password) under login's
+ * per-account failure limit (routes_auth.c). */
+int routes__password_checked(struct http_req *rq, json_t *body,
+                             int (*fn)(struct core *, const struct session *, json_t *,
+                                       struct chat_err *),
+                             struct chat_err *err);
 int routes_posts_create(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_posts_get(struct http_req *, json_t *, json_t **, int *, struct chat_err *);

@@ -50,6 +50,9 @@ enum route_op {
     ROUTE_MESSAGES_EDIT,   /* PATCH /api/chats/{id}/messages/{messageId} */
     ROUTE_MESSAGES_DELETE, /* DELETE /api/chats/{id}/messages/{messageId} */
     ROUTE_SIO, /* GET, POST /socket.io/: Engine.IO polling (routes_sio.c) */
+    ROUTE_AUTH_PASSWORD,
+    ROUTE_AUTH_LOGOUT_ALL,
+    ROUTE_USERS_DELETE_ME,
     ROUTE__COUNT
 };
 

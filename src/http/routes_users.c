@@ -1,4 +1,5 @@
-/* routes_users.c - /api/users/me, /api/users/{id}, /api/users?q=. */
+/* routes_users.c - /api/users/me (GET, PATCH, DELETE), /api/users/{id},
+ * /api/users?q=. */
 #include "http_internal.h"
 
 int routes_users_me(struct http_req *rq, json_t *body, json_t **out, int *status,
@@ -29,4 +30,12 @@ int routes_users_search(struct http_req *rq, json_t *body, json_t **out, int *st
     http_page_params(rq, &pp);
     *status = 200;
     return users_search(rq->srv->core, &rq->session, http_query(rq, "q"), &pp, out, err);
+}
+
+int routes_users_delete_me(struct http_req *rq, json_t *body, json_t **out, int *status,
+                           struct chat_err *err)
+{
+    *status = 204;
+    *out = NULL;
+    return routes__password_checked(rq, body, auth_delete_account, err);
 }

@@ -129,6 +129,9 @@ static const http_route_fn handlers[ROUTE__COUNT] = {
     [ROUTE_UPLOADS_CREATE] = routes_uploads_create,
     [ROUTE_UPLOADS_GET] = routes_uploads_get,
     [ROUTE_SIO] = routes_sio,
+    [ROUTE_AUTH_PASSWORD] = routes_auth_password,
+    [ROUTE_AUTH_LOGOUT_ALL] = routes_auth_logout_all,
+    [ROUTE_USERS_DELETE_ME] = routes_users_delete_me,
 };
 
 /* Every server's open connections, for /metrics: a process-wide counter so

@@ -58,6 +58,7 @@ void store_chat_cleanup(struct chat *c)
         return;
     free(c->name);
     free(c->member_ids);
+    free(c->read_seqs);
     if (c->last_message) {
         store_message_cleanup(c->last_message);
         free(c->last_message);

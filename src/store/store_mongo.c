@@ -167,6 +167,8 @@ static const struct index_spec INDEXES[] = {
     {"users", "email_1", {"email"}, true, false},
     {"users", "usernameLower_1", {"usernameLower"}, true, false},
     {"sessions", "expiresAt_ttl", {"expiresAt"}, false, true},
+    /* revoking every token of a user (password change, logout-all) */
+    {"sessions", "userId_1", {"userId"}, false, false},
     {"posts", "createdAt_-1", {"-createdAt"}, false, false},
     {"posts", "createdAt_-1__id_-1", {"-createdAt", "-_id"}, false, false},
     {"posts", "authorId_1_createdAt_-1__id_-1", {"authorId", "-createdAt", "-_id"}, false, false},
@@ -322,6 +324,9 @@ static const struct store_ops MONGO_OPS = {
     .get_message = store_mongo__get_message,
     .change_message = store_mongo__change_message,
     .list_changes_after = store_mongo__list_changes_after,
+    .set_read_seq = store_mongo__set_read_seq,
+    .delete_user_sessions = store_mongo__delete_user_sessions,
+    .delete_user = store_mongo__delete_user,
 };
 
 int store_mongo_open(const char *uri_str, const char *db, struct store **out,

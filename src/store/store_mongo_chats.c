@@ -62,6 +62,24 @@ static int parse_members(const bson_t *d, struct chat *c)
     return 0;
 }
 
+/* Fills c->read_seqs from the chat's `reads` (0 for a member without a
+ * mark): every member's mark comes with the chat document, so a page of
+ * chats needs no query for them.  -1 on OOM. */
+static int parse_read_marks(const bson_t *d, struct chat *c)
+{
+    if (!c->n_members)
+        return 0;
+    c->read_seqs = calloc(c->n_members, sizeof *c->read_seqs);
+    if (!c->read_seqs)
+        return -1;
+    bson_t reads;
+    if (!store_mongo__get_doc(d, "reads", &reads))
+        return 0;
+    for (size_t i = 0; i < c->n_members; i++)
+        c->read_seqs[i] = store_mongo__get_i64(&reads, c->member_ids[i]);
+    return 0;
+}
+
 /* Fills everything but unread_count.  -1 on OOM. */
 static int parse_chat(const bson_t *d, struct chat *c)
 {
@@ -75,7 +93,8 @@ static int parse_chat(const bson_t *d, struct chat *c)
     c->last_seq = store_mongo__get_i64(d, "lastSeq");
     c->created_at = store_mongo__get_i64(d, "createdAt");
     c->updated_at = store_mongo__get_i64(d, "updatedAt");
-    if (store_mongo__get_str(d, "name", &c->name) || parse_members(d, c))
+    if (store_mongo__get_str(d, "name", &c->name) || parse_members(d, c) ||
+        parse_read_marks(d, c))
         goto fail;
     bson_t last;
     if (store_mongo__get_doc(d, "lastMessage", &last)) {
@@ -684,8 +703,17 @@ static int message_seq(struct store_mongo *s, const bson_oid_t *cid, const bson_
 int store_mongo__set_read(struct store *st, const char *chat_id, const char *user_id,
                           const char *message_id, bool *moved, struct chat_err *err)
 {
+    int64_t seq;
+    return store_mongo__set_read_seq(st, chat_id, user_id, message_id, moved, &seq, err);
+}
+
+int store_mongo__set_read_seq(struct store *st, const char *chat_id, const char *user_id,
+                              const char *message_id, bool *moved, int64_t *seq_out,
+                              struct chat_err *err)
+{
     struct store_mongo *s = (struct store_mongo *)st;
     *moved = false;
+    *seq_out = 0;
     bson_oid_t cid, uid, mid;
     if (!store_mongo__oid(chat_id, &cid) || !store_mongo__oid(message_id, &mid))
         return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such message");
@@ -706,7 +734,9 @@ int store_mongo__set_read(struct store *st, const char *chat_id, const char *use
     rc = update_chat(s, &cid, &q, &up, &matched, &modified, "set_read", err);
     bson_destroy(&q);
     bson_destroy(&up);
-    if (!rc)
+    if (!rc) {
         *moved = modified > 0;
+        *seq_out = seq;
+    }
     return rc;
 }

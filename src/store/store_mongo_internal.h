@@ -7,7 +7,8 @@
  * - store_mongo_users.c (users, sessions), store_mongo_posts.c (posts,
  *   likes, comments), store_mongo_chats.c (chats, members, contacts, read
  *   marks, message reads), store_mongo_messages.c (message edits,
- *   deletions, catch-up by position) and store_mongo_append.c (the
+ *   deletions, catch-up by position), store_mongo_account.c (revoking a
+ *   user's sessions, account deletion) and store_mongo_append.c (the
  *   group-commit writer thread): the operations.  None calls another.
  * - store_mongo_conn.c: the client/collection scope, the bson_error_t ->
  *   CHAT_E_* mapping, the document locks and the shared BSON readers and
@@ -261,6 +262,15 @@ int store_mongo__list_messages_after(struct store *st, const char *chat_id, int6
                                      int limit, struct message_list *out, struct chat_err *err);
 int store_mongo__set_read(struct store *st, const char *chat_id, const char *user_id,
                           const char *message_id, bool *moved, struct chat_err *err);
+/* Account lifecycle and read receipts (issue 13). */
+int store_mongo__set_read_seq(struct store *st, const char *chat_id, const char *user_id,
+                              const char *message_id, bool *moved, int64_t *seq,
+                              struct chat_err *err);
+int store_mongo__delete_user_sessions(struct store *st, const char *user_id,
+                                      const uint8_t keep[32], uint8_t (**hashes)[32], size_t *n,
+                                      struct chat_err *err);
+int store_mongo__delete_user(struct store *st, const struct user *anon,
+                             char (**groups)[OID_SIZE], size_t *n_groups, struct chat_err *err);
 
 /* store_mongo_messages.c: message edits, deletions, catch-up by position. */
 int store_mongo__get_message(struct store *st, const char *chat_id, const char *message_id,

@@ -283,6 +283,9 @@ int store_mongo__search_users(struct store *st, const char *prefix, const char *
     if (after)
         BSON_APPEND_UTF8(&cond, "$gt", after);
     bson_append_document_end(&q, &cond);
+    /* A deleted account (an empty pwhash, store.h delete_user) is never
+     * found. */
+    BCON_APPEND(&q, "pwhash", "{", "$ne", BCON_UTF8(""), "}");
     free(re);
     int64_t max = store_mongo__limit(limit);
     BCON_APPEND(&opts, "sort", "{", "usernameLower", BCON_INT32(1), "}", "limit",

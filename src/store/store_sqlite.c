@@ -274,6 +274,9 @@ static const struct store_ops store_sqlite_ops = {
     .get_message = store_sqlite__get_message,
     .change_message = store_sqlite__change_message,
     .list_changes_after = store_sqlite__list_changes_after,
+    .set_read_seq = store_sqlite__set_read_seq,
+    .delete_user_sessions = store_sqlite__delete_user_sessions,
+    .delete_user = store_sqlite__delete_user,
 };
 
 /* The directory that must already hold the database file. */

@@ -106,11 +106,25 @@ static int read_listed_chat_cb(sqlite3_stmt *q, void *item, void *arg)
     return read_chat_row(q, item, &keys->k[keys->n++]);
 }
 
-/* Copies a member's id from the first column (a store_sqlite__collect
- * reader). */
-static int read_member_cb(sqlite3_stmt *q, void *item, void *arg)
+/* Appends the member whose id and read mark are the columns `col` and
+ * col + 1 of the current row to `ch` (member_ids and read_seqs grow
+ * together; *cap is their capacity).  0 or CHAT_E_INTERNAL. */
+static int push_member(sqlite3_stmt *q, int col, struct chat *ch, size_t *cap)
 {
-    store_sqlite__col_id(q, 0, item);
+    if (ch->n_members == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        char(*ids)[OID_SIZE] = realloc(ch->member_ids, ncap * sizeof *ids);
+        if (!ids)
+            return CHAT_E_INTERNAL;
+        ch->member_ids = ids;
+        int64_t *seqs = realloc(ch->read_seqs, ncap * sizeof *seqs);
+        if (!seqs)
+            return CHAT_E_INTERNAL;
+        ch->read_seqs = seqs;
+        *cap = ncap;
+    }
+    store_sqlite__col_id(q, col, ch->member_ids[ch->n_members]);
+    ch->read_seqs[ch->n_members++] = sqlite3_column_int64(q, col + 1);
     return 0;
 }
 
@@ -146,14 +160,17 @@ static int load_chat(struct store_sqlite_conn *c, const char *id, const char *vi
         return r;
 
     r = store_sqlite__prepare(c, STORE_SQLITE_CHAT_MEMBERS,
-                              "SELECT u.id FROM members m JOIN users u ON u.k = m.user"
+                              "SELECT u.id, m.read_seq FROM members m JOIN users u ON u.k = m.user"
                               " WHERE m.chat = ?1 ORDER BY m.pos",
                               &q, err);
     if (!r) {
         sqlite3_bind_int64(q, 1, k);
-        r = store_sqlite__collect(c, q, "chat members", (void **)&out->member_ids,
-                                  &out->n_members, sizeof *out->member_ids, read_member_cb, NULL,
-                                  err);
+        size_t cap = 0;
+        while ((r = store_sqlite__step(c, q, "chat members", err)) == 1)
+            if (push_member(q, 0, out, &cap)) {
+                r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+                break;
+            }
         store_sqlite__done(q);
     }
     if (r)
@@ -347,7 +364,8 @@ static int load_members_many(struct store_sqlite_conn *c, struct chat_list *out,
     int r = js && caps ? 0 : chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
     if (!r)
         r = store_sqlite__prepare(c, STORE_SQLITE_CHATS_MEMBERS_MANY,
-                                  "SELECT m.chat, u.id FROM members m JOIN users u ON u.k = m.user"
+                                  "SELECT m.chat, u.id, m.read_seq FROM members m"
+                                  " JOIN users u ON u.k = m.user"
                                   " WHERE m.chat IN (SELECT value FROM json_each(?1))"
                                   " ORDER BY m.chat, m.pos",
                                   &q, err);
@@ -364,13 +382,10 @@ static int load_members_many(struct store_sqlite_conn *c, struct chat_list *out,
                 at = 0;
                 continue;
             }
-            struct chat *ch = &out->items[at];
-            if (store_sqlite__grow((void **)&ch->member_ids, &caps[at], ch->n_members,
-                                   sizeof *ch->member_ids)) {
+            if (push_member(q, 1, &out->items[at], &caps[at])) {
                 r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
                 break;
             }
-            store_sqlite__col_id(q, 1, ch->member_ids[ch->n_members++]);
         }
         store_sqlite__done(q);
     }
@@ -659,8 +674,17 @@ static int check_member(struct store_sqlite_conn *c, int64_t ck, const char *use
 int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
                            const char *message_id, bool *moved, struct chat_err *err)
 {
+    int64_t seq;
+    return store_sqlite__set_read_seq(st, chat_id, user_id, message_id, moved, &seq, err);
+}
+
+int store_sqlite__set_read_seq(struct store *st, const char *chat_id, const char *user_id,
+                               const char *message_id, bool *moved, int64_t *seq_out,
+                               struct chat_err *err)
+{
     struct store_sqlite *s = (struct store_sqlite *)st;
     *moved = false;
+    *seq_out = 0;
     if (!user_id)
         user_id = "";
     struct store_sqlite_conn *c = store_sqlite__write_lock(s);
@@ -687,6 +711,8 @@ int store_sqlite__set_read(struct store *st, const char *chat_id, const char *us
      * non-member access. */
     if (!r && !*moved)
         r = check_member(c, ck, user_id, err);
+    if (!r)
+        *seq_out = seq;
     store_sqlite__write_unlock(s);
     return r;
 }

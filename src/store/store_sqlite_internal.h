@@ -7,7 +7,8 @@
  * - the operations, which never call each other: store_sqlite_users.c
  *   (users, sessions), store_sqlite_posts.c (posts, likes, comments),
  *   store_sqlite_chats.c (chats, members, read marks, message reads),
- *   store_sqlite_messages.c (message edits, deletions, catch-up) and
+ *   store_sqlite_messages.c (message edits, deletions, catch-up),
+ *   store_sqlite_account.c (revoking a user's sessions, account deletion) and
  *   store_sqlite_append.c (the group-commit writer thread) and
  *   store_sqlite_checkpoint.c (WAL checkpoints off the writer);
  * - store_sqlite_conn.c: the plumbing they all use (connections, the read
@@ -343,6 +344,15 @@ int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int
                                       int limit, struct message_list *out, struct chat_err *err);
 int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
                            const char *message_id, bool *moved, struct chat_err *err);
+/* Account lifecycle and read receipts (issue 13). */
+int store_sqlite__set_read_seq(struct store *st, const char *chat_id, const char *user_id,
+                               const char *message_id, bool *moved, int64_t *seq,
+                               struct chat_err *err);
+int store_sqlite__delete_user_sessions(struct store *st, const char *user_id,
+                                       const uint8_t keep[32], uint8_t (**hashes)[32], size_t *n,
+                                       struct chat_err *err);
+int store_sqlite__delete_user(struct store *st, const struct user *anon,
+                              char (**groups)[OID_SIZE], size_t *n_groups, struct chat_err *err);
 
 /* store_sqlite_messages.c: message edits, deletions, catch-up by position. */
 int store_sqlite__get_message(struct store *st, const char *chat_id, const char *message_id,

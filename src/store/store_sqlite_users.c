@@ -263,6 +263,7 @@ int store_sqlite__search_users(struct store *st, const char *prefix, const char 
     int r = list_users((struct store_sqlite *)st, STORE_SQLITE_USERS_SEARCH,
                        "SELECT " USER_COLS " FROM users WHERE username_lower >= ?1"
                        " AND username_lower < ?2 AND username_lower > ?3"
+                       " AND pwhash <> ''" /* not a deleted account */
                        " ORDER BY username_lower LIMIT ?4",
                        prefix, upper, after, limit, out, err);
     free(upper);

@@ -1826,6 +1826,285 @@ static void case_message_changes(void)
     store_close(st);
 }
 
+/* ---- account lifecycle and read receipts (issue 13) ------------------- */
+
+/* The read mark of `who` in `ch` (-1 when not a member). */
+static int64_t mark_of(const struct chat *ch, const char *who)
+{
+    for (size_t i = 0; i < ch->n_members; i++)
+        if (strcmp(ch->member_ids[i], who) == 0)
+            return ch->read_seqs ? ch->read_seqs[i] : 0;
+    return -1;
+}
+
+/* read_seqs: every member's mark, from get_chat and from a list_chats page
+ * (whatever the viewer), and set_read_seq's seq. */
+static void case_read_marks(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char u[3][OID_SIZE], g[OID_SIZE], d[OID_SIZE];
+    mk_user(st, "rm_a", u[0]);
+    mk_user(st, "rm_b", u[1]);
+    mk_user(st, "rm_c", u[2]);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, "g", u, 3, T0, g, NULL), 0);
+    char pair[2][OID_SIZE];
+    memcpy(pair[0], u[0], OID_SIZE);
+    memcpy(pair[1], u[1], OID_SIZE);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, pair, 2, T0 + 1, d, NULL), 0);
+    struct message m[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(append_wait(st, g, u[0], "x", NULL, T0 + 10 + i, &m[i], NULL), 0);
+
+    struct chat ch = {0};
+    CHECK_EQ_INT(store_get_chat(st, g, u[1], &ch, &err), 0);
+    CHECK_EQ_INT(mark_of(&ch, u[0]), 0);
+    CHECK_EQ_INT(mark_of(&ch, u[1]), 0);
+    CHECK_EQ_INT(mark_of(&ch, u[2]), 0);
+    store_chat_cleanup(&ch);
+
+    bool moved = false;
+    int64_t seq = -1;
+    CHECK_EQ_INT(store_set_read_seq(st, g, u[1], m[2].id, &moved, &seq, &err), 0);
+    CHECK(moved);
+    CHECK_EQ_INT(seq, m[2].seq);
+    CHECK_EQ_INT(store_set_read_seq(st, g, u[2], m[0].id, &moved, &seq, &err), 0);
+    CHECK(moved);
+    CHECK_EQ_INT(seq, m[0].seq);
+    /* Backwards: not moved, the seq asked for is still reported. */
+    CHECK_EQ_INT(store_set_read_seq(st, g, u[1], m[1].id, &moved, &seq, &err), 0);
+    CHECK(!moved);
+    CHECK_EQ_INT(seq, m[1].seq);
+    CHECK_EQ_INT(store_set_read_seq(st, d, u[1], m[1].id, &moved, &seq, &err),
+                 CHAT_E_NOT_FOUND); /* not a message of that chat */
+
+    /* get_chat, with and without a viewer. */
+    for (int v = 0; v < 2; v++) {
+        CHECK_EQ_INT(store_get_chat(st, g, v ? u[2] : NULL, &ch, &err), 0);
+        CHECK_EQ_INT(ch.n_members, 3);
+        CHECK_EQ_INT(mark_of(&ch, u[0]), 0);
+        CHECK_EQ_INT(mark_of(&ch, u[1]), m[2].seq);
+        CHECK_EQ_INT(mark_of(&ch, u[2]), m[0].seq);
+        store_chat_cleanup(&ch);
+    }
+    /* A page of chats: each chat carries every member's marks. */
+    struct chat_list cl = {0};
+    CHECK_EQ_INT(store_list_chats(st, u[0], NULL, 10, &cl, &err), 0);
+    CHECK_EQ_INT(cl.n, 2);
+    for (size_t i = 0; i < cl.n; i++) {
+        if (strcmp(cl.items[i].id, g) == 0) {
+            CHECK_EQ_INT(mark_of(&cl.items[i], u[1]), m[2].seq);
+            CHECK_EQ_INT(mark_of(&cl.items[i], u[2]), m[0].seq);
+        } else {
+            CHECK_EQ_INT(cl.items[i].n_members, 2);
+            CHECK_EQ_INT(mark_of(&cl.items[i], u[0]), 0);
+            CHECK_EQ_INT(mark_of(&cl.items[i], u[1]), 0);
+        }
+    }
+    store_chat_list_cleanup(&cl);
+    /* A member who leaves takes its mark along; one who comes back starts
+     * at 0. */
+    bool removed = false, added = false;
+    CHECK_EQ_INT(store_remove_member(st, g, u[1], &removed, &err), 0);
+    CHECK_EQ_INT(store_add_member(st, g, u[1], &added, &err), 0);
+    CHECK_EQ_INT(store_get_chat(st, g, NULL, &ch, &err), 0);
+    CHECK_EQ_INT(mark_of(&ch, u[1]), 0);
+    store_chat_cleanup(&ch);
+    for (int i = 0; i < 3; i++)
+        store_message_cleanup(&m[i]);
+    store_close(st);
+}
+
+/* delete_user_sessions: every session of the user but `keep`, reported. */
+static void case_user_sessions(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char a[OID_SIZE], b[OID_SIZE], got[OID_SIZE];
+    mk_user(st, "us_a", a);
+    mk_user(st, "us_b", b);
+    uint8_t h[4][32];
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 32; i++)
+            h[k][i] = (uint8_t)(k * 50 + i);
+    h[1][0] = 0;
+    for (int k = 0; k < 3; k++)
+        CHECK_EQ_INT(store_create_session(st, h[k], a, T0 + 1000, &err), 0);
+    CHECK_EQ_INT(store_create_session(st, h[3], b, T0 + 1000, &err), 0);
+    uint8_t(*del)[32] = NULL;
+    size_t n = 99;
+    int64_t exp;
+    /* All but h[0]. */
+    CHECK_EQ_INT(store_delete_user_sessions(st, a, h[0], &del, &n, &err), 0);
+    CHECK_EQ_INT(n, 2);
+    bool saw1 = false, saw2 = false;
+    for (size_t i = 0; i < n; i++) {
+        saw1 |= memcmp(del[i], h[1], 32) == 0;
+        saw2 |= memcmp(del[i], h[2], 32) == 0;
+    }
+    CHECK(saw1 && saw2);
+    free(del);
+    CHECK_EQ_INT(store_get_session(st, h[0], got, &exp, &err), 0);
+    CHECK_EQ_INT(store_get_session(st, h[1], got, &exp, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_session(st, h[2], got, &exp, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_session(st, h[3], got, &exp, &err), 0); /* b's stays */
+    /* All of them (keep NULL); then none left: 0 sessions, not an error. */
+    CHECK_EQ_INT(store_delete_user_sessions(st, a, NULL, &del, &n, &err), 0);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1)
+        CHECK(memcmp(del[0], h[0], 32) == 0);
+    free(del);
+    CHECK_EQ_INT(store_get_session(st, h[0], got, &exp, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_delete_user_sessions(st, a, NULL, &del, &n, &err), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(del == NULL);
+    free(del);
+    CHECK_EQ_INT(store_get_session(st, h[3], got, &exp, &err), 0);
+    store_close(st);
+}
+
+/* delete_user: posts with their likes and comments, the user's likes and
+ * comments elsewhere (counts fixed), groups left (direct chats and
+ * messages kept), sessions gone, the row anonymized, name and email free. */
+static void case_delete_user(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char x[OID_SIZE], y[OID_SIZE], z[OID_SIZE];
+    mk_user(st, "Del_X", x);
+    mk_user(st, "del_y", y);
+    mk_user(st, "del_z", z);
+    char px[OID_SIZE], py[OID_SIZE], cm[OID_SIZE];
+    mk_post(st, x, "x's post", T0 + 1, px);
+    mk_post(st, y, "y's post", T0 + 2, py);
+    int64_t likes = 0;
+    CHECK_EQ_INT(store_set_like(st, py, x, true, &likes, &err), 0);
+    CHECK_EQ_INT(store_set_like(st, py, z, true, &likes, &err), 0);
+    CHECK_EQ_INT(store_set_like(st, px, y, true, &likes, &err), 0);
+    for (int i = 0; i < 3; i++) {
+        struct comment c = {0};
+        new_id(c.id);
+        memcpy(c.post_id, i == 2 ? px : py, OID_SIZE);
+        memcpy(c.author_id, i == 1 ? z : x, OID_SIZE);
+        c.text = "c";
+        c.created_at = T0 + 10 + i;
+        CHECK_EQ_INT(store_create_comment(st, &c, &err), 0);
+        if (i == 1)
+            memcpy(cm, c.id, OID_SIZE);
+    }
+    char three[3][OID_SIZE], pair[2][OID_SIZE], g[OID_SIZE], g2[OID_SIZE], d[OID_SIZE];
+    memcpy(three[0], x, OID_SIZE);
+    memcpy(three[1], y, OID_SIZE);
+    memcpy(three[2], z, OID_SIZE);
+    memcpy(pair[0], y, OID_SIZE);
+    memcpy(pair[1], x, OID_SIZE);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, "g", three, 3, T0, g, NULL), 0);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, NULL, pair, 2, T0, g2, NULL), 0);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, pair, 2, T0, d, NULL), 0);
+    struct message m = {0};
+    CHECK_EQ_INT(append_wait(st, d, x, "from x", NULL, T0 + 20, &m, NULL), 0);
+    bool moved;
+    CHECK_EQ_INT(store_set_read(st, d, x, m.id, &moved, &err), 0);
+    uint8_t h[32];
+    memset(h, 7, sizeof h);
+    CHECK_EQ_INT(store_create_session(st, h, x, T0 + 1000, &err), 0);
+
+    struct user anon = {0};
+    char name[64];
+    snprintf(name, sizeof name, "deleted_%s", x);
+    memcpy(anon.id, x, OID_SIZE);
+    anon.username = name;
+    anon.email = name;
+    anon.display_name = "Deleted user";
+    anon.bio = "";
+    anon.pwhash = "";
+    char(*groups)[OID_SIZE] = NULL;
+    size_t ng = 0;
+    CHECK_EQ_INT(store_delete_user(st, &anon, &groups, &ng, &err), 0);
+    CHECK_EQ_INT(ng, 2);
+    bool saw_g = false, saw_g2 = false;
+    for (size_t i = 0; i < ng; i++) {
+        saw_g |= strcmp(groups[i], g) == 0;
+        saw_g2 |= strcmp(groups[i], g2) == 0;
+    }
+    CHECK(saw_g && saw_g2);
+    free(groups);
+
+    /* The row: anonymized, same id. */
+    struct user u = {0};
+    CHECK_EQ_INT(store_get_user(st, x, &u, &err), 0);
+    CHECK_EQ_STR(u.username, name);
+    CHECK_EQ_STR(u.display_name, "Deleted user");
+    CHECK_EQ_STR(u.pwhash, "");
+    CHECK(u.avatar_url == NULL);
+    store_user_cleanup(&u);
+    CHECK_EQ_INT(store_find_user_by_login(st, "del_x@example.com", &u, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_find_user_by_login(st, "del_x", &u, &err), CHAT_E_NOT_FOUND);
+    /* Search never finds it, even by its new name. */
+    struct user_list ul = {0};
+    CHECK_EQ_INT(store_search_users(st, "del", NULL, 10, &ul, &err), 0);
+    CHECK_EQ_INT(ul.n, 2);
+    for (size_t i = 0; i < ul.n; i++)
+        CHECK(strcmp(ul.items[i].id, x) != 0);
+    store_user_list_cleanup(&ul);
+    /* Name and email free: a new account takes them. */
+    char again[OID_SIZE];
+    mk_user(st, "DEL_x", again);
+    CHECK(strcmp(again, x) != 0);
+    /* Sessions gone. */
+    char got[OID_SIZE];
+    int64_t exp;
+    CHECK_EQ_INT(store_get_session(st, h, got, &exp, &err), CHAT_E_NOT_FOUND);
+    /* Posts: x's gone; y's has z's like and comment only. */
+    struct post p = {0};
+    CHECK_EQ_INT(store_get_post(st, px, NULL, &p, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_post(st, py, x, &p, &err), 0);
+    CHECK_EQ_INT(p.like_count, 1);
+    CHECK_EQ_INT(p.comment_count, 1);
+    CHECK(!p.liked_by_me);
+    store_post_cleanup(&p);
+    struct comment_list cl = {0};
+    CHECK_EQ_INT(store_list_comments(st, py, NULL, 10, &cl, &err), 0);
+    CHECK_EQ_INT(cl.n, 1);
+    if (cl.n == 1)
+        CHECK_EQ_STR(cl.items[0].id, cm);
+    store_comment_list_cleanup(&cl);
+    struct post_list pl = {0};
+    CHECK_EQ_INT(store_list_posts(st, x, NULL, NULL, 10, &pl, &err), 0);
+    CHECK_EQ_INT(pl.n, 0);
+    store_post_list_cleanup(&pl);
+    /* Chats: out of both groups (the others stay), the direct chat and its
+     * message kept. */
+    struct chat ch = {0};
+    CHECK_EQ_INT(store_get_chat(st, g, NULL, &ch, &err), 0);
+    CHECK_EQ_INT(ch.n_members, 2);
+    CHECK_EQ_INT(mark_of(&ch, x), -1);
+    store_chat_cleanup(&ch);
+    CHECK_EQ_INT(store_is_member(st, g2, x, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_is_member(st, g2, y, &err), 0);
+    CHECK_EQ_INT(store_get_chat(st, d, y, &ch, &err), 0);
+    CHECK_EQ_INT(ch.n_members, 2);
+    CHECK_EQ_INT(mark_of(&ch, x), m.seq);
+    CHECK(ch.last_message && strcmp(ch.last_message->sender_id, x) == 0);
+    store_chat_cleanup(&ch);
+    struct message_list ml = {0};
+    CHECK_EQ_INT(store_list_messages(st, d, 0, 10, &ml, &err), 0);
+    CHECK_EQ_INT(ml.n, 1);
+    store_message_list_cleanup(&ml);
+    /* Unknown user: NOT_FOUND. */
+    new_id(anon.id);
+    CHECK_EQ_INT(store_delete_user(st, &anon, &groups, &ng, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(ng, 0);
+    store_message_cleanup(&m);
+    store_close(st);
+}
+
 int store_contract_run(const struct store_contract_opts *o)
 {
     opts = o;
@@ -1846,6 +2125,9 @@ int store_contract_run(const struct store_contract_opts *o)
     case_message_changes();
     case_odd_ids();
     case_close_drains();
+    case_read_marks();
+    case_user_sessions();
+    case_delete_user();
     int failed = check__failed - failed_before;
     printf("store contract [%s]: %d checks, %d failed\n", o->label ? o->label : "?",
            check__passed - passed_before + failed, failed);

@@ -23,7 +23,7 @@ AUTHOR_KEYS = {"id", "username", "displayName", "avatarUrl"}
 POST_KEYS = {"id", "author", "text", "imageUrl", "likeCount", "commentCount", "likedByMe", "createdAt",
              "editedAt"}
 COMMENT_KEYS = {"id", "postId", "author", "text", "createdAt"}
-CHAT_KEYS = {"id", "type", "name", "members", "lastMessage", "unreadCount", "lastSeq",
+CHAT_KEYS = {"id", "type", "name", "members", "lastMessage", "unreadCount", "lastSeq", "readMarks",
              "createdAt", "updatedAt"}
 MESSAGE_KEYS = {"id", "chatId", "seq", "sender", "text", "attachmentUrl", "clientId", "createdAt",
                 "editedAt", "deleted"}

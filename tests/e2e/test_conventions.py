@@ -14,7 +14,7 @@ ROUTES = {
     "/api/auth/register": {"POST"},
     "/api/auth/login": {"POST"},
     "/api/auth/logout": {"POST"},
-    "/api/users/me": {"GET", "PATCH"},
+    "/api/users/me": {"GET", "PATCH", "DELETE"},
     "/api/users/{id}": {"GET"},
     "/api/users": {"GET"},
     "/api/posts": {"GET", "POST"},
@@ -27,6 +27,8 @@ ROUTES = {
     "/api/chats/{id}/members/{id}": {"DELETE"},
     "/api/chats/{id}/messages": {"GET", "POST"},
     "/api/chats/{id}/read": {"POST"},
+    "/api/auth/password": {"POST"},
+    "/api/auth/logout-all": {"POST"},
 }
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 ID = "0123456789abcdef01234567"

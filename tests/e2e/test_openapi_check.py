@@ -15,7 +15,8 @@ POST = {"id": "b" * 24, "author": AUTHOR, "text": "hi", "imageUrl": None, "likeC
         "editedAt": None}
 CHAT = {"id": "c" * 24, "type": "direct", "name": None, "members": [AUTHOR],
         "lastMessage": None, "unreadCount": 0, "lastSeq": 0,
-        "createdAt": "2026-12-01T10:00:00.000Z", "updatedAt": "2026-12-01T10:00:00.000Z"}
+        "createdAt": "2026-12-01T10:00:00.000Z", "updatedAt": "2026-12-01T10:00:00.000Z",
+        "readMarks": {"a" * 24: 0}}
 
 
 def body(obj):

@@ -280,7 +280,7 @@ def test_every_event_both_ways(server, clients):
     assert ca.wait("typing") == {"chatId": chat["id"], "userId": b["id"]}
     cb.emit("read", {"chatId": chat["id"], "messageId": ack["message"]["id"]})
     assert ca.wait("read") == {"chatId": chat["id"], "userId": b["id"],
-                               "messageId": ack["message"]["id"]}
+                               "messageId": ack["message"]["id"], "seq": ack["message"]["seq"]}
 
     # ping / pong
     ca.emit("ping")

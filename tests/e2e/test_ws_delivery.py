@@ -207,7 +207,7 @@ def test_read_frame(server, trio):
     try:
         b1.send({"type": "read", "chatId": trio["chat"]["id"], "messageId": m["id"]})
         expect = {"type": "read", "chatId": trio["chat"]["id"], "userId": trio["b"]["id"],
-                  "messageId": m["id"]}
+                  "messageId": m["id"], "seq": m["seq"]}
         assert wa.recv_type("read") == expect
         assert b2.recv_type("read") == expect  # the reader's other device
         assert b1.barrier() == []              # not the connection that sent it

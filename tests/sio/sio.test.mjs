@@ -159,7 +159,7 @@ test("transports: [websocket]: events both ways and the message.send ack", async
   sb.emit("typing", { chatId: chat.id });
   assert.deepEqual(await sa.next("typing"), { chatId: chat.id, userId: b.user.id });
   sb.emit("read", { chatId: chat.id, messageId: ack.message.id });
-  assert.deepEqual(await sa.next("read"), { chatId: chat.id, userId: b.user.id, messageId: ack.message.id });
+  assert.deepEqual(await sa.next("read"), { chatId: chat.id, userId: b.user.id, messageId: ack.message.id, seq: ack.message.seq });
   sa.emit("message.send", { chatId: "0".repeat(24), text: "x", clientId: "n3" });
   const err = await sa.next("error");
   assert.equal(err.code, "not_found");

@@ -314,6 +314,164 @@ static void test_gate(struct fx *f)
     CHECK_EQ_INT(active, 0);
 }
 
+/* ---- account lifecycle (issue 13) ---- */
+
+/* Logs `name` in again; the new token into `tok`, its session into *s. */
+static void login_again(struct fx *f, const char *name, const char *password, char tok[64],
+                        struct session *s)
+{
+    struct chat_err err = {0};
+    json_t *out = NULL;
+    json_t *body = json_pack("{s:s, s:s}", "email", name, "password", password);
+    CHECK_EQ_INT(auth_login(f->core, body, &out, &err), 0);
+    snprintf(tok, 64, "%s", out ? fx_str(out, "token") : "");
+    json_decref(out);
+    json_decref(body);
+    CHECK_EQ_INT(auth_check(f->core, tok, s, &err), 0); /* now in the session cache */
+}
+
+/* The revocation events seen, and whether one names `hash`. */
+static bool revoked(struct fx *f, const uint8_t hash[32])
+{
+    for (size_t i = 0; i < f->n_events; i++)
+        if (f->events[i].revocation && memcmp(f->events[i].token_hash, hash, 32) == 0)
+            return true;
+    return false;
+}
+
+static size_t n_revocations(struct fx *f)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_events; i++)
+        n += f->events[i].revocation;
+    return n;
+}
+
+static void test_password_change_and_logout_all(struct fx *f)
+{
+    struct chat_err err = {0};
+    struct session s1, s2, s3, probe;
+    char t2[64], t3[64];
+    fx_user(f, "gina", &s1);
+    login_again(f, "gina", "password123", t2, &s2);
+    login_again(f, "gina", "password123", t3, &s3);
+
+    /* Validation first, then the current password. */
+    const char *bad[][2] = {
+        {"[]", NULL},
+        {"{\"newPassword\":\"abcdefgh\"}", "currentPassword"},
+        {"{\"currentPassword\":\"password123\"}", "newPassword"},
+        {"{\"currentPassword\":\"password123\",\"newPassword\":\"1234567\"}", "newPassword"},
+        {"{\"currentPassword\":1,\"newPassword\":\"abcdefgh\"}", "currentPassword"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *body = fx_json(bad[i][0]);
+        CHECK_ERR(auth_change_password(f->core, &s1, body, &err),
+                  bad[i][1] ? CHAT_E_VALIDATION : CHAT_E_INVALID_JSON, bad[i][1]);
+        json_decref(body);
+    }
+    fx_clear_events(f);
+    json_t *body = fx_json("{\"currentPassword\":\"password12\",\"newPassword\":\"new pass 1\"}");
+    CHECK_ERR(auth_change_password(f->core, &s1, body, &err), CHAT_E_INVALID_CREDENTIALS, NULL);
+    json_decref(body);
+    CHECK_EQ_INT(f->n_events, 0);
+    CHECK_EQ_INT(auth_check(f->core, t2, &probe, &err), 0);
+
+    /* The change: the two other tokens are revoked (events and at once
+     * here, though the session cache had them), the caller's stays. */
+    body = fx_json("{\"currentPassword\":\"password123\",\"newPassword\":\"new pass 1\"}");
+    CHECK_EQ_INT(auth_change_password(f->core, &s1, body, &err), 0);
+    json_decref(body);
+    CHECK_EQ_INT(n_revocations(f), 2);
+    CHECK(revoked(f, s2.token_hash) && revoked(f, s3.token_hash));
+    CHECK(!revoked(f, s1.token_hash));
+    for (size_t i = 0; i < f->n_events; i++)
+        CHECK(fx_event_has_user(&f->events[i], s1.user_id));
+    CHECK_ERR(auth_check(f->core, t2, &probe, &err), CHAT_E_UNAUTHORIZED, NULL);
+    CHECK_ERR(auth_check(f->core, t3, &probe, &err), CHAT_E_UNAUTHORIZED, NULL);
+    json_t *me = NULL;
+    CHECK_EQ_INT(users_me(f->core, &s1, &me, &err), 0);
+    json_decref(me);
+    /* The new password logs in, the old one no longer. */
+    json_t *out = NULL;
+    body = json_pack("{s:s, s:s}", "email", "gina", "password", "password123");
+    CHECK_ERR(auth_login(f->core, body, &out, &err), CHAT_E_INVALID_CREDENTIALS, NULL);
+    json_decref(body);
+    login_again(f, "gina", "new pass 1", t2, &s2);
+
+    /* Logout everywhere: both sessions, the caller's included. */
+    fx_clear_events(f);
+    CHECK_EQ_INT(auth_logout_all(f->core, &s1, &err), 0);
+    CHECK_EQ_INT(n_revocations(f), 2);
+    CHECK(revoked(f, s1.token_hash) && revoked(f, s2.token_hash));
+    CHECK_ERR(auth_check(f->core, t2, &probe, &err), CHAT_E_UNAUTHORIZED, NULL);
+    fx_clear_events(f);
+    CHECK_EQ_INT(auth_logout_all(f->core, &s1, &err), 0); /* none left: fine */
+    CHECK_EQ_INT(f->n_events, 0);
+}
+
+static void test_delete_account(struct fx *f)
+{
+    struct chat_err err = {0};
+    struct session h, i, j;
+    fx_user(f, "hank", &h);
+    fx_user(f, "iris", &i);
+    fx_user(f, "jack", &j);
+    json_t *out = NULL;
+    bool created;
+    json_t *body = json_pack("{s:[s,s], s:s}", "memberIds", i.user_id, j.user_id, "name", "g");
+    CHECK_EQ_INT(chats_create(f->core, &h, body, &out, &created, &err), 0);
+    char group[OID_SIZE];
+    snprintf(group, sizeof group, "%s", out ? fx_str(out, "id") : "");
+    json_decref(out);
+    json_decref(body);
+    body = json_pack("{s:s}", "text", "hank's");
+    CHECK_EQ_INT(posts_create(f->core, &h, body, &out, &err), 0);
+    char post[OID_SIZE];
+    snprintf(post, sizeof post, "%s", out ? fx_str(out, "id") : "");
+    json_decref(out);
+    json_decref(body);
+
+    body = fx_json("{\"password\":\"wrong one\"}");
+    CHECK_ERR(auth_delete_account(f->core, &h, body, &err), CHAT_E_INVALID_CREDENTIALS, NULL);
+    json_decref(body);
+    body = fx_json("{}");
+    CHECK_ERR(auth_delete_account(f->core, &h, body, &err), CHAT_E_VALIDATION, "password");
+    json_decref(body);
+    CHECK_EQ_INT(users_get(f->core, &i, h.user_id, &out, &err), 0);
+    json_decref(out);
+
+    fx_clear_events(f);
+    body = fx_json("{\"password\":\"password123\"}");
+    CHECK_EQ_INT(auth_delete_account(f->core, &h, body, &err), 0);
+    json_decref(body);
+    /* Its token revoked, chat.removed to it, chat.updated to the others. */
+    CHECK(revoked(f, h.token_hash));
+    struct fx_event *ev = fx_find_event(f, "chat.removed", 0);
+    CHECK(ev && ev->n_users == 1 && fx_event_has_user(ev, h.user_id));
+    ev = fx_find_event(f, "chat.updated", 0);
+    CHECK(ev && ev->n_users == 2 && fx_event_has_user(ev, i.user_id) &&
+          !fx_event_has_user(ev, h.user_id));
+    CHECK_ERR(users_get(f->core, &i, h.user_id, &out, &err), CHAT_E_NOT_FOUND, NULL);
+    CHECK_ERR(posts_get(f->core, &i, post, &out, &err), CHAT_E_NOT_FOUND, NULL);
+    CHECK_EQ_INT(chats_get(f->core, &i, group, &out, &err), 0);
+    CHECK_EQ_INT(json_array_size(json_object_get(out, "members")), 2);
+    json_decref(out);
+    /* The name is free; the deleted_ prefix is not. */
+    struct session h2;
+    fx_user(f, "HANK", &h2);
+    CHECK(strcmp(h2.user_id, h.user_id) != 0);
+    body = json_pack("{s:s+, s:s, s:s}", "username", "deleted_", h.user_id, "email",
+                     "x@example.com", "password", "password123");
+    CHECK_ERR(auth_register(f->core, body, &out, &err), CHAT_E_VALIDATION, "username");
+    json_decref(body);
+    /* A deleted account is no user to add to a group. */
+    body = json_pack("{s:s}", "userId", h.user_id);
+    CHECK_ERR(chats_add_member(f->core, &i, group, body, &out, &err), CHAT_E_VALIDATION,
+              "userId");
+    json_decref(body);
+}
+
 int main(void)
 {
     struct fx f;
@@ -324,6 +482,8 @@ int main(void)
     test_login(&f);
     test_tokens(&f);
     test_gate(&f);
+    test_password_change_and_logout_all(&f);
+    test_delete_account(&f);
     fx_close(&f);
     test_expiry();
     return check_done();

@@ -58,7 +58,13 @@ static void test_direct(struct fx *f, char direct_id[OID_SIZE])
     CHECK_EQ_INT(fx_int(out, "unreadCount"), 0);
     CHECK_EQ_INT(fx_int(out, "lastSeq"), 0);
     CHECK(fx_str(out, "createdAt") && fx_str(out, "updatedAt"));
-    CHECK_EQ_INT(json_object_size(out), 9);
+    /* readMarks: every member, 0 before any read. */
+    json_t *marks = json_object_get(out, "readMarks");
+    CHECK_EQ_INT(json_object_size(marks), 2);
+    CHECK_EQ_INT(fx_int(marks, u[0].user_id), 0);
+    CHECK_EQ_INT(fx_int(marks, u[1].user_id), 0);
+    CHECK(json_is_integer(json_object_get(marks, u[1].user_id)));
+    CHECK_EQ_INT(json_object_size(out), 10);
 
     /* chat.new to both members (the creator's connections too). */
     CHECK_EQ_INT(fx_count_events(f, "chat.new"), 1);
@@ -384,10 +390,21 @@ static void test_read(struct fx *f, const char *group_id, const char *direct_id)
         CHECK_EQ_STR(fx_str(ev->frame, "chatId"), group_id);
         CHECK_EQ_STR(fx_str(ev->frame, "userId"), u[1].user_id);
         CHECK_EQ_STR(fx_str(ev->frame, "messageId"), m2);
-        CHECK_EQ_INT(json_object_size(ev->frame), 4);
+        CHECK_EQ_INT(json_object_size(ev->frame), 5);
     }
     CHECK_EQ_INT(chats_get(f->core, &u[1], group_id, &out, &err), 0);
     CHECK_EQ_INT(fx_int(out, "unreadCount"), 1);
+    /* The read frame's seq is m2's, and readMarks shows it for u[1] (the
+     * others' marks are their own). */
+    {
+        json_t *marks = json_object_get(out, "readMarks");
+        CHECK_EQ_INT(json_object_size(marks), 4);
+        int64_t m2_seq = ev ? fx_int(ev->frame, "seq") : -1;
+        CHECK(m2_seq > 0);
+        CHECK_EQ_INT(fx_int(marks, u[1].user_id), m2_seq);
+        CHECK_EQ_INT(fx_int(marks, u[3].user_id), 0);
+        CHECK_EQ_INT(fx_int(out, "lastSeq") > m2_seq, 1);
+    }
     json_decref(out);
 
     /* Backwards and repeated marks do not move: no event. */
