@@ -328,9 +328,10 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
  *
  * Revoking many tokens is the logout path once per token: the store
  * deletes the sessions and reports their hashes, and each hash is
- * forgotten by this process's session cache (after the delete, so a check
- * that read the row before it cannot cache it: the forget's epoch bump
- * refuses that put) and published as a revocation, which closes that
+ * forgotten by this process's session cache and marked revoked in the
+ * shared one (after the delete, so a check that read the row before it
+ * cannot cache it: the forget's epoch bump refuses the local put, the
+ * shared mark the shared one) and published as a revocation, which closes that
  * token's sockets with 4401 on every instance and drops it from the other
  * instances' session caches (core/bus_listen.c). */
 
@@ -340,7 +341,9 @@ static void revoke_deleted(struct core *c, const char *user_id, const uint8_t (*
     char user[1][OID_SIZE];
     memcpy(user[0], user_id, OID_SIZE);
     for (size_t i = 0; i < n; i++) {
-        auth_forget_token(c, hashes[i]);
+        /* Here and in the shared session cache (a revocation mark there, so
+         * another instance cannot take the token from Redis either). */
+        core__session_revoke(c, hashes[i]);
         struct bus_event ev = {
             .scope = BUS_TO_USERS,
             .user_ids = (const char(*)[OID_SIZE])user,
