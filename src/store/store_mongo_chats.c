@@ -111,14 +111,15 @@ fail:
     return -1;
 }
 
-/* Messages from others after `mark` in chat `chat`. */
+/* Messages from others after `mark` in chat `chat`, tombstones not counted. */
 static int count_unread(struct store_mongo *s, const struct store_mongo_scope *sc,
                         const bson_oid_t *chat, const bson_oid_t *viewer, int64_t mark,
                         int64_t *n, const char *op, struct chat_err *err)
 {
     bson_t q = BSON_INITIALIZER;
     BCON_APPEND(&q, "chatId", BCON_OID(chat), "seq", "{", "$gt", BCON_INT64(mark), "}",
-                "senderId", "{", "$ne", BCON_OID(viewer), "}");
+                "senderId", "{", "$ne", BCON_OID(viewer), "}", "deleted", "{", "$ne",
+                BCON_BOOL(true), "}");
     mongoc_collection_t *col = store_mongo__coll(s, sc, "messages");
     bson_error_t e;
     int64_t r = mongoc_collection_count_documents(col, &q, NULL, NULL, NULL, &e);
@@ -284,7 +285,7 @@ int store_mongo__create_chat(struct store *st, const struct chat *in, struct cha
 }
 
 /* Unread counts of a page of chats in one aggregate:
- * $match {$or: [{chatId, seq > mark}...], senderId != viewer},
+ * $match {$or: [{chatId, seq > mark}...], senderId != viewer, deleted != true},
  * $group by chatId with a count.  Chats with nothing after the viewer's
  * mark get no arm (and 0). */
 static int fill_unread(struct store_mongo *s, const struct store_mongo_scope *sc,
@@ -309,7 +310,8 @@ static int fill_unread(struct store_mongo *s, const struct store_mongo_scope *sc
                     BCON_INT64(marks[i]), "}", "}");
     }
     bson_append_array_end(&m, &or);
-    BCON_APPEND(&m, "senderId", "{", "$ne", BCON_OID(viewer), "}");
+    BCON_APPEND(&m, "senderId", "{", "$ne", BCON_OID(viewer), "}", "deleted", "{", "$ne",
+                BCON_BOOL(true), "}");
     bson_append_document_end(&match, &m);
     bson_append_document_end(&stages, &match);
     BCON_APPEND(&stages, "1", "{", "$group", "{", "_id", BCON_UTF8("$chatId"), "n", "{", "$sum",

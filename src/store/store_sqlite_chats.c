@@ -31,10 +31,11 @@
 #define CHAT_JOINS                                                                  \
     " LEFT JOIN messages lm ON lm.chat = c.k AND lm.seq = c.last_seq"               \
     " LEFT JOIN users su ON su.k = lm.sender"
-/* The viewer's unread count, with `v` the viewer's member row. */
+/* The viewer's unread count, with `v` the viewer's member row: messages
+ * from others after the mark that are not tombstones. */
 #define UNREAD                                                                      \
     "(SELECT count(*) FROM messages x WHERE x.chat = c.k AND x.seq > v.read_seq"    \
-    " AND x.sender <> v.user)"
+    " AND x.sender <> v.user AND x.deleted = 0)"
 #define MSG_COLS STORE_SQLITE_MSG_COLS("m") ", u.id"
 
 /* Fills `m` from the shared message columns at `col` followed by the

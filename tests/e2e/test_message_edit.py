@@ -310,8 +310,14 @@ def test_after_seq_history_and_unread_count(server):
     items = messages_after(server, tb, cid, 0, limit=1)
     assert [m["text"] for m in items] == ["u0 edited", "", "u2"]
     # a new message after the changes: one unread
-    send_msg(server, ta, cid, "u3")
+    u3 = send_msg(server, ta, cid, "u3")
     assert get_chat(server, tb, cid)["unreadCount"] == 1
+    # a message deleted before it was read is no longer unread, in the chat
+    # and in the list
+    assert delete(server, ta, cid, u3["id"]).status_code == 204
+    assert get_chat(server, tb, cid)["unreadCount"] == 0
+    listed = [c for c in api(server, "GET", "/api/chats", tb).json()["items"] if c["id"] == cid]
+    assert listed and listed[0]["unreadCount"] == 0
 
 
 @pytest.mark.own_server
