@@ -2,8 +2,9 @@
  * the WebSocket flood bucket and a value cache (core's first feed pages) shared by every chatli
  * instance on the same Redis.
  *
- * Keys live under main's prefix ("chatli:") plus "rl:" (windows) or "v:"
- * (values), so one Redis can serve other programs too.  When Redis cannot
+ * Keys live under main's prefix ("chatli:") plus "rl:" (windows), "v:"
+ * (values) or "p:" (presence, cache_redis_presence.c), so one Redis can
+ * serve other programs too.  When Redis cannot
  * answer, a call fails fast (cache_redis_conn.c) and this adapter answers
  * from an in-process cache_mem instead: the caller still gets a count, and
  * the limits hold per instance (N instances allow up to N times the limit)
@@ -117,6 +118,26 @@ static int cache_redis_get_versioned(struct cache *c, const char *version_key,
                                       version, val, len, err);
 }
 
+static int cache_redis_presence_set(struct cache *c, const char *user_id, bool online,
+                                    int64_t gen, int *change, struct chat_err *err)
+{
+    return cache_redis__presence_set((struct cache_redis *)c, user_id, online, gen, change, err);
+}
+
+static int cache_redis_presence_get(struct cache *c, const char (*user_ids)[OID_SIZE], size_t n,
+                                    bool *online, struct chat_err *err)
+{
+    return cache_redis__presence_get((struct cache_redis *)c, user_ids, n, online, err);
+}
+
+static int cache_redis_presence_beat(struct cache *c, int64_t ttl_ms, bool leave,
+                                     bool beat_before, bool *lost, char (**gone)[OID_SIZE],
+                                     size_t *n_gone, struct chat_err *err)
+{
+    return cache_redis__presence_beat((struct cache_redis *)c, ttl_ms, leave, beat_before, lost,
+                                      gone, n_gone, err);
+}
+
 static const struct cache_ops cache_redis_ops = {
     .close = cache_redis_close,
     .hit = cache_redis_hit,
@@ -126,6 +147,9 @@ static const struct cache_ops cache_redis_ops = {
     .incr = cache_redis_incr,
     .get_versioned = cache_redis_get_versioned,
     .take = cache_redis_take,
+    .presence_set = cache_redis_presence_set,
+    .presence_get = cache_redis_presence_get,
+    .presence_beat = cache_redis_presence_beat,
 };
 
 static double redis_calls(void *arg)
@@ -169,6 +193,7 @@ int cache_redis_open(const char *url, const char *prefix, struct cache **out,
     pthread_mutex_init(&cr->mu, NULL);
     snprintf(cr->prefix, sizeof cr->prefix, "%srl:", prefix ? prefix : "");
     snprintf(cr->prefix_values, sizeof cr->prefix_values, "%sv:", prefix ? prefix : "");
+    cache_redis__presence_init(cr, prefix);
     cr->base.ops = &cache_redis_ops;
     cr->base.name = "redis";
     cr->base.remote = true;

@@ -1,7 +1,8 @@
 /* cache_redis_internal.h - what the files of the Redis cache adapter share.
  *
  * cache_redis.c (open, close, ops) -> cache_redis_limit.c (the atomic
- * window counter and flood bucket), cache_redis_values.c (shared values) -> cache_redis_conn.c (a small pool of hiredis contexts
+ * window counter and flood bucket), cache_redis_values.c (shared values),
+ * cache_redis_presence.c (cluster-wide presence) -> cache_redis_conn.c (a small pool of hiredis contexts
  * with fail-fast reconnects).  Calls go down that list only. */
 #ifndef CHATLI_CACHE_REDIS_INTERNAL_H
 #define CHATLI_CACHE_REDIS_INTERNAL_H
@@ -36,6 +37,8 @@ struct cache_redis {
     struct redis_endpoint ep;
     char prefix[64];        /* rate-limit keys: <prefix>rl: */
     char prefix_values[64]; /* shared values: <prefix>v: */
+    char prefix_presence[64]; /* presence: <prefix>p: (cache_redis_presence.c) */
+    char instance[17];      /* this process's presence id: 16 hex digits */
     struct cache *fallback; /* cache_mem: answers while Redis is down */
     pthread_mutex_t mu;
     struct redisContext *idle[CACHE_REDIS_POOL];
@@ -68,6 +71,17 @@ int cache_redis__incr_value(struct cache_redis *cr, const char *key, int64_t *va
 int cache_redis__get_versioned(struct cache_redis *cr, const char *version_key,
                                const char *key_prefix, const char *key, int64_t *version,
                                char **val, size_t *len, struct chat_err *err);
+
+/* cache_redis_presence.c: the presence ops of the port (cache.h says
+ * their contract).  init sets the key prefix and a random instance id. */
+void cache_redis__presence_init(struct cache_redis *cr, const char *prefix);
+int cache_redis__presence_set(struct cache_redis *cr, const char *user_id, bool online,
+                              int64_t gen, int *change, struct chat_err *err);
+int cache_redis__presence_get(struct cache_redis *cr, const char (*user_ids)[OID_SIZE], size_t n,
+                              bool *online, struct chat_err *err);
+int cache_redis__presence_beat(struct cache_redis *cr, int64_t ttl_ms, bool leave,
+                               bool beat_before, bool *lost, char (**gone)[OID_SIZE],
+                               size_t *n_gone, struct chat_err *err);
 
 /* cache_redis_conn.c */
 /* A context for one call: an idle one, or a new connection when the
