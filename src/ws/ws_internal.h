@@ -368,7 +368,7 @@ void ws__users_del(struct ws_user_table *t, struct ws_user *u);
  * how many events one chat may hold (more: all go at once), and how long
  * a chat's state is kept without events.  Used only with a shared bus
  * (REDIS_URL): one instance's own events are already in order. */
-#define WS_ORDER_HOLD_MS 100
+#define WS_ORDER_HOLD_MS 1000
 #define WS_ORDER_HELD_MAX 256
 #define WS_ORDER_IDLE_MS (10 * 60 * 1000)
 

@@ -540,8 +540,8 @@ def test_kill9_instance_users_go_offline_for_others(trio):
 @scale
 def test_messages_sent_through_two_instances_arrive_in_seq_order_on_a_third(trio):
     """Two senders on A and B send alternately, pipelined (no wait for the
-    ack), into one chat; a member connected to C gets every message.new
-    exactly once and in seq order, and so do its connections on A and B,
+    ack), into one chat; a member connected to C gets every acked message
+    as message.new exactly once and in seq order, and so do its connections on A and B,
     where the instance's own messages are delivered at once and the
     other's come through Redis later (without the reorder buffer, the
     place where order breaks first)."""
@@ -561,16 +561,21 @@ def test_messages_sent_through_two_instances_arrive_in_seq_order_on_a_third(trio
             w = w1 if i % 2 == 0 else w2
             w.send({"type": "message.send", "chatId": chat["id"], "text": "m%d" % i,
                     "clientId": "o-%d-%s" % (i, uuid.uuid4().hex[:6])})
-        acked = []
+        acked = set()
         for w, k in ((w1, (n + 1) // 2), (w2, n // 2)):
             for _ in range(k):
-                acked.append(w.recv_type("message.ack", 20)["message"]["seq"])
+                acked.add(w.recv_type("message.ack", 20)["message"]["id"])
+        assert len(acked) == n
         for w in (w3, w3a, w3b):
-            seqs = [w.recv_type("message.new", 20,
-                                pred=lambda f: f["message"]["chatId"] == chat["id"])
-                    ["message"]["seq"] for _ in range(n)]
-            assert seqs == sorted(acked), seqs
-        assert sorted(acked) == list(range(1, n + 1))
+            got = [w.recv_type("message.new", 20,
+                               pred=lambda f: f["message"]["chatId"] == chat["id"])["message"]
+                   for _ in range(n)]
+            seqs = [m["seq"] for m in got]
+            # Positions may have gaps (on FerretDB, two writers' seq
+            # reservations collide and retry), never a step back.
+            assert all(x < y for x, y in zip(seqs, seqs[1:])), (
+                "connection on %s" % {w3: "C", w3a: "A", w3b: "B"}[w], seqs)
+            assert {m["id"] for m in got} == acked
     finally:
         for w in (w1, w2, w3, w3a, w3b):
             w.close()
