@@ -513,6 +513,16 @@ static void copres_on_deliver(struct ws_server *ws, const struct ws_msg *m)
     ws__job_free(ws, j);
 }
 
+/* An AUTH job is done with: its worker registered the user here before
+ * `ready` (presence_register); when no connection of the user became READY
+ * after all (closed meanwhile, token revoked), that is undone. */
+static void presence_auth_settled(struct ws_server *ws, struct ws_job *j)
+{
+    if (ws->cluster_presence && j->kind == WS_J_AUTH && j->rc == 0 && j->gen > 0 &&
+        !user_online_here(ws, j->sess.user_id))
+        presence_submit(ws, j->sess.user_id, NULL, 0);
+}
+
 /* Jobs with no connection: presence and heartbeat.  True when `j` was one
  * (and is freed). */
 static bool presence_job_done(struct ws_server *ws, struct ws_job *j)
@@ -652,6 +662,8 @@ static void start_auth(struct ws_server *ws, struct ws_conn *c, const char *toke
     t[len] = '\0';
     j->conn_id = c->id;
     j->token = t;
+    if (ws->cluster_presence) /* the worker registers the user before ready */
+        j->gen = (int64_t)++ws->pres_gen;
     c->state = WS_C_AUTHING;
     c->n_jobs++;
     conn_enqueue_job(ws, c, j, false);
@@ -1281,6 +1293,7 @@ static void job_done(struct ws_server *ws, struct ws_job *j)
     }
     struct ws_conn *c = ws__conns_get(&ws->conns, j->conn_id);
     if (!c || c->state == WS_C_CLOSING) {
+        presence_auth_settled(ws, j);
         ws__job_free(ws, j);
         return;
     }
@@ -1297,6 +1310,7 @@ static void job_done(struct ws_server *ws, struct ws_job *j)
             finish_auth(ws, c, j);
         else /* the worker chose the close code; this is a fallback */
             conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "unauthorized", false);
+        presence_auth_settled(ws, j);
     }
     ws__job_free(ws, j);
     conn_dispatch(ws, c);

@@ -189,6 +189,24 @@ static void run_copres(struct ws_server *ws, struct ws_job *j)
     batch_finish(ws, &b, j);
 }
 
+/* Before `ready`: records that this instance holds the user, so that once
+ * a client sees `ready` here, a connection of the same user closing on
+ * another instance no longer makes the user look offline (without it, a
+ * user moving between instances would flap offline/online for their
+ * co-members).  A cluster-wide transition is announced here; the loop's
+ * own WS_J_PRESENCE job for the user's first connection then finds the
+ * state already set (change 0) unless a newer offline overtook this. */
+static void presence_register(struct ws_server *ws, struct ws_job *j)
+{
+    int change = 0;
+    struct chat_err err = {0};
+    if (!ws->cluster_presence || j->gen <= 0 ||
+        cache_presence_set(ws->cache, j->sess.user_id, true, j->gen, &change, &err) != 0)
+        return;
+    if (change > 0)
+        presence_publish(ws, j->sess.user_id, true, j->co, j->n_co);
+}
+
 static void run_auth(struct ws_server *ws, struct ws_job *j)
 {
     struct chat_err err = {0};
@@ -198,8 +216,10 @@ static void run_auth(struct ws_server *ws, struct ws_job *j)
         rc = users_me(ws->core, &j->sess, &j->me, &err);
     if (rc == 0)
         rc = users_contacts(ws->core, &j->sess, &j->co, &j->n_co, &err);
-    if (rc == 0)
+    if (rc == 0) {
         presence_lookup(ws, j);
+        presence_register(ws, j);
+    }
     j->rc = rc;
     if (rc == CHAT_E_UNAVAILABLE)
         batch_add(&b, ws__msg_close(j->conn_id, WS_CLOSE_TRY_LATER, "try again later"));

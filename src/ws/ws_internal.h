@@ -470,7 +470,8 @@ struct ws_job {
     bool lost;                /* BEAT: our heartbeat had lapsed */
     int change;               /* PRESENCE: +1 / -1 / 0 cluster-wide, or
                                  WS_PRES_FAILED: Redis did not answer */
-    int64_t gen;              /* PRESENCE: ws_server.pres_gen at the change */
+    int64_t gen;              /* PRESENCE, AUTH (cluster): ws_server.pres_gen at
+                                 the change */
     bool *co_online;          /* AUTH, COPRES: co[i] online on some instance,
                                  new; NULL when unknown (local only) */
     char (*ids)[OID_SIZE];    /* BEAT: users gone with dead instances;

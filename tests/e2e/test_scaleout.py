@@ -646,3 +646,35 @@ def test_comember_presence_on_one_instance_without_redis(start_server):
     finally:
         for w in (w1, w1b, w2, w3):
             w.close()
+
+
+@scale
+def test_presence_is_local_while_redis_is_down_and_shared_again_after(pair, redis):
+    """Redis down: presence keeps working between users of one instance
+    (online and offline), as without REDIS_URL; Redis back (empty, as after
+    a restart): each instance sets its users again, so a user connected
+    on A during the outage is online for a co-member connecting on B."""
+    a, b = pair
+    u1, t1 = register(a)
+    u2, t2 = register(a)
+    make_chat(a, t1, [u2["id"]])
+    redis.kill()
+    for srv in (a, b):
+        assert eventually(lambda: readyz(srv).json()["status"] == "degraded", 10)
+    w2, _ = connect(a, t2)
+    w1 = None
+    try:
+        w1, ready1 = connect(a, t1)
+        assert u2["id"] in ready1["online"]
+        w2.recv_type("presence", 10, pred=presence_of(u1["id"], True))
+        w1.close()
+        w1 = None
+        w2.recv_type("presence", 10, pred=presence_of(u1["id"], False))
+        redis.start()
+        for srv in (a, b):
+            assert eventually(lambda: readyz(srv).json()["status"] == "ok", 20)
+        assert eventually(lambda: u2["id"] in connect_ready_online(b, t1), 20)
+    finally:
+        for w in (w1, w2):
+            if w:
+                w.close()
