@@ -226,6 +226,47 @@ static void test_frame_position(void)
         CHECK_EQ_INT(seq, 0);
     }
     CHECK(!ws__frame_position(NULL, 0, chat, &seq));
+    /* core's own layout (the fast path) and the same message with its
+     * fields in another order (the parse) read the same position */
+    const char *fast = "{\"type\":\"message.new\",\"message\":{\"id\":"
+                       "\"6b165534c55bd4d129c2fc9a\",\"chatId\":\"6b165534c55bd4d129c2fc9b\","
+                       "\"seq\":4242,\"text\":\"x\"}}";
+    const char *slow = "{\"type\":\"message.new\",\"message\":{\"seq\":4242,\"id\":"
+                       "\"6b165534c55bd4d129c2fc9a\",\"chatId\":\"6b165534c55bd4d129c2fc9b\","
+                       "\"text\":\"x\"}}";
+    CHECK(ws__frame_position(fast, strlen(fast), chat, &seq));
+    CHECK_EQ_INT(seq, 4242);
+    CHECK_EQ_STR(chat, "6b165534c55bd4d129c2fc9b");
+    CHECK(ws__frame_position(slow, strlen(slow), chat, &seq));
+    CHECK_EQ_INT(seq, 4242);
+    CHECK_EQ_STR(chat, "6b165534c55bd4d129c2fc9b");
+    /* near misses of the layout fall to the parse, which judges them */
+    const char *near[] = {
+        /* seq 0, leading zero, not a number, a float: refused by both */
+        "{\"type\":\"message.new\",\"message\":{\"id\":\"6b165534c55bd4d129c2fc9a\","
+        "\"chatId\":\"6b165534c55bd4d129c2fc9b\",\"seq\":0}}",
+        "{\"type\":\"message.new\",\"message\":{\"id\":\"6b165534c55bd4d129c2fc9a\","
+        "\"chatId\":\"6b165534c55bd4d129c2fc9b\",\"seq\":07}}",
+        "{\"type\":\"message.new\",\"message\":{\"id\":\"6b165534c55bd4d129c2fc9a\","
+        "\"chatId\":\"6b165534c55bd4d129c2fc9b\",\"seq\":7.5}}",
+        /* cut short after the digits */
+        "{\"type\":\"message.new\",\"message\":{\"id\":\"6b165534c55bd4d129c2fc9a\","
+        "\"chatId\":\"6b165534c55bd4d129c2fc9b\",\"seq\":7",
+        /* an uppercase id is not ours */
+        "{\"type\":\"message.new\",\"message\":{\"id\":\"6b165534c55bd4d129c2fc9a\","
+        "\"chatId\":\"6B165534C55BD4D129C2FC9B\",\"seq\":7,\"x\":1",
+    };
+    for (size_t i = 0; i < sizeof near / sizeof near[0]; i++) {
+        CHECK(!ws__frame_position(near[i], strlen(near[i]), chat, &seq));
+        CHECK_EQ_INT(seq, 0);
+    }
+    /* a complete frame whose chat id is not hex still parses (the slow
+     * path accepts any short string id) */
+    const char *odd = "{\"type\":\"message.new\",\"message\":{\"id\":\"6b165534c55bd4d129c2fc9a\","
+                      "\"chatId\":\"6B165534C55BD4D129C2FC9B\",\"seq\":7}}";
+    CHECK(ws__frame_position(odd, strlen(odd), chat, &seq));
+    CHECK_EQ_INT(seq, 7);
+    CHECK_EQ_STR(chat, "6B165534C55BD4D129C2FC9B");
     /* a length that cuts the frame short is honoured */
     CHECK(!ws__frame_position(f1, 30, chat, &seq));
 }
