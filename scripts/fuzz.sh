@@ -5,7 +5,7 @@
 #
 # SECONDS (default 60) is the time per target (-max_total_time); -runs=N
 # runs N inputs per target instead.  TARGETs are names from fuzz/ without
-# the fuzz_ prefix (classify ws_frame validate cursor router config);
+# the fuzz_ prefix (classify ws_frame validate cursor router config sio);
 # default all, one after the other.  The build goes to build-fuzz/ (clang,
 # -DCHATLI_FUZZ=ON: ASan+UBSan, coverage) unless FUZZ_BUILD_DIR says
 # otherwise; packages come from scripts/install-deps.sh fuzz.
@@ -21,7 +21,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-all=(classify ws_frame validate cursor router config media_image)
+all=(classify ws_frame validate cursor router config media_image sio)
 dir=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 case "$dir" in /*) ;; *) dir=$PWD/$dir ;; esac
 

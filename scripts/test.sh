@@ -27,6 +27,8 @@
 #   browser       tests/browser: the web client at / in Debian's headless
 #                 Chromium (playwright-core from `npm ci` of the committed lock)
 #                 against build/chatli; screenshots in build/browser-artifacts/
+#   sio           tests/sio: the real socket.io-client 4.x (from `npm ci` of the
+#                 committed lock) against build/chatli's /socket.io/
 #   mongo-e2e     tests/e2e again, the server on FerretDB: MONGODB_URI set and
 #                 CHATLI_E2E_STORE=mongo for the e2e fixture; this phase also
 #                 runs the scale-out suites (test_scaleout.py: two instances on
@@ -58,6 +60,7 @@ T_CTEST=1200
 T_E2E=900
 T_MONGO_START=1500 # the first start builds FerretDB with Go (minutes)
 T_BROWSER=300      # the browser phase takes about 25 s
+T_SIO=180          # the sio phase takes a few seconds after npm ci
 
 names=()
 states=()
@@ -141,6 +144,15 @@ run_browser() {
         return 1
     CHATLI_BIN=$bin CHATLI_ARTIFACTS=$root/build/browser-artifacts timeout -k 10 "$T_BROWSER" \
         node --test --test-concurrency=1 tests/browser/web.test.mjs
+}
+
+# tests/sio with CHATLI_BIN=$1: npm ci of the committed lock, then node's
+# test runner over socket.io-client against the server it starts.
+run_sio() {
+    local bin=$1
+    (cd tests/sio && timeout -k 10 "$T_SIO" npm ci --no-audit --no-fund --loglevel=error) ||
+        return 1
+    CHATLI_BIN=$bin timeout -k 10 "$T_SIO" node --test --test-concurrency=1 tests/sio/sio.test.mjs
 }
 
 # ---- services ---------------------------------------------------------------
@@ -268,12 +280,14 @@ if [ -n "$build_ok" ]; then
         skip e2e "no tests/e2e/test_*.py yet"
     fi
     phase browser run_browser "$root/build/chatli"
+    phase sio run_sio "$root/build/chatli"
 else
     skip runtime-deps "build failed"
     skip calls "build failed"
     skip ctest "build failed"
     skip e2e "build failed"
     skip browser "build failed"
+    skip sio "build failed"
 fi
 
 # The e2e suite a second time, the server on the MongoDB store.  The fixture

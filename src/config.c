@@ -69,6 +69,9 @@ static const struct var_doc docs[] = {
     {"MAX_CONNS_PER_ADDR", "256", "REST connections plus connections still sending their first head, per client address (not applied with TRUST_PROXY=1); 0 disables"},
     {"REQUEST_HEAD_TIMEOUT_S", "10", "seconds a request head may take to arrive, on every request of a connection"},
     {"REQUEST_BODY_TIMEOUT_S", "30", "seconds a request body may take to arrive after its head"},
+    /* Socket.IO at /socket.io/ (issue 12, CONTRACT 7) */
+    {"SIO_PING_INTERVAL_MS", "25000", "Engine.IO pingInterval: the server pings each Socket.IO connection this often"},
+    {"SIO_PING_TIMEOUT_MS", "20000", "Engine.IO pingTimeout: a Socket.IO connection with no pong this long after a ping is closed"},
 };
 
 static int fail(char *msg, size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -305,6 +308,9 @@ static const struct int_var int_vars[] = {
     INT_VAR("MAX_CONNS_PER_ADDR", 0, 10000000, 256, max_conns_per_addr),
     INT_VAR("REQUEST_HEAD_TIMEOUT_S", 1, 3600, 10, head_timeout_s),
     INT_VAR("REQUEST_BODY_TIMEOUT_S", 1, 3600, 30, body_timeout_s),
+    /* Socket.IO at /socket.io/ (issue 12) */
+    INT_VAR("SIO_PING_INTERVAL_MS", 100, 3600000, 25000, sio_ping_interval_ms),
+    INT_VAR("SIO_PING_TIMEOUT_MS", 100, 3600000, 20000, sio_ping_timeout_ms),
 };
 
 static int load_int_vars(struct config *cfg, char *msg, size_t msg_len)

@@ -5,6 +5,8 @@
 # between PAIRS direct chats (64-byte texts).  Prints the generator's report,
 # including server user/sys CPU per message and the generator's own CPU.
 #   CHATLI_BIN=build/chatli RATE=2000 PAIRS=200 bench/ws/chat.sh
+# WSB_ARGS adds generator flags: WSB_ARGS=--sio runs the same over Socket.IO
+# at /socket.io/ (issue 12).
 # Extra NAME=VALUE arguments go to the server's environment.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +32,8 @@ export CHATLI_BIN
 trap bench_stop_server EXIT
 bench_machine
 bench_start_server "$@"
-common=(--url "$BASE" --server-pid "$SERVER_PID" --tokens "$BENCH_TMP/tokens.txt")
+read -ra extra <<<"${WSB_ARGS:-}"
+common=(--url "$BASE" --server-pid "$SERVER_PID" --tokens "$BENCH_TMP/tokens.txt" "${extra[@]}")
 for mode in $MODES; do
     case $mode in
     rate) "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat ;;

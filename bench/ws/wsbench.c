@@ -30,6 +30,11 @@
  * time it.  Connections of one chat pair stay in one worker, so each worker
  * can tell when every message it sent was acked and delivered.
  *
+ * With --sio every connection speaks Socket.IO over WebSocket at
+ * /socket.io/ (issue 12): the token goes in the CONNECT packet, frames are
+ * sent as 42["type",{...}] and received EVENTs are turned back into the
+ * plain frame before the same handling, Engine.IO pings are answered.
+ *
  * Frames are read with skim.c instead of a JSON parser and message.send is
  * formatted with snprintf from values the generator made itself (digits, and
  * chat ids checked to be 24 hex characters at seeding), because the generator
@@ -91,11 +96,17 @@ static void sleep_until(int64_t t)
 
 /* ---- options and seeded state (read-only after fork) ---- */
 
+#define MAX_SERVER_PIDS 8
+#define MAX_WS_PORTS 8
 static struct {
     const char *url;
     char host[64];
     int port;
     long server_pid;
+    long server_pids[MAX_SERVER_PIDS]; /* --server-pid A,B,C: CPU summed over them */
+    int n_server_pids;
+    int ws_ports[MAX_WS_PORTS]; /* --ws-ports: connection g upgrades on ws_ports[g % n] */
+    int n_ws_ports;
     const char *scenario;
     long conns, users, pairs, procs, sources, pending;
     double rate;
@@ -106,6 +117,7 @@ static struct {
     long reg_parallel;
     int typing;
     long frame_bytes;
+    int sio; /* --sio: Socket.IO over WebSocket at /socket.io/ instead of /ws */
 } opt = {
     .conns = 1000, .users = 0, .pairs = 500, .procs = 0, .sources = 16, .pending = 256,
     .rate = 0, .window = 1, .duration = 10, .warmup = 2, .drain = 5, .hold = 5, .settle = 3,
@@ -115,7 +127,7 @@ static struct {
 struct user {
     char *id;
     char *token;
-    char *target; /* "/ws?token=<escaped>" */
+    char *target; /* "/ws?token=<escaped>", or the Socket.IO URL with --sio */
 };
 
 static struct user *users;
@@ -199,7 +211,15 @@ static int64_t self_cpu_us(void)
 
 /* ---- the worker ---- */
 
+/* Typing frames carry no client data: a sender keeps the send times of its
+ * frames in flight (FIFO, the bus keeps one sender's order), and its
+ * partner's receipt of a typing frame takes the oldest one.  Full: not
+ * timed (counted as sent, never in the histogram). */
+#define TYPING_Q 32
+
 struct cstate {
+    int64_t tq[TYPING_Q]; /* typing send times, ring */
+    uint8_t tq_head, tq_len;
     uint8_t ready;
     int32_t bcast_round;
     uint32_t seq;
@@ -247,10 +267,13 @@ static void start_next(struct worker *w, int64_t now)
         struct sockaddr_in src = {.sin_family = AF_INET};
         src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(g % (size_t)opt.sources));
         char host[96];
-        snprintf(host, sizeof host, "%s:%d", opt.host, opt.port);
+        int port = opt.n_ws_ports ? opt.ws_ports[g % (size_t)opt.n_ws_ports] : opt.port;
+        struct sockaddr_in dst = w->dst;
+        dst.sin_port = htons((uint16_t)port);
+        snprintf(host, sizeof host, "%s:%d", opt.host, port);
         w->conns[i].id = (uint32_t)i;
         w->cs[i].deadline = now + CONNECT_TIMEOUT_NS;
-        if (wsconn_start(&w->conns[i], w->ep, &src, &w->dst, host, u->target) < 0) {
+        if (wsconn_start(&w->conns[i], w->ep, &src, &dst, host, u->target) < 0) {
             w->rep.failed++;
             w->rep.last_errno = w->conns[i].err;
             codes_add(&w->rep.fail_codes, WSCONN_CLOSE_CONNECT_FAILED);
@@ -290,7 +313,9 @@ static void send_msg(struct worker *w, size_t i)
     int64_t now = mono_ns();
     char buf[256];
     if (opt.typing) {
-        int n = snprintf(buf, sizeof buf, "{\"type\":\"typing\",\"chatId\":\"%s\"}", chat_ids[(w->lo + i) / 2]);
+        int n = snprintf(buf, sizeof buf,
+                         opt.sio ? "42[\"typing\",{\"chatId\":\"%s\"}]" : "{\"type\":\"typing\",\"chatId\":\"%s\"}",
+                         chat_ids[(w->lo + i) / 2]);
         if (wsconn_send_text(&w->conns[i], buf, (size_t)n) < 0) {
             w->rep.send_failed++;
             return;
@@ -298,11 +323,15 @@ static void send_msg(struct worker *w, size_t i)
         w->rep.sent++;
         if (in_window(w, now))
             w->rep.sent_win++;
+        if (s->tq_len < TYPING_Q)
+            s->tq[(s->tq_head + s->tq_len++) % TYPING_Q] = now;
         return;
     }
     int n = snprintf(buf, sizeof buf,
-                     "{\"type\":\"message.send\",\"chatId\":\"%s\",\"text\":\"t%" PRId64 "\",\"clientId\":\"%" PRIu32
-                     "-%" PRId64 "\"}",
+                     opt.sio ? "42[\"message.send\",{\"chatId\":\"%s\",\"text\":\"t%" PRId64 "\",\"clientId\":\"%" PRIu32
+                               "-%" PRId64 "\"}]"
+                             : "{\"type\":\"message.send\",\"chatId\":\"%s\",\"text\":\"t%" PRId64 "\",\"clientId\":\"%" PRIu32
+                               "-%" PRId64 "\"}",
                      chat_ids[(w->lo + i) / 2], now, s->seq++, now);
     if (wsconn_send_text(&w->conns[i], buf, (size_t)n) < 0) {
         w->rep.send_failed++;
@@ -369,6 +398,16 @@ static void on_text(struct worker *w, struct wsconn *c, struct cstate *s, const 
             w->rep.delivered++;
             if (in_window(w, now))
                 w->rep.delivered_win++;
+            /* The partner of local index i is i ^ 1 (pairs stay in one
+             * worker, at an even global index). */
+            struct cstate *from = &w->cs[c->id ^ 1u];
+            if (from->tq_len > 0) {
+                int64_t t = from->tq[from->tq_head];
+                from->tq_head = (uint8_t)((from->tq_head + 1) % TYPING_Q);
+                from->tq_len--;
+                if (in_window(w, t))
+                    hist_record(&w->rep.deliv, now - t);
+            }
         }
     } else if (IS("post.new")) {
         if (w->armed && s->bcast_round != w->round && memmem(d, len, w->marker, w->marker_len)) {
@@ -395,6 +434,10 @@ static void on_text(struct worker *w, struct wsconn *c, struct cstate *s, const 
         }
         if (w->chatting && opt.typing) {
             w->rep.rejected++;
+            if (s->tq_len > 0) { /* refused: never delivered */
+                s->tq_head = (uint8_t)((s->tq_head + 1) % TYPING_Q);
+                s->tq_len--;
+            }
         } else if (w->chatting && skim_get(d, len, "clientId", 1, &v, &vl)) {
             s->outstanding--;
             w->rep.rejected++;
@@ -405,12 +448,58 @@ static void on_text(struct worker *w, struct wsconn *c, struct cstate *s, const 
 #undef IS
 }
 
+/* --sio: one Engine.IO packet.  The open packet is answered with the
+ * CONNECT carrying the token, a ping with a pong; an EVENT
+ * 42["X",{...}] is rewritten as the plain frame {"type":"X",...} and
+ * handled like one from /ws. */
+static void on_sio_text(struct worker *w, struct wsconn *c, struct cstate *s, const char *d, size_t len)
+{
+    if (len == 1 && d[0] == '2') {
+        (void)wsconn_send_text(c, "3", 1);
+        return;
+    }
+    if (len > 0 && d[0] == '0') {
+        const struct user *u = &users[(w->lo + c->id) % nusers];
+        char buf[1024];
+        int n = snprintf(buf, sizeof buf, "40{\"token\":\"%s\"}", u->token);
+        if (n > 0 && (size_t)n < sizeof buf && wsconn_send_text(c, buf, (size_t)n) < 0)
+            w->rep.send_failed++;
+        return;
+    }
+    if (len < 8 || memcmp(d, "42[\"", 4) != 0 || d[len - 1] != ']')
+        return;
+    const char *q = memchr(d + 4, '"', len - 4);
+    if (!q || q + 3 > d + len || q[1] != ',' || q[2] != '{')
+        return;
+    size_t nl = (size_t)(q - (d + 4));
+    const char *rest = q + 3;                     /* the object's members, then "}]" */
+    size_t rl = (size_t)(d + len - 1 - rest);     /* up to and with its '}' */
+    char stack[4096];
+    size_t n = 9 + nl + 1 + (rl > 1 ? 1 : 0) + rl;
+    char *f = n <= sizeof stack ? stack : malloc(n);
+    if (!f)
+        return;
+    memcpy(f, "{\"type\":\"", 9);
+    memcpy(f + 9, d + 4, nl);
+    size_t o = 9 + nl;
+    f[o++] = '"';
+    if (rl > 1)
+        f[o++] = ',';
+    memcpy(f + o, rest, rl);
+    on_text(w, c, s, f, o + rl);
+    if (f != stack)
+        free(f);
+}
+
 static void on_ws(void *ud, struct wsconn *c, enum wsconn_event ev, const char *d, size_t len)
 {
     struct worker *w = ud;
     struct cstate *s = &w->cs[c->id];
     if (ev == WSCONN_EV_TEXT) {
-        on_text(w, c, s, d, len);
+        if (opt.sio)
+            on_sio_text(w, c, s, d, len);
+        else
+            on_text(w, c, s, d, len);
     } else if (ev == WSCONN_EV_CLOSED) {
         if (s->ready) {
             w->rep.closed_after_ready++;
@@ -728,10 +817,27 @@ static struct cpu_split proc_cpu(long pid)
     return c;
 }
 
+/* Every server process's CPU (--server-pid A,B,...), summed; -1 when one
+ * cannot be read. */
+static struct cpu_split servers_cpu(void)
+{
+    struct cpu_split t = {0, 0};
+    for (int i = 0; i < opt.n_server_pids; i++) {
+        struct cpu_split c = proc_cpu(opt.server_pids[i]);
+        if (c.user < 0)
+            return c;
+        t.user += c.user;
+        t.sys += c.sys;
+    }
+    if (opt.n_server_pids == 0)
+        return proc_cpu(opt.server_pid);
+    return t;
+}
+
 /* Server CPU seconds (utime+stime). */
 static double server_cpu_s(void)
 {
-    struct cpu_split c = proc_cpu(opt.server_pid);
+    struct cpu_split c = servers_cpu();
     return c.user < 0 ? -1 : c.user + c.sys;
 }
 
@@ -803,7 +909,8 @@ static void set_target(struct user *u)
 {
     CURL *e = curl_easy_init();
     char *esc = e ? curl_easy_escape(e, u->token, 0) : NULL;
-    if (!esc || asprintf(&u->target, "/ws?token=%s", esc) < 0) {
+    if (!esc || (opt.sio ? (u->target = strdup("/socket.io/?EIO=4&transport=websocket")) == NULL
+                         : asprintf(&u->target, "/ws?token=%s", esc) < 0)) {
         fprintf(stderr, "wsbench: out of memory\n");
         exit(1);
     }
@@ -1052,7 +1159,7 @@ static void run_idle(struct rest *r)
                              .token = users[0].token};
         json_decref(b);
         double c0 = server_cpu_s();
-        struct cpu_split sv0 = proc_cpu(opt.server_pid);
+        struct cpu_split sv0 = servers_cpu();
         int64_t t0 = mono_ns();
         rest_run(r, &q, 1, 1);
         int64_t t_post = mono_ns();
@@ -1066,7 +1173,7 @@ static void run_idle(struct rest *r)
             collect(CMD_BCAST, reps, got, mono_ns() + 10 * NS_PER_S);
         }
         double c1 = server_cpu_s();
-        struct cpu_split sv1 = proc_cpu(opt.server_pid);
+        struct cpu_split sv1 = servers_cpu();
         user_total += sv1.user - sv0.user;
         sys_total += sv1.sys - sv0.sys;
         int64_t n = 0, first = INT64_MAX, last = 0;
@@ -1145,11 +1252,11 @@ static void run_chat(void)
         }
     }
     sleep_until(cm.t_meas);
-    struct cpu_split sv0 = proc_cpu(opt.server_pid), g0 = workers_cpu();
+    struct cpu_split sv0 = servers_cpu(), g0 = workers_cpu();
     double c0 = server_cpu_s(), b0, tot0;
     box_cpu(&b0, &tot0);
     sleep_until(cm.t_end);
-    struct cpu_split sv1 = proc_cpu(opt.server_pid), g1 = workers_cpu();
+    struct cpu_split sv1 = servers_cpu(), g1 = workers_cpu();
     double c1 = server_cpu_s(), b1, tot1;
     box_cpu(&b1, &tot1);
     if (collect(CMD_CHAT, reps, got, cm.t_drain + 5 * NS_PER_S) < procs.n) {
@@ -1198,9 +1305,12 @@ static void run_chat(void)
                    cpu, cpu * 1e6 / (double)s.delivered_win);
         printf("box CPU in the window: %.2f of %.2f core-s busy (server %.2f, generator and everything else %.2f)\n",
                b1 - b0, tot1 - tot0, cpu, (b1 - b0) - cpu);
-        printf("RESULT mode=typing rate_target=%.0f delivered_per_s=%.0f cpu_us_per_frame=%.2f ok=%d\n", opt.rate,
+        print_hist("delivery latency:", &s.deliv);
+        printf("RESULT mode=typing rate_target=%.0f delivered_per_s=%.0f cpu_us_per_frame=%.2f ok=%d "
+               "deliv_p50_ms=%.3f deliv_p99_ms=%.3f\n", opt.rate,
                (double)s.delivered_win / win, s.delivered_win ? cpu * 1e6 / (double)s.delivered_win : 0.0,
-               s.delivered == s.sent);
+               s.delivered == s.sent, (double)hist_quantile(&s.deliv, 0.5) / 1e6,
+               (double)hist_quantile(&s.deliv, 0.99) / 1e6);
         return;
     }
     printf("messages: sent %" PRId64 ", acked %" PRId64 ", delivered %" PRId64 ", rejected %" PRId64
@@ -1407,11 +1517,16 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: chatli_wsbench --url http://127.0.0.1:PORT [options] idle|chat|typing\n"
             "       chatli_wsbench [--conns N] [--bcast ROUNDS] [--frame-bytes B] floor\n"
-            "  --server-pid PID   read the server's CPU and RSS from /proc (recommended)\n"
+            "  --server-pid PID   read the server's CPU and RSS from /proc (recommended);\n"
+            "                     PID,PID,... sums the CPU of several instances (RSS: the first)\n"
+            "  --ws-ports P,P,... WebSockets go to these ports of the --url host, connection g to\n"
+            "                     the (g mod n)-th: with two ports, the two users of every chat\n"
+            "                     pair sit on different instances (REST still uses --url)\n"
             "  --tokens FILE      reuse users listed there (\"id token\" lines); new ones are appended\n"
             "  --procs N          generator processes (default: one per 10,000 connections)\n"
             "  --sources N        source addresses 127.0.0.2.. (default 16)\n"
             "  --pending N        handshakes in flight per process (default 256)\n"
+            "  --sio              Socket.IO over WebSocket at /socket.io/ instead of /ws\n"
             " idle:\n"
             "  --conns N          connections to hold (default 1000)\n"
             "  --users N          distinct users among them (default: one per connection)\n"
@@ -1427,6 +1542,25 @@ static void usage(FILE *f)
             " floor: --conns, --sources, --bcast (rounds, default 10), --frame-bytes B (default 300)\n");
 }
 
+/* "A,B,C" of positive integers into out[] (at most max); 0 or -1. */
+static int parse_list(const char *arg, long *out, int max, int *n)
+{
+    *n = 0;
+    const char *p = arg;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno != 0 || v <= 0 || *n >= max || (*end != ',' && *end != '\0'))
+            return -1;
+        out[(*n)++] = v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end == ',' && !*p)
+            return -1;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -1440,13 +1574,36 @@ int main(int argc, char **argv)
         {"warmup", required_argument, NULL, 'W'},   {"duration", required_argument, NULL, 'd'},
         {"drain", required_argument, NULL, 'D'},    {"help", no_argument, NULL, 'H'},
         {"frame-bytes", required_argument, NULL, 'F'},
+        {"sio", no_argument, NULL, 'I'},
+        {"ws-ports", required_argument, NULL, 'O'},
         {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
         case 'u': opt.url = optarg; break;
-        case 'p': opt.server_pid = atol(optarg); break;
+        case 'p':
+            if (parse_list(optarg, opt.server_pids, MAX_SERVER_PIDS, &opt.n_server_pids) != 0) {
+                usage(stderr);
+                return 2;
+            }
+            opt.server_pid = opt.server_pids[0];
+            break;
+        case 'O': {
+            long ports[MAX_WS_PORTS];
+            if (parse_list(optarg, ports, MAX_WS_PORTS, &opt.n_ws_ports) != 0) {
+                usage(stderr);
+                return 2;
+            }
+            for (int i = 0; i < opt.n_ws_ports; i++) {
+                if (ports[i] < 1 || ports[i] > 65535) {
+                    usage(stderr);
+                    return 2;
+                }
+                opt.ws_ports[i] = (int)ports[i];
+            }
+            break;
+        }
         case 't': opt.tokens_file = optarg; break;
         case 'P': opt.procs = atol(optarg); break;
         case 's': opt.sources = atol(optarg); break;
@@ -1463,6 +1620,7 @@ int main(int argc, char **argv)
         case 'd': opt.duration = atof(optarg); break;
         case 'D': opt.drain = atof(optarg); break;
         case 'F': opt.frame_bytes = atol(optarg); break;
+        case 'I': opt.sio = 1; break;
         case 'H': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -57,6 +57,26 @@ struct cache_ops {
      * on an event loop. */
     int (*take)(struct cache *c, const char *key, double rate_per_s, double burst,
                 bool *taken, struct chat_err *err);
+    /* sessions */
+    /* Optional (NULL: no shared session cache; see cache_shares_sessions).
+     * Sessions the store confirmed, shared by instances: the token's hash
+     * (32 bytes) -> its user id and expiry (wall-clock ms).
+     * session_get: 0 with user_id (NUL-terminated) and *expires_at set;
+     * CHAT_E_NOT_FOUND on a miss, a revoked entry or a value that does not
+     * parse; CHAT_E_UNAVAILABLE when the server cannot answer (fast: the
+     * caller then asks the store).  Counted as hits and misses. */
+    int (*session_get)(struct cache *c, const uint8_t hash[32], char user_id[OID_SIZE],
+                       int64_t *expires_at, struct chat_err *err);
+    /* Stores a confirmed session for `ttl_ms`, unless the key holds a
+     * revocation mark (so a lookup that read the store before a logout
+     * cannot bring the session back).  0 or CHAT_E_UNAVAILABLE. */
+    int (*session_put)(struct cache *c, const uint8_t hash[32], const char *user_id,
+                       int64_t expires_at, int64_t ttl_ms, struct chat_err *err);
+    /* Replaces the entry by a revocation mark kept for `ttl_ms` (a miss for
+     * session_get, and session_put cannot overwrite it).  0 or
+     * CHAT_E_UNAVAILABLE. */
+    int (*session_revoke)(struct cache *c, const uint8_t hash[32], int64_t ttl_ms,
+                          struct chat_err *err);
     /* Optional, all three or none (NULL: presence is counted per process).
      * Cluster-wide presence: a user is online while any live instance holds
      * one of their connections.  Each instance records, per user, whether
@@ -157,5 +177,29 @@ static inline int cache_presence_beat(struct cache *c, int64_t ttl_ms, bool leav
                                     : CHAT_E_UNAVAILABLE;
 }
 
+/* sessions */
+/* Whether `c` has a shared session cache (session_get/put/revoke). */
+static inline bool cache_shares_sessions(const struct cache *c)
+{ return c && c->ops->session_get && c->ops->session_put && c->ops->session_revoke; }
+static inline int cache_session_get(struct cache *c, const uint8_t hash[32],
+                                    char user_id[OID_SIZE], int64_t *expires_at,
+                                    struct chat_err *err)
+{
+    return cache_shares_sessions(c) ? c->ops->session_get(c, hash, user_id, expires_at, err)
+                                    : CHAT_E_UNAVAILABLE;
+}
+static inline int cache_session_put(struct cache *c, const uint8_t hash[32], const char *user_id,
+                                    int64_t expires_at, int64_t ttl_ms, struct chat_err *err)
+{
+    return cache_shares_sessions(c)
+               ? c->ops->session_put(c, hash, user_id, expires_at, ttl_ms, err)
+               : CHAT_E_UNAVAILABLE;
+}
+static inline int cache_session_revoke(struct cache *c, const uint8_t hash[32], int64_t ttl_ms,
+                                       struct chat_err *err)
+{
+    return cache_shares_sessions(c) ? c->ops->session_revoke(c, hash, ttl_ms, err)
+                                    : CHAT_E_UNAVAILABLE;
+}
 
 #endif

@@ -49,6 +49,9 @@ struct config {
     int64_t max_conns_per_addr;  /* MAX_CONNS_PER_ADDR, default 256; 0 disables */
     int64_t head_timeout_s;      /* REQUEST_HEAD_TIMEOUT_S, default 10 */
     int64_t body_timeout_s;      /* REQUEST_BODY_TIMEOUT_S, default 30 */
+    /* Socket.IO at /socket.io/ (issue 12, CONTRACT 7) */
+    int64_t sio_ping_interval_ms; /* SIO_PING_INTERVAL_MS, default 25000 */
+    int64_t sio_ping_timeout_ms;  /* SIO_PING_TIMEOUT_MS, default 20000 */
 };
 
 /* Fills `cfg` from the environment.  Returns 0, or -1 with a one-line

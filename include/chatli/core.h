@@ -235,15 +235,22 @@ int messages_send_try(struct core *c, const struct session *s, const char *chat_
  * first send; NULL for none. */
 void messages_set_completion_hooks(struct core *c, void (*begin)(void), void (*end)(void));
 
-/* One page of a catch-up (the WS sync frame). */
+/* One page of a catch-up (the WS sync frame).  Positions (issue 13): each
+ * chat has one counter; a new message takes the next position as its seq,
+ * an edit or deletion takes the next one as the message's pos. */
 struct messages_sync_page {
-    json_t *messages; /* new: array of Message, oldest first */
-    int64_t last_seq; /* seq of the last of them; after_seq when there are none */
+    json_t *messages; /* new: array of Message, in position order, current state */
+    json_t *frames;   /* new: the frame for each of them, in the same order:
+                       * message.new for a message with seq > after_seq,
+                       * else message.updated or message.deleted; each
+                       * carries its position as a top-level "seq" */
+    int64_t last_seq; /* position of the last of them; after_seq when none */
     bool more;        /* messages after last_seq exist */
 };
 
-/* Up to `limit` (1..100) messages of chat `chat_id` with seq > `after_seq`,
- * oldest first: GET messages?afterSeq= with typed arguments and results.
+/* Up to `limit` (1..100) messages of chat `chat_id` created or changed
+ * after position `after_seq`, in position order (without changes: GET
+ * messages?afterSeq= with typed arguments and results).
  * CHAT_E_NOT_FOUND when there is no such chat or the caller is not a
  * member; CHAT_E_VALIDATION (field "limit" or "afterSeq") for a limit or
  * after_seq that GET messages would refuse.  Release `out` with
@@ -252,6 +259,20 @@ int messages_sync_page(struct core *c, const struct session *s, const char *chat
                        int64_t after_seq, int limit, struct messages_sync_page *out,
                        struct chat_err *err);
 void messages_sync_page_cleanup(struct messages_sync_page *p);
+
+/* PATCH /api/chats/{id}/messages/{messageId} (issue 13): body {"text"}.
+ * The sender only (CHAT_E_FORBIDDEN); a non-member, a malformed id, a
+ * message of another chat, or a tombstone: CHAT_E_NOT_FOUND.  Commits the
+ * edit at the chat's next position, publishes
+ * {"type":"message.updated","seq":<position>,"message"} to every
+ * connection of every member, and sets *out to the Message. */
+int messages_edit(struct core *c, const struct session *s, const char *chat_id,
+                  const char *message_id, json_t *body, json_t **out, struct chat_err *err);
+/* DELETE of the same: leaves a tombstone and publishes
+ * {"type":"message.deleted","chatId","messageId","seq":<position>}.
+ * Deleting a tombstone again succeeds and changes nothing. */
+int messages_delete(struct core *c, const struct session *s, const char *chat_id,
+                    const char *message_id, struct chat_err *err);
 
 /* POST /read and the WS read frame: body {"messageId"}.  When the mark
  * moves, publishes {"type":"read",...} to every member, skipping

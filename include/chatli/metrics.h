@@ -26,17 +26,19 @@ void metrics_store_op(const char *op, double seconds);
  * "unavailable", "ws_protocol", ...). */
 void metrics_error(const char *kind);
 
-/* chatli_ws_connections (gauge) += delta. */
+/* chatli_ws_connections (gauge) += delta; a negative delta also adds -delta
+ * to chatli_ws_disconnections_total (counter). */
 void metrics_ws_connections_add(int64_t delta);
 
 /* A gauge whose value is read at render time, e.g. the store pool's in-use
  * count.  `name` and `help` are string literals; `fn` runs on the thread
- * that renders /metrics.  At most 16 gauges. */
+ * that renders /metrics.  At most 32 gauges. */
 typedef double (*metrics_gauge_fn)(void *arg);
 void metrics_register_gauge(const char *name, const char *help, metrics_gauge_fn fn, void *arg);
 
 /* Renders every metric, plus process_resident_memory_bytes and
- * process_open_fds from /proc/self.  Returns a new NUL-terminated buffer
+ * process_open_fds from /proc/self, and chatli_memory_limit_bytes (the
+ * cgroup v2 memory.max, else MemTotal).  Returns a new NUL-terminated buffer
  * (free() it) or NULL on allocation failure. */
 char *metrics_render(size_t *len);
 

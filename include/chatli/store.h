@@ -78,6 +78,14 @@ struct message {
     char *attachment_url; /* NULL when none */
     char *client_id;      /* NULL when none */
     int64_t created_at;
+    /* Issue 13: edits and deletions.  Every chat has one position counter:
+     * a new message takes the next position as its seq, and each edit or
+     * deletion takes the next one too, stored here as `pos` (the message
+     * keeps its seq).  So pos is seq until the message changes, then the
+     * position of its latest change. */
+    int64_t pos;
+    int64_t edited_at;    /* 0 until edited */
+    bool deleted;         /* a tombstone: text "" and attachment_url NULL */
 };
 
 enum chat_type { CHAT_DIRECT = 0, CHAT_GROUP = 1 };
@@ -245,8 +253,8 @@ struct store_ops {
      * created_at set; seq 0) for group commit and returns at once.  The
      * writer checks that the sender is a member (else CHAT_E_NOT_FOUND),
      * dedupes on (chat_id, sender_id, client_id), assigns the chat's next
-     * seq, updates the chat's last_seq and updated_at, commits, then calls
-     * `cb`.  `m` is copied before return, and the call never blocks (it
+     * position as seq (and pos), updates the chat's last_seq and
+     * updated_at, commits, then calls `cb`.  `m` is copied before return, and the call never blocks (it
      * queues for the adapter's writer), so an event loop may make it.  Returns CHAT_E_UNAVAILABLE without
      * calling `cb` if the store is closing; otherwise `cb` runs exactly once. */
     int (*append_message)(struct store *st, const struct message *m, store_append_cb cb,
@@ -262,6 +270,29 @@ struct store_ops {
      * *moved tells whether the mark advanced. */
     int (*set_read)(struct store *st, const char *chat_id, const char *user_id,
                     const char *message_id, bool *moved, struct chat_err *err);
+
+    /* -- message edits and deletions (issue 13) -- */
+    /* Message `message_id` of chat `chat_id` in its current state.
+     * CHAT_E_NOT_FOUND when no such message is in that chat. */
+    int (*get_message)(struct store *st, const char *chat_id, const char *message_id,
+                       struct message *out, struct chat_err *err);
+    /* Edits (text not NULL: the new text, borrowed) or deletes (text NULL:
+     * text becomes "", attachment_url NULL, deleted true) message
+     * `message_id` of chat `chat_id`, taking the chat's next position as
+     * the message's pos, with edited_at = `at` for an edit; committed on
+     * return.  A tombstone is never changed again: an edit of one is
+     * CHAT_E_NOT_FOUND, a deletion of one succeeds with *changed false
+     * (and `out` the tombstone).  CHAT_E_NOT_FOUND when no such message is
+     * in that chat.  Authorship is core's to check.  `out` gets the
+     * message as stored after the change. */
+    int (*change_message)(struct store *st, const char *chat_id, const char *message_id,
+                          const char *text, int64_t at, struct message *out, bool *changed,
+                          struct chat_err *err);
+    /* Catch-up in position order: the messages of chat `chat_id` with
+     * pos > `after_pos` (created or changed after that position), in their
+     * current state, ascending by pos, at most `limit`. */
+    int (*list_changes_after)(struct store *st, const char *chat_id, int64_t after_pos,
+                              int limit, struct message_list *out, struct chat_err *err);
 };
 
 /* Completion batches.  An adapter runs the append callbacks of one commit
@@ -389,5 +420,16 @@ static inline int store_list_messages_after(struct store *st, const char *chat_i
 static inline int store_set_read(struct store *st, const char *chat_id, const char *user_id,
                                  const char *message_id, bool *moved, struct chat_err *err)
 { STORE__CALL(set_read, chat_id, user_id, message_id, moved, err); }
+static inline int store_get_message(struct store *st, const char *chat_id, const char *message_id,
+                                    struct message *out, struct chat_err *err)
+{ STORE__CALL(get_message, chat_id, message_id, out, err); }
+static inline int store_change_message(struct store *st, const char *chat_id,
+                                       const char *message_id, const char *text, int64_t at,
+                                       struct message *out, bool *changed, struct chat_err *err)
+{ STORE__CALL(change_message, chat_id, message_id, text, at, out, changed, err); }
+static inline int store_list_changes_after(struct store *st, const char *chat_id,
+                                           int64_t after_pos, int limit,
+                                           struct message_list *out, struct chat_err *err)
+{ STORE__CALL(list_changes_after, chat_id, after_pos, limit, out, err); }
 
 #endif

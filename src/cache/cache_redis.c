@@ -118,6 +118,27 @@ static int cache_redis_get_versioned(struct cache *c, const char *version_key,
                                       version, val, len, err);
 }
 
+/* sessions */
+static int cache_redis_session_get(struct cache *c, const uint8_t hash[32],
+                                   char user_id[OID_SIZE], int64_t *expires_at,
+                                   struct chat_err *err)
+{
+    return cache_redis__session_get((struct cache_redis *)c, hash, user_id, expires_at, err);
+}
+
+static int cache_redis_session_put(struct cache *c, const uint8_t hash[32], const char *user_id,
+                                   int64_t expires_at, int64_t ttl_ms, struct chat_err *err)
+{
+    return cache_redis__session_put((struct cache_redis *)c, hash, user_id, expires_at, ttl_ms,
+                                    err);
+}
+
+static int cache_redis_session_revoke(struct cache *c, const uint8_t hash[32], int64_t ttl_ms,
+                                      struct chat_err *err)
+{
+    return cache_redis__session_revoke((struct cache_redis *)c, hash, ttl_ms, err);
+}
+
 static int cache_redis_presence_set(struct cache *c, const char *user_id, bool online,
                                     int64_t gen, int *change, struct chat_err *err)
 {
@@ -147,6 +168,10 @@ static const struct cache_ops cache_redis_ops = {
     .incr = cache_redis_incr,
     .get_versioned = cache_redis_get_versioned,
     .take = cache_redis_take,
+    /* sessions */
+    .session_get = cache_redis_session_get,
+    .session_put = cache_redis_session_put,
+    .session_revoke = cache_redis_session_revoke,
     .presence_set = cache_redis_presence_set,
     .presence_get = cache_redis_presence_get,
     .presence_beat = cache_redis_presence_beat,
@@ -172,6 +197,16 @@ static double value_misses(void *arg)
     return (double)atomic_load(&((struct cache_redis *)arg)->value_misses);
 }
 
+static double session_hits(void *arg)
+{
+    return (double)atomic_load(&((struct cache_redis *)arg)->session_hits);
+}
+
+static double session_misses(void *arg)
+{
+    return (double)atomic_load(&((struct cache_redis *)arg)->session_misses);
+}
+
 int cache_redis_open(const char *url, const char *prefix, struct cache **out,
                      struct chat_err *err)
 {
@@ -193,6 +228,7 @@ int cache_redis_open(const char *url, const char *prefix, struct cache **out,
     pthread_mutex_init(&cr->mu, NULL);
     snprintf(cr->prefix, sizeof cr->prefix, "%srl:", prefix ? prefix : "");
     snprintf(cr->prefix_values, sizeof cr->prefix_values, "%sv:", prefix ? prefix : "");
+    snprintf(cr->prefix_sessions, sizeof cr->prefix_sessions, "%ss:", prefix ? prefix : "");
     cache_redis__presence_init(cr, prefix);
     cr->base.ops = &cache_redis_ops;
     cr->base.name = "redis";
@@ -216,4 +252,10 @@ void cache_redis_register_metrics(struct cache *c)
     metrics_register_gauge("chatli_cache_redis_misses",
                            "Shared values (first feed pages) looked up in Redis and not found.",
                            value_misses, c);
+    metrics_register_gauge("chatli_cache_redis_session_hits",
+                           "Sessions found in Redis after a miss in this process's cache.",
+                           session_hits, c);
+    metrics_register_gauge("chatli_cache_redis_session_misses",
+                           "Sessions looked up in Redis and not found (then asked of the store).",
+                           session_misses, c);
 }

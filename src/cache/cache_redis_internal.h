@@ -2,7 +2,8 @@
  *
  * cache_redis.c (open, close, ops) -> cache_redis_limit.c (the atomic
  * window counter and flood bucket), cache_redis_values.c (shared values),
- * cache_redis_presence.c (cluster-wide presence) -> cache_redis_conn.c (a small pool of hiredis contexts
+ * cache_redis_sessions.c (shared sessions), cache_redis_presence.c (cluster-wide
+ * presence) -> cache_redis_conn.c (a small pool of hiredis contexts
  * with fail-fast reconnects).  Calls go down that list only. */
 #ifndef CHATLI_CACHE_REDIS_INTERNAL_H
 #define CHATLI_CACHE_REDIS_INTERNAL_H
@@ -37,6 +38,7 @@ struct cache_redis {
     struct redis_endpoint ep;
     char prefix[64];        /* rate-limit keys: <prefix>rl: */
     char prefix_values[64]; /* shared values: <prefix>v: */
+    char prefix_sessions[64]; /* shared sessions: <prefix>s: */
     char prefix_presence[64]; /* presence: <prefix>p: (cache_redis_presence.c) */
     char instance[17];      /* this process's presence id: 16 hex digits */
     struct cache *fallback; /* cache_mem: answers while Redis is down */
@@ -48,6 +50,7 @@ struct cache_redis {
     atomic_bool down;         /* the last attempt failed (for the log) */
     atomic_uint_fast64_t redis_calls, fallback_calls;
     atomic_uint_fast64_t value_hits, value_misses;
+    atomic_uint_fast64_t session_hits, session_misses;
 };
 
 /* cache_redis_limit.c */
@@ -71,6 +74,15 @@ int cache_redis__incr_value(struct cache_redis *cr, const char *key, int64_t *va
 int cache_redis__get_versioned(struct cache_redis *cr, const char *version_key,
                                const char *key_prefix, const char *key, int64_t *version,
                                char **val, size_t *len, struct chat_err *err);
+
+/* cache_redis_sessions.c: the session ops of the port (cache.h says their
+ * contract). */
+int cache_redis__session_get(struct cache_redis *cr, const uint8_t hash[32],
+                             char user_id[OID_SIZE], int64_t *expires_at, struct chat_err *err);
+int cache_redis__session_put(struct cache_redis *cr, const uint8_t hash[32], const char *user_id,
+                             int64_t expires_at, int64_t ttl_ms, struct chat_err *err);
+int cache_redis__session_revoke(struct cache_redis *cr, const uint8_t hash[32], int64_t ttl_ms,
+                                struct chat_err *err);
 
 /* cache_redis_presence.c: the presence ops of the port (cache.h says
  * their contract).  init sets the key prefix and a random instance id. */

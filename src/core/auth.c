@@ -240,9 +240,9 @@ int auth_logout(struct core *c, const struct session *s, struct chat_err *err)
     /* Forget before and after the delete: a check that read the row before
      * the delete must not cache it (the first forget's epoch bump covers a
      * check already in flight, the second one any that started since). */
-    auth_forget_token(c, s->token_hash);
+    core__session_revoke(c, s->token_hash); /* here and in the shared cache */
     int rc = store_delete_session(c->store, s->token_hash, err);
-    auth_forget_token(c, s->token_hash);
+    auth_forget_token(c, s->token_hash); /* the shared mark already stops puts */
     if (rc)
         return rc;
     /* The store no longer knows the token, so no new request or WebSocket
@@ -288,9 +288,18 @@ int auth_check(struct core *c, const char *token, struct session *out, struct ch
         out->expires_ms = expires;
         return 0;
     }
-    int rc = store_get_session(c->store, out->token_hash, out->user_id, &expires, err);
-    if (rc == 0 && clock_now_ms() < expires)
+    /* Then the shared cache (REDIS_URL), before the store. */
+    if (core__session_shared_get(c, out->token_hash, out->user_id, &expires) &&
+        clock_now_ms() < expires) {
         core__session_cache_put(&c->priv->sessions, out->token_hash, out->user_id, expires, epoch);
+        out->expires_ms = expires;
+        return 0;
+    }
+    int rc = store_get_session(c->store, out->token_hash, out->user_id, &expires, err);
+    if (rc == 0 && clock_now_ms() < expires) {
+        core__session_cache_put(&c->priv->sessions, out->token_hash, out->user_id, expires, epoch);
+        core__session_shared_put(c, out->token_hash, out->user_id, expires);
+    }
     if (rc == CHAT_E_NOT_FOUND)
         rc = chat_err_set(err, CHAT_E_UNAUTHORIZED, NULL, "invalid or revoked token");
     else if (rc == 0 && clock_now_ms() >= expires) {

@@ -63,6 +63,12 @@ struct user;
  * bump it, and then bounds how long other instances may serve the older
  * page. */
 #define CORE_FSHARED_TTL_MS 5000
+/* Sessions in the shared cache (Redis) live at most this long (less when
+ * the session expires sooner), and a revocation mark this long.  The TTL
+ * only matters when a logout could not reach Redis to mark the session:
+ * it then bounds how long other instances may still accept the token
+ * (their own 2 s cache aside). */
+#define CORE_SSHARED_TTL_MS 60000
 
 /* Shared by every thread that calls core.
  * - pw_lock guards pw_active; pw_cond is signalled when a hash slot frees.
@@ -151,6 +157,21 @@ void core__session_cache_put(struct slotcache *sc, const uint8_t hash[32],
                              const char *user_id, int64_t expires_at, uint64_t epoch);
 /* Drops `hash` and voids lookups of its slot already in flight. */
 void core__session_cache_forget(struct slotcache *sc, const uint8_t hash[32]);
+/* The shared level (cfg.shared with a session cache, i.e. REDIS_URL):
+ * true with user_id and expires_at filled when another instance (or this
+ * one) confirmed the session lately and nobody revoked it since.  False on
+ * a miss or when Redis cannot answer (fast): then ask the store. */
+bool core__session_shared_get(struct core *c, const uint8_t hash[32], char user_id[OID_SIZE],
+                              int64_t *expires_at);
+/* Shares a session the store just confirmed (not over a revocation). */
+void core__session_shared_put(struct core *c, const uint8_t hash[32], const char *user_id,
+                              int64_t expires_at);
+/* Revokes `hash` in every cache: this process's (at once, voiding lookups
+ * in flight) and the shared one (a revocation mark, so no instance finds
+ * it there again).  Other instances' own caches are cleared by the
+ * revocation event the caller publishes.  Every path that ends a session
+ * (logout, and any that ends a user's sessions) calls this per token. */
+void core__session_revoke(struct core *c, const uint8_t hash[32]);
 
 /* ---- author cache (core/author_cache.c) ----
  * Threads: every function may run on any thread concurrently. */

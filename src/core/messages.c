@@ -18,8 +18,20 @@
  * `afterSeq` is the catch-up form (oldest first) whose nextCursor is the
  * plain decimal seq, as the contract says, so clients pass it back as
  * afterSeq.  Giving both is ambiguous and answered 422 on afterSeq.
- * messages_sync_page is the afterSeq form for the gateway's sync frame,
- * with typed arguments and results instead of query strings and a page. */
+ * messages_sync_page is the gateway's sync frame: it pages by position
+ * (below), not by seq, and returns ready frames.
+ *
+ * Edits and deletions (issue 13): each chat has one position counter; a
+ * new message takes the next position as its seq, an edit or a deletion
+ * the next one as the message's pos (the store takes it in the change's
+ * transaction).  messages_edit / messages_delete check membership (the
+ * fan-out list), the message and its sender, have the store commit the
+ * change, then publish message.updated / message.deleted with the
+ * position as "seq" to every connection of every member (no origin is
+ * skipped: REST has none).  sync sends every message with pos > the
+ * client's position, in pos order, in its current state: as message.new
+ * when it was created after that position, else as its change, so a
+ * client that was away ends with exactly the stored history. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,6 +374,23 @@ int messages_list(struct core *c, const struct session *s, const char *chat_id,
     return rc;
 }
 
+/* The frame that brings a client at position `after` up to date with
+ * message `m` (whose view is `msg`): a message created after `after` comes
+ * whole as message.new, an older one's change as message.updated or
+ * message.deleted.  Each carries the message's position (pos) as "seq", so
+ * the client knows where it stands.  New, or NULL when out of memory. */
+static json_t *catch_up_frame(const struct message *m, json_t *msg, int64_t after)
+{
+    if (m->seq > after)
+        return json_pack("{s:s, s:I, s:O}", "type", "message.new", "seq", (json_int_t)m->pos,
+                         "message", msg);
+    if (m->deleted)
+        return json_pack("{s:s, s:s, s:s, s:I}", "type", "message.deleted", "chatId", m->chat_id,
+                         "messageId", m->id, "seq", (json_int_t)m->pos);
+    return json_pack("{s:s, s:I, s:O}", "type", "message.updated", "seq", (json_int_t)m->pos,
+                     "message", msg);
+}
+
 int messages_sync_page(struct core *c, const struct session *s, const char *chat_id,
                        int64_t after_seq, int limit, struct messages_sync_page *out,
                        struct chat_err *err)
@@ -369,6 +398,7 @@ int messages_sync_page(struct core *c, const struct session *s, const char *chat
     struct message_list list = {0};
 
     out->messages = NULL;
+    out->frames = NULL;
     out->last_seq = after_seq;
     out->more = false;
     if (!oid_valid(chat_id))
@@ -380,13 +410,22 @@ int messages_sync_page(struct core *c, const struct session *s, const char *chat
     if (after_seq < 0 || after_seq > AFTER_SEQ_MAX)
         return bad_after_seq(err);
     int rc = check_member(c, s, chat_id, err);
+    /* Positions, not seqs: every message created or changed after
+     * after_seq, each once, in its current state. */
     if (rc == 0)
-        rc = store_list_messages_after(c->store, chat_id, after_seq, limit + 1, &list, err);
+        rc = store_list_changes_after(c->store, chat_id, after_seq, limit + 1, &list, err);
     size_t shown = list.n > (size_t)limit ? (size_t)limit : list.n;
     if (rc == 0)
         rc = core__page_items(c, &after_kind, list.items, shown, &out->messages, err);
+    if (rc == 0 && !(out->frames = json_array()))
+        rc = oom(err);
+    for (size_t i = 0; rc == 0 && i < shown; i++) {
+        json_t *f = catch_up_frame(&list.items[i], json_array_get(out->messages, i), after_seq);
+        if (!f || json_array_append_new(out->frames, f) != 0)
+            rc = oom(err);
+    }
     if (rc == 0 && shown > 0) {
-        out->last_seq = list.items[shown - 1].seq;
+        out->last_seq = list.items[shown - 1].pos;
         out->more = list.n > (size_t)limit;
     }
     store_message_list_cleanup(&list);
@@ -396,5 +435,115 @@ int messages_sync_page(struct core *c, const struct session *s, const char *chat
 void messages_sync_page_cleanup(struct messages_sync_page *p)
 {
     json_decref(p->messages);
+    json_decref(p->frames);
     p->messages = NULL;
+    p->frames = NULL;
+}
+
+/* ---- edits and deletions (issue 13) --------------------------------------- */
+
+/* What an edit or a deletion checks before changing anything: the caller
+ * is a member (the fan-out list comes back in *members), the message is in
+ * the chat, and the caller sent it.  `m` gets the message. */
+static int change_checks(struct core *c, const struct session *s, const char *chat_id,
+                         const char *message_id, const char *verb, struct message *m,
+                         char (**members)[OID_SIZE], size_t *n_members, struct chat_err *err)
+{
+    *members = NULL;
+    *n_members = 0;
+    if (!oid_valid(chat_id) || !oid_valid(message_id))
+        return chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such message");
+    int rc = core__chat_members(c, chat_id, s->user_id, members, n_members, err);
+    if (rc == CHAT_E_NOT_FOUND)
+        rc = not_found(err);
+    if (rc == 0 && (rc = store_get_message(c->store, chat_id, message_id, m, err)) ==
+                       CHAT_E_NOT_FOUND)
+        rc = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "no such message");
+    if (rc == 0 && strcmp(m->sender_id, s->user_id) != 0)
+        rc = chat_err_set(err, CHAT_E_FORBIDDEN, NULL, "only the sender may %s a message", verb);
+    if (rc) {
+        store_message_cleanup(m);
+        free(*members);
+        *members = NULL;
+    }
+    return rc;
+}
+
+int messages_edit(struct core *c, const struct session *s, const char *chat_id,
+                  const char *message_id, json_t *body, json_t **out, struct chat_err *err)
+{
+    struct message m = {0}, stored = {0};
+    char (*members)[OID_SIZE] = NULL;
+    size_t n_members = 0;
+    char *text = NULL;
+    json_t *sender = NULL, *msg = NULL;
+    bool changed = false;
+
+    *out = NULL;
+    int rc = change_checks(c, s, chat_id, message_id, "edit", &m, &members, &n_members, err);
+    if (rc == 0 && m.deleted)
+        rc = chat_err_set(err, CHAT_E_NOT_FOUND, NULL, "the message was deleted");
+    if (rc == 0 && !json_is_object(body))
+        rc = chat_err_set(err, CHAT_E_INVALID_JSON, NULL, "body must be a JSON object");
+    /* The rules of a send: 1..4000 after trimming, or "" when the message
+     * has an attachment (which an edit keeps). */
+    if (rc == 0)
+        rc = validate_string_field(body, "text", VALIDATE_TRIM | VALIDATE_REQUIRED,
+                                   m.attachment_url ? 0 : 1, 4000, &text, err);
+    if (rc == 0)
+        rc = store_change_message(c->store, chat_id, message_id, text, clock_now_ms(), &stored,
+                                  &changed, err);
+    if (rc == 0)
+        rc = core__author(c, stored.sender_id, &sender, err);
+    if (rc == 0 && !(msg = views_message(&stored, sender)))
+        rc = oom(err);
+    if (rc == 0 && c->bus) {
+        json_t *frame = json_pack("{s:s, s:I, s:O}", "type", "message.updated", "seq",
+                                  (json_int_t)stored.pos, "message", msg);
+        if (frame)
+            core__publish(c, BUS_TO_USERS, (const char(*)[OID_SIZE])members, n_members, 0, frame);
+        else
+            log_error("messages: cannot build a message.updated frame (out of memory)");
+        json_decref(frame);
+    }
+    if (rc == 0) {
+        *out = msg;
+        msg = NULL;
+    }
+    json_decref(msg);
+    json_decref(sender);
+    free(text);
+    free(members);
+    store_message_cleanup(&m);
+    store_message_cleanup(&stored);
+    return rc;
+}
+
+int messages_delete(struct core *c, const struct session *s, const char *chat_id,
+                    const char *message_id, struct chat_err *err)
+{
+    struct message m = {0}, stored = {0};
+    char (*members)[OID_SIZE] = NULL;
+    size_t n_members = 0;
+    bool changed = false;
+
+    int rc = change_checks(c, s, chat_id, message_id, "delete", &m, &members, &n_members, err);
+    /* Deleting a tombstone again is a no-op (DELETE is idempotent). */
+    if (rc == 0 && !m.deleted)
+        rc = store_change_message(c->store, chat_id, message_id, NULL, clock_now_ms(), &stored,
+                                  &changed, err);
+    if (rc == 0 && changed && c->bus) {
+        json_t *frame = json_pack("{s:s, s:s, s:s, s:I}", "type", "message.deleted", "chatId",
+                                  chat_id, "messageId", message_id, "seq",
+                                  (json_int_t)stored.pos);
+        if (frame)
+            core__publish(c, BUS_TO_USERS, (const char(*)[OID_SIZE])members, n_members, 0, frame);
+        else
+            log_error("messages: cannot build a message.deleted frame (out of memory)");
+        json_decref(frame);
+    }
+    free(members);
+    store_message_cleanup(&m);
+    store_message_cleanup(&stored);
+    return rc;
 }

@@ -128,6 +128,8 @@ json_t *views_message(const struct message *m, json_t *sender)
     put(o, "attachmentUrl", str_or_null(m->attachment_url), &ok);
     put(o, "clientId", str_or_null(m->client_id), &ok);
     put(o, "createdAt", iso(m->created_at), &ok);
+    put(o, "editedAt", m->edited_at ? iso(m->edited_at) : json_null(), &ok);
+    put(o, "deleted", json_boolean(m->deleted), &ok);
     return finish(o, ok);
 }
 

@@ -187,6 +187,8 @@ int routes_chats_add_member(struct http_req *, json_t *, json_t **, int *, struc
 int routes_chats_remove_member(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_messages_list(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_messages_send(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_messages_edit(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
+int routes_messages_delete(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_chats_read(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_ops_healthz(struct http_req *, json_t *, json_t **, int *, struct chat_err *);
 int routes_ops_readyz(struct http_req *, json_t *, json_t **, int *, struct chat_err *);

@@ -48,6 +48,8 @@ static const struct resource table[] = {
     {"/api/chats/{id}/members/{userId}", "DELETE", {{"DELETE", ROUTE_CHATS_REMOVE_MEMBER, 0}}},
     {"/api/chats/{id}/messages", "GET, POST",
      {{"GET", ROUTE_MESSAGES_LIST, 0}, {"POST", ROUTE_MESSAGES_SEND, BODY}}},
+    {"/api/chats/{id}/messages/{messageId}", "PATCH, DELETE",
+     {{"PATCH", ROUTE_MESSAGES_EDIT, BODY}, {"DELETE", ROUTE_MESSAGES_DELETE, 0}}},
     {"/api/chats/{id}/read", "POST", {{"POST", ROUTE_CHATS_READ, BODY}}},
     {"/healthz", "GET", {{"GET", ROUTE_HEALTHZ, PUB}}},
     {"/readyz", "GET", {{"GET", ROUTE_READYZ, PUB}}},

@@ -47,6 +47,8 @@ enum route_op {
     ROUTE_WEB, /* GET / and /web/{file}: the embedded web client */
     ROUTE_UPLOADS_CREATE,
     ROUTE_UPLOADS_GET,
+    ROUTE_MESSAGES_EDIT,   /* PATCH /api/chats/{id}/messages/{messageId} */
+    ROUTE_MESSAGES_DELETE, /* DELETE /api/chats/{id}/messages/{messageId} */
     ROUTE__COUNT
 };
 

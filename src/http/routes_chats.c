@@ -107,6 +107,25 @@ int routes_messages_send(struct http_req *rq, json_t *body, json_t **out, int *s
     return 0;
 }
 
+/* PATCH and DELETE of one message (issue 13): the change is committed
+ * before the answer. */
+int routes_messages_edit(struct http_req *rq, json_t *body, json_t **out, int *status,
+                         struct chat_err *err)
+{
+    *status = 200;
+    return messages_edit(rq->srv->core, &rq->session, rq->match.params[0], rq->match.params[1],
+                         body, out, err);
+}
+
+int routes_messages_delete(struct http_req *rq, json_t *body, json_t **out, int *status,
+                           struct chat_err *err)
+{
+    *status = 204;
+    *out = NULL;
+    return messages_delete(rq->srv->core, &rq->session, rq->match.params[0],
+                           rq->match.params[1], err);
+}
+
 int routes_chats_read(struct http_req *rq, json_t *body, json_t **out, int *status,
                       struct chat_err *err)
 {

@@ -178,6 +178,8 @@ static const struct index_spec INDEXES[] = {
     {"messages", "chatId_1_senderId_1_clientKey_1", {"chatId", "senderId", "clientKey"}, true,
      false},
     {"messages", "chatId_1_createdAt_-1", {"chatId", "-createdAt"}, false, false},
+    /* sync's catch-up in position order (issue 13). */
+    {"messages", "chatId_1_pos_1", {"chatId", "pos"}, false, false},
 };
 
 static int create_indexes(struct store_mongo *s, mongoc_client_t *c, struct chat_err *err)
@@ -317,6 +319,9 @@ static const struct store_ops MONGO_OPS = {
     .list_messages = store_mongo__list_messages,
     .list_messages_after = store_mongo__list_messages_after,
     .set_read = store_mongo__set_read,
+    .get_message = store_mongo__get_message,
+    .change_message = store_mongo__change_message,
+    .list_changes_after = store_mongo__list_changes_after,
 };
 
 int store_mongo_open(const char *uri_str, const char *db, struct store **out,
@@ -375,6 +380,8 @@ int store_mongo_open(const char *uri_str, const char *db, struct store **out,
     if (!rc)
         rc = create_indexes(s, sc.client, err);
     store_mongo__scope_close(s, &sc);
+    if (!rc)
+        rc = store_mongo__backfill_pos(s, err);
     if (!rc)
         rc = store_mongo__append_start(s, err);
     if (rc) {

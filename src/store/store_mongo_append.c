@@ -226,6 +226,8 @@ static void append_message_doc(bson_t *d, const struct store_mongo_item *p,
     if (with_chat)
         BSON_APPEND_OID(d, "chatId", &p->chat);
     BSON_APPEND_INT64(d, "seq", m->seq);
+    /* A new message's position is its seq (store_mongo_messages.c). */
+    BSON_APPEND_INT64(d, "pos", m->seq);
     BSON_APPEND_OID(d, "senderId", &sender);
     BSON_APPEND_UTF8(d, "text", m->text ? m->text : "");
     store_mongo__append_str_or_null(d, "attachmentUrl", m->attachment_url);
@@ -425,8 +427,10 @@ static int reserve_seqs(struct commit *cm, struct store_mongo_item **g, size_t n
         if (r == 1) {
             int64_t next = store_mongo__get_i64(&doc, "seqNext") - (int64_t)k + 1;
             for (size_t i = 0; i < n; i++)
-                if (undecided(g[i]))
+                if (undecided(g[i])) {
+                    g[i]->m.pos = next;
                     g[i]->m.seq = next++;
+                }
             break;
         }
         /* Missed: find out who is not a member (or that the chat is gone). */

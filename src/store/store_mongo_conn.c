@@ -370,6 +370,16 @@ int store_mongo__parse_message(const bson_t *d, const char *chat_hex, struct mes
     store_mongo__get_oid_hex(d, "senderId", m->sender_id);
     m->seq = store_mongo__get_i64(d, "seq");
     m->created_at = store_mongo__get_i64(d, "createdAt");
+    /* Issue 13: a document from before edits has no pos (its seq is its
+     * position: the open backfills it), editedAt or deleted (not edited,
+     * not deleted). */
+    m->pos = store_mongo__get_i64(d, "pos");
+    if (m->pos == 0)
+        m->pos = m->seq;
+    m->edited_at = store_mongo__get_i64(d, "editedAt");
+    bson_iter_t it;
+    m->deleted = bson_iter_init_find(&it, d, "deleted") && BSON_ITER_HOLDS_BOOL(&it) &&
+                 bson_iter_bool(&it);
     if (store_mongo__get_str_nn(d, "text", &m->text) ||
         store_mongo__get_str(d, "attachmentUrl", &m->attachment_url) ||
         store_mongo__get_str(d, "clientId", &m->client_id)) {

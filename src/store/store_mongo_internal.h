@@ -6,8 +6,9 @@
  *   ops table; it references every file below.
  * - store_mongo_users.c (users, sessions), store_mongo_posts.c (posts,
  *   likes, comments), store_mongo_chats.c (chats, members, contacts, read
- *   marks, message reads) and store_mongo_append.c (the group-commit writer
- *   thread): the operations.  None calls another.
+ *   marks, message reads), store_mongo_messages.c (message edits,
+ *   deletions, catch-up by position) and store_mongo_append.c (the
+ *   group-commit writer thread): the operations.  None calls another.
  * - store_mongo_conn.c: the client/collection scope, the bson_error_t ->
  *   CHAT_E_* mapping, the document locks and the shared BSON readers and
  *   writers; it calls nothing above it.
@@ -261,6 +262,17 @@ int store_mongo__list_messages_after(struct store *st, const char *chat_id, int6
 int store_mongo__set_read(struct store *st, const char *chat_id, const char *user_id,
                           const char *message_id, bool *moved, struct chat_err *err);
 
+/* store_mongo_messages.c: message edits, deletions, catch-up by position. */
+int store_mongo__get_message(struct store *st, const char *chat_id, const char *message_id,
+                             struct message *out, struct chat_err *err);
+int store_mongo__change_message(struct store *st, const char *chat_id, const char *message_id,
+                                const char *text, int64_t at, struct message *out, bool *changed,
+                                struct chat_err *err);
+int store_mongo__list_changes_after(struct store *st, const char *chat_id, int64_t after_pos,
+                                    int limit, struct message_list *out, struct chat_err *err);
+/* Gives every message document stored before edits existed its `pos`
+ * (= seq), at open.  0 or a port code. */
+int store_mongo__backfill_pos(struct store_mongo *s, struct chat_err *err);
 /* store_mongo_append.c */
 /* Allocates the batch and starts the writer thread.  0 or a port code. */
 int store_mongo__append_start(struct store_mongo *s, struct chat_err *err);

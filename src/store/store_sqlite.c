@@ -135,6 +135,18 @@ static const char *const migrations[] = {
     "CREATE INDEX messages_by_id ON messages(id);",
     /* 2: post edits (issue 13): when a post was last edited, NULL until then. */
     "ALTER TABLE posts ADD COLUMN edited_at INTEGER;",
+    /* 3: message edits and deletions (issue 13).  chats.event_seq is the
+     * chat's position counter (the highest position taken: a new message's
+     * seq, or an edit's or deletion's position); messages.pos is the
+     * position of the message's latest change, its seq until it changes,
+     * indexed for sync's catch-up in position order. */
+    "ALTER TABLE chats ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE chats SET event_seq = last_seq;"
+    "ALTER TABLE messages ADD COLUMN pos INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE messages ADD COLUMN edited_at INTEGER;"
+    "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE messages SET pos = seq;"
+    "CREATE INDEX messages_by_pos ON messages(chat, pos);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -259,6 +271,9 @@ static const struct store_ops store_sqlite_ops = {
     .list_messages = store_sqlite__list_messages,
     .list_messages_after = store_sqlite__list_messages_after,
     .set_read = store_sqlite__set_read,
+    .get_message = store_sqlite__get_message,
+    .change_message = store_sqlite__change_message,
+    .list_changes_after = store_sqlite__list_changes_after,
 };
 
 /* The directory that must already hold the database file. */

@@ -10,15 +10,17 @@
  * timer and no added latency when idle.
  *
  * Inside the transaction each chat of the batch is read once (key and
- * last_seq) and written once at the end (last_seq, updated_at), and each
- * (chat, sender) pair's membership is checked once; per message there is
- * then one insert at seq = last_seq + 1, plus one lookup for an earlier
+ * event_seq, its position counter) and written once at the end (last_seq,
+ * event_seq, updated_at), and each (chat, sender) pair's membership is
+ * checked once; per message there is then one insert at seq = pos =
+ * event_seq + 1 (edits and deletions advance event_seq too, so the seqs of
+ * messages skip the positions changes took), plus one lookup for an earlier
  * message with the same (chat, sender, client_id) when a client_id is given
  * (earlier messages of the same batch are visible to it, so duplicates
  * inside a batch collapse too).  Queue order is append order, so one
  * sender's messages to a chat get increasing seqs in the order they were
- * appended, and seqs are gap-free: a seq is only ever taken inside the
- * transaction that commits it.
+ * appended, and a position is only ever taken inside the transaction that
+ * commits it.
  *
  * A statement or commit failure rolls the whole batch back and every
  * callback of the batch gets the error: nothing of it is visible, so no
@@ -106,7 +108,7 @@ int store_sqlite__append_message(struct store *st, const struct message *m, stor
 struct batch_chat {
     char id[OID_SIZE];
     int64_t k;        /* 0: no such chat */
-    int64_t last_seq; /* the highest seq taken so far in this batch */
+    int64_t last_seq; /* the highest position taken so far (event_seq) */
     int64_t max_at;   /* the latest created_at appended in this batch */
     bool dirty;
 };
@@ -133,7 +135,7 @@ static int batch_chat(struct store_sqlite_conn *c, struct batch *b, const char *
             return i;
     sqlite3_stmt *q;
     int r = store_sqlite__prepare(c, STORE_SQLITE_APPEND_CHAT,
-                                  "SELECT k, last_seq FROM chats WHERE id = ?1", &q, err);
+                                  "SELECT k, event_seq FROM chats WHERE id = ?1", &q, err);
     if (r)
         return r;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -252,7 +254,7 @@ static int append_one(struct store_sqlite_conn *c, struct batch *b, struct store
     int r = store_sqlite__prepare(
         c, STORE_SQLITE_APPEND_INSERT,
         "INSERT INTO messages (chat, seq, id, sender, text, attachment_url,"
-        " client_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        " client_id, created_at, pos) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?2)",
         &q, &it->err);
     if (r)
         return r;
@@ -273,6 +275,7 @@ static int append_one(struct store_sqlite_conn *c, struct batch *b, struct store
         ch->max_at = m->created_at;
     ch->dirty = true;
     m->seq = seq;
+    m->pos = seq;
     it->rc = 0;
     return 0;
 }
@@ -284,7 +287,7 @@ static int flush_chats(struct store_sqlite_conn *c, struct batch *b, struct chat
 {
     sqlite3_stmt *q;
     int r = store_sqlite__prepare(c, STORE_SQLITE_APPEND_BUMP,
-                                  "UPDATE chats SET last_seq = ?2,"
+                                  "UPDATE chats SET last_seq = ?2, event_seq = ?2,"
                                   " updated_at = max(updated_at, ?3) WHERE k = ?1",
                                   &q, err);
     for (int i = 0; i < b->n_chats && !r; i++) {

@@ -44,7 +44,7 @@ static void read_message(sqlite3_stmt *q, int col, const char *chat_id, struct m
 {
     store_sqlite__read_message(q, col, m, oom);
     snprintf(m->chat_id, sizeof m->chat_id, "%.*s", OID_LEN, chat_id);
-    store_sqlite__col_id(q, col + 6, m->sender_id);
+    store_sqlite__col_id(q, col + STORE_SQLITE_MSG_NCOLS, m->sender_id);
 }
 
 /* Fills the message `item` of the chat `arg` from a MSG_COLS row (a
@@ -82,7 +82,7 @@ static int read_chat_row(sqlite3_stmt *q, struct chat *ch, int64_t *k)
         else
             oom = true;
     }
-    ch->unread_count = sqlite3_column_int64(q, 14);
+    ch->unread_count = sqlite3_column_int64(q, 8 + STORE_SQLITE_MSG_NCOLS);
     if (oom) {
         store_chat_cleanup(ch);
         return CHAT_E_INTERNAL;

@@ -284,6 +284,9 @@ void store_sqlite__read_message(sqlite3_stmt *q, int col, struct message *m, boo
     store_sqlite__col_dup(q, col + 3, &m->attachment_url, oom);
     store_sqlite__col_dup(q, col + 4, &m->client_id, oom);
     m->created_at = sqlite3_column_int64(q, col + 5);
+    m->pos = sqlite3_column_int64(q, col + 6);
+    m->edited_at = sqlite3_column_int64(q, col + 7); /* NULL reads as 0 */
+    m->deleted = sqlite3_column_int(q, col + 8) != 0;
 }
 
 int store_sqlite__grow(void **items, size_t *cap, size_t n, size_t size)

@@ -6,7 +6,8 @@
  *   names every operation below;
  * - the operations, which never call each other: store_sqlite_users.c
  *   (users, sessions), store_sqlite_posts.c (posts, likes, comments),
- *   store_sqlite_chats.c (chats, members, read marks, message reads) and
+ *   store_sqlite_chats.c (chats, members, read marks, message reads),
+ *   store_sqlite_messages.c (message edits, deletions, catch-up) and
  *   store_sqlite_append.c (the group-commit writer thread) and
  *   store_sqlite_checkpoint.c (WAL checkpoints off the writer);
  * - store_sqlite_conn.c: the plumbing they all use (connections, the read
@@ -88,6 +89,12 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_APPEND_DEDUPE,
     STORE_SQLITE_APPEND_INSERT,
     STORE_SQLITE_APPEND_BUMP,
+    /* message edits and deletions */
+    STORE_SQLITE_MSG_GET,
+    STORE_SQLITE_MSG_TAKE_POS,
+    STORE_SQLITE_MSG_EDIT,
+    STORE_SQLITE_MSG_DELETE,
+    STORE_SQLITE_MSGS_CHANGED,
     STORE_SQLITE__COUNT
 };
 
@@ -263,7 +270,11 @@ void store_sqlite__col_id(sqlite3_stmt *st, int i, char dst[OID_SIZE]);
  * *oom on allocation failure; the strings read so far stay in `m` for
  * store_message_cleanup. */
 #define STORE_SQLITE_MSG_COLS(t) \
-    t ".seq, " t ".id, " t ".text, " t ".attachment_url, " t ".client_id, " t ".created_at"
+    t ".seq, " t ".id, " t ".text, " t ".attachment_url, " t ".client_id, " t ".created_at, " \
+    t ".pos, " t ".edited_at, " t ".deleted"
+/* How many columns STORE_SQLITE_MSG_COLS names (pos, edited_at and deleted
+ * follow the first 6: issue 13's edits and deletions). */
+#define STORE_SQLITE_MSG_NCOLS 9
 void store_sqlite__read_message(sqlite3_stmt *q, int col, struct message *m, bool *oom);
 
 /* Grows an array of `size`-byte items to hold at least n+1; 0 or
@@ -332,6 +343,15 @@ int store_sqlite__list_messages_after(struct store *st, const char *chat_id, int
                                       int limit, struct message_list *out, struct chat_err *err);
 int store_sqlite__set_read(struct store *st, const char *chat_id, const char *user_id,
                            const char *message_id, bool *moved, struct chat_err *err);
+
+/* store_sqlite_messages.c: message edits, deletions, catch-up by position. */
+int store_sqlite__get_message(struct store *st, const char *chat_id, const char *message_id,
+                              struct message *out, struct chat_err *err);
+int store_sqlite__change_message(struct store *st, const char *chat_id, const char *message_id,
+                                 const char *text, int64_t at, struct message *out,
+                                 bool *changed, struct chat_err *err);
+int store_sqlite__list_changes_after(struct store *st, const char *chat_id, int64_t after_pos,
+                                     int limit, struct message_list *out, struct chat_err *err);
 
 /* store_sqlite_append.c; store_sqlite.c starts and stops the writer. */
 int store_sqlite__append_start(struct store_sqlite *s, struct chat_err *err);

@@ -54,8 +54,9 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot route_slots[MAX_SLOTS], op_slots[MAX_SLOTS], kind_slots[MAX_SLOTS];
 static struct histo http_latency;
 static _Atomic int64_t ws_connections;
+static _Atomic uint64_t ws_disconnections; /* closes of any cause, since start */
 
-#define MAX_GAUGES 16
+#define MAX_GAUGES 32
 static struct {
     const char *name, *help;
     metrics_gauge_fn fn;
@@ -117,6 +118,8 @@ void metrics_error(const char *kind)
 void metrics_ws_connections_add(int64_t delta)
 {
     atomic_fetch_add_explicit(&ws_connections, delta, memory_order_relaxed);
+    if (delta < 0)
+        atomic_fetch_add_explicit(&ws_disconnections, (uint64_t)-delta, memory_order_relaxed);
 }
 
 void metrics_register_gauge(const char *name, const char *help, metrics_gauge_fn fn, void *arg)
@@ -198,6 +201,32 @@ static long rss_bytes(void)
     return rss * sysconf(_SC_PAGESIZE);
 }
 
+/* The memory this process may use: its cgroup's limit (v2 memory.max)
+ * when there is one, else the machine's RAM (MemTotal).  0 if unknown. */
+static long long memory_limit_bytes(void)
+{
+    long long v = 0;
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+    if (f) { /* "max" (no limit) does not scan */
+        if (fscanf(f, "%lld", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    if (v > 0)
+        return v;
+    f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0;
+    char line[128];
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemTotal: %lld kB", &v) == 1) {
+            v *= 1024;
+            break;
+        }
+    fclose(f);
+    return v > 0 ? v : 0;
+}
+
 static long open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -244,6 +273,9 @@ char *metrics_render(size_t *len)
     put(&o, "# HELP chatli_ws_connections Open WebSocket connections.\n"
             "# TYPE chatli_ws_connections gauge\nchatli_ws_connections %lld\n",
         (long long)atomic_load(&ws_connections));
+    put(&o, "# HELP chatli_ws_disconnections_total WebSocket connections closed (any cause).\n"
+            "# TYPE chatli_ws_disconnections_total counter\nchatli_ws_disconnections_total %llu\n",
+        (unsigned long long)atomic_load(&ws_disconnections));
 
     pthread_mutex_lock(&lock);
     int ng = n_gauges;
@@ -255,6 +287,10 @@ char *metrics_render(size_t *len)
     put(&o, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
             "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",
         rss_bytes());
+    put(&o, "# HELP chatli_memory_limit_bytes Memory the process may use: its cgroup limit, else "
+            "the machine's RAM.\n# TYPE chatli_memory_limit_bytes gauge\n"
+            "chatli_memory_limit_bytes %lld\n",
+        memory_limit_bytes());
     put(&o, "# HELP process_open_fds Number of open file descriptors.\n"
             "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
         open_fds());

@@ -42,6 +42,7 @@
  * every online member; online means connected here, or (cluster) online in
  * Redis, asked by a WS_J_COPRES job. */
 #include "ws_internal.h"
+#include "sio.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ static struct ws_server *server_of(struct lws *wsi)
 
 static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
                        const char *reason, bool drain);
+static struct ws_buf *sio_outbound(struct ws_conn *c, struct ws_buf *b);
 
 /* Queues `b` (borrowed: the queue takes its own reference) on `c`.
  *
@@ -79,6 +81,14 @@ static void conn_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
 {
     if (c->state == WS_C_CLOSING)
         return;
+    struct ws_buf *sb = NULL; /* the Socket.IO form queued instead of `b` */
+    if (c->sio && !(b->flags & WS_BUF_SIO)) {
+        if (!(sb = sio_outbound(c, b))) {
+            conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+            return;
+        }
+        b = sb;
+    }
     switch (ws__outq_push(&c->out, b)) {
     case WS_OUTQ_QUEUED:
         if (ws->batching) {
@@ -102,6 +112,7 @@ static void conn_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
         conn_close(ws, c, WS_CLOSE_POLICY, "slow consumer", false);
         break;
     }
+    ws__buf_unref(sb);
 }
 
 /* Writes queued frames, several per send(): up to WS_WRITE_BATCH bytes at a
@@ -574,11 +585,16 @@ static void user_detach(struct ws_server *ws, struct ws_conn *c)
 
 /* ---- closing -------------------------------------------------------------- */
 
+/* Socket.IO: the packet a close starts with (see sio_close_packet). */
+static bool sio_close_packet(struct ws_conn *c, uint16_t code, bool drain);
+
 static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
                        const char *reason, bool drain)
 {
     if (c->state == WS_C_CLOSING)
         return;
+    if (c->sio)
+        drain = sio_close_packet(c, code, drain);
     c->state = WS_C_CLOSING;
     c->close_code = code;
     c->close_reason = reason;
@@ -634,6 +650,11 @@ static void conn_teardown(struct ws_server *ws, struct ws_conn *c)
     free(c->early);
     free(c->rx);
     ws__outq_clear(&c->out);
+    if (c->sio) {
+        free(c->sio->pending);
+        free(c->sio);
+        c->sio = NULL;
+    }
     c->id = 0;
     metrics_ws_connections_add(-1);
     atomic_fetch_sub(&ws->n_conns_approx, 1);
@@ -670,6 +691,7 @@ static void start_auth(struct ws_server *ws, struct ws_conn *c, const char *toke
 }
 
 static void on_frame(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len);
+static void sio_connected(struct ws_server *ws, struct ws_conn *c);
 
 /* The token check came back good: the connection joins its user, gets
  * `ready`, and the frames it sent meanwhile are handled in order. */
@@ -738,6 +760,8 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
         conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
         return;
     }
+    if (c->sio)
+        sio_connected(ws, c);
     conn_send_json(ws, c, ready, 0);
     if (u->n_conns == 1)
         presence_came_online(ws, u, j);
@@ -925,6 +949,285 @@ static bool utf8_ok(struct ws_server *ws, struct ws_conn *c, const unsigned char
     return false;
 }
 
+/* ---- Socket.IO (CONTRACT 7) ------------------------------------------------- */
+
+/* A /socket.io/ connection is a gateway connection like any other: the
+ * same states, jobs, flood bucket, presence and fan-out.  Only its bytes
+ * differ, and they are translated at the edges: a client EVENT becomes
+ * the plain frame it stands for and goes through on_frame; a plain frame
+ * queued on it goes out as its EVENT form (sio_event_buf), made once per
+ * buffer and shared by every Socket.IO recipient (ws_buf.alt), or as the
+ * ACK a message.send with an ack id waits for.  Its liveness is Engine.IO's:
+ * the server pings every SIO_PING_INTERVAL_MS and closes the connection
+ * when no pong came SIO_PING_TIMEOUT_MS after. */
+
+static int64_t sio_take_pending(struct ws_sio *s, const char *cid, int64_t ack_id)
+{
+    for (uint32_t i = 0; i < s->n_pending; i++) {
+        struct sio_pending *p = &s->pending[i];
+        if (ack_id >= 0 ? p->ack_id == ack_id : (cid[0] && strcmp(p->cid, cid) == 0)) {
+            int64_t id = p->ack_id;
+            memmove(p, p + 1, (s->n_pending - i - 1) * sizeof *p);
+            s->n_pending--;
+            return id;
+        }
+    }
+    return ack_id;
+}
+
+/* The Socket.IO form of `b` (a new reference), NULL on OOM.  An answer to
+ * a message.send that asked for an ack becomes that ACK: the frame being
+ * handled (cur_ack: its errors are sent before on_frame returns) or the
+ * oldest pending one with the answer's clientId. */
+static struct ws_buf *sio_outbound(struct ws_conn *c, struct ws_buf *b)
+{
+    struct ws_sio *s = c->sio;
+    const char *f = (const char *)ws_buf_payload(b);
+    char cid[65];
+    if ((s->cur_ack >= 0 || s->n_pending > 0) && sio_frame_is_answer(f, b->len, cid)) {
+        int64_t id = sio_take_pending(s, cid, s->cur_ack);
+        s->cur_ack = -1;
+        if (id >= 0)
+            return sio_ack_buf(id, f, b->len);
+    }
+    if (!b->alt)
+        b->alt = sio_event_buf(f, b->len, b->flags & WS_BUF_EPHEMERAL);
+    if (b->alt)
+        ws__buf_ref(b->alt);
+    return b->alt;
+}
+
+/* Queues a packet built by sio.c (stolen); OOM closes. */
+static void sio_send(struct ws_server *ws, struct ws_conn *c, struct ws_buf *b)
+{
+    if (!b) {
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    conn_send(ws, c, b);
+    ws__buf_unref(b);
+}
+
+/* A random Engine.IO / Socket.IO session id (hex). */
+static void sio_sid(struct ws_server *ws, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t r[16];
+    if (lws_get_random(ws->ctx, r, sizeof r) != sizeof r)
+        oid_new(out, clock_now_ms()); /* still unique: the fallback */
+    else
+        for (size_t i = 0; i < sizeof r; i++) {
+            out[2 * i] = hex[r[i] >> 4];
+            out[2 * i + 1] = hex[r[i] & 15];
+        }
+    out[32] = '\0';
+}
+
+/* The upgrade at /socket.io/: ?EIO=4&transport=websocket, then the open
+ * packet.  Anything else (another protocol version, a polling session's
+ * sid, which this transport cannot join) closes with 1008. */
+static void sio_open(struct ws_server *ws, struct ws_conn *c)
+{
+    /* lws copies the whole "name=value" into each buffer. */
+    char eio[32], tr[48], sid[96];
+    const char *e = lws_get_urlarg_by_name(c->wsi, "EIO=", eio, sizeof eio);
+    const char *t = lws_get_urlarg_by_name(c->wsi, "transport=", tr, sizeof tr);
+    if (!e || strcmp(e, "4") != 0 || !t || strcmp(t, "websocket") != 0) {
+        conn_close(ws, c, WS_CLOSE_POLICY, "Engine.IO 4 over transport=websocket only", false);
+        return;
+    }
+    if (lws_get_urlarg_by_name(c->wsi, "sid=", sid, sizeof sid)) {
+        conn_close(ws, c, WS_CLOSE_POLICY, "Session ID unknown", false);
+        return;
+    }
+    c->sio = calloc(1, sizeof *c->sio);
+    if (!c->sio) {
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    c->sio->cur_ack = -1;
+    c->sio->ping_ms = clock_mono_ms();
+    char id[33];
+    sio_sid(ws, id);
+    sio_send(ws, c, sio_open_buf(id, ws->sio_ping_interval_ms, ws->sio_ping_timeout_ms,
+                                  WS_MAX_FRAME));
+}
+
+/* finish_auth, before `ready`: the CONNECT is accepted. */
+static void sio_connected(struct ws_server *ws, struct ws_conn *c)
+{
+    char id[33];
+    sio_sid(ws, id);
+    sio_send(ws, c, sio_connect_buf(id));
+}
+
+/* conn_close: a refused CONNECT (4401 before ready) is told with
+ * CONNECT_ERROR "unauthorized"; a READY connection the server ends for
+ * good (token revoked or expired, 4401; the user's oldest past the cap,
+ * 4429) gets a DISCONNECT, so the client does not reconnect into the same
+ * refusal.  Shutdown (1001), liveness and protocol closes send nothing:
+ * the client sees the transport close and reconnects, as with the
+ * Socket.IO server.  Returns whether the queue must drain first. */
+static bool sio_close_packet(struct ws_conn *c, uint16_t code, bool drain)
+{
+    struct ws_buf *b = NULL;
+    if (code == WS_CLOSE_UNAUTHORIZED && c->state != WS_C_READY)
+        b = sio_connect_error_buf("/", 1, "unauthorized");
+    else if (code == WS_CLOSE_UNAUTHORIZED || code == WS_CLOSE_TOO_MANY)
+        b = sio_raw_buf("41");
+    if (!b)
+        return drain;
+    if (!drain)
+        ws__outq_clear(&c->out);
+    (void)ws__outq_push(&c->out, b); /* refused only on OOM: the close still goes */
+    ws__buf_unref(b);
+    return true;
+}
+
+/* The sweep's Engine.IO liveness: a ping every interval, and a close when
+ * its pong is later than the timeout.  `ping` is the sweep's shared
+ * packet, made on first use. */
+static void sio_sweep(struct ws_server *ws, struct ws_conn *c, int64_t now_ms,
+                      struct ws_buf **ping)
+{
+    struct ws_sio *s = c->sio;
+    if (s->await_pong) {
+        if (now_ms - s->ping_ms >= ws->sio_ping_timeout_ms)
+            conn_close(ws, c, WS_CLOSE_GOING_AWAY, "ping timeout", false);
+        return;
+    }
+    if (now_ms - s->ping_ms < ws->sio_ping_interval_ms)
+        return;
+    if (!*ping && !(*ping = sio_raw_buf("2")))
+        return; /* OOM: tried again next sweep */
+    s->ping_ms = now_ms;
+    s->await_pong = true;
+    conn_send(ws, c, *ping);
+}
+
+/* A binary frame: skipped while a refused binary packet's attachments
+ * arrive; otherwise (false) it closes the connection like on /ws. */
+static bool sio_skip_binary(struct ws_conn *c)
+{
+    if (c->sio->attach_skip == 0)
+        return false;
+    if (lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0)
+        c->sio->attach_skip--;
+    return true;
+}
+
+/* An error the client must see: the `error` event once connected (the
+ * same frame as on /ws), else a CONNECT_ERROR. */
+static void sio_refuse(struct ws_server *ws, struct ws_conn *c, const char *why)
+{
+    if (c->state == WS_C_READY)
+        conn_send_error(ws, c, CHAT_E_BAD_REQUEST, why, NULL, NULL);
+    else
+        sio_send(ws, c, sio_connect_error_buf("/", 1, why));
+}
+
+/* An EVENT: the plain frame it stands for goes through on_frame.  A
+ * message.send with an ack id is remembered by its clientId until its
+ * answer (sio_outbound) comes. */
+static void sio_event(struct ws_server *ws, struct ws_conn *c, const struct sio_packet *p)
+{
+    struct ws_sio *s = c->sio;
+    const char *why = NULL;
+    json_t *f = sio_event_frame(p, &why);
+    if (!f) {
+        sio_refuse(ws, c, why ? why : "out of memory");
+        return;
+    }
+    bool acked = p->ack_id >= 0 && strcmp(p->event, "message.send") == 0;
+    if (acked) {
+        const char *cid = json_string_value(json_object_get(f, "clientId"));
+        if (s->n_pending >= SIO_PENDING_MAX ||
+            (!s->pending && !(s->pending = calloc(SIO_PENDING_MAX, sizeof *s->pending)))) {
+            s->cur_ack = p->ack_id;
+            conn_send_error(ws, c, CHAT_E_RATE_LIMITED, "too many unanswered acks", NULL, cid);
+            s->cur_ack = -1;
+            json_decref(f);
+            return;
+        }
+        struct sio_pending *e = &s->pending[s->n_pending++];
+        e->ack_id = p->ack_id;
+        e->cid[0] = '\0';
+        if (cid && strlen(cid) < sizeof e->cid)
+            memcpy(e->cid, cid, strlen(cid) + 1);
+    }
+    char *text = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    if (!text) {
+        conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
+        return;
+    }
+    s->cur_ack = acked ? p->ack_id : -1;
+    on_frame(ws, c, text, strlen(text));
+    if (c->sio)
+        c->sio->cur_ack = -1;
+    free(text);
+}
+
+/* One complete text message on a /socket.io/ connection. */
+static void sio_on_text(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
+{
+    struct sio_packet p;
+    const char *why = NULL;
+    int rc = sio_parse(data, len, &p, &why);
+    if (rc == SIO_E_BINARY) {
+        c->sio->attach_skip = p.attachments;
+        sio_refuse(ws, c, why);
+    } else if (rc == SIO_E_NAMESPACE) {
+        if (p.kind == SIO_K_CONNECT)
+            sio_send(ws, c, sio_connect_error_buf(p.nsp, p.nsp_len, why));
+        /* other packets of a namespace never connected are ignored */
+    } else if (rc < 0) {
+        metrics_error("ws_protocol");
+        if (c->state == WS_C_READY)
+            sio_refuse(ws, c, why);
+        else
+            conn_close(ws, c, WS_CLOSE_POLICY, "invalid Socket.IO packet", false);
+    } else {
+        switch (p.kind) {
+        case SIO_K_PONG:
+            c->sio->await_pong = false;
+            break;
+        case SIO_K_PING:
+            sio_send(ws, c, sio_raw_buf(p.probe ? "3probe" : "3"));
+            break;
+        case SIO_K_CLOSE:
+        case SIO_K_DISCONNECT:
+            conn_close(ws, c, 1000, "client disconnected", true);
+            break;
+        case SIO_K_CONNECT:
+            if (c->state == WS_C_NEW) {
+                const char *token = sio_connect_token(&p);
+                if (token)
+                    start_auth(ws, c, token, strlen(token));
+                else
+                    conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "unauthorized", false);
+            }
+            break;
+        case SIO_K_EVENT:
+            if (c->state != WS_C_NEW) /* before CONNECT: not in the namespace */
+                sio_event(ws, c, &p);
+            break;
+        default: /* UPGRADE, NOOP, a client's ACK: nothing to do */
+            break;
+        }
+    }
+    sio_packet_cleanup(&p);
+}
+
+/* A complete text message: Engine.IO on /socket.io/, a frame on /ws. */
+static void on_text(struct ws_server *ws, struct ws_conn *c, const char *data, size_t len)
+{
+    if (c->sio)
+        sio_on_text(ws, c, data, len);
+    else if (!c->is_sio)
+        on_frame(ws, c, data, len);
+}
+
 /* LWS_CALLBACK_RECEIVE: lws hands us at most WS_RX_BUFFER bytes at a time;
  * a message larger than that, or sent in fragments, is accumulated. */
 static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, size_t len)
@@ -934,6 +1237,8 @@ static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, 
     c->rx_s = ws__now_s();
     c->pinged = false;
     if (lws_frame_is_binary(c->wsi)) {
+        if (c->sio && sio_skip_binary(c))
+            return;
         metrics_error("ws_protocol");
         conn_close(ws, c, WS_CLOSE_UNSUPPORTED, "binary frames are not supported", false);
         return;
@@ -945,7 +1250,7 @@ static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, 
     if (complete && c->rx_len == 0) {
         /* the common case: no copy */
         if (utf8_ok(ws, c, (const unsigned char *)in, len))
-            on_frame(ws, c, in, len);
+            on_text(ws, c, in, len);
         return;
     }
     if (c->rx_len + len + remaining > WS_MAX_FRAME) {
@@ -975,7 +1280,7 @@ static void on_receive(struct ws_server *ws, struct ws_conn *c, const char *in, 
         c->rx = NULL;
         c->rx_len = c->rx_cap = 0;
         if (utf8_ok(ws, c, (const unsigned char *)rx, n))
-            on_frame(ws, c, rx, n);
+            on_text(ws, c, rx, n);
         free(rx);
     }
 }
@@ -1032,11 +1337,8 @@ static void on_established(struct ws_server *ws, struct ws_conn *c, struct lws *
     char uri[32];
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) > 0 &&
         strcmp(uri, "/socket.io/") == 0) {
-        /* Socket.IO (CONTRACT 7) is a later step: until then its clients
-         * get a clean policy close rather than a protocol they cannot
-         * speak. */
         c->is_sio = true;
-        conn_close(ws, c, WS_CLOSE_POLICY, "socket.io is not available yet", false);
+        sio_open(ws, c);
         return;
     }
 
@@ -1158,6 +1460,8 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
     struct ws_server *ws = lws_container_of(sul, struct ws_server, sweep);
     uint32_t now = ws__now_s();
     int64_t wall_ms = clock_now_ms();
+    int64_t mono_ms = clock_mono_ms();
+    struct ws_buf *sio_ping = NULL; /* one "2" packet shared by every ping of this sweep */
     for (struct ws_conn *c = ws->all; c; c = c->all_next) {
         if (c->state == WS_C_CLOSING)
             continue;
@@ -1169,6 +1473,10 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
             conn_close(ws, c, WS_CLOSE_AUTH_TIMEOUT, "authentication timeout", false);
             continue;
         }
+        if (c->sio) { /* Engine.IO's own ping/pong replaces the idle rule */
+            sio_sweep(ws, c, mono_ms, &sio_ping);
+            continue;
+        }
         uint32_t idle = now - c->rx_s;
         if (idle >= WS_HANGUP_IDLE_S) {
             conn_close(ws, c, WS_CLOSE_GOING_AWAY, "idle timeout", false);
@@ -1177,6 +1485,7 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
             lws_callback_on_writable(c->wsi);
         }
     }
+    ws__buf_unref(sio_ping);
     order_sweep(ws);
     lws_sul_schedule(ws->ctx, 0, &ws->sweep, sweep_cb, (lws_usec_t)WS_SWEEP_MS * 1000);
 }

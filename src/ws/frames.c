@@ -26,6 +26,7 @@ struct ws_buf *ws__buf_new(const char *data, size_t len, unsigned flags)
         return NULL;
     b->refs = 1;
     b->flags = flags;
+    b->alt = NULL;
     b->len = len;
     if (len && data)
         memcpy(b->mem + LWS_PRE, data, len);
@@ -62,8 +63,10 @@ void ws__buf_ref(struct ws_buf *b)
 
 void ws__buf_unref(struct ws_buf *b)
 {
-    if (b && --b->refs == 0)
+    if (b && --b->refs == 0) {
+        ws__buf_unref(b->alt);
         free(b);
+    }
 }
 
 size_t ws__frame_header(unsigned char hdr[WS_FRAME_HDR_MAX], size_t len)

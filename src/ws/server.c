@@ -211,6 +211,8 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     ws->rate_per_s = cfg ? cfg->ws_rate_per_s : 0;
     ws->rate_burst = cfg ? (double)cfg->ws_rate_burst : 0;
     ws->max_conns_per_user = cfg ? cfg->ws_max_conns_per_user : 0;
+    ws->sio_ping_interval_ms = cfg ? cfg->sio_ping_interval_ms : 25000;
+    ws->sio_ping_timeout_ms = cfg ? cfg->sio_ping_timeout_ms : 20000;
     ws->cache = cache;
     ws->shared_flood = cache_shares_buckets(cache) && ws->rate_per_s > 0 && ws->rate_burst > 0;
     /* Several instances: presence is counted in Redis and a chat's events,

@@ -433,10 +433,9 @@ static void run_sync(struct ws_server *ws, struct ws_job *j)
             break;
         }
         size_t i;
-        json_t *msg;
-        json_array_foreach(page.messages, i, msg)
-            batch_frame(&b, j->conn_id,
-                        json_pack("{s:s, s:O}", "type", "message.new", "message", msg));
+        json_t *fr; /* message.new, .updated or .deleted, in position order */
+        json_array_foreach(page.frames, i, fr)
+            batch_frame(&b, j->conn_id, json_incref(fr));
         e->after_seq = page.last_seq;
         j->sync_sent += (int64_t)json_array_size(page.messages);
         bool more = page.more;

@@ -152,6 +152,9 @@
 struct ws_buf {
     uint32_t refs;
     uint32_t flags;       /* WS_BUF_* */
+    struct ws_buf *alt;   /* the same frame as a Socket.IO EVENT (sio.h), made
+                             on the loop for the first /socket.io/ recipient
+                             and shared by the others; freed with this one */
     size_t len;           /* payload bytes */
     unsigned char mem[];  /* LWS_PRE headroom, the payload, a NUL */
 };
@@ -287,6 +290,7 @@ enum ws_conn_state {
 
 struct ws_user;
 struct ws_job;
+struct ws_sio;
 
 /* One WebSocket connection: lws's per-session data (allocated zeroed by
  * lws, freed by lws after LWS_CALLBACK_CLOSED).  Loop thread only. */
@@ -323,6 +327,7 @@ struct ws_conn {
                                        the sweep closes it with 4401 then */
     const char *close_reason;       /* string literal */
     uint8_t token_hash[32];         /* the session's, for revocation */
+    struct ws_sio *sio;             /* Socket.IO state (sio.h) when is_sio */
 };
 
 /* A user with at least one READY connection.  Loop thread only. */
@@ -635,6 +640,9 @@ struct ws_server {
      * and the connections waiting for room, oldest first. */
     uint32_t sends_in_core;
     struct ws_conn *sw_head, *sw_tail;
+    /* Socket.IO (CONTRACT 7): Engine.IO ping period and pong deadline,
+     * from the config, read-only after open. */
+    int64_t sio_ping_interval_ms, sio_ping_timeout_ms;
 
     /* Order across instances (order.c): with a shared bus, positioned
      * frames pass the reorder buffer.  order_on is set at open; the rest

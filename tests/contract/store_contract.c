@@ -1602,6 +1602,230 @@ static void case_odd_ids(void)
     store_close(st);
 }
 
+/* ---- message edits, deletions, catch-up by position (issue 13) ----------- */
+
+/* Concurrent edits of one message: every edit commits at its own position,
+ * and the message ends in the state of the highest one. */
+struct change_arg {
+    struct store *st;
+    const char *chat, *msg;
+    int k;
+    int64_t pos[8];
+    char text[8][16];
+    int failed;
+};
+
+static void *change_thread(void *arg)
+{
+    struct change_arg *a = arg;
+    for (int i = 0; i < 8; i++) {
+        struct chat_err err = {0};
+        struct message out = {0};
+        bool changed = false;
+        snprintf(a->text[i], sizeof a->text[i], "t%d-%d", a->k, i);
+        if (store_change_message(a->st, a->chat, a->msg, a->text[i], T0 + 100 + i, &out,
+                                 &changed, &err) != 0 || !changed)
+            a->failed++;
+        a->pos[i] = out.pos;
+        store_message_cleanup(&out);
+    }
+    return NULL;
+}
+
+static void case_message_changes(void)
+{
+    struct store *st = fresh();
+    if (!st)
+        return;
+    struct chat_err err = {0};
+    char two[2][OID_SIZE], chat[OID_SIZE], other[OID_SIZE], missing[OID_SIZE];
+    mk_user(st, "ea", two[0]);
+    mk_user(st, "eb", two[1]);
+    new_id(missing);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, "e", two, 2, T0, chat, NULL), 0);
+    CHECK_EQ_INT(mk_chat(st, CHAT_GROUP, "o", two, 2, T0, other, NULL), 0);
+    struct message m[4], o = {0};
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(append_wait(st, chat, two[i % 2], "orig", NULL, T0 + 1 + i, &m[i], NULL), 0);
+        CHECK_EQ_INT(m[i].pos, m[i].seq);
+        CHECK_EQ_INT(m[i].edited_at, 0);
+        CHECK(!m[i].deleted);
+    }
+    CHECK_EQ_INT(append_wait(st, other, two[0], "elsewhere", NULL, T0 + 9, &o, NULL), 0);
+
+    /* get_message: only in its own chat. */
+    struct message g = {0};
+    CHECK_EQ_INT(store_get_message(st, chat, m[1].id, &g, &err), 0);
+    CHECK_EQ_STR(g.id, m[1].id);
+    CHECK_EQ_STR(g.chat_id, chat);
+    CHECK_EQ_STR(g.sender_id, two[1]);
+    CHECK_EQ_INT(g.seq, m[1].seq);
+    CHECK_EQ_STR(g.text, "orig");
+    store_message_cleanup(&g);
+    CHECK_EQ_INT(store_get_message(st, chat, o.id, &g, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_message(st, chat, missing, &g, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_message(st, missing, m[1].id, &g, &err), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_get_message(st, chat, "bad", &g, &err), CHAT_E_NOT_FOUND);
+
+    /* An edit takes the next position; the message keeps its seq. */
+    struct message e = {0};
+    bool changed = false;
+    int64_t top = m[3].seq;
+    CHECK_EQ_INT(store_change_message(st, chat, m[0].id, "edited", T0 + 50, &e, &changed, &err),
+                 0);
+    CHECK(changed);
+    CHECK_EQ_STR(e.text, "edited");
+    CHECK_EQ_INT(e.seq, m[0].seq);
+    CHECK_EQ_INT(e.edited_at, T0 + 50);
+    CHECK(e.pos > top);
+    CHECK(!e.deleted);
+    int64_t p_edit = e.pos;
+    store_message_cleanup(&e);
+    CHECK_EQ_INT(store_get_message(st, chat, m[0].id, &g, &err), 0);
+    CHECK_EQ_STR(g.text, "edited");
+    CHECK_EQ_INT(g.edited_at, T0 + 50);
+    CHECK_EQ_INT(g.pos, p_edit);
+    store_message_cleanup(&g);
+    /* Another chat's message, a missing one: not found, nothing changes. */
+    CHECK_EQ_INT(store_change_message(st, chat, o.id, "x", T0, &e, &changed, &err),
+                 CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_change_message(st, chat, missing, NULL, T0, &e, &changed, &err),
+                 CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(store_change_message(st, missing, m[0].id, NULL, T0, &e, &changed, &err),
+                 CHAT_E_NOT_FOUND);
+
+    /* The last message deleted: a tombstone, also as the chat's last message. */
+    CHECK_EQ_INT(store_change_message(st, chat, m[3].id, NULL, T0 + 60, &e, &changed, &err), 0);
+    CHECK(changed && e.deleted);
+    CHECK_EQ_STR(e.text, "");
+    CHECK(e.attachment_url == NULL);
+    CHECK(e.pos > p_edit);
+    int64_t p_del = e.pos;
+    store_message_cleanup(&e);
+    struct chat c = {0};
+    CHECK_EQ_INT(store_get_chat(st, chat, two[0], &c, &err), 0);
+    CHECK_EQ_INT(c.last_seq, m[3].seq); /* the highest message seq, not the position */
+    CHECK(c.last_message != NULL);
+    if (c.last_message) {
+        CHECK_EQ_STR(c.last_message->id, m[3].id);
+        CHECK(c.last_message->deleted);
+        CHECK_EQ_STR(c.last_message->text, "");
+    }
+    store_chat_cleanup(&c);
+    /* A tombstone stays: a second deletion changes nothing, an edit is refused. */
+    CHECK_EQ_INT(store_change_message(st, chat, m[3].id, NULL, T0 + 61, &e, &changed, &err), 0);
+    CHECK(!changed && e.deleted);
+    CHECK_EQ_INT(e.pos, p_del);
+    store_message_cleanup(&e);
+    CHECK_EQ_INT(store_change_message(st, chat, m[3].id, "back", T0 + 62, &e, &changed, &err),
+                 CHAT_E_NOT_FOUND);
+
+    /* Editing the (new) last message shows in the chat's last message. */
+    struct message n = {0};
+    CHECK_EQ_INT(append_wait(st, chat, two[1], "newest", NULL, T0 + 70, &n, NULL), 0);
+    CHECK(n.seq > p_del);
+    CHECK_EQ_INT(n.pos, n.seq);
+    CHECK_EQ_INT(store_change_message(st, chat, n.id, "newest!", T0 + 71, &e, &changed, &err), 0);
+    int64_t p_last = e.pos;
+    store_message_cleanup(&e);
+    CHECK_EQ_INT(store_get_chat(st, chat, two[0], &c, &err), 0);
+    CHECK_EQ_INT(c.last_seq, n.seq);
+    if (c.last_message) {
+        CHECK_EQ_STR(c.last_message->text, "newest!");
+        CHECK_EQ_INT(c.last_message->edited_at, T0 + 71);
+    }
+    /* Changes are no new messages: the unread count is the messages'. */
+    CHECK_EQ_INT(c.unread_count, 3); /* m[1], m[3] and n are from two[1] */
+    store_chat_cleanup(&c);
+
+    /* Catch-up by position: after m[3].seq, the changes of m[0] and m[3]
+     * and the new message, each once, ascending. */
+    struct message_list l = {0};
+    CHECK_EQ_INT(store_list_changes_after(st, chat, top, 10, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 3);
+    if (l.n == 3) {
+        CHECK_EQ_STR(l.items[0].id, m[0].id);
+        CHECK_EQ_INT(l.items[0].pos, p_edit);
+        CHECK_EQ_STR(l.items[0].text, "edited");
+        CHECK_EQ_STR(l.items[1].id, m[3].id);
+        CHECK(l.items[1].deleted);
+        CHECK_EQ_STR(l.items[2].id, n.id);
+        CHECK_EQ_INT(l.items[2].pos, p_last);
+        CHECK_EQ_STR(l.items[2].text, "newest!");
+        CHECK_EQ_STR(l.items[2].sender_id, two[1]);
+        CHECK_EQ_STR(l.items[2].chat_id, chat);
+    }
+    store_message_list_cleanup(&l);
+    /* From 0: every message once, in position order (m[1], m[2] untouched first). */
+    CHECK_EQ_INT(store_list_changes_after(st, chat, 0, 2, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 2);
+    if (l.n == 2) {
+        CHECK_EQ_STR(l.items[0].id, m[1].id);
+        CHECK_EQ_STR(l.items[1].id, m[2].id);
+    }
+    store_message_list_cleanup(&l);
+    CHECK_EQ_INT(store_list_changes_after(st, chat, p_last, 10, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 0);
+    store_message_list_cleanup(&l);
+    CHECK_EQ_INT(store_list_changes_after(st, missing, 0, 10, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 0);
+    store_message_list_cleanup(&l);
+    /* History by seq shows current states; the other chat is untouched. */
+    CHECK_EQ_INT(store_list_messages_after(st, chat, 0, 10, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 5);
+    if (l.n == 5) {
+        CHECK_EQ_STR(l.items[0].text, "edited");
+        CHECK(l.items[3].deleted);
+        CHECK_EQ_INT(l.items[3].seq, m[3].seq);
+    }
+    store_message_list_cleanup(&l);
+    CHECK_EQ_INT(store_list_changes_after(st, other, 0, 10, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 1);
+    store_message_list_cleanup(&l);
+
+    /* Racing edits of one message: distinct positions, and the final
+     * state is the edit at the highest one. */
+    struct change_arg ca[4];
+    pthread_t th[4];
+    for (int k = 0; k < 4; k++) {
+        memset(&ca[k], 0, sizeof ca[k]);
+        ca[k].st = st;
+        ca[k].chat = chat;
+        ca[k].msg = m[2].id;
+        ca[k].k = k;
+        CHECK_EQ_INT(pthread_create(&th[k], NULL, change_thread, &ca[k]), 0);
+    }
+    int64_t best = 0;
+    const char *best_text = NULL;
+    int64_t all[32];
+    int na = 0;
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        CHECK_EQ_INT(ca[k].failed, 0);
+        for (int i = 0; i < 8; i++) {
+            all[na++] = ca[k].pos[i];
+            if (ca[k].pos[i] > best) {
+                best = ca[k].pos[i];
+                best_text = ca[k].text[i];
+            }
+        }
+    }
+    for (int i = 0; i < na; i++)
+        for (int j = i + 1; j < na; j++)
+            CHECK(all[i] != all[j]);
+    CHECK_EQ_INT(store_get_message(st, chat, m[2].id, &g, &err), 0);
+    CHECK_EQ_INT(g.pos, best);
+    if (best_text)
+        CHECK_EQ_STR(g.text, best_text);
+    store_message_cleanup(&g);
+
+    for (int i = 0; i < 4; i++)
+        store_message_cleanup(&m[i]);
+    store_message_cleanup(&o);
+    store_message_cleanup(&n);
+    store_close(st);
+}
+
 int store_contract_run(const struct store_contract_opts *o)
 {
     opts = o;
@@ -1619,6 +1843,7 @@ int store_contract_run(const struct store_contract_opts *o)
     case_append();
     case_append_concurrent();
     case_list_messages();
+    case_message_changes();
     case_odd_ids();
     case_close_drains();
     int failed = check__failed - failed_before;

@@ -7,12 +7,17 @@
  * TTL, incr, and the versioned lookup (a write orphans older values),
  * shared by instances, failing fast with Redis down; cache_mem has none.
  * The flood bucket (take): one token bucket per key across instances.
+ * The session cache: a session put by one instance is found by the other,
+ * a revocation mark hides it and no put brings it back, TTLs, malformed
+ * values written behind chatli's back are misses, hits and misses are
+ * counted, and Redis down fails fast; cache_mem has none.
  * Presence: cluster-wide transitions seen by exactly one instance, late
  * generations ignored, a dead instance's users retired by another's beat,
  * and an instance that finds its heartbeat lapsed is told (lost).
  *
  * Needs CHATLI_TEST_REDIS_URL (scripts/test.sh) and redis-server on PATH
  * for the outage case; without them it exits 77 (skipped). */
+#include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -362,6 +367,115 @@ static void test_presence(const char *url)
     cache_close(m);
 }
 
+static int sget(struct cache *c, const uint8_t hash[32], char user[OID_SIZE], int64_t *exp)
+{
+    struct chat_err err = {0};
+    return cache_session_get(c, hash, user, exp, &err);
+}
+
+/* Raw SET of a session key, behind the adapter's back. */
+static void raw_set(redisContext *rc, const char *prefix, const uint8_t hash[32],
+                    const char *val, size_t len)
+{
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+    redisReply *r = redisCommand(rc, "SET %ss:%s %b", prefix, hex, val, len);
+    CHECK(r && r->type == REDIS_REPLY_STATUS);
+    if (r)
+        freeReplyObject(r);
+}
+
+static void test_sessions(void)
+{
+    struct test_redis srv = {0};
+    if (test_redis_start(&srv) != 0) {
+        CHECK(!"cannot start a private redis-server");
+        return;
+    }
+    struct cache *a = open_cache(srv.url, "s1:"), *b = open_cache(srv.url, "s1:");
+    struct chat_err err = {0};
+    uint8_t h1[32], h2[32];
+    memset(h1, 0xa1, sizeof h1);
+    memset(h2, 0x07, sizeof h2);
+    const char *uid = "5f0c1a2b3c4d5e6f70819203";
+    char user[OID_SIZE] = "";
+    int64_t exp = 0;
+    CHECK(cache_shares_sessions(a));
+
+    /* A miss, then a put by one instance is a hit on the other. */
+    CHECK_EQ_INT(sget(b, h1, user, &exp), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(cache_session_put(a, h1, uid, 1767225600123LL, 60000, &err), 0);
+    CHECK_EQ_INT(sget(b, h1, user, &exp), 0);
+    CHECK_EQ_STR(user, uid);
+    CHECK(exp == 1767225600123LL);
+    CHECK_EQ_INT(sget(a, h2, user, &exp), CHAT_E_NOT_FOUND); /* another token */
+
+    /* Revocation: a miss everywhere, and a late put cannot undo it. */
+    CHECK_EQ_INT(cache_session_revoke(b, h1, 60000, &err), 0);
+    CHECK_EQ_INT(sget(a, h1, user, &exp), CHAT_E_NOT_FOUND);
+    CHECK_EQ_INT(cache_session_put(a, h1, uid, 1767225600123LL, 60000, &err), 0);
+    CHECK_EQ_INT(sget(b, h1, user, &exp), CHAT_E_NOT_FOUND);
+    /* The mark has a TTL too; after it, a put works again. */
+    CHECK_EQ_INT(cache_session_revoke(a, h2, 50, &err), 0);
+    test_sleep_ms(120);
+    CHECK_EQ_INT(cache_session_put(a, h2, uid, 99, 50, &err), 0);
+    CHECK_EQ_INT(sget(b, h2, user, &exp), 0);
+    CHECK(exp == 99);
+    test_sleep_ms(120);
+    CHECK_EQ_INT(sget(b, h2, user, &exp), CHAT_E_NOT_FOUND); /* the entry's TTL */
+    /* A put refuses what it could not read back. */
+    CHECK_EQ_INT(cache_session_put(a, h2, "not-an-id", 1, 1000, &err), CHAT_E_INTERNAL);
+
+    /* Malformed values are misses, never a crash or a wrong user. */
+    redisContext *rc = redisConnect("127.0.0.1", srv.port);
+    CHECK(rc && rc->err == 0);
+    static const char *bad[] = {
+        "", "-", ":", "5f0c1a2b3c4d5e6f70819203", "5f0c1a2b3c4d5e6f70819203:",
+        "5f0c1a2b3c4d5e6f70819203:12x", "5f0c1a2b3c4d5e6f70819203:-5",
+        "5F0C1A2B3C4D5E6F70819203:1", "5f0c1a2b3c4d5e6f7081920:11",
+        "5f0c1a2b3c4d5e6f70819203;1", "5f0c1a2b3c4d5e6f70819203:99999999999999999999",
+        "5f0c1a2b3c4d5e6f70819203:1 ", "zz0c1a2b3c4d5e6f70819203:1",
+    };
+    for (size_t i = 0; rc && rc->err == 0 && i < sizeof bad / sizeof bad[0]; i++) {
+        raw_set(rc, "s1:", h2, bad[i], strlen(bad[i]));
+        CHECK_EQ_INT(sget(a, h2, user, &exp), CHAT_E_NOT_FOUND);
+    }
+    raw_set(rc, "s1:", h2, "5f0c1a2b3c4d5e6f70819203:1\0x", 28); /* an embedded NUL */
+    CHECK_EQ_INT(sget(a, h2, user, &exp), CHAT_E_NOT_FOUND);
+    raw_set(rc, "s1:", h2, "5f0c1a2b3c4d5e6f70819203:9223372036854775807", 44);
+    CHECK_EQ_INT(sget(a, h2, user, &exp), 0);
+    CHECK(exp == INT64_MAX);
+    if (rc)
+        redisFree(rc);
+
+    /* Another prefix is another cluster. */
+    struct cache *other = open_cache(srv.url, "s2:");
+    CHECK_EQ_INT(cache_session_put(a, h1, uid, 5, 60000, &err), 0); /* h1 is still marked */
+    CHECK_EQ_INT(cache_session_put(other, h2, uid, 5, 60000, &err), 0);
+    CHECK_EQ_INT(sget(other, h2, user, &exp), 0);
+    CHECK(exp == 5);
+
+    /* Redis down: fast CHAT_E_UNAVAILABLE, no fallback (the store answers). */
+    test_redis_kill(&srv);
+    CHECK_EQ_INT(sget(a, h1, user, &exp), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_session_put(a, h1, uid, 5, 1000, &err), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_session_revoke(a, h1, 1000, &err), CHAT_E_UNAVAILABLE);
+    cache_close(other);
+    cache_close(a);
+    cache_close(b);
+
+    /* The in-process adapter has no session cache (core's slot cache is
+     * this process's already). */
+    struct cache *m = NULL;
+    CHECK_EQ_INT(cache_mem_new(&m, &err), 0);
+    CHECK(!cache_shares_sessions(m));
+    CHECK_EQ_INT(sget(m, h1, user, &exp), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_session_put(m, h1, uid, 5, 1000, &err), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_session_revoke(m, h1, 1000, &err), CHAT_E_UNAVAILABLE);
+    cache_close(m);
+}
+
 int main(void)
 {
     const char *url = getenv("CHATLI_TEST_REDIS_URL");
@@ -376,6 +490,7 @@ int main(void)
     test_values(url);
     test_outage();
     test_buckets();
+    test_sessions();
     test_presence(url);
     return check_done();
 }

@@ -375,6 +375,7 @@ static void case_db_and_indexes(void)
         {"messages", "chatId_1_seq_1", true},
         {"messages", "chatId_1_senderId_1_clientKey_1", true},
         {"messages", "chatId_1_createdAt_-1", false},
+        {"messages", "chatId_1_pos_1", false},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         mongoc_collection_t *col = mongoc_client_get_collection(c, name, want[i].coll);
@@ -414,6 +415,61 @@ static void case_db_and_indexes(void)
             CHECK_EQ_INT(e.code, 11000);
         bson_destroy(&d);
     }
+
+    /* Messages stored before edits (no pos, editedAt, deleted; issue 13)
+     * get pos = seq at the next open, read as neither edited nor deleted,
+     * and can be edited at a later position. */
+    char two[2][OID_SIZE], ch[OID_SIZE];
+    memcpy(two[0], a, OID_SIZE);
+    mk_user(st, "Older", two[1]);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, ch, NULL), 0);
+    struct message old[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ_INT(append_wait(st, ch, two[i], "before edits", NULL, T0 + i, &old[i], NULL), 0);
+    bson_t all = BSON_INITIALIZER, unset = BSON_INITIALIZER;
+    BCON_APPEND(&unset, "$unset", "{", "pos", BCON_INT32(1), "editedAt", BCON_INT32(1), "deleted",
+                BCON_INT32(1), "}");
+    CHECK(mongoc_collection_update_many(msgs, &all, &unset, NULL, NULL, &e));
+    bson_destroy(&unset);
+    bson_init(&unset);
+    BCON_APPEND(&unset, "$unset", "{", "lastMessage.pos", BCON_INT32(1), "}");
+    mongoc_collection_t *chats = mongoc_client_get_collection(c, name, "chats");
+    CHECK(mongoc_collection_update_many(chats, &all, &unset, NULL, NULL, &e));
+    mongoc_collection_destroy(chats);
+    bson_destroy(&unset);
+    bson_t nopos = BSON_INITIALIZER;
+    BCON_APPEND(&nopos, "pos", "{", "$exists", BCON_BOOL(false), "}");
+    CHECK(mongoc_collection_count_documents(msgs, &nopos, NULL, NULL, NULL, &e) >= 2);
+    store_close(st);
+    st = NULL;
+    CHECK_EQ_INT(store_mongo_open(mongoc_uri_get_string(u), "", &st, &err), 0);
+    CHECK_EQ_INT(mongoc_collection_count_documents(msgs, &nopos, NULL, NULL, NULL, &e), 0);
+    bson_destroy(&nopos);
+    bson_destroy(&all);
+    if (st) {
+        struct message_list l = {0};
+        CHECK_EQ_INT(store_list_changes_after(st, ch, 0, 10, &l, &err), 0);
+        CHECK_EQ_INT(l.n, 2);
+        for (size_t i = 0; i < l.n; i++) {
+            CHECK_EQ_STR(l.items[i].id, old[i].id);
+            CHECK_EQ_INT(l.items[i].pos, old[i].seq);
+            CHECK_EQ_INT(l.items[i].edited_at, 0);
+            CHECK(!l.items[i].deleted);
+        }
+        store_message_list_cleanup(&l);
+        struct message ed = {0};
+        bool changed = false;
+        CHECK_EQ_INT(store_change_message(st, ch, old[1].id, "after", T0 + 5, &ed, &changed,
+                                          &err), 0);
+        CHECK(changed && ed.pos > old[1].seq);
+        store_message_cleanup(&ed);
+        struct chat got = {0};
+        CHECK_EQ_INT(store_get_chat(st, ch, two[0], &got, &err), 0);
+        CHECK(got.last_message && strcmp(got.last_message->text, "after") == 0);
+        store_chat_cleanup(&got);
+    }
+    for (int i = 0; i < 2; i++)
+        store_message_cleanup(&old[i]);
     mongoc_collection_destroy(msgs);
     mongoc_client_destroy(c);
     store_close(st);

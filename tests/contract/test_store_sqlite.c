@@ -115,7 +115,7 @@ static void case_reopen_and_migrations(void)
     store_close(st);
 
     char mode[32] = "";
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
     file_pragma(path, "journal_mode", mode, sizeof mode);
     CHECK_EQ_STR(mode, "wal");
 
@@ -148,7 +148,7 @@ static void case_reopen_and_migrations(void)
         CHECK_EQ_INT(c.n_members, 2);
         store_chat_cleanup(&c);
         store_close(st);
-        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
+        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
     }
 
     /* A database from a newer binary is refused, not guessed at. */
@@ -160,6 +160,14 @@ static void case_reopen_and_migrations(void)
     CHECK_EQ_INT(store_sqlite_open(path, &st, &err), CHAT_E_UNAVAILABLE);
     CHECK(st == NULL);
 }
+
+/* Turns a version-3 file back into a version-2 one (migration 3 undone). */
+#define V3_UNDO                                                                \
+    "DROP INDEX messages_by_pos;"                                              \
+    "ALTER TABLE messages DROP COLUMN pos;"                                    \
+    "ALTER TABLE messages DROP COLUMN edited_at;"                              \
+    "ALTER TABLE messages DROP COLUMN deleted;"                                \
+    "ALTER TABLE chats DROP COLUMN event_seq;"
 
 /* A version-1 file (posts without edited_at) gets migration 2 at open: its
  * posts read as never edited and can be edited. */
@@ -178,7 +186,7 @@ static void case_migration_post_edits(void)
     store_close(st);
     sqlite3 *db;
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db, "ALTER TABLE posts DROP COLUMN edited_at;"
+    CHECK_EQ_INT(sqlite3_exec(db, "ALTER TABLE posts DROP COLUMN edited_at;" V3_UNDO
                                   "PRAGMA user_version=1", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
@@ -186,7 +194,7 @@ static void case_migration_post_edits(void)
     CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
     if (!st)
         return;
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 2);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
     struct post p = {0};
     CHECK_EQ_INT(store_get_post(st, post, NULL, &p, &err), 0);
     CHECK_EQ_STR(p.text, "from v1");
@@ -199,6 +207,59 @@ static void case_migration_post_edits(void)
     CHECK_EQ_STR(p.text, "edited");
     CHECK_EQ_INT(p.edited_at, T0 + 1);
     store_post_cleanup(&p);
+    store_close(st);
+}
+
+/* A version-2 file (messages without positions) gets migration 3 at open:
+ * its messages read as never edited nor deleted, their position is their
+ * seq, and edits and new messages take positions after them. */
+static void case_migration_message_edits(void)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/v2.db", tmpdir);
+    struct chat_err err = {0};
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    char two[2][OID_SIZE], chat[OID_SIZE];
+    mk_user(st, "v2a", two[0]);
+    mk_user(st, "v2b", two[1]);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, chat, NULL), 0);
+    struct message m[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(append_wait(st, chat, two[0], "old", NULL, T0 + i, &m[i], NULL), 0);
+    store_close(st);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, V3_UNDO "PRAGMA user_version=2", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
+    struct message_list l = {0};
+    CHECK_EQ_INT(store_list_changes_after(st, chat, 1, 10, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 2);
+    for (size_t i = 0; i < l.n; i++) {
+        CHECK_EQ_INT(l.items[i].pos, l.items[i].seq);
+        CHECK_EQ_INT(l.items[i].edited_at, 0);
+        CHECK(!l.items[i].deleted);
+    }
+    store_message_list_cleanup(&l);
+    struct message e = {0};
+    bool changed = false;
+    CHECK_EQ_INT(store_change_message(st, chat, m[0].id, "new", T0 + 9, &e, &changed, &err), 0);
+    CHECK_EQ_INT(e.pos, m[2].seq + 1);
+    store_message_cleanup(&e);
+    struct message n = {0};
+    CHECK_EQ_INT(append_wait(st, chat, two[1], "after", NULL, T0 + 10, &n, NULL), 0);
+    CHECK_EQ_INT(n.seq, m[2].seq + 2);
+    store_message_cleanup(&n);
+    for (int i = 0; i < 3; i++)
+        store_message_cleanup(&m[i]);
     store_close(st);
 }
 
@@ -485,6 +546,7 @@ int main(void)
     case_open_errors();
     case_reopen_and_migrations();
     case_migration_post_edits();
+    case_migration_message_edits();
     case_failed_batch();
 
     struct store_contract_opts mem = {.open = open_memory, .label = "sqlite :memory:",

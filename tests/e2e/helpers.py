@@ -25,7 +25,8 @@ POST_KEYS = {"id", "author", "text", "imageUrl", "likeCount", "commentCount", "l
 COMMENT_KEYS = {"id", "postId", "author", "text", "createdAt"}
 CHAT_KEYS = {"id", "type", "name", "members", "lastMessage", "unreadCount", "lastSeq",
              "createdAt", "updatedAt"}
-MESSAGE_KEYS = {"id", "chatId", "seq", "sender", "text", "attachmentUrl", "clientId", "createdAt"}
+MESSAGE_KEYS = {"id", "chatId", "seq", "sender", "text", "attachmentUrl", "clientId", "createdAt",
+                "editedAt", "deleted"}
 
 _counter = itertools.count(1)
 _run = uuid.uuid4().hex[:6]
@@ -164,6 +165,9 @@ def check_message(m):
     check_time(m["createdAt"])
     assert m["attachmentUrl"] is None or isinstance(m["attachmentUrl"], str)
     assert m["clientId"] is None or isinstance(m["clientId"], str)
+    assert m["editedAt"] is None or check_time(m["editedAt"]) is None, m
+    assert m["deleted"] is False or (m["deleted"] is True and m["text"] == ""
+                                     and m["attachmentUrl"] is None), m
 
 
 def check_chat(c):

@@ -292,14 +292,6 @@ def test_tokens_never_reach_the_log(start_server):
     assert bad not in out
 
 
-def test_socketio_path_is_closed_cleanly_until_it_is_implemented(server):
-    # CONTRACT 7 (Socket.IO) is a later step; until then the gateway accepts
-    # the upgrade and closes with 1008 (docs/api.md) rather than hanging.
-    a, ta = register(server)
-    w = WS(server, path="/socket.io/", query="EIO=4&transport=websocket")
-    assert w.wait_close() == 1008
-
-
 @pytest.mark.slow
 @pytest.mark.time_limit(150)
 def test_idle_connections_are_pinged_and_dead_ones_hung_up(server):

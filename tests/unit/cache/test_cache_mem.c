@@ -143,11 +143,33 @@ static void test_threads(void)
     cache_close(c);
 }
 
+/* The in-process adapter has no shared session cache (core's own slot
+ * cache is this process's already): the port's session calls say so, and
+ * core goes to the store after a local miss. */
+static void test_no_sessions(void)
+{
+    struct cache *c = NULL;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_mem_new(&c, &err), 0);
+    uint8_t hash[32] = {1};
+    char user[OID_SIZE] = "";
+    int64_t exp = 42;
+    CHECK(!cache_shares_sessions(c));
+    CHECK_EQ_INT(cache_session_get(c, hash, user, &exp, &err), CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(exp, 42);
+    CHECK_EQ_INT(cache_session_put(c, hash, "5f0c1a2b3c4d5e6f70819203", 5, 1000, &err),
+                 CHAT_E_UNAVAILABLE);
+    CHECK_EQ_INT(cache_session_revoke(c, hash, 1000, &err), CHAT_E_UNAVAILABLE);
+    CHECK(!cache_shares_sessions(NULL));
+    cache_close(c);
+}
+
 int main(void)
 {
     test_window();
     test_many_keys();
     test_bounded();
     test_threads();
+    test_no_sessions();
     return check_done();
 }

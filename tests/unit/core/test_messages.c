@@ -42,7 +42,9 @@ static void test_send(struct fx *f)
     json_t *sender = json_object_get(out, "sender");
     CHECK_EQ_STR(fx_str(sender, "id"), sa.user_id);
     CHECK_EQ_STR(fx_str(sender, "username"), "sam");
-    CHECK_EQ_INT(json_object_size(out), 8);
+    CHECK_EQ_INT(json_object_size(out), 10);
+    CHECK(json_is_null(json_object_get(out, "editedAt")));
+    CHECK(json_is_false(json_object_get(out, "deleted")));
     long long seq1 = fx_int(out, "seq");
     char id1[OID_SIZE];
     snprintf(id1, sizeof id1, "%s", fx_str(out, "id"));
@@ -493,6 +495,104 @@ static void test_sync_page(struct fx *f)
     messages_sync_page_cleanup(&page);
 }
 
+/* Edits and deletions (issue 13): authorship, tombstones, the frames, and
+ * sync's catch-up by position. */
+static void test_edit_delete(struct fx *f)
+{
+    struct chat_err err = {0};
+    json_t *out = NULL, *body;
+    bool created;
+    body = json_pack("{s:[s], s:s}", "memberIds", sb.user_id, "name", "edits");
+    CHECK_EQ_INT(chats_create(f->core, &sa, body, &out, &created, &err), 0);
+    char chat[OID_SIZE], m1[OID_SIZE], m2[OID_SIZE];
+    snprintf(chat, sizeof chat, "%s", fx_str(out, "id"));
+    json_decref(out);
+    json_decref(body);
+    body = json_pack("{s:s}", "text", "first");
+    CHECK_EQ_INT(messages_send(f->core, &sa, chat, body, &out, &created, &err), 0);
+    snprintf(m1, sizeof m1, "%s", fx_str(out, "id"));
+    json_decref(out);
+    json_decref(body);
+    body = json_pack("{s:s, s:s}", "text", "", "attachmentUrl", "https://x.example/a.png");
+    CHECK_EQ_INT(messages_send(f->core, &sa, chat, body, &out, &created, &err), 0);
+    snprintf(m2, sizeof m2, "%s", fx_str(out, "id"));
+    json_decref(out);
+    json_decref(body);
+
+    fx_clear_events(f);
+    body = json_pack("{s:s}", "text", "  first, fixed ");
+    /* Only the sender; a non-member and a bad id are not found. */
+    CHECK_ERR(messages_edit(f->core, &sb, chat, m1, body, &out, &err), CHAT_E_FORBIDDEN, NULL);
+    CHECK_ERR(messages_edit(f->core, &sc, chat, m1, body, &out, &err), CHAT_E_NOT_FOUND, NULL);
+    CHECK_ERR(messages_edit(f->core, &sa, chat, "nope", body, &out, &err), CHAT_E_NOT_FOUND, NULL);
+    CHECK_ERR(messages_edit(f->core, &sa, chat, chat_id, body, &out, &err), CHAT_E_NOT_FOUND,
+              NULL);
+    CHECK_ERR(messages_delete(f->core, &sb, chat, m1, &err), CHAT_E_FORBIDDEN, NULL);
+    CHECK_EQ_INT(fx_count_events(f, "message.updated") + fx_count_events(f, "message.deleted"),
+                 0);
+    CHECK_EQ_INT(messages_edit(f->core, &sa, chat, m1, body, &out, &err), 0);
+    json_decref(body);
+    CHECK_EQ_STR(fx_str(out, "text"), "first, fixed");
+    CHECK(json_is_string(json_object_get(out, "editedAt")));
+    CHECK_EQ_INT(fx_int(out, "seq"), 1);
+    struct fx_event *ev = fx_find_event(f, "message.updated", 0);
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_EQ_INT(ev->n_users, 2);
+        CHECK(json_equal(json_object_get(ev->frame, "message"), out));
+        CHECK_EQ_INT(fx_int(ev->frame, "seq"), 3); /* positions 1, 2: the sends */
+    }
+    json_decref(out);
+    /* Text rules as for a send: empty only beside an attachment. */
+    body = json_pack("{s:s}", "text", "  ");
+    CHECK_ERR(messages_edit(f->core, &sa, chat, m1, body, &out, &err), CHAT_E_VALIDATION, "text");
+    CHECK_EQ_INT(messages_edit(f->core, &sa, chat, m2, body, &out, &err), 0);
+    json_decref(out);
+    json_decref(body);
+
+    CHECK_EQ_INT(messages_delete(f->core, &sa, chat, m1, &err), 0);
+    ev = fx_find_event(f, "message.deleted", 0);
+    CHECK(ev != NULL);
+    if (ev) {
+        CHECK_EQ_STR(fx_str(ev->frame, "chatId"), chat);
+        CHECK_EQ_STR(fx_str(ev->frame, "messageId"), m1);
+        CHECK_EQ_INT(fx_int(ev->frame, "seq"), 5);
+    }
+    /* A tombstone: deleting again is a no-op, editing it is not found. */
+    CHECK_EQ_INT(messages_delete(f->core, &sa, chat, m1, &err), 0);
+    CHECK_EQ_INT(fx_count_events(f, "message.deleted"), 1);
+    body = json_pack("{s:s}", "text", "back");
+    CHECK_ERR(messages_edit(f->core, &sa, chat, m1, body, &out, &err), CHAT_E_NOT_FOUND, NULL);
+    json_decref(body);
+
+    /* sync from 0: both messages as message.new in their current state,
+     * in position order (m2 changed at 4, m1 at 5). */
+    struct messages_sync_page page;
+    CHECK_EQ_INT(messages_sync_page(f->core, &sb, chat, 0, 10, &page, &err), 0);
+    CHECK_EQ_INT(json_array_size(page.frames), 2);
+    CHECK_EQ_INT(page.last_seq, 5);
+    json_t *f0 = json_array_get(page.frames, 0), *f1 = json_array_get(page.frames, 1);
+    CHECK_EQ_STR(fx_str(f0, "type"), "message.new");
+    CHECK_EQ_INT(fx_int(f0, "seq"), 4);
+    CHECK_EQ_STR(fx_str(json_object_get(f0, "message"), "id"), m2);
+    CHECK_EQ_STR(fx_str(f1, "type"), "message.new");
+    CHECK(json_is_true(json_object_get(json_object_get(f1, "message"), "deleted")));
+    CHECK_EQ_STR(fx_str(json_object_get(f1, "message"), "text"), "");
+    messages_sync_page_cleanup(&page);
+    /* From 2: both are older, so their changes come. */
+    CHECK_EQ_INT(messages_sync_page(f->core, &sb, chat, 2, 10, &page, &err), 0);
+    CHECK_EQ_INT(json_array_size(page.frames), 2);
+    CHECK_EQ_STR(fx_str(json_array_get(page.frames, 0), "type"), "message.updated");
+    CHECK_EQ_STR(fx_str(json_array_get(page.frames, 1), "type"), "message.deleted");
+    CHECK_EQ_STR(fx_str(json_array_get(page.frames, 1), "messageId"), m1);
+    messages_sync_page_cleanup(&page);
+    /* From the position reached: nothing. */
+    CHECK_EQ_INT(messages_sync_page(f->core, &sb, chat, 5, 10, &page, &err), 0);
+    CHECK_EQ_INT(json_array_size(page.frames), 0);
+    CHECK_EQ_INT(page.last_seq, 5);
+    messages_sync_page_cleanup(&page);
+}
+
 int main(void)
 {
     struct fx f;
@@ -505,6 +605,7 @@ int main(void)
     test_async(&f);
     test_list(&f);
     test_sync_page(&f);
+    test_edit_delete(&f);
     test_concurrent(&f);
     fx_close(&f);
     return check_done();
