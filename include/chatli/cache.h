@@ -77,6 +77,35 @@ struct cache_ops {
      * CHAT_E_UNAVAILABLE. */
     int (*session_revoke)(struct cache *c, const uint8_t hash[32], int64_t ttl_ms,
                           struct chat_err *err);
+    /* Optional, all three or none (NULL: presence is counted per process).
+     * Cluster-wide presence: a user is online while any live instance holds
+     * one of their connections.  Each instance records, per user, whether
+     * it holds any (with a generation, so a late call never undoes a newer
+     * one) and keeps a heartbeat; an instance whose heartbeat lapsed is
+     * dead and its users stop counting.  All three block for one round
+     * trip (never on an event loop) and return 0 or CHAT_E_UNAVAILABLE.
+     *
+     * presence_set: this instance now holds (`online`) or no longer holds
+     * connections of `user_id`; `gen` grows with every call of this
+     * instance (a call with a gen not above the last one applied is
+     * ignored: *change 0).  *change is +1 when the user just came online
+     * cluster-wide, -1 when they just went offline, else 0. */
+    int (*presence_set)(struct cache *c, const char *user_id, bool online, int64_t gen,
+                        int *change, struct chat_err *err);
+    /* online[i] = whether user_ids[i] (n of them, borrowed) is online on
+     * some live instance. */
+    int (*presence_get)(struct cache *c, const char (*user_ids)[OID_SIZE], size_t n,
+                        bool *online, struct chat_err *err);
+    /* Renews this instance's heartbeat for `ttl_ms` (with `leave`: drops
+     * it, so other instances count its users out at their next beat), and
+     * retires instances whose heartbeat lapsed: *gone (new, free(); NULL
+     * when none) lists the n_gone users that went offline cluster-wide
+     * with them.  *lost is set when this instance's own heartbeat had
+     * lapsed since its last successful beat (`beat_before`): its users
+     * may have been counted out and must be set again. */
+    int (*presence_beat)(struct cache *c, int64_t ttl_ms, bool leave, bool beat_before,
+                         bool *lost, char (**gone)[OID_SIZE], size_t *n_gone,
+                         struct chat_err *err);
 };
 
 struct cache {
@@ -120,6 +149,32 @@ static inline int cache_take(struct cache *c, const char *key, double rate_per_s
 {
     return cache_shares_buckets(c) ? c->ops->take(c, key, rate_per_s, burst, taken, err)
                                    : CHAT_E_UNAVAILABLE;
+}
+/* Whether `c` shares presence between instances (presence_*). */
+static inline bool cache_shares_presence(const struct cache *c)
+{ return c && c->ops->presence_set && c->ops->presence_get && c->ops->presence_beat; }
+static inline int cache_presence_set(struct cache *c, const char *user_id, bool online,
+                                     int64_t gen, int *change, struct chat_err *err)
+{
+    return cache_shares_presence(c) ? c->ops->presence_set(c, user_id, online, gen, change, err)
+                                    : CHAT_E_UNAVAILABLE;
+}
+static inline int cache_presence_get(struct cache *c, const char (*user_ids)[OID_SIZE], size_t n,
+                                     bool *online, struct chat_err *err)
+{
+    return cache_shares_presence(c) ? c->ops->presence_get(c, user_ids, n, online, err)
+                                    : CHAT_E_UNAVAILABLE;
+}
+static inline int cache_presence_beat(struct cache *c, int64_t ttl_ms, bool leave,
+                                      bool beat_before, bool *lost, char (**gone)[OID_SIZE],
+                                      size_t *n_gone, struct chat_err *err)
+{
+    *gone = NULL;
+    *n_gone = 0;
+    *lost = false;
+    return cache_shares_presence(c) ? c->ops->presence_beat(c, ttl_ms, leave, beat_before, lost,
+                                                            gone, n_gone, err)
+                                    : CHAT_E_UNAVAILABLE;
 }
 
 /* sessions */

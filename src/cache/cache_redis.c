@@ -2,8 +2,9 @@
  * the WebSocket flood bucket and a value cache (core's first feed pages) shared by every chatli
  * instance on the same Redis.
  *
- * Keys live under main's prefix ("chatli:") plus "rl:" (windows) or "v:"
- * (values), so one Redis can serve other programs too.  When Redis cannot
+ * Keys live under main's prefix ("chatli:") plus "rl:" (windows), "v:"
+ * (values) or "p:" (presence, cache_redis_presence.c), so one Redis can
+ * serve other programs too.  When Redis cannot
  * answer, a call fails fast (cache_redis_conn.c) and this adapter answers
  * from an in-process cache_mem instead: the caller still gets a count, and
  * the limits hold per instance (N instances allow up to N times the limit)
@@ -138,6 +139,26 @@ static int cache_redis_session_revoke(struct cache *c, const uint8_t hash[32], i
     return cache_redis__session_revoke((struct cache_redis *)c, hash, ttl_ms, err);
 }
 
+static int cache_redis_presence_set(struct cache *c, const char *user_id, bool online,
+                                    int64_t gen, int *change, struct chat_err *err)
+{
+    return cache_redis__presence_set((struct cache_redis *)c, user_id, online, gen, change, err);
+}
+
+static int cache_redis_presence_get(struct cache *c, const char (*user_ids)[OID_SIZE], size_t n,
+                                    bool *online, struct chat_err *err)
+{
+    return cache_redis__presence_get((struct cache_redis *)c, user_ids, n, online, err);
+}
+
+static int cache_redis_presence_beat(struct cache *c, int64_t ttl_ms, bool leave,
+                                     bool beat_before, bool *lost, char (**gone)[OID_SIZE],
+                                     size_t *n_gone, struct chat_err *err)
+{
+    return cache_redis__presence_beat((struct cache_redis *)c, ttl_ms, leave, beat_before, lost,
+                                      gone, n_gone, err);
+}
+
 static const struct cache_ops cache_redis_ops = {
     .close = cache_redis_close,
     .hit = cache_redis_hit,
@@ -151,6 +172,9 @@ static const struct cache_ops cache_redis_ops = {
     .session_get = cache_redis_session_get,
     .session_put = cache_redis_session_put,
     .session_revoke = cache_redis_session_revoke,
+    .presence_set = cache_redis_presence_set,
+    .presence_get = cache_redis_presence_get,
+    .presence_beat = cache_redis_presence_beat,
 };
 
 static double redis_calls(void *arg)
@@ -205,6 +229,7 @@ int cache_redis_open(const char *url, const char *prefix, struct cache **out,
     snprintf(cr->prefix, sizeof cr->prefix, "%srl:", prefix ? prefix : "");
     snprintf(cr->prefix_values, sizeof cr->prefix_values, "%sv:", prefix ? prefix : "");
     snprintf(cr->prefix_sessions, sizeof cr->prefix_sessions, "%ss:", prefix ? prefix : "");
+    cache_redis__presence_init(cr, prefix);
     cr->base.ops = &cache_redis_ops;
     cr->base.name = "redis";
     cr->base.remote = true;

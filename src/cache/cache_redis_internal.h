@@ -2,7 +2,8 @@
  *
  * cache_redis.c (open, close, ops) -> cache_redis_limit.c (the atomic
  * window counter and flood bucket), cache_redis_values.c (shared values),
- * cache_redis_sessions.c (shared sessions) -> cache_redis_conn.c (a small pool of hiredis contexts
+ * cache_redis_sessions.c (shared sessions), cache_redis_presence.c (cluster-wide
+ * presence) -> cache_redis_conn.c (a small pool of hiredis contexts
  * with fail-fast reconnects).  Calls go down that list only. */
 #ifndef CHATLI_CACHE_REDIS_INTERNAL_H
 #define CHATLI_CACHE_REDIS_INTERNAL_H
@@ -38,6 +39,8 @@ struct cache_redis {
     char prefix[64];        /* rate-limit keys: <prefix>rl: */
     char prefix_values[64]; /* shared values: <prefix>v: */
     char prefix_sessions[64]; /* shared sessions: <prefix>s: */
+    char prefix_presence[64]; /* presence: <prefix>p: (cache_redis_presence.c) */
+    char instance[17];      /* this process's presence id: 16 hex digits */
     struct cache *fallback; /* cache_mem: answers while Redis is down */
     pthread_mutex_t mu;
     struct redisContext *idle[CACHE_REDIS_POOL];
@@ -80,6 +83,17 @@ int cache_redis__session_put(struct cache_redis *cr, const uint8_t hash[32], con
                              int64_t expires_at, int64_t ttl_ms, struct chat_err *err);
 int cache_redis__session_revoke(struct cache_redis *cr, const uint8_t hash[32], int64_t ttl_ms,
                                 struct chat_err *err);
+
+/* cache_redis_presence.c: the presence ops of the port (cache.h says
+ * their contract).  init sets the key prefix and a random instance id. */
+void cache_redis__presence_init(struct cache_redis *cr, const char *prefix);
+int cache_redis__presence_set(struct cache_redis *cr, const char *user_id, bool online,
+                              int64_t gen, int *change, struct chat_err *err);
+int cache_redis__presence_get(struct cache_redis *cr, const char (*user_ids)[OID_SIZE], size_t n,
+                              bool *online, struct chat_err *err);
+int cache_redis__presence_beat(struct cache_redis *cr, int64_t ttl_ms, bool leave,
+                               bool beat_before, bool *lost, char (**gone)[OID_SIZE],
+                               size_t *n_gone, struct chat_err *err);
 
 /* cache_redis_conn.c */
 /* A context for one call: an idle one, or a new connection when the

@@ -19,8 +19,28 @@
  * ws_user`.  The first one broadcasts `online` to the co-members the token
  * check found; losing the last one runs a WS_J_OFFLINE job that looks the
  * co-members up again (chats may have changed meanwhile) and broadcasts
- * `offline` unless the user came back in between.  Presence is counted per
- * instance. */
+ * `offline` unless the user came back in between.  Without a shared cache
+ * and bus that is all: presence is counted per instance.
+ *
+ * Cluster presence (REDIS_URL): the same local transitions (first
+ * connection here, last one gone) become WS_J_PRESENCE jobs that record
+ * them in Redis (cache presence_set, with a generation from pres_gen so a
+ * late job never undoes a newer one); Redis answers whether the user's
+ * cluster-wide state changed, and only then does the worker publish the
+ * presence frame on the bus, to co-members on every instance.  ready.online
+ * adds the users Redis says are online elsewhere.  A heartbeat job every
+ * WS_PRESENCE_BEAT_MS keeps this instance alive in Redis and retires dead
+ * ones (their users go offline for everyone).  When Redis does not answer,
+ * the job comes back WS_PRES_FAILED and the loop does what the local mode
+ * does; the user is remembered and set again after the next good beat, as
+ * is everyone here when the beat finds our heartbeat had lapsed (Redis
+ * restarted, or another instance retired us during an outage).
+ *
+ * Co-members (CONTRACT 6 v1.2): when chat.new passes through (a chat
+ * created, or a member added), each local member gets the presence of the
+ * members online that the chat is new to, and each local newcomer that of
+ * every online member; online means connected here, or (cluster) online in
+ * Redis, asked by a WS_J_COPRES job. */
 #include "ws_internal.h"
 #include "sio.h"
 
@@ -311,6 +331,239 @@ static void presence_broadcast(struct ws_server *ws, const char *user_id, bool o
     ws__buf_unref(b);
 }
 
+/* ---- cluster presence ---------------------------------------------------- */
+
+static bool user_online_here(struct ws_server *ws, const char *user_id)
+{
+    struct ws_user *u = ws__users_get(&ws->users, user_id);
+    return u && u->n_conns > 0;
+}
+
+/* Remembers a user whose presence Redis missed (see the file comment). */
+static void presence_retry_add(struct ws_server *ws, const char *user_id)
+{
+    for (size_t i = 0; i < ws->n_pres_retry; i++)
+        if (strcmp(ws->pres_retry[i], user_id) == 0)
+            return;
+    if (ws->n_pres_retry == ws->cap_pres_retry) {
+        size_t cap = ws->cap_pres_retry ? ws->cap_pres_retry * 2 : 16;
+        char(*v)[OID_SIZE] = realloc(ws->pres_retry, cap * OID_SIZE);
+        if (!v) {
+            log_error("ws: out of memory: a user's cluster presence may stay stale");
+            return;
+        }
+        ws->pres_retry = v;
+        ws->cap_pres_retry = cap;
+    }
+    memcpy(ws->pres_retry[ws->n_pres_retry++], user_id, OID_SIZE);
+}
+
+/* Sets `user_id`'s presence on this instance in Redis again, as it is now
+ * (online: with `co`, stolen, to announce to). */
+static void presence_submit(struct ws_server *ws, const char *user_id, char (*co)[OID_SIZE],
+                            size_t n_co)
+{
+    struct ws_job *j = ws__job_new(WS_J_PRESENCE);
+    if (!j) {
+        free(co);
+        presence_retry_add(ws, user_id);
+        return;
+    }
+    memcpy(j->sess.user_id, user_id, OID_SIZE);
+    j->online = user_online_here(ws, user_id);
+    j->gen = (int64_t)++ws->pres_gen;
+    j->co = co;
+    j->n_co = co ? n_co : 0;
+    ws__job_submit(ws, j);
+}
+
+/* The user's first connection here is READY (finish_auth). */
+static void presence_came_online(struct ws_server *ws, struct ws_user *u, struct ws_job *auth)
+{
+    if (!ws->cluster_presence) {
+        presence_broadcast(ws, u->id, true, auth->co, auth->n_co);
+        return;
+    }
+    char(*co)[OID_SIZE] = auth->co;
+    size_t n_co = auth->n_co;
+    auth->co = NULL; /* the presence job takes the contacts */
+    auth->n_co = 0;
+    presence_submit(ws, u->id, co, n_co);
+}
+
+static void beat_cb(lws_sorted_usec_list_t *sul)
+{
+    struct ws_server *ws = lws_container_of(sul, struct ws_server, beat);
+    if (!ws->beat_running && !atomic_load(&ws->stopping)) {
+        struct ws_job *j = ws__job_new(WS_J_BEAT);
+        if (j) {
+            ws->beat_running = true;
+            ws__job_submit(ws, j);
+        }
+    }
+    lws_sul_schedule(ws->ctx, 0, &ws->beat, beat_cb, (lws_usec_t)WS_PRESENCE_BEAT_MS * 1000);
+}
+
+/* A good beat: users Redis missed are set again; after our heartbeat had
+ * lapsed, every user here is. */
+static void beat_done(struct ws_server *ws, struct ws_job *j)
+{
+    ws->beat_running = false;
+    if (j->rc != 0)
+        return;
+    if (j->lost) {
+        log_info("ws: this instance's presence heartbeat had lapsed: its users are set again");
+        for (size_t i = 0; i <= ws->users.mask; i++)
+            for (struct ws_user *u = ws->users.b[i]; u; u = u->next)
+                if (u->n_conns > 0)
+                    presence_retry_add(ws, u->id);
+    }
+    char(*retry)[OID_SIZE] = ws->pres_retry;
+    size_t n = ws->n_pres_retry;
+    ws->pres_retry = NULL;
+    ws->n_pres_retry = ws->cap_pres_retry = 0;
+    /* Set again as they are now; when that changes their cluster-wide
+     * state, the worker looks their co-members up and announces it. */
+    for (size_t i = 0; i < n; i++)
+        presence_submit(ws, retry[i], NULL, 0);
+    free(retry);
+}
+
+/* A WS_J_PRESENCE job came back. */
+static void presence_done(struct ws_server *ws, struct ws_job *j)
+{
+    if (j->change != WS_PRES_FAILED)
+        return;
+    /* Redis did not answer: local presence, as without Redis. */
+    bool here = user_online_here(ws, j->sess.user_id);
+    if (j->online && here)
+        presence_broadcast(ws, j->sess.user_id, true, j->co, j->n_co);
+    else if (!j->online && !here)
+        presence_broadcast(ws, j->sess.user_id, false, j->co, j->n_co);
+    presence_retry_add(ws, j->sess.user_id);
+}
+
+/* ---- co-member presence (chat.new) ---------------------------------------- */
+
+/* Sends `r` (a local user) the presence of member `x` when x is online. */
+static void copres_send(struct ws_server *ws, const char *r, const char *x, bool x_cluster_online)
+{
+    if (strcmp(r, x) == 0 || !(x_cluster_online || user_online_here(ws, x)))
+        return;
+    struct ws_user *u = ws__users_get(&ws->users, r);
+    if (!u)
+        return;
+    json_t *f = presence_frame(x, true);
+    struct ws_buf *b = ws__buf_from_json(f, WS_BUF_EPHEMERAL);
+    json_decref(f);
+    if (!b)
+        return;
+    for (struct ws_conn *c = u->conns; c; c = c->u_next)
+        if (c->state == WS_C_READY)
+            conn_send(ws, c, b);
+    ws__buf_unref(b);
+}
+
+static bool in_ids(char (*ids)[OID_SIZE], size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0)
+            return true;
+    return false;
+}
+
+/* The chat's members (co) and those it is new to (ids): each local member
+ * gets the online newcomers, each local newcomer every online member. */
+static void copres_announce(struct ws_server *ws, struct ws_job *j)
+{
+    for (size_t r = 0; r < j->n_co; r++) {
+        if (!user_online_here(ws, j->co[r]))
+            continue;
+        bool r_new = in_ids(j->ids, j->n_ids, j->co[r]);
+        for (size_t x = 0; x < j->n_co; x++)
+            if (r_new || in_ids(j->ids, j->n_ids, j->co[x]))
+                copres_send(ws, j->co[r], j->co[x], j->co_online && j->co_online[x]);
+    }
+}
+
+/* A chat.new delivery (m): when a member of the chat is connected here,
+ * its co-members' presence follows (at once, or after a WS_J_COPRES job
+ * asked Redis who is online elsewhere). */
+static void copres_on_deliver(struct ws_server *ws, const struct ws_msg *m)
+{
+    static const char prefix[] = "{\"type\":\"chat.new\"";
+    if (m->scope != BUS_TO_USERS || m->n_users == 0 || !m->buf ||
+        m->buf->len < sizeof prefix - 1 ||
+        memcmp(ws_buf_payload(m->buf), prefix, sizeof prefix - 1) != 0)
+        return;
+    json_t *root = json_loadb((const char *)ws_buf_payload(m->buf), m->buf->len, 0, NULL);
+    json_t *members = json_object_get(json_object_get(root, "chat"), "members");
+    size_t n = json_array_size(members);
+    struct ws_job *j = NULL;
+    bool any_here = false;
+    if (n > 0)
+        j = ws__job_new(WS_J_COPRES);
+    if (j) {
+        j->co = calloc(n, OID_SIZE);
+        j->ids = calloc(m->n_users, OID_SIZE);
+    }
+    if (j && j->co && j->ids) {
+        size_t i;
+        json_t *a;
+        json_array_foreach(members, i, a) {
+            const char *id = json_string_value(json_object_get(a, "id"));
+            if (!id || strlen(id) >= OID_SIZE)
+                continue;
+            strcpy(j->co[j->n_co++], id);
+            any_here = any_here || user_online_here(ws, id);
+        }
+        memcpy(j->ids, m->users, m->n_users * OID_SIZE);
+        j->n_ids = m->n_users;
+    }
+    json_decref(root);
+    if (!j || !j->co || !j->ids || !any_here) {
+        ws__job_free(ws, j);
+        return;
+    }
+    if (ws->cluster_presence) {
+        ws__job_submit(ws, j); /* back in job_done: copres_announce */
+        return;
+    }
+    copres_announce(ws, j);
+    ws__job_free(ws, j);
+}
+
+/* An AUTH job is done with: its worker registered the user here before
+ * `ready` (presence_register); when no connection of the user became READY
+ * after all (closed meanwhile, token revoked), that is undone. */
+static void presence_auth_settled(struct ws_server *ws, struct ws_job *j)
+{
+    if (ws->cluster_presence && j->kind == WS_J_AUTH && j->rc == 0 && j->gen > 0 &&
+        !user_online_here(ws, j->sess.user_id))
+        presence_submit(ws, j->sess.user_id, NULL, 0);
+}
+
+/* Jobs with no connection: presence and heartbeat.  True when `j` was one
+ * (and is freed). */
+static bool presence_job_done(struct ws_server *ws, struct ws_job *j)
+{
+    switch (j->kind) {
+    case WS_J_PRESENCE:
+        presence_done(ws, j);
+        break;
+    case WS_J_BEAT:
+        beat_done(ws, j);
+        break;
+    case WS_J_COPRES:
+        copres_announce(ws, j);
+        break;
+    default:
+        return false;
+    }
+    ws__job_free(ws, j);
+    return true;
+}
+
 static void user_detach(struct ws_server *ws, struct ws_conn *c)
 {
     struct ws_user *u = c->user;
@@ -327,9 +580,10 @@ static void user_detach(struct ws_server *ws, struct ws_conn *c)
     if (--u->n_conns > 0)
         return;
     if (!atomic_load(&ws->stopping)) {
-        struct ws_job *j = ws__job_new(WS_J_OFFLINE);
+        struct ws_job *j = ws__job_new(ws->cluster_presence ? WS_J_PRESENCE : WS_J_OFFLINE);
         if (j) {
             memcpy(j->sess.user_id, u->id, OID_SIZE);
+            j->gen = (int64_t)++ws->pres_gen; /* PRESENCE: going offline */
             ws__job_submit(ws, j);
         } else {
             log_error("ws: out of memory: presence offline for a user not sent");
@@ -444,6 +698,8 @@ static void start_auth(struct ws_server *ws, struct ws_conn *c, const char *toke
     t[len] = '\0';
     j->conn_id = c->id;
     j->token = t;
+    if (ws->cluster_presence) /* the worker registers the user before ready */
+        j->gen = (int64_t)++ws->pres_gen;
     c->state = WS_C_AUTHING;
     c->n_jobs++;
     conn_enqueue_job(ws, c, j, false);
@@ -513,8 +769,8 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
 
     for (size_t i = 0; i < j->n_co; i++) {
         struct ws_user *o = ws__users_get(&ws->users, j->co[i]);
-        if (o && o->n_conns > 0)
-            json_array_append_new(online, json_string(o->id));
+        if ((o && o->n_conns > 0) || (j->co_online && j->co_online[i]))
+            json_array_append_new(online, json_string(j->co[i]));
     }
     json_t *ready = json_pack("{s:s, s:O, s:o}", "type", "ready", "user", j->me, "online", online);
     if (!ready) {
@@ -525,7 +781,7 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
         sio_connected(ws, c);
     conn_send_json(ws, c, ready, 0);
     if (u->n_conns == 1)
-        presence_broadcast(ws, u->id, true, j->co, j->n_co);
+        presence_came_online(ws, u, j);
 
     struct ws_buf **early = c->early;
     unsigned n_early = c->n_early;
@@ -1614,6 +1870,8 @@ int ws__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     }
 }
 
+static void order_sweep(struct ws_server *ws);
+
 /* ---- the sweep ------------------------------------------------------------------ */
 
 /* Every WS_SWEEP_MS: the auth deadline of connections still waiting for
@@ -1655,12 +1913,15 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
         }
     }
     ws__buf_unref(sio_ping);
+    order_sweep(ws);
     lws_sul_schedule(ws->ctx, 0, &ws->sweep, sweep_cb, (lws_usec_t)WS_SWEEP_MS * 1000);
 }
 
 void ws__sweep_start(struct ws_server *ws)
 {
     lws_sul_schedule(ws->ctx, 0, &ws->sweep, sweep_cb, (lws_usec_t)WS_SWEEP_MS * 1000);
+    if (ws->cluster_presence)
+        beat_cb(&ws->beat); /* the first beat now, then every WS_PRESENCE_BEAT_MS */
 }
 
 /* ---- inbox messages ----------------------------------------------------------- */
@@ -1681,6 +1942,64 @@ static void deliver(struct ws_server *ws, struct ws_msg *m)
     }
 }
 
+/* ---- order across instances (order.c) ------------------------------------ */
+
+/* The reorder buffer lets a positioned event go: delivered, then freed. */
+static void order_emit(void *arg, void *data)
+{
+    struct ws_server *ws = arg;
+    struct ws_msg *m = data;
+    deliver(ws, m);
+    ws__msg_free(ws, m);
+}
+
+static void order_drop(void *arg, void *data)
+{
+    ws__msg_free(arg, data);
+}
+
+static void order_timer_cb(lws_sorted_usec_list_t *sul);
+
+static void order_arm(struct ws_server *ws, int64_t now)
+{
+    int64_t d = ws__order_next_deadline(&ws->order);
+    if (d >= 0)
+        lws_sul_schedule(ws->ctx, 0, &ws->order_timer, order_timer_cb,
+                         (lws_usec_t)(d > now ? d - now : 0) * 1000);
+}
+
+static void order_timer_cb(lws_sorted_usec_list_t *sul)
+{
+    struct ws_server *ws = lws_container_of(sul, struct ws_server, order_timer);
+    int64_t now = clock_mono_ms();
+    ws__loop_batch_begin(ws);
+    ws__order_expire(&ws->order, now, order_emit, ws);
+    ws__loop_flush(ws);
+    order_arm(ws, now);
+}
+
+/* A DELIVER message with a position, on a shared bus: offered to the
+ * reorder buffer, which delivers it now or later.  True when it took `m`. */
+static bool order_hold(struct ws_server *ws, struct ws_msg *m)
+{
+    if (!ws->order_on || m->seq <= 0)
+        return false;
+    int64_t now = clock_mono_ms();
+    ws__order_offer(&ws->order, m->chat, m->seq, m, now, order_emit, ws);
+    order_arm(ws, now);
+    return true;
+}
+
+/* From the sweep: forgets idle chats, once a minute. */
+static void order_sweep(struct ws_server *ws)
+{
+    int64_t now = clock_mono_ms();
+    if (!ws->order_on || now - ws->order_evicted_ms < 60 * 1000)
+        return;
+    ws->order_evicted_ms = now;
+    ws__order_evict(&ws->order, now, WS_ORDER_IDLE_MS);
+}
+
 static void revoke_token(struct ws_server *ws, struct ws_msg *m)
 {
     memcpy(ws->revoked[ws->n_revoked++ % WS_REVOKED_RING], m->token_hash, 32);
@@ -1699,6 +2018,8 @@ static void job_done(struct ws_server *ws, struct ws_job *j)
      * message.  Either way it leaves the bound once. */
     if (j->kind == WS_J_SEND && !j->send_handed)
         send_answered(ws);
+    if (presence_job_done(ws, j))
+        return;
     if (j->kind == WS_J_OFFLINE) {
         struct ws_user *u = ws__users_get(&ws->users, j->sess.user_id);
         if (!u || u->n_conns == 0)
@@ -1708,6 +2029,7 @@ static void job_done(struct ws_server *ws, struct ws_job *j)
     }
     struct ws_conn *c = ws__conns_get(&ws->conns, j->conn_id);
     if (!c || c->state == WS_C_CLOSING) {
+        presence_auth_settled(ws, j);
         ws__job_free(ws, j);
         return;
     }
@@ -1724,6 +2046,7 @@ static void job_done(struct ws_server *ws, struct ws_job *j)
             finish_auth(ws, c, j);
         else /* the worker chose the close code; this is a fallback */
             conn_close(ws, c, WS_CLOSE_UNAUTHORIZED, "unauthorized", false);
+        presence_auth_settled(ws, j);
     }
     ws__job_free(ws, j);
     conn_dispatch(ws, c);
@@ -1741,7 +2064,10 @@ void ws__loop_handle(struct ws_server *ws, struct ws_msg *m)
         }
         break;
     case WS_M_DELIVER:
+        if (order_hold(ws, m))
+            return; /* the reorder buffer owns it now */
         deliver(ws, m);
+        copres_on_deliver(ws, m);
         break;
     case WS_M_TO_CONN: {
         struct ws_conn *c = ws__conns_get(&ws->conns, m->conn_id);
@@ -1839,4 +2165,8 @@ void ws__loop_cleanup(struct ws_server *ws)
             poll_destroy(ws, c);
     }
     ws->all = NULL;
+    ws__order_cleanup(&ws->order, order_drop, ws);
+    free(ws->pres_retry);
+    ws->pres_retry = NULL;
+    ws->n_pres_retry = ws->cap_pres_retry = 0;
 }

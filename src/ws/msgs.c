@@ -232,6 +232,8 @@ void ws__job_free(struct ws_server *ws, struct ws_job *j)
     ws__frame_cleanup(&j->frame);
     json_decref(j->me);
     free(j->co);
+    free(j->co_online);
+    free(j->ids);
     if (j->done) {
         j->done->job = NULL;
         free(j->done);

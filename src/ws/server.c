@@ -78,6 +78,8 @@ static void on_bus_event(void *arg, const struct bus_event *ev)
             goto drop;
         m->scope = ev->scope;
         m->conn_id = ev->skip_conn;
+        if (ws->order_on) /* the reorder buffer needs the chat and position */
+            ws__frame_position(ev->frame, ev->len, m->chat, &m->seq);
         m->buf = ws__buf_new(ev->frame, ev->len,
                              ws__frame_is_ephemeral(ev->frame, ev->len) ? WS_BUF_EPHEMERAL : 0);
         if (!m->buf)
@@ -170,6 +172,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         } else if (ws->evlib && !ws->ctx_dying) {
             ws->ctx_dying = true;
             lws_sul_cancel(&ws->sweep);
+            lws_sul_cancel(&ws->order_timer);
+            lws_sul_cancel(&ws->beat);
             lws_context_destroy(ctx);
         }
         return 0;
@@ -212,6 +216,10 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     ws->sio_ping_timeout_ms = cfg ? cfg->sio_ping_timeout_ms : 20000;
     ws->cache = cache;
     ws->shared_flood = cache_shares_buckets(cache) && ws->rate_per_s > 0 && ws->rate_burst > 0;
+    /* Several instances: presence is counted in Redis and a chat's events,
+     * which reach us by two paths, are put back in order (conn.c). */
+    ws->order_on = bus && bus->remote;
+    ws->cluster_presence = ws->order_on && cache_shares_presence(cache);
     ws->next_conn_id = 1;
     if (core) /* the store's commit batches reach the loop as one push each */
         messages_set_completion_hooks(core, ws__completions_begin, ws__completions_end);
@@ -230,7 +238,8 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
     pthread_condattr_destroy(&ca);
 
     ws->wbuf = malloc(WS_WRITE_BATCH);
-    if (!ws->wbuf || ws__conns_init(&ws->conns) < 0 || ws__users_init(&ws->users) < 0) {
+    if (!ws->wbuf || ws__conns_init(&ws->conns) < 0 || ws__users_init(&ws->users) < 0 ||
+        ws__order_init(&ws->order) < 0) {
         chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: out of memory");
         goto fail;
     }
@@ -384,6 +393,16 @@ void ws_server_close(struct ws_server *ws)
     bus_subscribe(ws->bus, NULL, NULL);
     bus_unlisten(ws->bus, ws);
     ws__workers_stop(ws);
+    if (ws->cluster_presence && ws->loop_started) {
+        /* Our heartbeat goes now, so the other instances count our users
+         * out at their next beat instead of after the TTL. */
+        bool lost;
+        char(*gone)[OID_SIZE];
+        size_t n_gone;
+        struct chat_err e = {0};
+        cache_presence_beat(ws->cache, 0, true, false, &lost, &gone, &n_gone, &e);
+        free(gone);
+    }
     /* messages_send_async calls back exactly once for every accepted send
      * (the store guarantees it, also when it closes): wait, since the
      * callback's argument points into this server. */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatli/bus.h"
 #include "chatli/cache.h"
 #include "chatli/log.h"
 
@@ -72,6 +73,140 @@ static void batch_finish(struct ws_server *ws, struct batch *b, struct ws_job *j
 
 /* ---- the jobs ------------------------------------------------------------ */
 
+/* ---- cluster presence (conn.c "presence" says the design) ------------- */
+
+/* The cluster-wide online state of the job's co[] (AUTH: for ready.online;
+ * COPRES: a new chat's members) into co_online.  Left NULL when presence
+ * is local or Redis does not answer: the loop then counts its own
+ * connections only. */
+static void presence_lookup(struct ws_server *ws, struct ws_job *j)
+{
+    if (!ws->cluster_presence || j->n_co == 0)
+        return;
+    bool *on = calloc(j->n_co, sizeof *on);
+    struct chat_err err = {0};
+    if (on && cache_presence_get(ws->cache, (const char(*)[OID_SIZE])j->co, j->n_co, on, &err) == 0) {
+        j->co_online = on;
+        return;
+    }
+    free(on);
+}
+
+/* Publishes {"type":"presence","userId","online"} to the connections of
+ * `to` on every instance (the bus delivers here too). */
+static void presence_publish(struct ws_server *ws, const char *user_id, bool online,
+                             char (*to)[OID_SIZE], size_t n_to)
+{
+    if (n_to == 0)
+        return;
+    /* "type" first: ws__frame_is_ephemeral recognises it by that prefix. */
+    json_t *f = json_pack("{s:s, s:s, s:b}", "type", "presence", "userId", user_id, "online",
+                          online);
+    char *text = f ? json_dumps(f, JSON_COMPACT) : NULL;
+    json_decref(f);
+    if (!text) {
+        log_error("ws: out of memory: a presence frame was not published");
+        return;
+    }
+    struct bus_event ev = {
+        .scope = BUS_TO_USERS,
+        .user_ids = (const char(*)[OID_SIZE])to,
+        .n_users = n_to,
+        .frame = text,
+        .len = strlen(text),
+    };
+    struct chat_err err = {0};
+    if (bus_publish(ws->bus, &ev, &err) != 0)
+        log_warn("ws: presence reached this instance only: %s", err.msg);
+    free(text);
+}
+
+/* Publishes `user_id` offline to its co-members (looked up now: chats may
+ * have changed since it came online). */
+static void presence_publish_offline(struct ws_server *ws, const char *user_id)
+{
+    struct session s = {0};
+    memcpy(s.user_id, user_id, OID_SIZE);
+    char(*co)[OID_SIZE] = NULL;
+    size_t n_co = 0;
+    struct chat_err err = {0};
+    if (users_contacts(ws->core, &s, &co, &n_co, &err) < 0)
+        log_warn("ws: presence offline not sent: %s", err.msg);
+    else
+        presence_publish(ws, user_id, false, co, n_co);
+    free(co);
+}
+
+/* This instance gained (the user's first connection here) or lost (its
+ * last) a user: recorded in Redis, which says whether that changed the
+ * user's cluster-wide state; only then is the change announced, once,
+ * by the instance that made it.  Without an answer from Redis the loop
+ * falls back to local presence (change WS_PRES_FAILED); for an offline
+ * the co-members are looked up here for it. */
+static void run_presence(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    int change = 0;
+    if (cache_presence_set(ws->cache, j->sess.user_id, j->online, j->gen, &change, &err) != 0) {
+        j->change = WS_PRES_FAILED;
+        if (!j->online && users_contacts(ws->core, &j->sess, &j->co, &j->n_co, &err) < 0)
+            log_warn("ws: presence offline not sent: %s", err.msg);
+    } else {
+        j->change = change;
+        if (change > 0 && !j->co) /* set again after an outage: no contacts yet */
+            users_contacts(ws->core, &j->sess, &j->co, &j->n_co, &err);
+        if (change > 0)
+            presence_publish(ws, j->sess.user_id, true, j->co, j->n_co);
+        else if (change < 0)
+            presence_publish_offline(ws, j->sess.user_id);
+    }
+    batch_finish(ws, &b, j);
+}
+
+/* The heartbeat: renews ours, retires dead instances and announces the
+ * users that went offline with them. */
+static void run_beat(struct ws_server *ws, struct ws_job *j)
+{
+    struct chat_err err = {0};
+    struct batch b = {0};
+    bool lost = false;
+    j->rc = cache_presence_beat(ws->cache, WS_PRESENCE_TTL_MS, false, ws->beat_ok, &lost, &j->ids,
+                                &j->n_ids, &err);
+    if (j->rc == 0) {
+        ws->beat_ok = true;
+        j->lost = lost;
+        for (size_t i = 0; i < j->n_ids; i++)
+            presence_publish_offline(ws, j->ids[i]);
+    }
+    batch_finish(ws, &b, j);
+}
+
+static void run_copres(struct ws_server *ws, struct ws_job *j)
+{
+    struct batch b = {0};
+    presence_lookup(ws, j);
+    batch_finish(ws, &b, j);
+}
+
+/* Before `ready`: records that this instance holds the user, so that once
+ * a client sees `ready` here, a connection of the same user closing on
+ * another instance no longer makes the user look offline (without it, a
+ * user moving between instances would flap offline/online for their
+ * co-members).  A cluster-wide transition is announced here; the loop's
+ * own WS_J_PRESENCE job for the user's first connection then finds the
+ * state already set (change 0) unless a newer offline overtook this. */
+static void presence_register(struct ws_server *ws, struct ws_job *j)
+{
+    int change = 0;
+    struct chat_err err = {0};
+    if (!ws->cluster_presence || j->gen <= 0 ||
+        cache_presence_set(ws->cache, j->sess.user_id, true, j->gen, &change, &err) != 0)
+        return;
+    if (change > 0)
+        presence_publish(ws, j->sess.user_id, true, j->co, j->n_co);
+}
+
 static void run_auth(struct ws_server *ws, struct ws_job *j)
 {
     struct chat_err err = {0};
@@ -81,6 +216,10 @@ static void run_auth(struct ws_server *ws, struct ws_job *j)
         rc = users_me(ws->core, &j->sess, &j->me, &err);
     if (rc == 0)
         rc = users_contacts(ws->core, &j->sess, &j->co, &j->n_co, &err);
+    if (rc == 0) {
+        presence_lookup(ws, j);
+        presence_register(ws, j);
+    }
     j->rc = rc;
     if (rc == CHAT_E_UNAVAILABLE)
         batch_add(&b, ws__msg_close(j->conn_id, WS_CLOSE_TRY_LATER, "try again later"));
@@ -366,6 +505,9 @@ static void run(struct ws_server *ws, struct ws_job *j)
     case WS_J_READ: run_read(ws, j); break;
     case WS_J_SYNC: run_sync(ws, j); break;
     case WS_J_OFFLINE: run_offline(ws, j); break;
+    case WS_J_PRESENCE: run_presence(ws, j); break;
+    case WS_J_BEAT: run_beat(ws, j); break;
+    case WS_J_COPRES: run_copres(ws, j); break;
     default: { /* every kind is created by conn.c from the list above */
         struct batch b = {0};
         batch_finish(ws, &b, j);

@@ -372,6 +372,67 @@ struct ws_user *ws__users_get_or_add(struct ws_user_table *t, const char *id);
 /* Unlinks and frees `u`. */
 void ws__users_del(struct ws_user_table *t, struct ws_user *u);
 
+/* ---- order across instances (order.c) --------------------------------------- */
+
+/* How long a chat's event waits for the positions before it (docs/api.md),
+ * how many events one chat may hold (more: all go at once), and how long
+ * a chat's state is kept without events.  Used only with a shared bus
+ * (REDIS_URL): one instance's own events are already in order. */
+#define WS_ORDER_HOLD_MS 1000
+#define WS_ORDER_HELD_MAX 256
+#define WS_ORDER_IDLE_MS (10 * 60 * 1000)
+
+struct ws_order_item {
+    struct ws_order_item *next;  /* ascending seq */
+    int64_t seq;
+    void *data;                  /* the caller's (a DELIVER message) */
+};
+
+/* One chat's delivery position.  Loop only, like the table. */
+struct ws_order_chat {
+    char id[OID_SIZE];
+    struct ws_order_chat *next;          /* hash chain */
+    struct ws_order_chat *p_prev, *p_next; /* the pending list, while held */
+    int64_t last;                        /* last position delivered */
+    int64_t deadline_ms;                 /* held events go then; 0: none held */
+    int64_t used_ms;                     /* the last event (eviction) */
+    struct ws_order_item *held;
+    uint32_t n_held;
+    bool known;                          /* `last` is a real position */
+    bool pending;
+};
+
+struct ws_order {
+    struct ws_order_chat **b;
+    size_t mask, n;
+    struct ws_order_chat *pending;       /* chats holding events */
+};
+
+/* Called for each event released, in the order it must be delivered. */
+typedef void (*ws_order_emit_cb)(void *arg, void *data);
+
+/* 0, or CHAT_E_INTERNAL on OOM. */
+int ws__order_init(struct ws_order *o);
+/* Frees the table; `drop` (may be NULL) gets every event still held. */
+void ws__order_cleanup(struct ws_order *o, ws_order_emit_cb drop, void *arg);
+/* Offers the event `data` at position `seq` of `chat` at `now_ms`
+ * (monotonic): `emit` runs, before this returns, for every event that may
+ * go now (this one and held ones it unblocks), in position order; the
+ * others are held.  Never fails: on OOM the event is emitted at once. */
+void ws__order_offer(struct ws_order *o, const char *chat, int64_t seq, void *data,
+                     int64_t now_ms, ws_order_emit_cb emit, void *arg);
+/* Emits, in order, the held events of every chat whose hold ran out. */
+void ws__order_expire(struct ws_order *o, int64_t now_ms, ws_order_emit_cb emit, void *arg);
+/* The earliest deadline of a held event (monotonic ms), or -1 for none. */
+int64_t ws__order_next_deadline(const struct ws_order *o);
+/* Forgets the chats with nothing held and no event for `idle_ms`. */
+void ws__order_evict(struct ws_order *o, int64_t now_ms, int64_t idle_ms);
+
+/* The position of a positioned frame (message.new: message.seq;
+ * message.updated, message.deleted: the top-level "seq") and its chat id.
+ * False for any other frame or a malformed one (then *seq is 0). */
+bool ws__frame_position(const char *frame, size_t len, char chat[OID_SIZE], int64_t *seq);
+
 /* ---- jobs (objects: msgs.c; the pool: workers.c) ------------------------- */
 
 enum ws_job_kind {
@@ -381,7 +442,17 @@ enum ws_job_kind {
     WS_J_READ,
     WS_J_SYNC,     /* one page per run; the loop runs it again until done */
     WS_J_OFFLINE,  /* co-members of a user who just lost its last connection */
+    WS_J_PRESENCE, /* cluster presence: this instance gained / lost a user */
+    WS_J_BEAT,     /* cluster presence: heartbeat, retiring dead instances */
+    WS_J_COPRES,   /* cluster presence of a new chat's members (chat.new) */
 };
+
+/* Cluster presence (REDIS_URL, conn.c "presence"): a beat every
+ * WS_PRESENCE_BEAT_MS renews a heartbeat that lives WS_PRESENCE_TTL_MS, so
+ * a crashed instance's users stop counting after at most TTL + one beat
+ * (about 6 s).  The TTL leaves room for a beat delayed by busy workers. */
+#define WS_PRESENCE_BEAT_MS 1000
+#define WS_PRESENCE_TTL_MS 5000
 
 /* Created on the loop, run on a worker, handed back to the loop in a
  * WS_M_JOB_DONE message.  Exactly one thread owns it at a time (the hand
@@ -404,10 +475,24 @@ struct ws_job {
     bool sync_incomplete;     /* some chat had more than WS_SYNC_MAX_PER_CHAT */
     bool sync_done;           /* sync.done went out: the job is finished */
     bool send_handed;         /* SEND: core took it; its callback settles it */
+    /* cluster presence */
+    bool online;              /* PRESENCE: gained (true) or lost the user */
+    bool lost;                /* BEAT: our heartbeat had lapsed */
+    int change;               /* PRESENCE: +1 / -1 / 0 cluster-wide, or
+                                 WS_PRES_FAILED: Redis did not answer */
+    int64_t gen;              /* PRESENCE, AUTH (cluster): ws_server.pres_gen at
+                                 the change */
+    bool *co_online;          /* AUTH, COPRES: co[i] online on some instance,
+                                 new; NULL when unknown (local only) */
+    char (*ids)[OID_SIZE];    /* BEAT: users gone with dead instances;
+                                 COPRES: the users the chat is new to; new */
+    size_t n_ids;
     struct ws_msg *done;      /* the WS_M_JOB_DONE message that carries the job
                                  back, allocated up front so the hand-back
                                  cannot fail */
 };
+
+#define WS_PRES_FAILED 2
 
 struct ws_server;
 struct cache;
@@ -469,6 +554,8 @@ struct ws_msg {
     size_t body_len;
     sio_poll_done_fn done;
     void *done_arg;
+    char chat[OID_SIZE];     /* DELIVER: the chat of a positioned frame */
+    int64_t seq;             /* DELIVER: its position (order.c), 0 for none */
     size_t n_users;
     char users[][OID_SIZE];  /* DELIVER (BUS_TO_USERS), REVOKE */
 };
@@ -574,6 +661,27 @@ struct ws_server {
     int64_t sio_ping_interval_ms, sio_ping_timeout_ms;
     bool poll_released;       /* loop: shutdown closed the polling sessions */
     uint32_t poll_unauth;     /* loop: polling sessions not connected yet (sio.h) */
+
+    /* Order across instances (order.c): with a shared bus, positioned
+     * frames pass the reorder buffer.  order_on is set at open; the rest
+     * is loop only. */
+    bool order_on;
+    struct ws_order order;
+    lws_sorted_usec_list_t order_timer;
+    int64_t order_evicted_ms;
+    /* Cluster presence (conn.c "presence"): on with a shared presence
+     * cache and a shared bus, set at open.  pres_gen, beat, beat_running,
+     * pres_retry* are loop only; beat_ok is touched only by the one beat
+     * job out at a time (the queues' locks order its runs). */
+    bool cluster_presence;
+    uint64_t pres_gen;
+    lws_sorted_usec_list_t beat;
+    bool beat_running;
+    bool beat_ok;
+    /* Users whose presence Redis missed (it did not answer): set again
+     * after the next good beat. */
+    char (*pres_retry)[OID_SIZE];
+    size_t n_pres_retry, cap_pres_retry;
 };
 
 /* msgs.c: one accepted message.send was answered (ack or error frame

@@ -11,6 +11,9 @@
  * a revocation mark hides it and no put brings it back, TTLs, malformed
  * values written behind chatli's back are misses, hits and misses are
  * counted, and Redis down fails fast; cache_mem has none.
+ * Presence: cluster-wide transitions seen by exactly one instance, late
+ * generations ignored, a dead instance's users retired by another's beat,
+ * and an instance that finds its heartbeat lapsed is told (lost).
  *
  * Needs CHATLI_TEST_REDIS_URL (scripts/test.sh) and redis-server on PATH
  * for the outage case; without them it exits 77 (skipped). */
@@ -263,6 +266,107 @@ static void test_bad_urls(void)
     cache_close(c);
 }
 
+static int set_pres(struct cache *c, const char *user, bool online, int64_t gen)
+{
+    int change = 99;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_presence_set(c, user, online, gen, &change, &err), 0);
+    return change;
+}
+
+static bool pres_online(struct cache *c, const char *user)
+{
+    char ids[1][OID_SIZE];
+    snprintf(ids[0], OID_SIZE, "%s", user);
+    bool on = false;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_presence_get(c, (const char(*)[OID_SIZE])ids, 1, &on, &err), 0);
+    return on;
+}
+
+static size_t beat(struct cache *c, int64_t ttl_ms, bool before, bool *lost,
+                   char (**gone)[OID_SIZE])
+{
+    size_t n = 0;
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_presence_beat(c, ttl_ms, false, before, lost, gone, &n, &err), 0);
+    return n;
+}
+
+static void test_presence(const char *url)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "tp%d:", (int)getpid());
+    struct cache *a = open_cache(url, prefix), *b = open_cache(url, prefix);
+    CHECK(cache_shares_presence(a));
+    bool lost = true;
+    char(*gone)[OID_SIZE] = NULL;
+    CHECK_EQ_INT(beat(a, 60000, false, &lost, &gone), 0);
+    CHECK(!lost);
+    CHECK_EQ_INT(beat(b, 300, false, &lost, &gone), 0);
+    /* u1 comes online on A: a transition; on B too: none. */
+    CHECK_EQ_INT(set_pres(a, "u1", true, 1), 1);
+    CHECK(pres_online(b, "u1"));
+    CHECK_EQ_INT(set_pres(b, "u1", true, 1), 0);
+    /* A loses it: still online through B; B loses it: offline. */
+    CHECK_EQ_INT(set_pres(a, "u1", false, 2), 0);
+    CHECK(pres_online(a, "u1"));
+    CHECK_EQ_INT(set_pres(b, "u1", false, 2), -1);
+    CHECK(!pres_online(a, "u1"));
+    /* A late call (older generation) changes nothing. */
+    CHECK_EQ_INT(set_pres(a, "u1", true, 1), 0);
+    CHECK(!pres_online(a, "u1"));
+    CHECK_EQ_INT(set_pres(a, "u1", true, 3), 1);
+    CHECK_EQ_INT(set_pres(a, "u1", false, 4), -1);
+    /* Several users in one call. */
+    CHECK_EQ_INT(set_pres(a, "u2", true, 5), 1);
+    char ids[3][OID_SIZE] = {"u1", "u2", "nobody"};
+    bool on[3] = {true, false, true};
+    struct chat_err err = {0};
+    CHECK_EQ_INT(cache_presence_get(b, (const char(*)[OID_SIZE])ids, 3, on, &err), 0);
+    CHECK(!on[0] && on[1] && !on[2]);
+    /* B holds u3 alone, and u2 with A; B stops beating (a crash): after its
+     * TTL A's beat retires it and reports u3 gone, not u2. */
+    CHECK_EQ_INT(set_pres(b, "u3", true, 3), 1);
+    CHECK_EQ_INT(set_pres(b, "u2", true, 4), 0);
+    CHECK(pres_online(a, "u3"));
+    test_sleep_ms(400);
+    CHECK(!pres_online(a, "u3")); /* B's heartbeat lapsed: u3 no longer counts */
+    size_t n = beat(a, 60000, true, &lost, &gone);
+    CHECK(!lost);
+    CHECK_EQ_INT(n, 1);
+    CHECK(gone && strcmp(gone[0], "u3") == 0);
+    free(gone);
+    gone = NULL;
+    CHECK_EQ_INT(beat(a, 60000, true, &lost, &gone), 0); /* retired once */
+    CHECK(pres_online(b, "u2"));
+    /* B comes back: its beat says it was lost, and its users must be set
+     * again (u3 with a new generation comes online again). */
+    CHECK_EQ_INT(beat(b, 60000, true, &lost, &gone), 0);
+    CHECK(lost);
+    CHECK_EQ_INT(set_pres(b, "u3", true, 10), 1);
+    CHECK_EQ_INT(set_pres(b, "u2", true, 12), 0); /* online through A all along */
+    /* A graceful leave: A's heartbeat goes, B's next beat retires A: u4,
+     * on A only, goes; u2, on B too, stays. */
+    CHECK_EQ_INT(set_pres(a, "u4", true, 11), 1);
+    size_t ng = 0;
+    CHECK_EQ_INT(cache_presence_beat(a, 0, true, true, &lost, &gone, &ng, &err), 0);
+    n = beat(b, 60000, true, &lost, &gone);
+    CHECK_EQ_INT(n, 1);
+    CHECK(gone && strcmp(gone[0], "u4") == 0);
+    CHECK(pres_online(b, "u2"));
+    free(gone);
+    cache_close(a);
+    cache_close(b);
+    /* cache_mem has no shared presence: the gateway keeps it local. */
+    struct cache *m = NULL;
+    CHECK_EQ_INT(cache_mem_new(&m, &err), 0);
+    CHECK(!cache_shares_presence(m));
+    int change = 0;
+    CHECK_EQ_INT(cache_presence_set(m, "u", true, 1, &change, &err), CHAT_E_UNAVAILABLE);
+    cache_close(m);
+}
+
 static int sget(struct cache *c, const uint8_t hash[32], char user[OID_SIZE], int64_t *exp)
 {
     struct chat_err err = {0};
@@ -387,5 +491,6 @@ int main(void)
     test_outage();
     test_buckets();
     test_sessions();
+    test_presence(url);
     return check_done();
 }
