@@ -8,7 +8,11 @@
  * insert_many, (4) one unordered bulk update of the chats, then (5) the
  * callbacks, in queue order, after the server acknowledged the writes
  * (w:majority on replica sets).  A few more rounds of reserve + insert are taken only when seqs
- * collide or a concurrent duplicate turns up.
+ * collide or a concurrent duplicate turns up.  Nothing of an entry leaves
+ * the writer before (5), so an entry renumbered by a later round reports
+ * only the seq it is stored with: the ack and the message.new event that
+ * core builds from its callback cannot disagree (tests/contract/
+ * test_store_mongo_seq.c forces those rounds).
  *
  * Message order: each chat keeps an allocator `seqNext`.  The writer takes
  * k numbers with one findAndModify {$inc: k}, then inserts; a crash between
