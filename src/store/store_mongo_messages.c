@@ -240,33 +240,11 @@ int store_mongo__change_message(struct store *st, const char *chat_id, const cha
     return rc;
 }
 
-static int parse_message(const bson_t *d, void *item)
-{
-    return store_mongo__parse_message(d, NULL, item);
-}
-
 int store_mongo__list_changes_after(struct store *st, const char *chat_id, int64_t after_pos,
                                     int limit, struct message_list *out, struct chat_err *err)
 {
-    struct store_mongo *s = (struct store_mongo *)st;
-    memset(out, 0, sizeof *out);
-    bson_oid_t cid;
-    if (limit <= 0 || !store_mongo__oid(chat_id, &cid))
-        return 0;
-    bson_t q = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-    BSON_APPEND_OID(&q, "chatId", &cid);
-    BCON_APPEND(&q, "pos", "{", "$gt", BCON_INT64(after_pos), "}");
-    int64_t max = store_mongo__limit(limit);
-    BCON_APPEND(&opts, "sort", "{", "pos", BCON_INT32(1), "}", "limit", BCON_INT64(max));
-    void *items;
-    int rc = store_mongo__find_list(s, "messages", &q, &opts, (size_t)max, sizeof(struct message),
-                                    parse_message, &items, &out->n, "list_changes_after", err);
-    out->items = items;
-    if (rc)
-        store_message_list_cleanup(out);
-    bson_destroy(&q);
-    bson_destroy(&opts);
-    return rc;
+    return store_mongo__list_message_docs((struct store_mongo *)st, chat_id, "pos", "$gt",
+                                          after_pos, 1, limit, out, "list_changes_after", err);
 }
 
 /* One round of the backfill: up to BACKFILL_BATCH messages without pos get
