@@ -54,12 +54,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "scaleout: nginx not installed (scripts/install-deps.sh test)" >&2; exit 2; }
 command -v redis-server >/dev/null || { echo "scaleout: redis-server not installed" >&2; exit 2; }
 
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$BUILD" --target chatli chatli_wsbench -j2 >/dev/null
-WSB=$BUILD/bench/chatli_wsbench
-BIN=${CHATLI_BIN:-$BUILD/chatli}
+bench_build_wsbench
+BIN=$CHATLI_BIN
 
 TMP=$(mktemp -d /tmp/chatli-scaleout.XXXXXX)
 PIDS=()        # chatli instances of the current step
