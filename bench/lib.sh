@@ -1,4 +1,4 @@
-# lib.sh - shell helpers shared by bench/http/run.sh and bench/ws/run.sh:
+# lib.sh - shell helpers shared by bench/http/run.sh, bench/ws/*.sh and bench/scaleout.sh:
 # find the built server, start it on a free loopback port with a temp DATA_DIR,
 # read its CPU and RSS from /proc, describe the machine, stop it cleanly.
 # Sourced, not run.  The server is judged by its own cost (utime+stime, VmRSS)
@@ -19,6 +19,17 @@ bench_find_bin() {
         echo "no chatli binary: build it (cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench -j2) or set CHATLI_BIN" >&2
         return 1
     fi
+}
+
+# Configures $BUILD once (Release), builds chatli and chatli_wsbench there,
+# and sets WSB to the generator and CHATLI_BIN (unless set) to the server.
+bench_build_wsbench() {
+    if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+        cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    fi
+    cmake --build "$BUILD" --target chatli chatli_wsbench -j2 >/dev/null
+    WSB=$BUILD/bench/chatli_wsbench
+    : "${CHATLI_BIN:=$BUILD/chatli}"
 }
 
 bench_free_port() {

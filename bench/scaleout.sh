@@ -54,12 +54,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "scaleout: nginx not installed (scripts/install-deps.sh test)" >&2; exit 2; }
 command -v redis-server >/dev/null || { echo "scaleout: redis-server not installed" >&2; exit 2; }
 
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$BUILD" --target chatli chatli_wsbench -j2 >/dev/null
-WSB=$BUILD/bench/chatli_wsbench
-BIN=${CHATLI_BIN:-$BUILD/chatli}
+bench_build_wsbench
+BIN=$CHATLI_BIN
 
 TMP=$(mktemp -d /tmp/chatli-scaleout.XXXXXX)
 PIDS=()        # chatli instances of the current step
@@ -225,20 +221,21 @@ db="chatli_scaleout_hop_$$"
 start_instances 2 "$db"
 a="http://127.0.0.1:${PORTS[0]}"
 tokens=$TMP/tokens-hop.txt
+# The generator's WebSocket ports: all on the first instance ("same") or
+# alternating between the two ("cross").
+hop_ports() {
+    if [ "$1" = cross ]; then echo "${PORTS[0]},${PORTS[1]}"; else echo "${PORTS[0]}"; fi
+}
 # Alternated and repeated: on a shared box one run says little.
 for round in 1 2; do
     for where in same cross; do
-        ports=${PORTS[0]}
-        [ "$where" = cross ] && ports="${PORTS[0]},${PORTS[1]}"
         run_wsb "hop $where typing $round" --url "$a" --server-pid "$(pid_list)" --tokens "$tokens" \
-            --ws-ports "$ports" --pairs "$TYPING_PAIRS" --rate "$TYPING_RATE" --duration "$DURATION" typing
+            --ws-ports "$(hop_ports "$where")" --pairs "$TYPING_PAIRS" --rate "$TYPING_RATE" --duration "$DURATION" typing
     done
 done
 for where in same cross; do
-    ports=${PORTS[0]}
-    [ "$where" = cross ] && ports="${PORTS[0]},${PORTS[1]}"
     run_wsb "hop $where chat" --url "$a" --server-pid "$(pid_list)" --tokens "$tokens" \
-        --ws-ports "$ports" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat
+        --ws-ports "$(hop_ports "$where")" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat
 done
 stop_instances
 

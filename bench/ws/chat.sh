@@ -19,14 +19,7 @@ WINDOW=${WINDOW:-8}
 DURATION=${DURATION:-10}
 MODES=${MODES:-rate closed}
 
-if [ -z "${WSB:-}" ]; then
-    if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-        cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    fi
-    cmake --build "$BUILD" --target chatli chatli_wsbench -j2 >/dev/null
-    WSB=$BUILD/bench/chatli_wsbench
-    : "${CHATLI_BIN:=$BUILD/chatli}"
-fi
+[ -n "${WSB:-}" ] || bench_build_wsbench
 export CHATLI_BIN
 
 trap bench_stop_server EXIT

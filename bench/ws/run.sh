@@ -33,12 +33,7 @@ RATE=${RATE:-25000}
 DURATION=${DURATION:-10}
 TYPING_RATE=${TYPING_RATE:-2000}
 
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$BENCH_ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$BUILD" --target chatli chatli_wsbench -j2 >/dev/null
-WSB=$BUILD/bench/chatli_wsbench
-: "${CHATLI_BIN:=$BUILD/chatli}"
+bench_build_wsbench
 export CHATLI_BIN
 
 trap bench_stop_server EXIT

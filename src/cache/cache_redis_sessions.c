@@ -73,6 +73,23 @@ static int finish(struct cache_redis *cr, redisContext *rc, redisReply *r, struc
     return 0;
 }
 
+/* SET `key` `val` with a time to live of `ttl_ms` (at least 1 ms), only
+ * when the key is absent if `nx`.  0 or CHAT_E_UNAVAILABLE. */
+static int set_px(struct cache_redis *cr, const char *key, const char *val, int64_t ttl_ms,
+                  bool nx, struct chat_err *err)
+{
+    redisContext *rc;
+    int ret = cache_redis__get(cr, &rc, err);
+    if (ret != 0)
+        return ret;
+    redisReply *r = redisCommand(rc, nx ? "SET %s %s PX %lld NX" : "SET %s %s PX %lld", key, val,
+                                 (long long)(ttl_ms > 0 ? ttl_ms : 1));
+    ret = finish(cr, rc, r, err);
+    if (r)
+        freeReplyObject(r);
+    return ret;
+}
+
 int cache_redis__session_get(struct cache_redis *cr, const uint8_t hash[32],
                              char user_id[OID_SIZE], int64_t *expires_at, struct chat_err *err)
 {
@@ -102,17 +119,8 @@ int cache_redis__session_put(struct cache_redis *cr, const uint8_t hash[32], con
         return chat_err_set(err, CHAT_E_INTERNAL, NULL, "cache_redis: bad session");
     session_key(cr, hash, key, sizeof key);
     snprintf(val, sizeof val, "%s:%lld", user_id, (long long)expires_at);
-    redisContext *rc;
-    int ret = cache_redis__get(cr, &rc, err);
-    if (ret != 0)
-        return ret;
     /* NX: never over a revocation mark (nor over the same session). */
-    redisReply *r = redisCommand(rc, "SET %s %s PX %lld NX", key, val,
-                                 (long long)(ttl_ms > 0 ? ttl_ms : 1));
-    ret = finish(cr, rc, r, err);
-    if (r)
-        freeReplyObject(r);
-    return ret;
+    return set_px(cr, key, val, ttl_ms, true, err);
 }
 
 int cache_redis__session_revoke(struct cache_redis *cr, const uint8_t hash[32], int64_t ttl_ms,
@@ -120,14 +128,5 @@ int cache_redis__session_revoke(struct cache_redis *cr, const uint8_t hash[32], 
 {
     char key[64 + 80];
     session_key(cr, hash, key, sizeof key);
-    redisContext *rc;
-    int ret = cache_redis__get(cr, &rc, err);
-    if (ret != 0)
-        return ret;
-    redisReply *r = redisCommand(rc, "SET %s " REVOKED " PX %lld", key,
-                                 (long long)(ttl_ms > 0 ? ttl_ms : 1));
-    ret = finish(cr, rc, r, err);
-    if (r)
-        freeReplyObject(r);
-    return ret;
+    return set_px(cr, key, REVOKED, ttl_ms, false, err);
 }

@@ -628,11 +628,6 @@ int store_mongo__remove_member(struct store *st, const char *chat_id, const char
     return *removed ? 0 : chat_exists(s, &cid, "remove_member", err);
 }
 
-static int parse_message(const bson_t *d, void *item)
-{
-    return store_mongo__parse_message(d, NULL, item);
-}
-
 /* A page of chat `chat_id`'s messages: seq < `seq` newest first (none
  * before the first page when seq is 0), or seq > `seq` oldest first
  * (`after`). */
@@ -640,26 +635,9 @@ static int list_messages_dir(struct store_mongo *s, const char *chat_id, int64_t
                              int limit, struct message_list *out, const char *op,
                              struct chat_err *err)
 {
-    memset(out, 0, sizeof *out);
-    bson_oid_t cid;
-    if (limit <= 0 || !store_mongo__oid(chat_id, &cid))
-        return 0;
-    bson_t q = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-    BSON_APPEND_OID(&q, "chatId", &cid);
-    if (after || seq > 0)
-        BCON_APPEND(&q, "seq", "{", after ? "$gt" : "$lt", BCON_INT64(seq), "}");
-    int64_t max = store_mongo__limit(limit);
-    BCON_APPEND(&opts, "sort", "{", "seq", BCON_INT32(after ? 1 : -1), "}", "limit",
-                BCON_INT64(max));
-    void *items;
-    int rc = store_mongo__find_list(s, "messages", &q, &opts, (size_t)max, sizeof(struct message),
-                                    parse_message, &items, &out->n, op, err);
-    out->items = items;
-    if (rc)
-        store_message_list_cleanup(out);
-    bson_destroy(&q);
-    bson_destroy(&opts);
-    return rc;
+    const char *cmp = after ? "$gt" : seq > 0 ? "$lt" : NULL;
+    return store_mongo__list_message_docs(s, chat_id, "seq", cmp, seq, after ? 1 : -1, limit, out,
+                                          op, err);
 }
 
 int store_mongo__list_messages(struct store *st, const char *chat_id, int64_t before_seq,

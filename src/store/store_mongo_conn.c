@@ -487,3 +487,34 @@ int store_mongo__find_list(struct store_mongo *s, const char *cname, const bson_
     store_mongo__scope_close(s, &sc);
     return rc;
 }
+
+static int parse_message_cb(const bson_t *d, void *item)
+{
+    return store_mongo__parse_message(d, NULL, item);
+}
+
+int store_mongo__list_message_docs(struct store_mongo *s, const char *chat_id, const char *field,
+                                   const char *cmp, int64_t bound, int dir, int limit,
+                                   struct message_list *out, const char *op,
+                                   struct chat_err *err)
+{
+    memset(out, 0, sizeof *out);
+    bson_oid_t cid;
+    if (limit <= 0 || !store_mongo__oid(chat_id, &cid))
+        return 0;
+    bson_t q = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    BSON_APPEND_OID(&q, "chatId", &cid);
+    if (cmp)
+        BCON_APPEND(&q, field, "{", cmp, BCON_INT64(bound), "}");
+    int64_t max = store_mongo__limit(limit);
+    BCON_APPEND(&opts, "sort", "{", field, BCON_INT32(dir), "}", "limit", BCON_INT64(max));
+    void *items;
+    int rc = store_mongo__find_list(s, "messages", &q, &opts, (size_t)max, sizeof(struct message),
+                                    parse_message_cb, &items, &out->n, op, err);
+    out->items = items;
+    if (rc)
+        store_message_list_cleanup(out);
+    bson_destroy(&q);
+    bson_destroy(&opts);
+    return rc;
+}

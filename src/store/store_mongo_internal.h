@@ -203,6 +203,14 @@ int store_mongo__find_all(mongoc_collection_t *col, const bson_t *filter, const 
 int store_mongo__find_list(struct store_mongo *s, const char *cname, const bson_t *filter,
                            const bson_t *opts, size_t max, size_t size, store_mongo_parse_cb parse,
                            void **items, size_t *n, const char *op, struct chat_err *err);
+/* Lists into `out` the messages of chat `chat_id` whose `field` is `cmp`
+ * ("$gt", "$lt"; NULL: any) `bound`, sorted by `field` (`dir` 1 or -1), at
+ * most `limit` (clamped); none for a limit <= 0 or a chat id that does not
+ * parse.  0 or a port code (then `out` is empty). */
+int store_mongo__list_message_docs(struct store_mongo *s, const char *chat_id, const char *field,
+                                   const char *cmp, int64_t bound, int dir, int limit,
+                                   struct message_list *out, const char *op,
+                                   struct chat_err *err);
 
 /* ---- the operations (one file per resource), in the ops table ---- */
 

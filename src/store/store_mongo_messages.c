@@ -62,16 +62,27 @@ static int read_message(struct store_mongo *s, mongoc_collection_t *coll, const 
     return rc;
 }
 
+/* Parses the ids of message `message_id` of chat `chat_id` into *cid and
+ * *mid, then opens a scope on "messages".  0, CHAT_E_NOT_FOUND when an id
+ * does not parse (*sc then empty), or a port code; close *sc either way. */
+static int open_message(struct store_mongo *s, const char *chat_id, const char *message_id,
+                        bson_oid_t *cid, bson_oid_t *mid, struct store_mongo_scope *sc,
+                        struct chat_err *err)
+{
+    memset(sc, 0, sizeof *sc);
+    if (!store_mongo__oid(chat_id, cid) || !store_mongo__oid(message_id, mid))
+        return no_message(err);
+    return store_mongo__scope_open(s, "messages", sc, err);
+}
+
 int store_mongo__get_message(struct store *st, const char *chat_id, const char *message_id,
                              struct message *out, struct chat_err *err)
 {
     struct store_mongo *s = (struct store_mongo *)st;
     memset(out, 0, sizeof *out);
     bson_oid_t cid, mid;
-    if (!store_mongo__oid(chat_id, &cid) || !store_mongo__oid(message_id, &mid))
-        return no_message(err);
     struct store_mongo_scope sc;
-    int rc = store_mongo__scope_open(s, "messages", &sc, err);
+    int rc = open_message(s, chat_id, message_id, &cid, &mid, &sc, err);
     if (!rc)
         rc = read_message(s, sc.coll, &cid, &mid, out, "get_message", err);
     store_mongo__scope_close(s, &sc);
@@ -216,10 +227,8 @@ int store_mongo__change_message(struct store *st, const char *chat_id, const cha
     memset(out, 0, sizeof *out);
     *changed = false;
     bson_oid_t cid, mid;
-    if (!store_mongo__oid(chat_id, &cid) || !store_mongo__oid(message_id, &mid))
-        return no_message(err);
     struct store_mongo_scope sc;
-    int rc = store_mongo__scope_open(s, "messages", &sc, err);
+    int rc = open_message(s, chat_id, message_id, &cid, &mid, &sc, err);
     if (!rc) {
         mongoc_collection_t *chats = store_mongo__coll(s, &sc, "chats");
         rc = change_in(s, &sc, chats, &cid, &mid, text, at, out, changed, err);
@@ -231,33 +240,11 @@ int store_mongo__change_message(struct store *st, const char *chat_id, const cha
     return rc;
 }
 
-static int parse_message(const bson_t *d, void *item)
-{
-    return store_mongo__parse_message(d, NULL, item);
-}
-
 int store_mongo__list_changes_after(struct store *st, const char *chat_id, int64_t after_pos,
                                     int limit, struct message_list *out, struct chat_err *err)
 {
-    struct store_mongo *s = (struct store_mongo *)st;
-    memset(out, 0, sizeof *out);
-    bson_oid_t cid;
-    if (limit <= 0 || !store_mongo__oid(chat_id, &cid))
-        return 0;
-    bson_t q = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-    BSON_APPEND_OID(&q, "chatId", &cid);
-    BCON_APPEND(&q, "pos", "{", "$gt", BCON_INT64(after_pos), "}");
-    int64_t max = store_mongo__limit(limit);
-    BCON_APPEND(&opts, "sort", "{", "pos", BCON_INT32(1), "}", "limit", BCON_INT64(max));
-    void *items;
-    int rc = store_mongo__find_list(s, "messages", &q, &opts, (size_t)max, sizeof(struct message),
-                                    parse_message, &items, &out->n, "list_changes_after", err);
-    out->items = items;
-    if (rc)
-        store_message_list_cleanup(out);
-    bson_destroy(&q);
-    bson_destroy(&opts);
-    return rc;
+    return store_mongo__list_message_docs((struct store_mongo *)st, chat_id, "pos", "$gt",
+                                          after_pos, 1, limit, out, "list_changes_after", err);
 }
 
 /* One round of the backfill: up to BACKFILL_BATCH messages without pos get

@@ -38,30 +38,6 @@
     " AND x.sender <> v.user AND x.deleted = 0)"
 #define MSG_COLS STORE_SQLITE_MSG_COLS("m") ", u.id"
 
-/* Fills `m` from the shared message columns at `col` followed by the
- * sender's id, as MSG_COLS and CHAT_COLS give them. */
-static void read_message(sqlite3_stmt *q, int col, const char *chat_id, struct message *m,
-                         bool *oom)
-{
-    store_sqlite__read_message(q, col, m, oom);
-    snprintf(m->chat_id, sizeof m->chat_id, "%.*s", OID_LEN, chat_id);
-    store_sqlite__col_id(q, col + STORE_SQLITE_MSG_NCOLS, m->sender_id);
-}
-
-/* Fills the message `item` of the chat `arg` from a MSG_COLS row (a
- * store_sqlite__collect reader).  0 or CHAT_E_INTERNAL (then `item` is
- * cleaned up). */
-static int read_message_cb(sqlite3_stmt *q, void *item, void *arg)
-{
-    bool oom = false;
-    read_message(q, 0, arg, item, &oom);
-    if (oom) {
-        store_message_cleanup(item);
-        return CHAT_E_INTERNAL;
-    }
-    return 0;
-}
-
 /* Fills `ch` (all but the members) from a CHAT_COLS row followed by the
  * unread count; *k gets the chat's key.  0 or CHAT_E_INTERNAL (then `ch` is
  * cleaned up). */
@@ -79,7 +55,7 @@ static int read_chat_row(sqlite3_stmt *q, struct chat *ch, int64_t *k)
     if (sqlite3_column_type(q, 7) != SQLITE_NULL) {
         ch->last_message = malloc(sizeof *ch->last_message);
         if (ch->last_message)
-            read_message(q, 7, ch->id, ch->last_message, &oom);
+            store_sqlite__read_sent_message(q, 7, ch->id, ch->last_message, &oom);
         else
             oom = true;
     }
@@ -577,42 +553,21 @@ int store_sqlite__remove_member(struct store *st, const char *chat_id, const cha
 static int list_messages(struct store_sqlite *s, const char *chat_id, int64_t bound, bool after,
                          int limit, struct message_list *out, struct chat_err *err)
 {
-    out->items = NULL;
-    out->n = 0;
-    limit = store_sqlite__limit(limit);
-    if (limit == 0)
-        return 0;
-    if (!chat_id)
-        chat_id = "";
-    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
-    if (!c)
-        return CHAT_E_UNAVAILABLE;
-    sqlite3_stmt *q;
     /* Both walk the (chat, seq) primary key in one direction: no sort. */
-    int r = after ? store_sqlite__prepare(c, STORE_SQLITE_MSGS_AFTER,
-                                          "SELECT " MSG_COLS " FROM messages m"
-                                          " JOIN users u ON u.k = m.sender"
-                                          " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
-                                          " AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
-                                          &q, err)
-                  : store_sqlite__prepare(c, STORE_SQLITE_MSGS_BEFORE,
-                                          "SELECT " MSG_COLS " FROM messages m"
-                                          " JOIN users u ON u.k = m.sender"
-                                          " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
-                                          " AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
-                                          &q, err);
-    if (!r) {
-        store_sqlite__bind_text(q, 1, chat_id);
-        sqlite3_bind_int64(q, 2, bound);
-        sqlite3_bind_int(q, 3, limit);
-        r = store_sqlite__collect(c, q, "list messages", (void **)&out->items, &out->n,
-                                  sizeof *out->items, read_message_cb, (void *)chat_id, err);
-        if (r)
-            store_message_list_cleanup(out);
-        store_sqlite__done(q);
-    }
-    store_sqlite__read_release(s, c);
-    return r;
+    return after ? store_sqlite__list_message_rows(
+                       s, STORE_SQLITE_MSGS_AFTER,
+                       "SELECT " MSG_COLS " FROM messages m"
+                       " JOIN users u ON u.k = m.sender"
+                       " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
+                       " AND m.seq > ?2 ORDER BY m.seq LIMIT ?3",
+                       "list messages", chat_id, bound, limit, out, err)
+                 : store_sqlite__list_message_rows(
+                       s, STORE_SQLITE_MSGS_BEFORE,
+                       "SELECT " MSG_COLS " FROM messages m"
+                       " JOIN users u ON u.k = m.sender"
+                       " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
+                       " AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
+                       "list messages", chat_id, bound, limit, out, err);
 }
 
 int store_sqlite__list_messages(struct store *st, const char *chat_id, int64_t before_seq,

@@ -21,6 +21,7 @@
 #include "store_sqlite_internal.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,6 +288,56 @@ void store_sqlite__read_message(sqlite3_stmt *q, int col, struct message *m, boo
     m->pos = sqlite3_column_int64(q, col + 6);
     m->edited_at = sqlite3_column_int64(q, col + 7); /* NULL reads as 0 */
     m->deleted = sqlite3_column_int(q, col + 8) != 0;
+}
+
+void store_sqlite__read_sent_message(sqlite3_stmt *q, int col, const char *chat_id,
+                                     struct message *m, bool *oom)
+{
+    store_sqlite__read_message(q, col, m, oom);
+    snprintf(m->chat_id, sizeof m->chat_id, "%.*s", OID_LEN, chat_id);
+    store_sqlite__col_id(q, col + STORE_SQLITE_MSG_NCOLS, m->sender_id);
+}
+
+int store_sqlite__read_message_cb(sqlite3_stmt *q, void *item, void *arg)
+{
+    bool oom = false;
+    store_sqlite__read_sent_message(q, 0, arg, item, &oom);
+    if (oom) {
+        store_message_cleanup(item);
+        return CHAT_E_INTERNAL;
+    }
+    return 0;
+}
+
+int store_sqlite__list_message_rows(struct store_sqlite *s, enum store_sqlite_stmt_id id,
+                                    const char *sql, const char *what, const char *chat_id,
+                                    int64_t bound, int limit, struct message_list *out,
+                                    struct chat_err *err)
+{
+    out->items = NULL;
+    out->n = 0;
+    limit = store_sqlite__limit(limit);
+    if (limit == 0)
+        return 0;
+    if (!chat_id)
+        chat_id = "";
+    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
+    if (!c)
+        return CHAT_E_UNAVAILABLE;
+    sqlite3_stmt *q;
+    int r = store_sqlite__prepare(c, id, sql, &q, err);
+    if (!r) {
+        store_sqlite__bind_text(q, 1, chat_id);
+        sqlite3_bind_int64(q, 2, bound);
+        sqlite3_bind_int(q, 3, limit);
+        r = store_sqlite__collect(c, q, what, (void **)&out->items, &out->n, sizeof *out->items,
+                                  store_sqlite__read_message_cb, (void *)chat_id, err);
+        if (r)
+            store_message_list_cleanup(out);
+        store_sqlite__done(q);
+    }
+    store_sqlite__read_release(s, c);
+    return r;
 }
 
 int store_sqlite__grow(void **items, size_t *cap, size_t n, size_t size)

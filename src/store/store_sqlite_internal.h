@@ -277,6 +277,24 @@ void store_sqlite__col_id(sqlite3_stmt *st, int i, char dst[OID_SIZE]);
  * follow the first 6: issue 13's edits and deletions). */
 #define STORE_SQLITE_MSG_NCOLS 9
 void store_sqlite__read_message(sqlite3_stmt *q, int col, struct message *m, bool *oom);
+/* store_sqlite__read_message, then chat_id = `chat_id` and sender_id from
+ * the column after the shared ones (a query's "STORE_SQLITE_MSG_COLS(t),
+ * u.id"). */
+void store_sqlite__read_sent_message(sqlite3_stmt *q, int col, const char *chat_id,
+                                     struct message *m, bool *oom);
+/* Fills the message `item` of the chat `arg` from such a row at column 0
+ * (a store_sqlite__collect reader).  0 or CHAT_E_INTERNAL (then `item` is
+ * cleaned up). */
+int store_sqlite__read_message_cb(sqlite3_stmt *q, void *item, void *arg);
+/* Lists into `out` the messages of chat `chat_id` (NULL reads as "") that
+ * the cached query `id` (`sql`) returns on a read connection, `sql` taking
+ * the chat id at ?1, `bound` at ?2 and the clamped `limit` at ?3 and
+ * returning such rows; `what` names it in errors.  0 or a port code (then
+ * `out` is empty). */
+int store_sqlite__list_message_rows(struct store_sqlite *s, enum store_sqlite_stmt_id id,
+                                    const char *sql, const char *what, const char *chat_id,
+                                    int64_t bound, int limit, struct message_list *out,
+                                    struct chat_err *err);
 
 /* Grows an array of `size`-byte items to hold at least n+1; 0 or
  * CHAT_E_INTERNAL (the old array stays valid). */

@@ -15,30 +15,11 @@
  * skips one. */
 #include "store_sqlite_internal.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* A message row as MSG_COLS gives it, then its sender's id. */
 #define MSG_COLS STORE_SQLITE_MSG_COLS("m") ", u.id"
-
-static void read_row(sqlite3_stmt *q, const char *chat_id, struct message *m, bool *oom)
-{
-    store_sqlite__read_message(q, 0, m, oom);
-    snprintf(m->chat_id, sizeof m->chat_id, "%.*s", OID_LEN, chat_id);
-    store_sqlite__col_id(q, STORE_SQLITE_MSG_NCOLS, m->sender_id);
-}
-
-static int read_row_cb(sqlite3_stmt *q, void *item, void *arg)
-{
-    bool oom = false;
-    read_row(q, arg, item, &oom);
-    if (oom) {
-        store_message_cleanup(item);
-        return CHAT_E_INTERNAL;
-    }
-    return 0;
-}
 
 /* Reads message `message_id` of chat `chat_id` on `c` into `out`.
  * 0, CHAT_E_NOT_FOUND, or a port code. */
@@ -57,7 +38,7 @@ static int load_message(struct store_sqlite_conn *c, const char *chat_id, const 
     store_sqlite__bind_text(q, 1, chat_id);
     store_sqlite__bind_text(q, 2, message_id);
     r = store_sqlite__step_row(c, q, "get message", "no such message in this chat", err);
-    if (!r && read_row_cb(q, out, (void *)chat_id))
+    if (!r && store_sqlite__read_message_cb(q, out, (void *)chat_id))
         r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
     store_sqlite__done(q);
     return r;
@@ -188,35 +169,11 @@ int store_sqlite__change_message(struct store *st, const char *chat_id, const ch
 int store_sqlite__list_changes_after(struct store *st, const char *chat_id, int64_t after_pos,
                                      int limit, struct message_list *out, struct chat_err *err)
 {
-    struct store_sqlite *s = (struct store_sqlite *)st;
-    out->items = NULL;
-    out->n = 0;
-    limit = store_sqlite__limit(limit);
-    if (limit == 0)
-        return 0;
-    if (!chat_id)
-        chat_id = "";
-    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
-    if (!c)
-        return CHAT_E_UNAVAILABLE;
-    sqlite3_stmt *q;
     /* A range of messages_by_pos (chat, pos): no sort. */
-    int r = store_sqlite__prepare(c, STORE_SQLITE_MSGS_CHANGED,
-                                  "SELECT " MSG_COLS " FROM messages m"
-                                  " JOIN users u ON u.k = m.sender"
-                                  " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
-                                  " AND m.pos > ?2 ORDER BY m.pos LIMIT ?3",
-                                  &q, err);
-    if (!r) {
-        store_sqlite__bind_text(q, 1, chat_id);
-        sqlite3_bind_int64(q, 2, after_pos);
-        sqlite3_bind_int(q, 3, limit);
-        r = store_sqlite__collect(c, q, "list changes", (void **)&out->items, &out->n,
-                                  sizeof *out->items, read_row_cb, (void *)chat_id, err);
-        if (r)
-            store_message_list_cleanup(out);
-        store_sqlite__done(q);
-    }
-    store_sqlite__read_release(s, c);
-    return r;
+    return store_sqlite__list_message_rows((struct store_sqlite *)st, STORE_SQLITE_MSGS_CHANGED,
+                                           "SELECT " MSG_COLS " FROM messages m"
+                                           " JOIN users u ON u.k = m.sender"
+                                           " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
+                                           " AND m.pos > ?2 ORDER BY m.pos LIMIT ?3",
+                                           "list changes", chat_id, after_pos, limit, out, err);
 }

@@ -1401,6 +1401,22 @@ static bool poll_sweep(struct ws_server *ws, struct ws_conn *c, int64_t now_ms)
     return true;
 }
 
+/* Enters the new connection `c` (a WebSocket or a polling session) in the
+ * id index and the list of all connections, and counts it. */
+static void conn_register(struct ws_server *ws, struct ws_conn *c)
+{
+    ws__conns_put(&ws->conns, c);
+    c->all_next = ws->all;
+    if (ws->all)
+        ws->all->all_prev = c;
+    ws->all = c;
+    metrics_ws_connections_add(1);
+    atomic_fetch_add(&ws->n_conns_approx, 1);
+    pthread_mutex_lock(&ws->sd_lock);
+    ws->n_conns++;
+    pthread_mutex_unlock(&ws->sd_lock);
+}
+
 /* GET without sid: a new session and its open packet. */
 static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
 {
@@ -1448,16 +1464,7 @@ static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
         m->done(m->done_arg, 503, poll_text_type, NULL, 0);
         return;
     }
-    ws__conns_put(&ws->conns, c);
-    c->all_next = ws->all;
-    if (ws->all)
-        ws->all->all_prev = c;
-    ws->all = c;
-    metrics_ws_connections_add(1);
-    atomic_fetch_add(&ws->n_conns_approx, 1);
-    pthread_mutex_lock(&ws->sd_lock);
-    ws->n_conns++;
-    pthread_mutex_unlock(&ws->sd_lock);
+    conn_register(ws, c);
     p->unauth = true;
     ws->poll_unauth++;
     m->done(m->done_arg, 200, poll_text_type, body, strlen(body));
@@ -1742,16 +1749,7 @@ static void on_established(struct ws_server *ws, struct ws_conn *c, struct lws *
     preset_close_reason(wsi);
     c->id = ws->next_conn_id++;
     c->born_s = c->rx_s = ws__now_s();
-    ws__conns_put(&ws->conns, c);
-    c->all_next = ws->all;
-    if (ws->all)
-        ws->all->all_prev = c;
-    ws->all = c;
-    metrics_ws_connections_add(1);
-    atomic_fetch_add(&ws->n_conns_approx, 1);
-    pthread_mutex_lock(&ws->sd_lock);
-    ws->n_conns++;
-    pthread_mutex_unlock(&ws->sd_lock);
+    conn_register(ws, c);
 
     if (atomic_load(&ws->stopping)) {
         conn_close(ws, c, WS_CLOSE_GOING_AWAY, "server shutting down", false);

@@ -187,6 +187,18 @@ class Raw:
             pass
 
 
+def chat_and_client(srv, clients, **opts):
+    """Two new users a and b, a chat a made with b, and a's Socket.IO client
+    (`opts` passed to `clients`) past its ready event:
+    (a, ta, b, tb, chat, ca)."""
+    a, ta = register(srv)
+    b, tb = register(srv)
+    chat = make_chat(srv, ta, [b["id"]])
+    ca = clients(srv, ta, **opts)
+    ca.wait("ready")
+    return a, ta, b, tb, chat, ca
+
+
 # ---------------------------------------------------------------------------
 # handshake, auth
 
@@ -326,11 +338,7 @@ def test_every_event_both_ways(server, clients):
 
 
 def test_ack_carries_errors_and_no_error_event(server, clients):
-    a, ta = register(server)
-    b, tb = register(server)
-    chat = make_chat(server, ta, [b["id"]])
-    ca = clients(server, ta)
-    ca.wait("ready")
+    a, ta, b, tb, chat, ca = chat_and_client(server, clients)
     res = ca.call("message.send", {"chatId": "0" * 24, "text": "x", "clientId": "e1"})
     assert res == {"error": {"code": "not_found", "message": res["error"]["message"]}}
     res = ca.call("message.send", {"chatId": chat["id"], "text": "", "clientId": "e2"})
@@ -368,11 +376,7 @@ def test_ack_carries_errors_and_no_error_event(server, clients):
 
 def test_sio_and_plain_ws_clients_share_a_chat(server, clients):
     from ws_fixtures import connect
-    a, ta = register(server)
-    b, tb = register(server)
-    chat = make_chat(server, ta, [b["id"]])
-    ca = clients(server, ta)
-    ca.wait("ready")
+    a, ta, b, tb, chat, ca = chat_and_client(server, clients)
     wb, _ = connect(server, tb)
     ack = ca.call("message.send", {"chatId": chat["id"], "text": "to ws", "clientId": "x1"})
     assert wb.recv_type("message.new")["message"] == ack["message"]
@@ -446,11 +450,7 @@ def test_ping_pong_and_a_client_that_stops_answering(start_server):
 
 
 def test_reconnect_and_sync(server, clients):
-    a, ta = register(server)
-    b, tb = register(server)
-    chat = make_chat(server, ta, [b["id"]])
-    ca = clients(server, ta)
-    ca.wait("ready")
+    a, ta, b, tb, chat, ca = chat_and_client(server, clients)
     ack = ca.call("message.send", {"chatId": chat["id"], "text": "before", "clientId": "r1"})
     last = ack["message"]["seq"]
     ca.close()
@@ -466,11 +466,7 @@ def test_reconnect_and_sync(server, clients):
 
 def test_server_restart_client_reconnects(start_server, clients):
     srv = start_server()
-    a, ta = register(srv)
-    b, tb = register(srv)
-    chat = make_chat(srv, ta, [b["id"]])
-    ca = clients(srv, ta, reconnection=True)
-    ca.wait("ready")
+    a, ta, b, tb, chat, ca = chat_and_client(srv, clients, reconnection=True)
     assert srv.stop() == 0          # SIGTERM: the connection closes (1001)
     deadline = time.monotonic() + 10
     while ca.disconnects == 0 and time.monotonic() < deadline:
@@ -643,11 +639,8 @@ def test_polling_and_websocket_clients_share_a_chat(server, clients):
 
 
 def test_default_transports_upgrade_to_websocket(server, clients):
-    a, ta = register(server)
-    b, tb = register(server)
-    chat = make_chat(server, ta, [b["id"]])
-    ca = clients(server, ta, transports=None)   # python-socketio's default: polling, upgrade
-    ca.wait("ready")
+    # python-socketio's default transports: polling, then the upgrade
+    a, ta, b, tb, chat, ca = chat_and_client(server, clients, transports=None)
     deadline = time.monotonic() + 10
     while ca.sio.transport() != "websocket" and time.monotonic() < deadline:
         time.sleep(0.05)
