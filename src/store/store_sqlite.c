@@ -147,6 +147,9 @@ static const char *const migrations[] = {
     "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
     "UPDATE messages SET pos = seq;"
     "CREATE INDEX messages_by_pos ON messages(chat, pos);",
+    /* 4: revoking every token of a user (password change, logout-all,
+     * account deletion) finds its sessions by user_id. */
+    "CREATE INDEX sessions_by_user ON sessions(user_id);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -6,9 +6,8 @@
  * connection under its lock; delete_user runs in one IMMEDIATE transaction,
  * so a crash leaves the account either whole or fully deleted.
  *
- * The sessions table has no index on user_id (schema 1): a revocation of
- * every token of a user scans it, which is cheap next to the Argon2id
- * verify that precedes it on every route that calls it. */
+ * A revocation of every token of a user finds them through the index
+ * sessions_by_user (migration 4). */
 #include "store_sqlite_internal.h"
 
 #include <stdlib.h>

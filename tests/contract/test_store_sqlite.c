@@ -87,6 +87,28 @@ static long long file_pragma(const char *path, const char *what, char *text, siz
     return v;
 }
 
+/* Does EXPLAIN QUERY PLAN of `sql` on a database file mention `index`? */
+static bool file_plan_uses(const char *path, const char *sql, const char *index)
+{
+    sqlite3 *db;
+    bool found = false;
+    char eqp[256];
+    snprintf(eqp, sizeof eqp, "EXPLAIN QUERY PLAN %s", sql);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(db, eqp, -1, &q, NULL) == SQLITE_OK) {
+            while (sqlite3_step(q) == SQLITE_ROW) {
+                const char *d = (const char *)sqlite3_column_text(q, 3);
+                if (d && strstr(d, index))
+                    found = true;
+            }
+            sqlite3_finalize(q);
+        }
+    }
+    sqlite3_close(db);
+    return found;
+}
+
 static void case_reopen_and_migrations(void)
 {
     char path[320];
@@ -115,7 +137,10 @@ static void case_reopen_and_migrations(void)
     store_close(st);
 
     char mode[32] = "";
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
+    /* Revoking a user's tokens finds them by index (migration 4). */
+    CHECK(file_plan_uses(path, "SELECT hash FROM sessions WHERE user_id = 'x'",
+                         "sessions_by_user"));
     file_pragma(path, "journal_mode", mode, sizeof mode);
     CHECK_EQ_STR(mode, "wal");
 
@@ -148,7 +173,7 @@ static void case_reopen_and_migrations(void)
         CHECK_EQ_INT(c.n_members, 2);
         store_chat_cleanup(&c);
         store_close(st);
-        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
+        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
     }
 
     /* A database from a newer binary is refused, not guessed at. */
@@ -161,8 +186,10 @@ static void case_reopen_and_migrations(void)
     CHECK(st == NULL);
 }
 
-/* Turns a version-3 file back into a version-2 one (migration 3 undone). */
+/* Turns a version-4 file back into a version-2 one (migrations 4 and 3
+ * undone). */
 #define V3_UNDO                                                                \
+    "DROP INDEX sessions_by_user;"                                             \
     "DROP INDEX messages_by_pos;"                                              \
     "ALTER TABLE messages DROP COLUMN pos;"                                    \
     "ALTER TABLE messages DROP COLUMN edited_at;"                              \
@@ -194,7 +221,7 @@ static void case_migration_post_edits(void)
     CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
     if (!st)
         return;
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
     struct post p = {0};
     CHECK_EQ_INT(store_get_post(st, post, NULL, &p, &err), 0);
     CHECK_EQ_STR(p.text, "from v1");
@@ -239,7 +266,7 @@ static void case_migration_message_edits(void)
     CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
     if (!st)
         return;
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 3);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
     struct message_list l = {0};
     CHECK_EQ_INT(store_list_changes_after(st, chat, 1, 10, &l, &err), 0);
     CHECK_EQ_INT(l.n, 2);
