@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from helpers import api, assert_json, make_chat, register
-from test_scaleout import Redis, eventually, readyz, scale
+from test_scaleout import eventually, pair, readyz, redis, scale  # noqa: F401 (fixtures)
 from ws_fixtures import connect
 
 pytestmark = [pytest.mark.own_server]
@@ -29,23 +29,12 @@ N = 60
 
 
 @pytest.fixture
-def redis2(session_tmp):
-    d = session_tmp / ("redis-" + uuid.uuid4().hex[:8])
-    d.mkdir()
-    r = Redis(d)
-    r.start()
-    yield r
-    r.kill()
-
-
-@pytest.fixture
-def two(start_server, redis2):
-    db = "chatli_e2e_seq_" + uuid.uuid4().hex[:10]
-    env = dict(REDIS_URL=redis2.url, MONGODB_DB=db, RATE_LIMIT_MAX=0)
-    servers = [start_server(**env) for _ in range(2)]
-    for srv in servers:
+def two(pair):
+    """test_scaleout's pair (two instances, one database, one Redis), once
+    both see Redis."""
+    for srv in pair:
         assert eventually(lambda: readyz(srv).json()["checks"]["redis"] == "ok", 10)
-    return servers
+    return list(pair)
 
 
 def new_frames(w, chat_id, n):
