@@ -29,9 +29,10 @@
 #include "views.h"
 #include "chatli/store.h"
 
-int core__author_cache_init(struct slotcache *sc)
+int core__author_cache_init(struct slotcache *sc, bool alone)
 {
-    return slotcache_init(sc, CORE_ACACHE_SLOTS, CORE_ACACHE_SHARDS, OID_LEN, CORE_ACACHE_TTL_MS);
+    return slotcache_init(sc, CORE_ACACHE_SLOTS, CORE_ACACHE_SHARDS, OID_LEN,
+                          alone ? CORE_CACHE_ALONE_TTL_MS : CORE_ACACHE_TTL_MS);
 }
 
 /* A cached value is the three strings back to back, each NUL-terminated,

@@ -8,9 +8,8 @@
  * profile edit, a membership change or a feed write made elsewhere is seen
  * here as soon as the bus carries it (a Redis round trip), not after the
  * TTL.  The TTLs stay as the safety net for events a Redis outage loses,
- * and a gap (the bus's word for "events may be lost") voids every feed
- * page at once; sessions, Authors and member lists have no "forget all"
- * (a slot cache forgets by key), so they rely on their 2 s TTL then.
+ * and a gap (the bus's word for "events may be lost") voids every cached
+ * session, Author, member list and feed page at once.
  *
  * It sits above the services it calls (auth, the caches) and nothing in
  * core calls it: main hands it to the bus.  Callbacks run on the bus's
@@ -48,7 +47,11 @@ static void on_event(void *arg, const struct bus_event *ev)
 
 static void on_gap(void *arg)
 {
-    core__feed_bump(arg);
+    struct core *c = arg;
+    core__feed_bump(c);
+    slotcache_forget_all(&c->priv->members);
+    slotcache_forget_all(&c->priv->authors);
+    slotcache_forget_all(&c->priv->sessions);
 }
 
 void core_bus_listener(struct core *c, struct bus_listener *out)

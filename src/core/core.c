@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chatli/bus.h"
 #include "chatli/log.h"
 
 static void caches_cleanup(struct core_priv *p)
@@ -62,8 +63,11 @@ int core_new(const struct core_config *cfg, struct store *store, struct bus *bus
     inited = 2;
     /* slotcache_cleanup is a no-op on a table whose init failed or never
      * ran (p is zeroed), so the failure path frees all four alike. */
-    if (core__member_cache_init(&p->members) != 0 || core__session_cache_init(&p->sessions) != 0 ||
-        core__author_cache_init(&p->authors) != 0 || core__feed_cache_init(&p->feed) != 0)
+    /* Alone: no other instance writes the store (see CORE_CACHE_ALONE_TTL_MS). */
+    bool alone = !bus || !bus->remote;
+    if (core__member_cache_init(&p->members, alone) != 0 ||
+        core__session_cache_init(&p->sessions) != 0 ||
+        core__author_cache_init(&p->authors, alone) != 0 || core__feed_cache_init(&p->feed) != 0)
         goto fail_locks;
 
     /* The password is irrelevant: nobody can log in as the dummy. */

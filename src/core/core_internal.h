@@ -28,7 +28,7 @@
  * made through another instance; changes made through this core invalidate
  * the slot at once.  Sharded like the others: every message send and
  * typing frame looks a chat up here. */
-#define CORE_MCACHE_SLOTS 1024
+#define CORE_MCACHE_SLOTS 16384
 #define CORE_MCACHE_SHARDS 16
 #define CORE_MCACHE_TTL_MS 2000
 
@@ -42,9 +42,19 @@
 /* Author cache geometry (core/author_cache.c), the same scheme.  The TTL
  * bounds how long a profile edited through ANOTHER instance shows its old
  * name here; edits through this core are forgotten at once. */
-#define CORE_ACACHE_SLOTS 4096
+#define CORE_ACACHE_SLOTS 16384
 #define CORE_ACACHE_SHARDS 16
 #define CORE_ACACHE_TTL_MS 2000
+
+/* The member and Author TTL when no other instance shares the store (the
+ * bus is not remote): every change then goes through this core, which
+ * forgets the entry at once, so the TTL is only a backstop and a long one
+ * keeps message.send on the gateway's fast path (messages_send_try): at
+ * 2 s a chat sending 10 messages a second fell back to a worker and a
+ * store read for one send in 20, and for one in 5 in the issue 9 bench
+ * (bench/ws/callgrind.sh, docs/performance.md).  With a remote bus the 2 s
+ * TTLs above bound what a lost invalidation costs. */
+#define CORE_CACHE_ALONE_TTL_MS 60000
 
 struct user;
 
@@ -120,8 +130,9 @@ void core__publish_text(struct core *c, int scope, const char (*user_ids)[OID_SI
 
 /* Creates the table with the member cache's geometry.  0 or CHAT_E_INTERNAL;
  * release with slotcache_cleanup.  The same holds for the session, author
- * and feed caches' _init below. */
-int core__member_cache_init(struct slotcache *sc);
+ * and feed caches' _init below.  `alone`: no other instance shares the
+ * store, so entries live CORE_CACHE_ALONE_TTL_MS (the Author cache too). */
+int core__member_cache_init(struct slotcache *sc, bool alone);
 
 /* The member ids of chat `chat_id`, from the member cache or the store.
  * When `member` is not NULL it must be among them, else CHAT_E_NOT_FOUND
@@ -176,7 +187,7 @@ void core__session_revoke(struct core *c, const uint8_t hash[32]);
 /* ---- author cache (core/author_cache.c) ----
  * Threads: every function may run on any thread concurrently. */
 
-int core__author_cache_init(struct slotcache *sc);
+int core__author_cache_init(struct slotcache *sc, bool alone);
 /* A new Author object for `id` when it is cached and fresh, else NULL.
  * Always sets *epoch, to hand to core__author_cache_put after asking the
  * store on a miss. */

@@ -29,9 +29,10 @@
 #include "chatli/store.h"
 #include "chatli/log.h"
 
-int core__member_cache_init(struct slotcache *sc)
+int core__member_cache_init(struct slotcache *sc, bool alone)
 {
-    return slotcache_init(sc, CORE_MCACHE_SLOTS, CORE_MCACHE_SHARDS, OID_LEN, CORE_MCACHE_TTL_MS);
+    return slotcache_init(sc, CORE_MCACHE_SLOTS, CORE_MCACHE_SHARDS, OID_LEN,
+                          alone ? CORE_CACHE_ALONE_TTL_MS : CORE_MCACHE_TTL_MS);
 }
 
 static bool contains(const char (*ids)[OID_SIZE], size_t n, const char *id)

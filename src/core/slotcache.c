@@ -196,3 +196,19 @@ void slotcache_forget(struct slotcache *sc, const void *key, size_t key_len)
     pthread_mutex_unlock(&sh->lock);
     free(old);
 }
+
+void slotcache_forget_all(struct slotcache *sc)
+{
+    for (size_t sh = 0; sh < sc->n_shards; sh++) {
+        pthread_mutex_lock(&sc->shards[sh].lock);
+        for (size_t i = sh * sc->per_shard; i < (sh + 1) * sc->per_shard; i++) {
+            struct slotcache_slot *s = &sc->slots[i];
+            s->epoch++;
+            free(s->val);
+            s->val = NULL;
+            s->len = 0;
+            s->key_len = 0;
+        }
+        pthread_mutex_unlock(&sc->shards[sh].lock);
+    }
+}

@@ -74,4 +74,8 @@ void slotcache_put(struct slotcache *sc, const void *key, size_t key_len, void *
 /* Drops `key` and voids the puts of lookups of its slot already in flight. */
 void slotcache_forget(struct slotcache *sc, const void *key, size_t key_len);
 
+/* slotcache_forget for every key at once (a bus gap: invalidations may
+ * have been lost).  Locks each shard in turn; O(slots). */
+void slotcache_forget_all(struct slotcache *sc);
+
 #endif

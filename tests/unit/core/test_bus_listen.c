@@ -7,8 +7,9 @@
  * listener core_bus_listener() gives main.  What must hold: a revocation
  * drops the cached session, an Author invalidation the cached Author (and
  * the feed pages embedding it), a member invalidation the cached member
- * list, a feed invalidation or a bus gap every cached feed page - each at
- * once, well before the caches' TTL.  And the other direction: a post, a
+ * list, a feed invalidation every cached feed page, and a bus gap all of
+ * them (sessions, Authors, member lists, feed pages) - each at once, well
+ * before the caches' TTL.  And the other direction: a post, a
  * profile edit and a membership change publish the matching BUS_INVALIDATE
  * events (captured by a small recording bus, since bus_local has no other
  * instance and drops them). */
@@ -124,6 +125,61 @@ static void test_member_invalidation(struct fx *f)
                            .inval_key = chat_id, .origin = "0123456789abcdef"};
     remote_event(f, &ev);
     CHECK_EQ_INT(members(f, chat_id, a.user_id), 3);
+}
+
+/* A gap (events may have been lost) forgets every cached session, Author
+ * and member list, not only the feed: three changes made "elsewhere" whose
+ * events never arrive are all seen after it. */
+static void test_gap_forgets_all(struct fx *f)
+{
+    struct chat_err err = {0};
+    struct session a, b, c, s2;
+    json_t *out = NULL;
+    fx_user(f, "bl_g_a", &a);
+    fx_user(f, "bl_g_b", &b);
+    fx_user(f, "bl_g_c", &c);
+    json_t *body = json_pack("{s:[s], s:s}", "memberIds", b.user_id, "name", "gap group");
+    bool created = false;
+    CHECK_EQ_INT(chats_create(f->core, &a, body, &out, &created, &err), 0);
+    json_decref(body);
+    char chat_id[OID_SIZE];
+    snprintf(chat_id, sizeof chat_id, "%s", fx_str(out, "id"));
+    json_decref(out);
+    body = fx_json("{\"text\":\"gap post\"}");
+    CHECK_EQ_INT(posts_create(f->core, &a, body, &out, &err), 0);
+    json_decref(out);
+    json_decref(body);
+    char tok[64];
+    body = fx_json("{\"username\":\"bl_g_tok\",\"email\":\"bl_g_tok@example.com\","
+                   "\"password\":\"password123\"}");
+    CHECK_EQ_INT(auth_register(f->core, body, &out, &err), 0);
+    snprintf(tok, sizeof tok, "%s", fx_str(out, "token"));
+    json_decref(out);
+    json_decref(body);
+
+    /* Cache all three. */
+    CHECK_EQ_INT(members(f, chat_id, a.user_id), 2);
+    CHECK_EQ_STR(first_author(f, &a), "bl_g_a");
+    CHECK_EQ_INT(auth_check(f->core, tok, &s2, &err), 0);
+    /* Elsewhere: a member joins, a's profile changes, the token is revoked;
+     * none of their events arrive. */
+    bool added = false;
+    CHECK_EQ_INT(store_add_member(f->st, chat_id, c.user_id, &added, &err), 0);
+    struct user u = {0};
+    CHECK_EQ_INT(store_get_user(f->st, a.user_id, &u, &err), 0);
+    free(u.display_name);
+    u.display_name = strdup("GapName");
+    CHECK_EQ_INT(store_update_user(f->st, &u, &err), 0);
+    store_user_cleanup(&u);
+    CHECK_EQ_INT(store_delete_session(f->st, s2.token_hash, &err), 0);
+    CHECK_EQ_INT(members(f, chat_id, a.user_id), 2); /* still cached */
+    CHECK_EQ_INT(auth_check(f->core, tok, &s2, &err), 0);
+
+    struct bus_listener l = listener(f);
+    l.on_gap(l.arg);
+    CHECK_EQ_INT(members(f, chat_id, a.user_id), 3);
+    CHECK_EQ_STR(first_author(f, &a), "GapName");
+    CHECK_ERR(auth_check(f->core, tok, &s2, &err), CHAT_E_UNAUTHORIZED, NULL);
 }
 
 /* The first page's text, from posts_list_text (the cached path). */
@@ -261,6 +317,7 @@ int main(void)
     test_author_invalidation(&f);
     test_member_invalidation(&f);
     test_feed_invalidation_and_gap(&f);
+    test_gap_forgets_all(&f);
     test_core_publishes_invalidations(&f);
     fx_close(&f);
     return check_done();

@@ -201,7 +201,7 @@ static void test_author_edit_is_immediate(struct fx *f)
 static void test_author_epoch(void)
 {
     struct slotcache table, *ac = &table;
-    CHECK_EQ_INT(core__author_cache_init(ac), 0);
+    CHECK_EQ_INT(core__author_cache_init(ac, false), 0);
     struct user u = {.id = "0123456789abcdef01234567", .username = "old", .display_name = "Old"};
     uint64_t e1, e2;
     CHECK(core__author_cache_get(ac, u.id, &e1) == NULL);
