@@ -523,7 +523,10 @@ def test_sigterm_during_a_slow_cloudinary_upload(start_server, fake):
     """SIGTERM while an upload waits on a Cloudinary that answers only after
     30 s (its timeout is 60 s): the upload is answered 503 and the server
     exits 0 instead of waiting for Cloudinary past its grace period."""
-    srv = cloud_server(start_server, fake, SHUTDOWN_GRACE_S="2")
+    # A 5 s grace: the abort reaches curl through its progress callback
+    # (about once a second while it waits), and on a loaded box 2 s left
+    # too little room for the 503 to go out before the server stopped.
+    srv = cloud_server(start_server, fake, SHUTDOWN_GRACE_S="5")
     fake.script = ["timeout"]
     fake.delay_s = 30.0
     _, tok = register(srv)
