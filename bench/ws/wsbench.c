@@ -43,6 +43,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -834,6 +835,61 @@ static struct cpu_split servers_cpu(void)
     return t;
 }
 
+/* Context switches of every thread of the server processes, voluntary
+ * (a thread went to sleep: epoll_wait, a futex, a condition variable) and
+ * not (preempted), from /proc/<pid>/task/<tid>/status; -1 when unreadable.
+ * On this VM a switch costs tens of microseconds of system time (a
+ * paravirtualized interrupt enable on every one; docs/performance.md), so
+ * switches per message explain much of the system CPU per message. */
+struct ctxsw {
+    long long vol, invol;
+};
+
+static struct ctxsw proc_ctxsw(long pid)
+{
+    struct ctxsw t = {-1, -1};
+    char path[96], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = pid > 0 ? opendir(path) : NULL;
+    if (!d)
+        return t;
+    t.vol = t.invol = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/task/%.32s/status", pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* the thread just ended */
+        long long v;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1)
+                t.vol += v;
+            else if (sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1)
+                t.invol += v;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return t;
+}
+
+static struct ctxsw servers_ctxsw(void)
+{
+    if (opt.n_server_pids == 0)
+        return proc_ctxsw(opt.server_pid);
+    struct ctxsw t = {0, 0};
+    for (int i = 0; i < opt.n_server_pids; i++) {
+        struct ctxsw c = proc_ctxsw(opt.server_pids[i]);
+        if (c.vol < 0)
+            return c;
+        t.vol += c.vol;
+        t.invol += c.invol;
+    }
+    return t;
+}
+
 /* Server CPU seconds (utime+stime). */
 static double server_cpu_s(void)
 {
@@ -1252,10 +1308,12 @@ static void run_chat(void)
         }
     }
     sleep_until(cm.t_meas);
+    struct ctxsw x0 = servers_ctxsw();
     struct cpu_split sv0 = servers_cpu(), g0 = workers_cpu();
     double c0 = server_cpu_s(), b0, tot0;
     box_cpu(&b0, &tot0);
     sleep_until(cm.t_end);
+    struct ctxsw x1 = servers_ctxsw();
     struct cpu_split sv1 = servers_cpu(), g1 = workers_cpu();
     double c1 = server_cpu_s(), b1, tot1;
     box_cpu(&b1, &tot1);
@@ -1338,6 +1396,12 @@ static void run_chat(void)
            su * per, ss * per, gu * per, gs * per);
     printf("RESULT cpu_split server_user_us=%.2f server_sys_us=%.2f gen_user_us=%.2f gen_sys_us=%.2f\n",
            su * per, ss * per, gu * per, gs * per);
+    if (x0.vol >= 0 && x1.vol >= 0 && s.acked_win > 0) {
+        double vs = (double)(x1.vol - x0.vol) / (double)s.acked_win;
+        double is = (double)(x1.invol - x0.invol) / (double)s.acked_win;
+        printf("server context switches per message in the window: %.2f voluntary + %.2f preempted\n", vs, is);
+        printf("RESULT ctxsw_per_msg voluntary=%.3f preempted=%.3f\n", vs, is);
+    }
     printf("RESULT mode=%s rate_target=%.0f delivered_per_s=%.0f acked_per_s=%.0f ack_p50_ms=%.3f ack_p99_ms=%.3f "
            "ack_p999_ms=%.3f deliv_p50_ms=%.3f deliv_p99_ms=%.3f deliv_p999_ms=%.3f cpu_us_per_msg=%.2f ok=%d\n",
            opt.rate > 0 ? "rate" : "closed", opt.rate, (double)s.delivered_win / win, (double)s.acked_win / win,
