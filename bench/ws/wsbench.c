@@ -49,12 +49,14 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -1450,6 +1452,8 @@ static void floor_reader(const struct sockaddr_in *dst, size_t n, int ready_fd)
     _exit(0);
 }
 
+static void run_hop_floor(void);
+
 static void run_floor(void)
 {
     size_t n = (size_t)opt.conns;
@@ -1574,6 +1578,67 @@ static void run_floor(void)
     free(fds);
     free(frame);
     waitpid(pid, NULL, 0);
+    run_hop_floor();
+}
+
+/* The cost of one cross-thread wake-up, the hand-off the server makes
+ * between its loop, its workers and the store's writer: two threads
+ * bounce a token through two eventfds (a blocking read, then a write that
+ * wakes the other), so every hop is one sleep and one wake-up, as when a
+ * queue goes from empty to non-empty.  CPU of this process per hop. */
+struct hop_arg {
+    int in, out;
+    long n;
+};
+
+static void *hop_thread(void *p)
+{
+    struct hop_arg *a = p;
+    uint64_t v;
+    for (long i = 0; i < a->n; i++) {
+        if (read(a->in, &v, sizeof v) != (ssize_t)sizeof v)
+            break;
+        v = 1;
+        if (write(a->out, &v, sizeof v) != (ssize_t)sizeof v)
+            break;
+    }
+    return NULL;
+}
+
+static void run_hop_floor(void)
+{
+    const long n = 20000;
+    int ab = eventfd(0, EFD_CLOEXEC), ba = eventfd(0, EFD_CLOEXEC);
+    if (ab < 0 || ba < 0) {
+        perror("eventfd");
+        exit(1);
+    }
+    struct hop_arg a = {.in = ab, .out = ba, .n = n};
+    struct cpu_split c0 = proc_cpu((long)getpid());
+    int64_t t0 = mono_ns();
+    pthread_t th;
+    if (pthread_create(&th, NULL, hop_thread, &a) != 0) {
+        perror("pthread_create");
+        exit(1);
+    }
+    uint64_t v;
+    for (long i = 0; i < n; i++) {
+        v = 1;
+        if (write(ab, &v, sizeof v) != (ssize_t)sizeof v || read(ba, &v, sizeof v) != (ssize_t)sizeof v)
+            break;
+    }
+    pthread_join(th, NULL);
+    int64_t t1 = mono_ns();
+    struct cpu_split c1 = proc_cpu((long)getpid());
+    double hops = 2.0 * (double)n;
+    printf("== floor: a cross-thread wake-up (eventfd ping-pong, %ld round trips): %.2f us CPU per hop"
+           " (user %.2f, sys %.2f), %.2f us wall per hop\n", n,
+           ((c1.user - c0.user) + (c1.sys - c0.sys)) * 1e6 / hops, (c1.user - c0.user) * 1e6 / hops,
+           (c1.sys - c0.sys) * 1e6 / hops, (double)(t1 - t0) / 1e3 / hops);
+    printf("RESULT floor_hop_us=%.2f floor_hop_wall_us=%.2f\n",
+           ((c1.user - c0.user) + (c1.sys - c0.sys)) * 1e6 / hops, (double)(t1 - t0) / 1e3 / hops);
+    close(ab);
+    close(ba);
 }
 
 static void usage(FILE *f)
