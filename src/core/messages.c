@@ -128,13 +128,22 @@ static void on_appended(void *arg, int rc, const struct message *m, bool existed
         send_ctx_free(x);
         return;
     }
-    json_t *msg = views_message(m, x->sender);
     /* The text is needed for the event (a new message, when there is a
-     * bus) and for a caller that wants text. */
+     * bus) and for a caller that wants text; the object only for a caller
+     * that wants the object (REST).  A text-only caller (the gateway) gets
+     * the text built without the object (views_message_text). */
     bool need_text = x->text_cb || (!existed && x->c->bus);
-    char *text = msg && need_text ? json_dumps(msg, JSON_COMPACT) : NULL;
-    size_t len = text ? strlen(text) : 0;
-    if (!msg || (x->text_cb && !text)) {
+    json_t *msg = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if (x->text_cb) {
+        text = views_message_text(m, x->sender, &len);
+    } else {
+        msg = views_message(m, x->sender);
+        text = msg && need_text ? json_dumps(msg, JSON_COMPACT) : NULL;
+        len = text ? strlen(text) : 0;
+    }
+    if (x->text_cb ? !text : !msg) {
         core__internal(&e, "messages: out of memory building a stored message");
         complete(x, CHAT_E_INTERNAL, NULL, NULL, 0, false, &e);
         json_decref(msg);

@@ -12,6 +12,7 @@
  * contract lists them as `"x"|null`, never as absent. */
 #include "views.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,139 @@ json_t *views_message(const struct message *m, json_t *sender)
     put(o, "editedAt", m->edited_at ? iso(m->edited_at) : json_null(), &ok);
     put(o, "deleted", json_boolean(m->deleted), &ok);
     return finish(o, ok);
+}
+
+/* ---- a Message as text, without the object ------------------------------------ */
+
+/* A growing output buffer; `ok` goes false on any failure. */
+struct tbuf {
+    char *p;
+    size_t n, cap;
+    bool ok;
+};
+
+static bool tb_room(struct tbuf *b, size_t more)
+{
+    if (!b->ok)
+        return false;
+    if (b->n + more + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap * 2 > b->n + more + 1 ? b->cap * 2 : b->n + more + 1;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->ok = false;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void tb_put(struct tbuf *b, const char *s, size_t n)
+{
+    if (tb_room(b, n)) {
+        memcpy(b->p + b->n, s, n);
+        b->n += n;
+    }
+}
+
+#define TB_LIT(b, s) tb_put((b), (s), sizeof(s) - 1)
+
+/* Appends jansson's compact serialization of `v` (borrowed): the encoding
+ * of every value that is not a fixed-format token is jansson's own. */
+static void tb_json(struct tbuf *b, const json_t *v)
+{
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    if (!v || !tb_room(b, 0)) {
+        b->ok = false;
+        return;
+    }
+    size_t need = json_dumpb(v, b->p + b->n, b->cap - b->n - 1, flags);
+    if (need == 0) {
+        b->ok = false;
+        return;
+    }
+    if (need > b->cap - b->n - 1) { /* did not fit: grow and write again */
+        if (!tb_room(b, need))
+            return;
+        if (json_dumpb(v, b->p + b->n, need, flags) != need) {
+            b->ok = false;
+            return;
+        }
+    }
+    b->n += need;
+}
+
+/* A string field's value: jansson's encoding of `s`, or null / "". */
+static void tb_str(struct tbuf *b, const char *s, bool null_for_null)
+{
+    if (!s && null_for_null) {
+        TB_LIT(b, "null");
+        return;
+    }
+    json_t *v = json_string(s ? s : "");
+    tb_json(b, v);
+    json_decref(v);
+}
+
+/* An id or a timestamp: characters that never need escaping ([0-9a-f],
+ * clock_format_iso's digits and -T:.Z), quoted. */
+static void tb_token(struct tbuf *b, const char *s)
+{
+    TB_LIT(b, "\"");
+    tb_put(b, s, strlen(s));
+    TB_LIT(b, "\"");
+}
+
+static void tb_iso(struct tbuf *b, int64_t ms)
+{
+    char buf[CLOCK_ISO_LEN];
+    tb_token(b, clock_format_iso(ms, buf));
+}
+
+char *views_message_text(const struct message *m, const json_t *sender, size_t *len)
+{
+    size_t guess = 256 + (m->text ? strlen(m->text) : 0) +
+                   (m->attachment_url ? strlen(m->attachment_url) : 0) +
+                   (m->client_id ? strlen(m->client_id) : 0);
+    struct tbuf b = {.p = malloc(guess + guess / 2), .cap = guess + guess / 2, .ok = true};
+    b.ok = b.p != NULL;
+    char num[24];
+    TB_LIT(&b, "{\"id\":");
+    tb_token(&b, m->id);
+    TB_LIT(&b, ",\"chatId\":");
+    tb_token(&b, m->chat_id);
+    TB_LIT(&b, ",\"seq\":");
+    tb_put(&b, num, (size_t)snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, (json_int_t)m->seq));
+    TB_LIT(&b, ",\"sender\":");
+    if (sender)
+        tb_json(&b, sender);
+    else
+        TB_LIT(&b, "null");
+    TB_LIT(&b, ",\"text\":");
+    tb_str(&b, m->text, false);
+    TB_LIT(&b, ",\"attachmentUrl\":");
+    tb_str(&b, m->attachment_url, true);
+    TB_LIT(&b, ",\"clientId\":");
+    tb_str(&b, m->client_id, true);
+    TB_LIT(&b, ",\"createdAt\":");
+    tb_iso(&b, m->created_at);
+    TB_LIT(&b, ",\"editedAt\":");
+    if (m->edited_at)
+        tb_iso(&b, m->edited_at);
+    else
+        TB_LIT(&b, "null");
+    if (m->deleted)
+        TB_LIT(&b, ",\"deleted\":true}");
+    else
+        TB_LIT(&b, ",\"deleted\":false}");
+    if (!b.ok) {
+        free(b.p);
+        return NULL;
+    }
+    b.p[b.n] = '\0';
+    *len = b.n;
+    return b.p;
 }
 
 json_t *views_chat(const struct chat *ch, const struct views_authors *authors)

@@ -44,6 +44,14 @@ json_t *views_author(const struct user *u);
 json_t *views_post(const struct post *p, json_t *author);
 json_t *views_comment(const struct comment *cm, json_t *author);
 json_t *views_message(const struct message *m, json_t *sender);
+/* Exactly json_dumps(views_message(m, sender), JSON_COMPACT), built without
+ * the object: the fixed keys and tokens (ids, seq, timestamps, booleans)
+ * are written around jansson's encoding of the sender and of each string
+ * field, which cost most of a message's serialization as a whole object
+ * (the store's writer thread runs it for every message.send; issue 9).
+ * New (free()), with its length in *len, or NULL when out of memory or when
+ * a string is not valid UTF-8 (as views_message would fail). */
+char *views_message_text(const struct message *m, const json_t *sender, size_t *len);
 /* Chat: members and the last message's sender come from `authors`. */
 json_t *views_chat(const struct chat *ch, const struct views_authors *authors);
 
