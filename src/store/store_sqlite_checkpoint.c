@@ -29,17 +29,43 @@
  * thread. */
 #include "store_sqlite_internal.h"
 
+#include <stdatomic.h>
+
 #include "chatli/log.h"
+#include "chatli/metrics.h"
 
 /* SQLite's own auto-checkpoint threshold: ~4 MiB of 4 KiB pages. */
 #define CKPT_PAGES 1000
 /* The writer checkpoints itself past this (~64 MiB, journal_size_limit). */
 #define CKPT_WRITER_PAGES 16384
 
+/* WAL frames (pages) and commits of every write connection of the
+ * process, for /metrics: frames per commit is what a commit costs in
+ * pwrite64 and in WAL growth (docs/performance.md, issue 9). */
+static atomic_long wal_frames, wal_commits;
+static pthread_once_t wal_gauges_once = PTHREAD_ONCE_INIT;
+
+static double gauge_frames(void *arg) { return (double)atomic_load(&wal_frames); }
+static double gauge_commits(void *arg) { return (double)atomic_load(&wal_commits); }
+
+static void register_wal_gauges(void)
+{
+    metrics_register_gauge("chatli_store_wal_frames_total",
+                           "SQLite WAL frames (pages) written by commits.", gauge_frames, NULL);
+    metrics_register_gauge("chatli_store_wal_commits_total",
+                           "SQLite write transactions committed to the WAL.", gauge_commits,
+                           NULL);
+}
+
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct store_sqlite *s = arg;
     (void)name;
+    /* `pages` is the WAL's length after this commit: it grew by this
+     * commit's frames, or was started over and holds only them. */
+    atomic_fetch_add(&wal_commits, 1);
+    atomic_fetch_add(&wal_frames, pages > s->wal_len ? pages - s->wal_len : pages);
+    s->wal_len = pages;
     if (pages >= CKPT_WRITER_PAGES) {
         int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
@@ -86,6 +112,7 @@ static void *checkpointer_main(void *arg)
 
 int store_sqlite__checkpoint_start(struct store_sqlite *s, struct chat_err *err)
 {
+    pthread_once(&wal_gauges_once, register_wal_gauges);
     pthread_mutex_init(&s->ckmu, NULL);
     pthread_cond_init(&s->ckcv, NULL);
     s->ck_init = true;

@@ -125,7 +125,7 @@ struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
  *   (store_sqlite_append.c).
  * - `writer`, `writer_started` are touched only by open and close.
  * - `ck` (the checkpointer's connection) belongs to the checkpointer
- *   thread; `ck_mark` is the WAL hook's, under `wmu`; `ck_due`,
+ *   thread; `ck_mark` and `wal_len` are the WAL hook's, under `wmu`; `ck_due`,
  *   `ck_stop` are guarded by `ckmu`, `ckcv` wakes the
  *   thread; `ck_thread`, `ck_started`, `ck_init` are touched only by open
  *   and close (store_sqlite_checkpoint.c).
@@ -158,6 +158,7 @@ struct store_sqlite {
     struct store_sqlite_conn ck;
     bool ck_due, ck_stop;
     int ck_mark;       /* WAL pages when the thread was last woken (under wmu) */
+    int wal_len;       /* WAL pages after the last commit (under wmu, for metrics) */
     pthread_t ck_thread;
     bool ck_started, ck_init;
 };
