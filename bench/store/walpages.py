@@ -14,10 +14,13 @@ import collections, os, shutil, struct, subprocess, sys, tempfile
 db = sys.argv[1]
 wal = open(db + "-wal", "rb").read()
 psz = struct.unpack(">I", wal[8:12])[0]
+salts = wal[16:24]
 frames, commits, cur = [], [], []
 off = 32
 while off + 24 + psz <= len(wal):
     pg, size = struct.unpack(">II", wal[off:off + 8])
+    if wal[off + 8:off + 16] != salts:
+        break  # a frame left from before the WAL was started over
     cur.append(pg)
     if size:
         commits.append(cur)
