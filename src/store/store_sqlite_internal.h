@@ -96,6 +96,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_MSG_EDIT,
     STORE_SQLITE_MSG_DELETE,
     STORE_SQLITE_MSGS_CHANGED,
+    STORE_SQLITE_MSGS_NEW_AFTER,
     STORE_SQLITE__COUNT
 };
 
@@ -278,6 +279,21 @@ void store_sqlite__col_id(sqlite3_stmt *st, int i, char dst[OID_SIZE]);
  * follow the first 6: issue 13's edits and deletions). */
 #define STORE_SQLITE_MSG_NCOLS 9
 void store_sqlite__read_message(sqlite3_stmt *q, int col, struct message *m, bool *oom);
+
+/* The two halves of list_changes_after (store_sqlite_messages.c), here so
+ * the contract test can check their query plans: messages never changed
+ * after seq ?2, on the primary key (chat, seq), and changed messages after
+ * position ?2, on the partial index messages_by_pos; chat id at ?1, limit
+ * at ?3, rows as store_sqlite__read_message_cb reads them. */
+#define STORE_SQLITE_CHANGES_FROM                                                   \
+    " FROM messages m JOIN users u ON u.k = m.sender"                               \
+    " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
+#define STORE_SQLITE_SQL_NEW_AFTER                                                  \
+    "SELECT " STORE_SQLITE_MSG_COLS("m") ", u.id" STORE_SQLITE_CHANGES_FROM         \
+    " AND m.seq > ?2 AND m.pos = m.seq ORDER BY m.seq LIMIT ?3"
+#define STORE_SQLITE_SQL_CHANGED_AFTER                                              \
+    "SELECT " STORE_SQLITE_MSG_COLS("m") ", u.id" STORE_SQLITE_CHANGES_FROM         \
+    " AND m.pos > ?2 AND m.pos <> m.seq ORDER BY m.pos LIMIT ?3"
 /* store_sqlite__read_message, then chat_id = `chat_id` and sender_id from
  * the column after the shared ones (a query's "STORE_SQLITE_MSG_COLS(t),
  * u.id"). */
