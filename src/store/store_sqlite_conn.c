@@ -29,9 +29,6 @@
 #include "chatli/metrics.h"
 
 #define BUSY_TIMEOUT_MS 5000
-/* Each reader maps up to 256 MiB of the database file (address space, not
- * memory: the pages are the kernel's page cache, shared). */
-#define STORE_SQLITE_MMAP_BYTES "268435456"
 
 /* ---- process-wide pool gauges ------------------------------------------- */
 
@@ -429,21 +426,8 @@ int store_sqlite__conn_open(struct store_sqlite *s, struct store_sqlite_conn *c,
         /* Keep the WAL from staying large after a burst. */
         if ((rc = pragma(c, "PRAGMA journal_size_limit=67108864", NULL)) != SQLITE_OK)
             goto fail;
-    } else {
-        if ((rc = pragma(c, "PRAGMA query_only=1", NULL)) != SQLITE_OK)
-            goto fail;
-        /* Readers see the database file through a memory map: a reader's
-         * page cache starts empty again after every commit of the writer
-         * (its snapshot moved), and the pages it then needs that are not in
-         * the WAL come from the map instead of one pread64 each (issue 9,
-         * docs/performance.md).  Reads only: SQLite still writes with
-         * pwrite (no SQLITE_MMAP_READWRITE) and syncs as before, so
-         * durability is unchanged.  Not on 32-bit, where eight maps would
-         * take most of the address space; SQLite falls back to pread when
-         * a map fails, and past the map's size. */
-        if (sizeof(void *) >= 8 && !s->memory &&
-            (rc = pragma(c, "PRAGMA mmap_size=" STORE_SQLITE_MMAP_BYTES, NULL)) != SQLITE_OK)
-            goto fail;
+    } else if ((rc = pragma(c, "PRAGMA query_only=1", NULL)) != SQLITE_OK) {
+        goto fail;
     }
     return 0;
 fail:
