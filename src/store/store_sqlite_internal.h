@@ -118,7 +118,9 @@ struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
  * - `uri`, `open_flags`, `memory` are immutable after open.
  * - `w` (the only write connection) is guarded by `wmu`, taken by
  *   store_sqlite__write_lock: direct writes (create_user, set_like, ...) and
- *   the writer's batches both lock it.
+ *   the writer's batches both lock it.  The checkpointer thread also takes
+ *   `wmu` (without touching `w`) to hold every writer between two
+ *   transactions while it lets the WAL start over.
  * - `rpool`, `rfree`, `n_free`, `n_open` are guarded by `pmu` (touched only
  *   in store_sqlite_conn.c); `pcv` signals a released connection.  A
  *   connection taken from the pool belongs to its taker until released.
