@@ -19,7 +19,11 @@
  * difference in messages: setup cancels out.
  *
  *   build/bench/chatli_store_append [--messages N] [--chats C]
- *       [--in-flight W] [--dir DIR] [--keep] [--leave-wal]
+ *       [--in-flight W] [--dir DIR] [--keep] [--leave-wal] [--progress]
+ *
+ * --progress prints "acked N" (flushed) every 100 acknowledged appends, for
+ * crash trials: kill -9 it at a random moment, then check that the
+ * database holds at least the last N printed (bench/store/crash.sh).
  *
  * --leave-wal exits without closing the store, as a crash would, so the
  * WAL stays behind (with --dir or --keep) for counting which pages each
@@ -110,7 +114,7 @@ int main(int argc, char **argv)
     long messages = 2000, in_flight = 1;
     int chats = 200;
     const char *dir = NULL;
-    bool keep = false, leave_wal = false;
+    bool keep = false, leave_wal = false, progress = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--messages") && i + 1 < argc)
             messages = atol(argv[++i]);
@@ -124,9 +128,11 @@ int main(int argc, char **argv)
             keep = true;
         else if (!strcmp(argv[i], "--leave-wal"))
             keep = leave_wal = true;
+        else if (!strcmp(argv[i], "--progress"))
+            progress = true;
         else {
             fprintf(stderr, "usage: %s [--messages N] [--chats C] [--in-flight W] [--dir DIR]"
-                            " [--keep] [--leave-wal]\n", argv[0]);
+                            " [--keep] [--leave-wal] [--progress]\n", argv[0]);
             return 2;
         }
     }
@@ -180,7 +186,12 @@ int main(int argc, char **argv)
         pthread_mutex_lock(&mu);
         while (n - done >= in_flight)
             pthread_cond_wait(&cv, &mu);
+        long acked = done;
         pthread_mutex_unlock(&mu);
+        if (progress && n % 100 == 0) {
+            printf("acked %ld\n", acked);
+            fflush(stdout);
+        }
         int chat = (int)(n % chats);
         struct message m = {0};
         oid_new(m.id, T0 + n);
