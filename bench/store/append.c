@@ -226,6 +226,9 @@ int main(int argc, char **argv)
            sys * 1e6 / (double)messages);
     printf("RESULT wal: %.0f frames, %.0f commits: %.2f frames per commit, %.2f per message\n",
            frames, commits, commits > 0 ? frames / commits : 0.0, frames / (double)messages);
+    printf("RESULT wal restart holds: %.0f, %.1f ms in all\n",
+           metric("chatli_store_op_duration_seconds_count{op=\"wal_restart_hold\"}"),
+           1e3 * metric("chatli_store_op_duration_seconds_sum{op=\"wal_restart_hold\"}"));
     if (leave_wal) {
         printf("RESULT left %s and its WAL\n", path);
         fflush(stdout);
