@@ -37,9 +37,13 @@
  * Bound.  A reader holding an old snapshot can keep any checkpoint from
  * finishing, and with it the restart.  At CKPT_WRITER_PAGES the hook
  * checkpoints on the writer itself, as SQLite would have done, so the WAL
- * stays bounded (journal_size_limit then truncates the file).  Durability
- * is unchanged: a commit is in the WAL when it returns, whoever
- * checkpoints later, and every checkpoint syncs as SQLite's own would.
+ * stays bounded (journal_size_limit then truncates the file).  Not a hard
+ * bound: while this thread sits in a slow fsync it holds SQLite's
+ * checkpoint lock, the writer's checkpoint gets SQLITE_BUSY, and the WAL
+ * grows until the fsync returns (measured on a box whose fsyncs took up to
+ * 0.3 s: docs/performance.md).  Durability is unchanged: a commit is in
+ * the WAL when it returns, whoever checkpoints later, and every checkpoint
+ * syncs as SQLite's own would.
  *
  * Threads.  The hook runs on whatever thread commits on the write
  * connection (under `wmu`, which also guards ck_mark); the checkpointer
@@ -142,9 +146,9 @@ static void restart(struct store_sqlite *s, int done)
         int rc = sqlite3_wal_checkpoint_v2(s->ck.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &now);
         if (rc != SQLITE_OK || now < done)
             return; /* busy, failed, or the writer's bound restarted the WAL */
-        bool close = now - done < CKPT_HOLD_FRAMES;
+        bool caught_up = now - done < CKPT_HOLD_FRAMES;
         done = now;
-        if (close)
+        if (caught_up)
             break;
     }
     int rc = sync_file(s, SQLITE_FCNTL_JOURNAL_POINTER);
