@@ -150,6 +150,14 @@ static const char *const migrations[] = {
     /* 4: revoking every token of a user (password change, logout-all,
      * account deletion) finds its sessions by user_id. */
     "CREATE INDEX sessions_by_user ON sessions(user_id);",
+    /* 5: messages_by_pos holds only changed messages (issue 9).  A new
+     * message has pos = seq and leaves the index alone, so an append
+     * writes one b-tree page fewer (6.1 -> 5.0 WAL frames per one-message
+     * commit, docs/performance.md); catch-up reads unchanged messages from
+     * the primary key, where pos = seq orders them, and merges the two
+     * (store_sqlite_messages.c). */
+    "DROP INDEX messages_by_pos;"
+    "CREATE INDEX messages_by_pos ON messages(chat, pos) WHERE pos <> seq;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -96,6 +96,7 @@ enum store_sqlite_stmt_id {
     STORE_SQLITE_MSG_EDIT,
     STORE_SQLITE_MSG_DELETE,
     STORE_SQLITE_MSGS_CHANGED,
+    STORE_SQLITE_MSGS_NEW_AFTER,
     STORE_SQLITE__COUNT
 };
 
@@ -117,7 +118,9 @@ struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
  * - `uri`, `open_flags`, `memory` are immutable after open.
  * - `w` (the only write connection) is guarded by `wmu`, taken by
  *   store_sqlite__write_lock: direct writes (create_user, set_like, ...) and
- *   the writer's batches both lock it.
+ *   the writer's batches both lock it.  The checkpointer thread also takes
+ *   `wmu` (without touching `w`) to hold every writer between two
+ *   transactions while it lets the WAL start over.
  * - `rpool`, `rfree`, `n_free`, `n_open` are guarded by `pmu` (touched only
  *   in store_sqlite_conn.c); `pcv` signals a released connection.  A
  *   connection taken from the pool belongs to its taker until released.
@@ -125,7 +128,7 @@ struct store_sqlite_item; /* a queued append (store_sqlite_append.c) */
  *   (store_sqlite_append.c).
  * - `writer`, `writer_started` are touched only by open and close.
  * - `ck` (the checkpointer's connection) belongs to the checkpointer
- *   thread; `ck_mark` is the WAL hook's, under `wmu`; `ck_due`,
+ *   thread; `ck_mark` and `wal_len` are the WAL hook's, under `wmu`; `ck_due`,
  *   `ck_stop` are guarded by `ckmu`, `ckcv` wakes the
  *   thread; `ck_thread`, `ck_started`, `ck_init` are touched only by open
  *   and close (store_sqlite_checkpoint.c).
@@ -158,6 +161,7 @@ struct store_sqlite {
     struct store_sqlite_conn ck;
     bool ck_due, ck_stop;
     int ck_mark;       /* WAL pages when the thread was last woken (under wmu) */
+    int wal_len;       /* WAL pages after the last commit (under wmu, for metrics) */
     pthread_t ck_thread;
     bool ck_started, ck_init;
 };
@@ -277,6 +281,21 @@ void store_sqlite__col_id(sqlite3_stmt *st, int i, char dst[OID_SIZE]);
  * follow the first 6: issue 13's edits and deletions). */
 #define STORE_SQLITE_MSG_NCOLS 9
 void store_sqlite__read_message(sqlite3_stmt *q, int col, struct message *m, bool *oom);
+
+/* The two halves of list_changes_after (store_sqlite_messages.c), here so
+ * the contract test can check their query plans: messages never changed
+ * after seq ?2, on the primary key (chat, seq), and changed messages after
+ * position ?2, on the partial index messages_by_pos; chat id at ?1, limit
+ * at ?3, rows as store_sqlite__read_message_cb reads them. */
+#define STORE_SQLITE_CHANGES_FROM                                                   \
+    " FROM messages m JOIN users u ON u.k = m.sender"                               \
+    " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
+#define STORE_SQLITE_SQL_NEW_AFTER                                                  \
+    "SELECT " STORE_SQLITE_MSG_COLS("m") ", u.id" STORE_SQLITE_CHANGES_FROM         \
+    " AND m.seq > ?2 AND m.pos = m.seq ORDER BY m.seq LIMIT ?3"
+#define STORE_SQLITE_SQL_CHANGED_AFTER                                              \
+    "SELECT " STORE_SQLITE_MSG_COLS("m") ", u.id" STORE_SQLITE_CHANGES_FROM         \
+    " AND m.pos > ?2 AND m.pos <> m.seq ORDER BY m.pos LIMIT ?3"
 /* store_sqlite__read_message, then chat_id = `chat_id` and sender_id from
  * the column after the shared ones (a query's "STORE_SQLITE_MSG_COLS(t),
  * u.id"). */

@@ -8,11 +8,15 @@
  * write transaction that commits the change, under the one write
  * connection, so positions are unique and commit in order.
  *
- * list_changes_after walks the messages_by_pos index (chat, pos): the
- * messages created or changed after a position, in position order, each
- * once and in its current state.  A message changed again while a client
- * pages moves to a later position, so paging by the last pos seen never
- * skips one. */
+ * list_changes_after returns the messages created or changed after a
+ * position, in position order, each once and in its current state.  A
+ * message changed again while a client pages moves to a later position, so
+ * paging by the last pos seen never skips one.  It merges two ordered reads
+ * (migration 5): messages never changed have pos = seq and come from the
+ * primary key (chat, seq), and changed ones (pos > seq) from
+ * messages_by_pos, a partial index holding only them, so an append never
+ * writes to that index.  Positions are unique within a chat, so the merge
+ * has no ties. */
 #include "store_sqlite_internal.h"
 
 #include <stdlib.h>
@@ -169,11 +173,63 @@ int store_sqlite__change_message(struct store *st, const char *chat_id, const ch
 int store_sqlite__list_changes_after(struct store *st, const char *chat_id, int64_t after_pos,
                                      int limit, struct message_list *out, struct chat_err *err)
 {
-    /* A range of messages_by_pos (chat, pos): no sort. */
-    return store_sqlite__list_message_rows((struct store_sqlite *)st, STORE_SQLITE_MSGS_CHANGED,
-                                           "SELECT " MSG_COLS " FROM messages m"
-                                           " JOIN users u ON u.k = m.sender"
-                                           " WHERE m.chat = (SELECT k FROM chats WHERE id = ?1)"
-                                           " AND m.pos > ?2 ORDER BY m.pos LIMIT ?3",
-                                           "list changes", chat_id, after_pos, limit, out, err);
+    struct store_sqlite *s = (struct store_sqlite *)st;
+    out->items = NULL;
+    out->n = 0;
+    limit = store_sqlite__limit(limit);
+    if (limit == 0)
+        return 0;
+    if (!chat_id)
+        chat_id = "";
+    struct store_sqlite_conn *c = store_sqlite__read_acquire(s, err);
+    if (!c)
+        return CHAT_E_UNAVAILABLE;
+    sqlite3_stmt *fresh = NULL, *changed = NULL;
+    /* One read transaction, so both halves read one snapshot: otherwise an
+     * append and an edit committed between them could hand out a later
+     * position while skipping an earlier one. */
+    int r = store_sqlite__begin(c, false, err);
+    if (!r)
+        r = store_sqlite__prepare(c, STORE_SQLITE_MSGS_NEW_AFTER, STORE_SQLITE_SQL_NEW_AFTER,
+                                  &fresh, err);
+    if (!r)
+        r = store_sqlite__prepare(c, STORE_SQLITE_MSGS_CHANGED, STORE_SQLITE_SQL_CHANGED_AFTER,
+                                  &changed, err);
+    int rf = 0, rc = 0; /* 1 while that half has a row to give */
+    if (!r) {
+        /* Each half is LIMITed too: the merge takes at most `limit` rows
+         * from either. */
+        sqlite3_stmt *qs[2] = {fresh, changed};
+        for (int i = 0; i < 2; i++) {
+            store_sqlite__bind_text(qs[i], 1, chat_id);
+            sqlite3_bind_int64(qs[i], 2, after_pos);
+            sqlite3_bind_int(qs[i], 3, limit);
+        }
+        rf = store_sqlite__step(c, fresh, "list changes", err);
+        rc = rf < 0 ? 0 : store_sqlite__step(c, changed, "list changes", err);
+        r = rf < 0 ? rf : rc < 0 ? rc : 0;
+    }
+    size_t cap = 0;
+    while (!r && (rf == 1 || rc == 1) && out->n < (size_t)limit) {
+        /* Column 6 of STORE_SQLITE_MSG_COLS is pos. */
+        bool take_fresh = rf == 1 && (rc != 1 || sqlite3_column_int64(fresh, 6) <
+                                                     sqlite3_column_int64(changed, 6));
+        sqlite3_stmt *q = take_fresh ? fresh : changed;
+        if (store_sqlite__grow((void **)&out->items, &cap, out->n, sizeof *out->items) ||
+            store_sqlite__read_message_cb(q, &out->items[out->n], (void *)chat_id)) {
+            r = chat_err_set(err, CHAT_E_INTERNAL, NULL, NULL);
+            break;
+        }
+        out->n++;
+        int *more = take_fresh ? &rf : &rc;
+        *more = store_sqlite__step(c, q, "list changes", err);
+        if (*more < 0)
+            r = *more;
+    }
+    if (r)
+        store_message_list_cleanup(out);
+    store_sqlite__done(fresh);
+    store_sqlite__done(changed);
+    store_sqlite__read_release(s, c); /* ends the read transaction */
+    return r;
 }

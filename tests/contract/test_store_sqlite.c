@@ -19,6 +19,7 @@
 
 #include "chatli/adapters/store_sqlite.h"
 #include "chatli/clock.h"
+#include "store/store_sqlite_internal.h"
 
 static char tmpdir[256];
 
@@ -92,7 +93,7 @@ static bool file_plan_uses(const char *path, const char *sql, const char *index)
 {
     sqlite3 *db;
     bool found = false;
-    char eqp[256];
+    char eqp[1024];
     snprintf(eqp, sizeof eqp, "EXPLAIN QUERY PLAN %s", sql);
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *q;
@@ -137,7 +138,7 @@ static void case_reopen_and_migrations(void)
     store_close(st);
 
     char mode[32] = "";
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 5);
     /* Revoking a user's tokens finds them by index (migration 4). */
     CHECK(file_plan_uses(path, "SELECT hash FROM sessions WHERE user_id = 'x'",
                          "sessions_by_user"));
@@ -173,7 +174,7 @@ static void case_reopen_and_migrations(void)
         CHECK_EQ_INT(c.n_members, 2);
         store_chat_cleanup(&c);
         store_close(st);
-        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
+        CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 5);
     }
 
     /* A database from a newer binary is refused, not guessed at. */
@@ -186,8 +187,8 @@ static void case_reopen_and_migrations(void)
     CHECK(st == NULL);
 }
 
-/* Turns a version-4 file back into a version-2 one (migrations 4 and 3
- * undone). */
+/* Turns a version-5 file back into a version-2 one (migrations 5, 4 and 3
+ * undone; 5 only made 3's messages_by_pos partial). */
 #define V3_UNDO                                                                \
     "DROP INDEX sessions_by_user;"                                             \
     "DROP INDEX messages_by_pos;"                                              \
@@ -221,7 +222,7 @@ static void case_migration_post_edits(void)
     CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
     if (!st)
         return;
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 5);
     struct post p = {0};
     CHECK_EQ_INT(store_get_post(st, post, NULL, &p, &err), 0);
     CHECK_EQ_STR(p.text, "from v1");
@@ -266,7 +267,7 @@ static void case_migration_message_edits(void)
     CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
     if (!st)
         return;
-    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 4);
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 5);
     struct message_list l = {0};
     CHECK_EQ_INT(store_list_changes_after(st, chat, 1, 10, &l, &err), 0);
     CHECK_EQ_INT(l.n, 2);
@@ -287,6 +288,131 @@ static void case_migration_message_edits(void)
     store_message_cleanup(&n);
     for (int i = 0; i < 3; i++)
         store_message_cleanup(&m[i]);
+    store_close(st);
+}
+
+/* Migration 5: messages_by_pos holds only changed messages, and catch-up
+ * merges it with the primary key.  Both halves read their index in order
+ * (no scan, no sort), a version-4 file gets the partial index at open, and
+ * paging through interleaved new, edited and deleted messages in small
+ * pages gives every message once, in position order, in its current
+ * state. */
+static void case_changes_merge(void)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/merge.db", tmpdir);
+    struct chat_err err = {0};
+    struct store *st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    char two[2][OID_SIZE], chat[OID_SIZE];
+    mk_user(st, "mergea", two[0]);
+    mk_user(st, "mergeb", two[1]);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, chat, NULL), 0);
+    enum { N = 25 };
+    struct message m[N];
+    for (int i = 0; i < 20; i++)
+        CHECK_EQ_INT(append_wait(st, chat, two[i & 1], "m", NULL, T0 + i, &m[i], NULL), 0);
+    /* Changes take positions 21..24 (seq 3, 7, 15 edited, 10 deleted). */
+    const int changed_at[] = {2, 6, 14, 9};
+    struct message e = {0};
+    bool changed = false;
+    for (int k = 0; k < 4; k++) {
+        const char *text = k == 3 ? NULL : "edited";
+        CHECK_EQ_INT(store_change_message(st, chat, m[changed_at[k]].id, text, T0 + 50 + k, &e,
+                                          &changed, &err), 0);
+        CHECK_EQ_INT(e.pos, 21 + k);
+        store_message_cleanup(&e);
+    }
+    for (int i = 20; i < N; i++)
+        CHECK_EQ_INT(append_wait(st, chat, two[i & 1], "m", NULL, T0 + 60 + i, &m[i], NULL), 0);
+    CHECK_EQ_INT(m[20].seq, 25);
+    /* seq 26 edited at position 30. */
+    CHECK_EQ_INT(store_change_message(st, chat, m[21].id, "late", T0 + 90, &e, &changed, &err),
+                 0);
+    CHECK_EQ_INT(e.pos, 30);
+    store_message_cleanup(&e);
+
+    /* Pages of 3 from position 0: 25 messages, positions strictly rising,
+     * each message once; the changed ones at their change's position. */
+    bool seen[N] = {0};
+    int total = 0;
+    int64_t after = 0;
+    for (int round = 0; round < 20; round++) {
+        struct message_list l = {0};
+        CHECK_EQ_INT(store_list_changes_after(st, chat, after, 3, &l, &err), 0);
+        for (size_t i = 0; i < l.n; i++) {
+            CHECK(l.items[i].pos > after);
+            after = l.items[i].pos;
+            for (int j = 0; j < N; j++)
+                if (strcmp(l.items[i].id, m[j].id) == 0) {
+                    CHECK(!seen[j]);
+                    seen[j] = true;
+                    bool was_changed = j == 2 || j == 6 || j == 14 || j == 9 || j == 21;
+                    CHECK_EQ_INT(l.items[i].pos != l.items[i].seq, was_changed);
+                    CHECK_EQ_INT(l.items[i].deleted, j == 9);
+                }
+            total++;
+        }
+        bool end = l.n == 0;
+        store_message_list_cleanup(&l);
+        if (end)
+            break;
+    }
+    CHECK_EQ_INT(total, N);
+    CHECK_EQ_INT(after, 30);
+    for (int j = 0; j < N; j++)
+        CHECK(seen[j]);
+    /* From position 20: 21, 22, 23, 24 (changes), 25 (new), 27 ... */
+    struct message_list l = {0};
+    CHECK_EQ_INT(store_list_changes_after(st, chat, 20, 6, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 6);
+    static const int64_t want[6] = {21, 22, 23, 24, 25, 27};
+    for (size_t i = 0; i < l.n && i < 6; i++)
+        CHECK_EQ_INT(l.items[i].pos, want[i]);
+    store_message_list_cleanup(&l);
+    for (int i = 0; i < N; i++)
+        store_message_cleanup(&m[i]);
+    store_close(st);
+
+    /* Each half is one ordered range of its index: no scan, no sort. */
+    CHECK(file_plan_uses(path, STORE_SQLITE_SQL_NEW_AFTER, "USING PRIMARY KEY (chat=? AND seq>?)"));
+    CHECK(file_plan_uses(path, STORE_SQLITE_SQL_CHANGED_AFTER,
+                         "USING INDEX messages_by_pos (chat=? AND pos>?)"));
+    CHECK(!file_plan_uses(path, STORE_SQLITE_SQL_NEW_AFTER, "TEMP B-TREE"));
+    CHECK(!file_plan_uses(path, STORE_SQLITE_SQL_CHANGED_AFTER, "TEMP B-TREE"));
+    CHECK(!file_plan_uses(path, STORE_SQLITE_SQL_NEW_AFTER, "SCAN"));
+    CHECK(!file_plan_uses(path, STORE_SQLITE_SQL_CHANGED_AFTER, "SCAN"));
+
+    /* A version-4 file (the full index) gets the partial one at open, and
+     * its catch-up still finds the changes. */
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "DROP INDEX messages_by_pos;"
+                                  "CREATE INDEX messages_by_pos ON messages(chat, pos);"
+                                  "PRAGMA user_version=4", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    st = NULL;
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return;
+    CHECK_EQ_INT(file_pragma(path, "user_version", NULL, 0), 5);
+    CHECK_EQ_INT(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema"
+                                        " WHERE name = 'messages_by_pos'", -1, &q, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(q), SQLITE_ROW);
+    const char *sql = (const char *)sqlite3_column_text(q, 0);
+    CHECK(sql && strstr(sql, "WHERE pos <> seq"));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    CHECK_EQ_INT(store_list_changes_after(st, chat, 20, 6, &l, &err), 0);
+    CHECK_EQ_INT(l.n, 6);
+    if (l.n == 6)
+        CHECK_EQ_INT(l.items[5].pos, 27);
+    store_message_list_cleanup(&l);
     store_close(st);
 }
 
@@ -574,6 +700,7 @@ int main(void)
     case_reopen_and_migrations();
     case_migration_post_edits();
     case_migration_message_edits();
+    case_changes_merge();
     case_failed_batch();
 
     struct store_contract_opts mem = {.open = open_memory, .label = "sqlite :memory:",
