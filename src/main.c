@@ -145,7 +145,7 @@ struct app {
     struct cache *cache;
     struct core *core;
     struct media *media;
-    struct ws_server *ws;
+    struct ws_gateway *ws;
     struct http_server *http;
     struct acceptor *acc;
     int data_lock; /* lock_data_dir's fd, or -1 (MongoDB) */
