@@ -81,8 +81,8 @@ echo
 echo "summary ($(nproc) cores shared by server and generator; server cost from /proc/$SERVER_PID)"
 printf '  %-44s %s\n' "idle connections held" "$(val idle_conns 1 idle_conns) of $IDLE_CONNS"
 printf '  %-44s %s\n' "server RSS per idle connection (bytes)" "$(val idle_conns 1 rss_per_conn_bytes)"
-printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast 1 bcast_last_ms_median) / $(val bcast 1 bcast_last_ms_max)"
-printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast 1 bcast_cpu_us_per_delivery)"
+printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast_deliveries 1 bcast_last_ms_median) / $(val bcast_deliveries 1 bcast_last_ms_max)"
+printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast_deliveries 1 bcast_cpu_us_per_delivery)"
 chat='mode=[rc]' # the chat runs' RESULT lines (closed, rate), in run order
 for i in $(seq 1 "$(grep -c "^RESULT $chat" "$log")"); do
     printf '  %-44s %s msg/s, ack p50/p99/p99.9 %s/%s/%s ms, delivery p99 %s ms, %s us CPU/msg, all delivered: %s\n' \
