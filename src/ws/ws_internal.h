@@ -668,19 +668,23 @@ void ws__send_callback_settled(struct ws_server *ws);
 
 /* ---- the server ------------------------------------------------------------ */
 
-/* Shared state.  Threads: the loop (lws service), the workers, the store's
- * writer thread (message.send callbacks), any bus publisher (the
- * subscriber callback) and main (open, adopt from the acceptor, shutdown,
- * close).
- * - cfg, core, bus, cache, shared_flood, ctx, vh, rate_*: written in
- *   ws_server_open, read-only after.
+/* One loop's state.  Threads: the loop (lws service), its workers, the
+ * store's writer thread (message.send callbacks), any bus publisher (the
+ * group's subscriber callback), the sibling loops (presence frames and cap
+ * evictions through the inbox) and main (open, adopt from the acceptor,
+ * shutdown, close).
+ * - index, n_loops, loops, reg, n_workers_want, cfg, core, bus, cache,
+ *   shared_flood, ctx, vh, evloop, rate_*: written in ws__shard_open,
+ *   read-only after (ctx and evloop are cleared by ws__shard_stop, after
+ *   the service thread was joined).
  * - in_lock guards in_head/in_tail/in_closed.
  * - wk_lock guards wk_head/wk_tail/wk_stop; wk_cond signals new jobs.
  * - sd_lock guards sends_pending, callbacks_pending, n_conns; sd_cond is
  *   signalled when any of them drops.
- * - stopping and loop_stop are atomics read anywhere.
+ * - stopping, loop_stop, n_conns_approx and adopting are atomics read
+ *   anywhere.
  * - everything under "loop only" belongs to the service thread (and to
- *   ws_server_close after that thread was joined). */
+ *   ws__shard_stop after that thread was joined). */
 struct ws_server {
     /* The group (group.c), set at open, read-only after: this loop's
      * index, its siblings (loops[index] is this one; an entry is NULL
