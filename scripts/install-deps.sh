@@ -34,6 +34,7 @@ build_pkgs=(
     build-essential cmake pkg-config
     libmicrohttpd-dev libwebsockets-dev libjansson-dev libsodium-dev libsqlite3-dev
     libcurl4-openssl-dev libmongoc-dev libbson-dev libhiredis-dev
+    libev-dev # ws/server.c makes each loop's libev loop (libwebsockets-dev pulls it in too)
 )
 test_pkgs=(
     python3 python3-pytest python3-requests python3-websocket python3-socketio python3-yaml

@@ -63,6 +63,8 @@ static const struct var_doc docs[] = {
     {"WEB_UI", "1", "1 = serve the built-in web client at /; 0 = API only (/ is 404)"},
     /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
     {"WS_MAX_CONNS_PER_USER", "16", "WebSocket connections one user may hold; one more closes the oldest with 4429"},
+    /* one WebSocket event loop per core (issue 9) */
+    {"WS_LOOPS", "online cores, at most 16", "WebSocket event loops (1..64); connections are spread across them"},
     /* hardening limits (issue 8; docs/operations.md "Limits") */
     {"LOGIN_FAIL_MAX", "10", "failed logins per account name per LOGIN_FAIL_WINDOW_S before 429; 0 disables"},
     {"LOGIN_FAIL_WINDOW_S", "900", "window of LOGIN_FAIL_MAX in seconds (15 minutes)"},
@@ -270,6 +272,17 @@ static int check_db_name(const char *v, char *msg, size_t msg_len)
     return 0;
 }
 
+/* One WebSocket loop per core by default; past 16 the per-loop fixed costs
+ * (a context, workers, one copy of every broadcast) outweigh what a loop
+ * adds on the boxes we target. */
+static int default_ws_loops(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    return cores > 16 ? 16 : (int)cores;
+}
+
 static int default_http_threads(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -438,6 +451,10 @@ int config_load(struct config *cfg, char *msg, size_t msg_len)
     if (parse_int("WS_MAX_CONNS_PER_USER", 1, 100000, 16, &n, msg, msg_len))
         return -1;
     cfg->ws_max_conns_per_user = (uint32_t)n;
+    /* WebSocket event loops (issue 9; docs/architecture.md "Loops") */
+    if (parse_int("WS_LOOPS", 1, 64, default_ws_loops(), &n, msg, msg_len))
+        return -1;
+    cfg->ws_loops = (int)n;
     return 0;
 }
 

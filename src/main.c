@@ -17,8 +17,9 @@
  *     reply.  Core calls may block on the store, holding a worker.
  *   - linger (http/linger.c, 1 thread): drains and closes connections that
  *     were answered before their request body was read.
- *   - lws service thread (ws/, 1 thread): owns every `struct lws`; other
- *     threads reach it only through its queue + lws_cancel_service().
+ *   - lws service threads (ws/, WS_LOOPS of them, one per event loop):
+ *     each owns the `struct lws` of its loop's connections; other threads
+ *     reach a loop only through its queue + lws_cancel_service().
  *   - ws workers (ws/): run gateway work that needs core (auth, sends).
  *   - store writer (store_sqlite, 1 thread): group-commits message appends.
  *   - bus_redis (2 threads when REDIS_URL is set): a publisher that
@@ -145,7 +146,7 @@ struct app {
     struct cache *cache;
     struct core *core;
     struct media *media;
-    struct ws_server *ws;
+    struct ws_gateway *ws;
     struct http_server *http;
     struct acceptor *acc;
     int data_lock; /* lock_data_dir's fd, or -1 (MongoDB) */

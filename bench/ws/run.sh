@@ -19,6 +19,9 @@
 #      IDLE_CONNS loopback connections, with and without a POLLOUT round
 #      trip, the least a broadcast delivery can cost on this box.
 # Then a summary table from the generator's RESULT lines.
+# STEPS picks steps by name (default all: idle chat typing overload floor), e.g.
+# STEPS=idle for the broadcast alone.  Extra NAME=VALUE arguments go to the
+# server's environment (WS_LOOPS=2).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
@@ -32,42 +35,54 @@ WINDOW=${WINDOW:-4}
 RATE=${RATE:-25000}
 DURATION=${DURATION:-10}
 TYPING_RATE=${TYPING_RATE:-2000}
+STEPS=" ${STEPS:-idle chat typing overload floor} "
+want() { [[ $STEPS == *" $1 "* ]]; }
 
 bench_build_wsbench
 export CHATLI_BIN
 
 trap bench_stop_server EXIT
 bench_machine
-bench_start_server
+bench_start_server "$@"
 tokens=$BENCH_TMP/tokens.txt
 common=(--url "$BASE" --server-pid "$SERVER_PID" --tokens "$tokens")
 log=$BENCH_TMP/wsbench.out
 : >"$log"
 
-"$WSB" "${common[@]}" --conns "$IDLE_CONNS" --hold "$HOLD" --bcast "$BCAST_ROUNDS" idle | tee -a "$log"
-echo
-"$WSB" "${common[@]}" --pairs "$PAIRS" --window "$WINDOW" --duration "$DURATION" chat | tee -a "$log"
-echo
-half=$(grep '^RESULT mode=closed' "$log" | tr ' ' '\n' | sed -n 's/^delivered_per_s=//p' | awk '{printf "%d", $1 / 2}')
-if [ "${half:-0}" -gt 0 ]; then
-    "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$half" --duration "$DURATION" chat | tee -a "$log"
+if want idle; then
+    "$WSB" "${common[@]}" --conns "$IDLE_CONNS" --hold "$HOLD" --bcast "$BCAST_ROUNDS" idle | tee -a "$log"
     echo
 fi
-"$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$TYPING_RATE" --duration "$DURATION" typing | tee -a "$log"
-echo
+if want chat; then
+    "$WSB" "${common[@]}" --pairs "$PAIRS" --window "$WINDOW" --duration "$DURATION" chat | tee -a "$log"
+    echo
+    half=$(grep '^RESULT mode=closed' "$log" | tr ' ' '\n' | sed -n 's/^delivered_per_s=//p' | awk '{printf "%d", $1 / 2}')
+    if [ "${half:-0}" -gt 0 ]; then
+        "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$half" --duration "$DURATION" chat | tee -a "$log"
+        echo
+    fi
+fi
+if want typing; then
+    "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$TYPING_RATE" --duration "$DURATION" typing | tee -a "$log"
+    echo
+fi
 # Last among the server runs: it overloads the server, and what it leaves
 # queued would weigh on any run after it.
-"$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat | tee -a "$log"
-echo
-"$WSB" --conns "$IDLE_CONNS" --bcast 10 floor | tee -a "$log"
+if want overload; then
+    "$WSB" "${common[@]}" --pairs "$PAIRS" --rate "$RATE" --duration "$DURATION" chat | tee -a "$log"
+    echo
+fi
+if want floor; then
+    "$WSB" --conns "$IDLE_CONNS" --bcast 10 floor | tee -a "$log"
+fi
 
 val() { grep "^RESULT $1" "$log" | sed -n "${2}p" | tr ' ' '\n' | sed -n "s/^$3=//p"; }
 echo
 echo "summary ($(nproc) cores shared by server and generator; server cost from /proc/$SERVER_PID)"
 printf '  %-44s %s\n' "idle connections held" "$(val idle_conns 1 idle_conns) of $IDLE_CONNS"
 printf '  %-44s %s\n' "server RSS per idle connection (bytes)" "$(val idle_conns 1 rss_per_conn_bytes)"
-printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast 1 bcast_last_ms_median) / $(val bcast 1 bcast_last_ms_max)"
-printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast 1 bcast_cpu_us_per_delivery)"
+printf '  %-44s %s\n' "broadcast to all: last delivery median/max ms" "$(val bcast_deliveries 1 bcast_last_ms_median) / $(val bcast_deliveries 1 bcast_last_ms_max)"
+printf '  %-44s %s\n' "broadcast: server CPU us per delivery" "$(val bcast_deliveries 1 bcast_cpu_us_per_delivery)"
 chat='mode=[rc]' # the chat runs' RESULT lines (closed, rate), in run order
 for i in $(seq 1 "$(grep -c "^RESULT $chat" "$log")"); do
     printf '  %-44s %s msg/s, ack p50/p99/p99.9 %s/%s/%s ms, delivery p99 %s ms, %s us CPU/msg, all delivered: %s\n' \

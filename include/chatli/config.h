@@ -42,6 +42,7 @@ struct config {
     int64_t cloudinary_timeout_ms;         /* CLOUDINARY_TIMEOUT_MS per attempt, default 60000 */
     /* WebSocket connections per user (issue 8, CONTRACT 6 v1.2) */
     uint32_t ws_max_conns_per_user; /* WS_MAX_CONNS_PER_USER, default 16 */
+    int ws_loops;                /* WS_LOOPS, 1..64, default online cores capped at 16 */
     /* Hardening limits (issue 8): failed logins per account, per-address
      * connections, request head/body deadlines. */
     int64_t login_fail_max;      /* LOGIN_FAIL_MAX, default 10; 0 disables */

@@ -8,6 +8,7 @@
 #ifndef CHATLI_METRICS_H
 #define CHATLI_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,17 @@ void metrics_ws_connections_add(int64_t delta);
  * that renders /metrics.  At most 32 gauges. */
 typedef double (*metrics_gauge_fn)(void *arg);
 void metrics_register_gauge(const char *name, const char *help, metrics_gauge_fn fn, void *arg);
+
+/* A labelled gauge family read at render time: `fn(arg, i, &value)` gives
+ * the value of `name{label="i"}` for i = 0, 1, ... until it returns false.
+ * `name`, `help` and `label` are string literals.  Unregister (name and
+ * arg) before `arg` goes away: rendering holds the registry's lock while
+ * it calls `fn`, so once unregister returns, `fn` is not running.  At most
+ * 8 families. */
+typedef bool (*metrics_family_fn)(void *arg, int i, double *value);
+void metrics_register_family(const char *name, const char *help, const char *label,
+                             metrics_family_fn fn, void *arg);
+void metrics_unregister_family(const char *name, void *arg);
 
 /* Renders every metric, plus process_resident_memory_bytes and
  * process_open_fds from /proc/self, and chatli_memory_limit_bytes (the

@@ -64,6 +64,16 @@ static struct {
 } gauges[MAX_GAUGES];
 static int n_gauges;
 
+/* Labelled gauge families (metrics_register_family), guarded by `lock`,
+ * which rendering holds while it calls them. */
+#define MAX_FAMILIES 8
+static struct {
+    const char *name, *help, *label;
+    metrics_family_fn fn;
+    void *arg;
+} families[MAX_FAMILIES];
+static int n_families;
+
 static int same(const struct slot *s, const char *a, const char *b, int status)
 {
     return s->status == status && strcmp(s->a, a) == 0 && (!b || strcmp(s->b, b) == 0);
@@ -132,6 +142,32 @@ void metrics_register_gauge(const char *name, const char *help, metrics_gauge_fn
         gauges[n_gauges].arg = arg;
         n_gauges++;
     }
+    pthread_mutex_unlock(&lock);
+}
+
+void metrics_register_family(const char *name, const char *help, const char *label,
+                             metrics_family_fn fn, void *arg)
+{
+    pthread_mutex_lock(&lock);
+    if (n_families < MAX_FAMILIES) {
+        families[n_families].name = name;
+        families[n_families].help = help;
+        families[n_families].label = label;
+        families[n_families].fn = fn;
+        families[n_families].arg = arg;
+        n_families++;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void metrics_unregister_family(const char *name, void *arg)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < n_families; i++)
+        if (families[i].arg == arg && strcmp(families[i].name, name) == 0) {
+            families[i] = families[--n_families];
+            break;
+        }
     pthread_mutex_unlock(&lock);
 }
 
@@ -283,6 +319,16 @@ char *metrics_render(size_t *len)
     for (int i = 0; i < ng; i++)
         put(&o, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", gauges[i].name, gauges[i].help,
             gauges[i].name, gauges[i].name, gauges[i].fn(gauges[i].arg));
+
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < n_families; i++) {
+        put(&o, "# HELP %s %s\n# TYPE %s gauge\n", families[i].name, families[i].help,
+            families[i].name);
+        double v;
+        for (int k = 0; families[i].fn(families[i].arg, k, &v); k++)
+            put(&o, "%s{%s=\"%d\"} %.17g\n", families[i].name, families[i].label, k, v);
+    }
+    pthread_mutex_unlock(&lock);
 
     put(&o, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
             "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %ld\n",

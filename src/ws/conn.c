@@ -22,6 +22,14 @@
  * `offline` unless the user came back in between.  Without a shared cache
  * and bus that is all: presence is counted per instance.
  *
+ * Several loops (group.c): "first" and "last" are the process's, not this
+ * loop's: the registry (reg.c) counts a user's connections on every loop,
+ * and a presence frame goes to the co-members on every loop (the other
+ * loops get it through their inboxes).  "Online" below always means
+ * online in the process (the registry); "here" means on this loop, which
+ * is what a delivery to a local recipient needs.  The per-user cap and
+ * the flood bucket are the registry's too, so they hold across loops.
+ *
  * Cluster presence (REDIS_URL): the same local transitions (first
  * connection here, last one gone) become WS_J_PRESENCE jobs that record
  * them in Redis (cache presence_set, with a generation from pres_gen so a
@@ -311,7 +319,9 @@ static json_t *presence_frame(const char *user_id, bool online)
     return json_pack("{s:s, s:s, s:b}", "type", "presence", "userId", user_id, "online", online);
 }
 
-/* Queues the presence of `user_id` on the READY connections of `co`. */
+/* Queues the presence of `user_id` on the READY connections of `co`:
+ * here at once, on the other loops as a delivery through their inboxes
+ * (each its own copy of the frame: buffers are loop-owned). */
 static void presence_broadcast(struct ws_server *ws, const char *user_id, bool online,
                                char (*co)[OID_SIZE], size_t n_co)
 {
@@ -328,34 +338,45 @@ static void presence_broadcast(struct ws_server *ws, const char *user_id, bool o
             if (c->state == WS_C_READY)
                 conn_send(ws, c, b);
     }
+    for (int k = 0; k < ws->n_loops; k++) {
+        struct ws_server *o = ws->loops[k];
+        if (!o || o == ws)
+            continue;
+        struct ws_msg *m = ws__msg_new(WS_M_DELIVER, n_co);
+        if (m)
+            m->buf = ws__buf_new((const char *)ws_buf_payload(b), b->len, WS_BUF_EPHEMERAL);
+        if (!m || !m->buf) {
+            free(m);
+            log_error("ws: out of memory: a presence frame missed a loop");
+            continue;
+        }
+        m->scope = BUS_TO_USERS;
+        memcpy(m->users, co, n_co * OID_SIZE);
+        ws__inbox_push(o, m);
+    }
     ws__buf_unref(b);
 }
 
 /* ---- cluster presence ---------------------------------------------------- */
 
-static bool user_online_here(struct ws_server *ws, const char *user_id)
+/* The user has a READY (or closing) connection on this loop. */
+static bool user_here(struct ws_server *ws, const char *user_id)
 {
     struct ws_user *u = ws__users_get(&ws->users, user_id);
     return u && u->n_conns > 0;
 }
 
+/* The user has one on some loop of this process. */
+static bool user_online(struct ws_server *ws, const char *user_id)
+{
+    return ws__reg_online(ws->reg, user_id);
+}
+
 /* Remembers a user whose presence Redis missed (see the file comment). */
 static void presence_retry_add(struct ws_server *ws, const char *user_id)
 {
-    for (size_t i = 0; i < ws->n_pres_retry; i++)
-        if (strcmp(ws->pres_retry[i], user_id) == 0)
-            return;
-    if (ws->n_pres_retry == ws->cap_pres_retry) {
-        size_t cap = ws->cap_pres_retry ? ws->cap_pres_retry * 2 : 16;
-        char(*v)[OID_SIZE] = realloc(ws->pres_retry, cap * OID_SIZE);
-        if (!v) {
-            log_error("ws: out of memory: a user's cluster presence may stay stale");
-            return;
-        }
-        ws->pres_retry = v;
-        ws->cap_pres_retry = cap;
-    }
-    memcpy(ws->pres_retry[ws->n_pres_retry++], user_id, OID_SIZE);
+    if (!ws__reg_retry_add(ws->reg, user_id))
+        log_error("ws: out of memory: a user's cluster presence may stay stale");
 }
 
 /* Sets `user_id`'s presence on this instance in Redis again, as it is now
@@ -370,14 +391,15 @@ static void presence_submit(struct ws_server *ws, const char *user_id, char (*co
         return;
     }
     memcpy(j->sess.user_id, user_id, OID_SIZE);
-    j->online = user_online_here(ws, user_id);
-    j->gen = (int64_t)++ws->pres_gen;
+    uint64_t gen;
+    j->online = ws__reg_presence(ws->reg, user_id, &gen);
+    j->gen = (int64_t)gen;
     j->co = co;
     j->n_co = co ? n_co : 0;
     ws__job_submit(ws, j);
 }
 
-/* The user's first connection here is READY (finish_auth). */
+/* The user's first connection in the process is READY (finish_auth). */
 static void presence_came_online(struct ws_server *ws, struct ws_user *u, struct ws_job *auth)
 {
     if (!ws->cluster_presence) {
@@ -404,8 +426,8 @@ static void beat_cb(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(ws->ctx, 0, &ws->beat, beat_cb, (lws_usec_t)WS_PRESENCE_BEAT_MS * 1000);
 }
 
-/* A good beat: users Redis missed are set again; after our heartbeat had
- * lapsed, every user here is. */
+/* A good beat (loop 0 runs them): users Redis missed, on any loop, are
+ * set again; after our heartbeat had lapsed, every user of the process is. */
 static void beat_done(struct ws_server *ws, struct ws_job *j)
 {
     ws->beat_running = false;
@@ -413,15 +435,11 @@ static void beat_done(struct ws_server *ws, struct ws_job *j)
         return;
     if (j->lost) {
         log_info("ws: this instance's presence heartbeat had lapsed: its users are set again");
-        for (size_t i = 0; i <= ws->users.mask; i++)
-            for (struct ws_user *u = ws->users.b[i]; u; u = u->next)
-                if (u->n_conns > 0)
-                    presence_retry_add(ws, u->id);
+        if (!ws__reg_retry_all(ws->reg))
+            log_error("ws: out of memory: a user's cluster presence may stay stale");
     }
-    char(*retry)[OID_SIZE] = ws->pres_retry;
-    size_t n = ws->n_pres_retry;
-    ws->pres_retry = NULL;
-    ws->n_pres_retry = ws->cap_pres_retry = 0;
+    size_t n;
+    char(*retry)[OID_SIZE] = ws__reg_retry_take(ws->reg, &n);
     /* Set again as they are now; when that changes their cluster-wide
      * state, the worker looks their co-members up and announces it. */
     for (size_t i = 0; i < n; i++)
@@ -435,7 +453,7 @@ static void presence_done(struct ws_server *ws, struct ws_job *j)
     if (j->change != WS_PRES_FAILED)
         return;
     /* Redis did not answer: local presence, as without Redis. */
-    bool here = user_online_here(ws, j->sess.user_id);
+    bool here = user_online(ws, j->sess.user_id);
     if (j->online && here)
         presence_broadcast(ws, j->sess.user_id, true, j->co, j->n_co);
     else if (!j->online && !here)
@@ -445,10 +463,11 @@ static void presence_done(struct ws_server *ws, struct ws_job *j)
 
 /* ---- co-member presence (chat.new) ---------------------------------------- */
 
-/* Sends `r` (a local user) the presence of member `x` when x is online. */
+/* Sends `r` (a user on this loop) the presence of member `x` when x is
+ * online (on any loop, or elsewhere in the cluster). */
 static void copres_send(struct ws_server *ws, const char *r, const char *x, bool x_cluster_online)
 {
-    if (strcmp(r, x) == 0 || !(x_cluster_online || user_online_here(ws, x)))
+    if (strcmp(r, x) == 0 || !(x_cluster_online || user_online(ws, x)))
         return;
     struct ws_user *u = ws__users_get(&ws->users, r);
     if (!u)
@@ -477,7 +496,7 @@ static bool in_ids(char (*ids)[OID_SIZE], size_t n, const char *id)
 static void copres_announce(struct ws_server *ws, struct ws_job *j)
 {
     for (size_t r = 0; r < j->n_co; r++) {
-        if (!user_online_here(ws, j->co[r]))
+        if (!user_here(ws, j->co[r]))
             continue;
         bool r_new = in_ids(j->ids, j->n_ids, j->co[r]);
         for (size_t x = 0; x < j->n_co; x++)
@@ -515,7 +534,7 @@ static void copres_on_deliver(struct ws_server *ws, const struct ws_msg *m)
             if (!id || strlen(id) >= OID_SIZE)
                 continue;
             strcpy(j->co[j->n_co++], id);
-            any_here = any_here || user_online_here(ws, id);
+            any_here = any_here || user_here(ws, id);
         }
         memcpy(j->ids, m->users, m->n_users * OID_SIZE);
         j->n_ids = m->n_users;
@@ -539,7 +558,7 @@ static void copres_on_deliver(struct ws_server *ws, const struct ws_msg *m)
 static void presence_auth_settled(struct ws_server *ws, struct ws_job *j)
 {
     if (ws->cluster_presence && j->kind == WS_J_AUTH && j->rc == 0 && j->gen > 0 &&
-        !user_online_here(ws, j->sess.user_id))
+        !user_online(ws, j->sess.user_id))
         presence_submit(ws, j->sess.user_id, NULL, 0);
 }
 
@@ -577,19 +596,24 @@ static void user_detach(struct ws_server *ws, struct ws_conn *c)
         c->u_next->u_prev = c->u_prev;
     c->u_prev = c->u_next = NULL;
     c->user = NULL;
-    if (--u->n_conns > 0)
+    char id[OID_SIZE];
+    memcpy(id, u->id, OID_SIZE);
+    uint64_t gen = 0;
+    /* The registry entry outlives every loop's ws_user of the user, so it
+     * is still valid here; the last detach anywhere frees it. */
+    bool last = ws__reg_detach(ws->reg, u->reg, c->id, &gen);
+    if (--u->n_conns == 0)
+        ws__users_del(&ws->users, u);
+    if (!last || atomic_load(&ws->stopping))
         return;
-    if (!atomic_load(&ws->stopping)) {
-        struct ws_job *j = ws__job_new(ws->cluster_presence ? WS_J_PRESENCE : WS_J_OFFLINE);
-        if (j) {
-            memcpy(j->sess.user_id, u->id, OID_SIZE);
-            j->gen = (int64_t)++ws->pres_gen; /* PRESENCE: going offline */
-            ws__job_submit(ws, j);
-        } else {
-            log_error("ws: out of memory: presence offline for a user not sent");
-        }
+    struct ws_job *j = ws__job_new(ws->cluster_presence ? WS_J_PRESENCE : WS_J_OFFLINE);
+    if (!j) {
+        log_error("ws: out of memory: presence offline for a user not sent");
+        return;
     }
-    ws__users_del(&ws->users, u);
+    memcpy(j->sess.user_id, id, OID_SIZE);
+    j->gen = (int64_t)gen; /* PRESENCE: going offline */
+    ws__job_submit(ws, j);
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -604,6 +628,8 @@ static void conn_close(struct ws_server *ws, struct ws_conn *c, uint16_t code,
         return;
     if (c->sio)
         drain = sio_close_packet(c, code, drain);
+    if (c->state == WS_C_READY && c->user) /* no longer counted by the cap */
+        ws__reg_unready(ws->reg, c->user->reg, c->id);
     c->state = WS_C_CLOSING;
     c->close_code = code;
     c->close_reason = reason;
@@ -699,7 +725,7 @@ static void start_auth(struct ws_server *ws, struct ws_conn *c, const char *toke
     j->conn_id = c->id;
     j->token = t;
     if (ws->cluster_presence) /* the worker registers the user before ready */
-        j->gen = (int64_t)++ws->pres_gen;
+        j->gen = (int64_t)ws__reg_next_gen(ws->reg);
     c->state = WS_C_AUTHING;
     c->n_jobs++;
     conn_enqueue_job(ws, c, j, false);
@@ -721,25 +747,26 @@ static bool recently_revoked(const struct ws_server *ws, const uint8_t hash[32])
     return false;
 }
 
-/* WS_MAX_CONNS_PER_USER: while the user holds more READY connections than
- * that, its oldest is closed with 4429.  The list is newest first, so the
- * oldest is the last READY one; a user holds at most cap + 1 here. */
-static void conns_cap(struct ws_server *ws, struct ws_user *u)
+/* WS_MAX_CONNS_PER_USER: the registry named `id`, the user's oldest READY
+ * connection in the process, to make room: closed with 4429 here, or by
+ * its own loop (a CLOSE_CONN through that loop's inbox). */
+static void conns_evict(struct ws_server *ws, uint64_t id)
 {
-    if (ws->max_conns_per_user == 0)
+    static const char why[] = "too many connections for this user";
+    unsigned k = WS_CONN_LOOP(id);
+    if (k == (unsigned)ws->index) {
+        struct ws_conn *o = ws__conns_get(&ws->conns, id);
+        if (o)
+            conn_close(ws, o, WS_CLOSE_TOO_MANY, why, false);
         return;
-    for (;;) {
-        uint32_t ready = 0;
-        struct ws_conn *oldest = NULL;
-        for (struct ws_conn *c = u->conns; c; c = c->u_next)
-            if (c->state == WS_C_READY) {
-                ready++;
-                oldest = c;
-            }
-        if (ready <= ws->max_conns_per_user)
-            return;
-        conn_close(ws, oldest, WS_CLOSE_TOO_MANY, "too many connections for this user", false);
     }
+    struct ws_msg *m = k < (unsigned)ws->n_loops && ws->loops[k]
+                           ? ws__msg_close(id, WS_CLOSE_TOO_MANY, why)
+                           : NULL;
+    if (m)
+        ws__inbox_push(ws->loops[k], m);
+    else
+        log_error("ws: out of memory: a connection over WS_MAX_CONNS_PER_USER stays open");
 }
 
 static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *j)
@@ -750,11 +777,23 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
     }
     struct ws_user *u = ws__users_get_or_add(&ws->users, j->sess.user_id);
     json_t *online = json_array();
-    if (!u || !online) {
+    bool *co_on = j->n_co ? calloc(j->n_co, sizeof *co_on) : NULL;
+    bool first = false;
+    uint64_t gen = 0, evict = 0;
+    struct ws_reg_user *ru =
+        u && online && (co_on || j->n_co == 0)
+            ? ws__reg_attach(ws->reg, j->sess.user_id, c->id, ws->max_conns_per_user, &first,
+                             &gen, &evict)
+            : NULL;
+    if (!ru) {
+        free(co_on);
         json_decref(online);
+        if (u && u->n_conns == 0)
+            ws__users_del(&ws->users, u);
         conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
         return;
     }
+    u->reg = ru;
     memcpy(c->token_hash, j->sess.token_hash, sizeof c->token_hash);
     c->user = u;
     c->u_prev = NULL;
@@ -765,13 +804,15 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
     u->n_conns++;
     c->state = WS_C_READY;
     c->expires_s = (uint32_t)((j->sess.expires_ms + 999) / 1000);
-    conns_cap(ws, u);
+    if (evict)
+        conns_evict(ws, evict);
 
-    for (size_t i = 0; i < j->n_co; i++) {
-        struct ws_user *o = ws__users_get(&ws->users, j->co[i]);
-        if ((o && o->n_conns > 0) || (j->co_online && j->co_online[i]))
+    /* Online: connected to some loop here, or (cluster) elsewhere. */
+    ws__reg_online_many(ws->reg, j->co, j->n_co, co_on);
+    for (size_t i = 0; i < j->n_co; i++)
+        if (co_on[i] || (j->co_online && j->co_online[i]))
             json_array_append_new(online, json_string(j->co[i]));
-    }
+    free(co_on);
     json_t *ready = json_pack("{s:s, s:O, s:o}", "type", "ready", "user", j->me, "online", online);
     if (!ready) {
         conn_close(ws, c, WS_CLOSE_INTERNAL, "out of memory", false);
@@ -780,7 +821,7 @@ static void finish_auth(struct ws_server *ws, struct ws_conn *c, struct ws_job *
     if (c->sio)
         sio_connected(ws, c);
     conn_send_json(ws, c, ready, 0);
-    if (u->n_conns == 1)
+    if (first)
         presence_came_online(ws, u, j);
 
     struct ws_buf **early = c->early;
@@ -826,7 +867,9 @@ static void stash_early(struct ws_server *ws, struct ws_conn *c, const char *dat
 
 static bool flood_ok(struct ws_server *ws, struct ws_conn *c)
 {
-    return ws__bucket_take(&c->user->bucket, ws->rate_per_s, ws->rate_burst, clock_mono_ms());
+    /* One bucket per user in the process (the registry's), whichever loops
+     * its connections are on. */
+    return ws__reg_take(ws->reg, c->user->reg, ws->rate_per_s, ws->rate_burst, clock_mono_ms());
 }
 
 static const int job_of_frame[] = {
@@ -1370,7 +1413,7 @@ static void poll_authed(struct ws_server *ws, struct ws_conn *c)
 {
     if (c->poll->unauth) {
         c->poll->unauth = false;
-        ws->poll_unauth--;
+        atomic_fetch_sub(&ws->reg->poll_unauth, 1);
     }
 }
 
@@ -1425,7 +1468,10 @@ static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
                    "{\"code\":3,\"message\":\"Bad request\"}");
         return;
     }
-    if (ws->poll_unauth >= SIO_POLL_MAX_UNAUTH) {
+    /* Counted over every loop (the registry's), so the bound is the
+     * process's whatever the number of loops. */
+    if (atomic_fetch_add(&ws->reg->poll_unauth, 1) >= SIO_POLL_MAX_UNAUTH) {
+        atomic_fetch_sub(&ws->reg->poll_unauth, 1);
         /* A handshake costs no socket: without this bound one client could
          * open sessions as fast as it can send requests. */
         metrics_error("ws_poll_busy");
@@ -1439,6 +1485,7 @@ static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
     if (!sio) {
         free(p);
         free(c);
+        atomic_fetch_sub(&ws->reg->poll_unauth, 1);
         poll_reply(m->done, m->done_arg, 503, poll_json_type,
                    "{\"code\":3,\"message\":\"Bad request\"}");
         return;
@@ -1461,12 +1508,12 @@ static void poll_handshake(struct ws_server *ws, struct ws_msg *m)
         free(sio);
         free(p);
         free(c);
+        atomic_fetch_sub(&ws->reg->poll_unauth, 1);
         m->done(m->done_arg, 503, poll_text_type, NULL, 0);
         return;
     }
     conn_register(ws, c);
     p->unauth = true;
-    ws->poll_unauth++;
     m->done(m->done_arg, 200, poll_text_type, body, strlen(body));
 }
 
@@ -1918,7 +1965,7 @@ static void sweep_cb(lws_sorted_usec_list_t *sul)
 void ws__sweep_start(struct ws_server *ws)
 {
     lws_sul_schedule(ws->ctx, 0, &ws->sweep, sweep_cb, (lws_usec_t)WS_SWEEP_MS * 1000);
-    if (ws->cluster_presence)
+    if (ws->cluster_presence && ws->index == 0) /* one heartbeat per process */
         beat_cb(&ws->beat); /* the first beat now, then every WS_PRESENCE_BEAT_MS */
 }
 
@@ -2019,8 +2066,7 @@ static void job_done(struct ws_server *ws, struct ws_job *j)
     if (presence_job_done(ws, j))
         return;
     if (j->kind == WS_J_OFFLINE) {
-        struct ws_user *u = ws__users_get(&ws->users, j->sess.user_id);
-        if (!u || u->n_conns == 0)
+        if (!user_online(ws, j->sess.user_id)) /* unless it came back meanwhile */
             presence_broadcast(ws, j->sess.user_id, false, j->co, j->n_co);
         ws__job_free(ws, j);
         return;
@@ -2054,6 +2100,7 @@ void ws__loop_handle(struct ws_server *ws, struct ws_msg *m)
 {
     switch (m->kind) {
     case WS_M_ADOPT:
+        atomic_fetch_sub(&ws->adopting, 1);
         if (!atomic_load(&ws->stopping)) {
             /* lws closes the fd itself when adoption fails. */
             if (!lws_adopt_socket_vhost(ws->vh, m->fd))
@@ -2164,7 +2211,4 @@ void ws__loop_cleanup(struct ws_server *ws)
     }
     ws->all = NULL;
     ws__order_cleanup(&ws->order, order_drop, ws);
-    free(ws->pres_retry);
-    ws->pres_retry = NULL;
-    ws->n_pres_retry = ws->cap_pres_retry = 0;
 }

@@ -114,48 +114,67 @@ static void inbox_append(struct ws_server *ws, struct ws_msg *head, struct ws_ms
  * The store runs the append callbacks of one commit between its
  * completions_begin and completions_end hooks (store.h).  In between, what
  * this thread pushes (the acks, and the message.new events core publishes
- * from the same callbacks, in their order) is held here and goes to the
- * inbox as one chain at the end: one lock and at most one wake-up per
- * commit batch instead of per message.  The sends those acks settle are
- * settled after that push (shutdown's 1001 must come behind them), and the
- * held batch counts once in callbacks_pending so the gateway outlives it. */
-static _Thread_local struct held {
-    bool active;              /* between the hooks */
-    struct ws_server *ws;     /* whose messages are held, or NULL */
+ * from the same callbacks, in their order) is held here and goes to each
+ * loop's inbox as one chain at the end: one lock and at most one wake-up
+ * per loop and commit batch instead of per message.  One slot per loop
+ * the batch touches (an event goes to every loop, an ack to its
+ * connection's), so alternating loops does not cut the chains short.
+ * The sends those acks settle are settled after that push (shutdown's
+ * 1001 must come behind them), and each held chain counts once in its
+ * loop's callbacks_pending so the loop outlives it. */
+struct held_slot {
+    struct ws_server *ws;
     struct ws_msg *head, *tail;
     long settles;             /* sends to settle after the push */
+};
+
+static _Thread_local struct held {
+    bool active;              /* between the hooks */
+    unsigned n;               /* slots in use */
+    struct held_slot s[WS_LOOPS_MAX];
 } held;
 
 static void held_push(void)
 {
-    struct ws_server *ws = held.ws;
-    if (!ws)
-        return;
-    inbox_append(ws, held.head, held.tail);
-    pthread_mutex_lock(&ws->sd_lock);
-    ws->sends_pending -= held.settles;
-    ws->callbacks_pending -= held.settles + 1;
-    pthread_cond_broadcast(&ws->sd_cond);
-    pthread_mutex_unlock(&ws->sd_lock);
-    held.ws = NULL;
-    held.head = held.tail = NULL;
-    held.settles = 0;
+    for (unsigned i = 0; i < held.n; i++) {
+        struct held_slot *h = &held.s[i];
+        struct ws_server *ws = h->ws;
+        inbox_append(ws, h->head, h->tail);
+        pthread_mutex_lock(&ws->sd_lock);
+        ws->sends_pending -= h->settles;
+        ws->callbacks_pending -= h->settles + 1;
+        pthread_cond_broadcast(&ws->sd_cond);
+        pthread_mutex_unlock(&ws->sd_lock);
+        *h = (struct held_slot){0};
+    }
+    held.n = 0;
+}
+
+static struct held_slot *held_find(struct ws_server *ws)
+{
+    for (unsigned i = 0; i < held.n; i++)
+        if (held.s[i].ws == ws)
+            return &held.s[i];
+    return NULL;
 }
 
 static void held_add(struct ws_server *ws, struct ws_msg *head, struct ws_msg *tail)
 {
-    if (held.ws != ws) {
-        held_push(); /* another gateway's (tests run several) */
+    struct held_slot *h = held_find(ws);
+    if (!h) {
+        if (held.n == WS_LOOPS_MAX)
+            held_push(); /* more gateways than slots (tests run several) */
+        h = &held.s[held.n++];
         pthread_mutex_lock(&ws->sd_lock);
         ws->callbacks_pending++;
         pthread_mutex_unlock(&ws->sd_lock);
-        held.ws = ws;
+        h->ws = ws;
     }
-    if (held.tail)
-        held.tail->next = head;
+    if (h->tail)
+        h->tail->next = head;
     else
-        held.head = head;
-    held.tail = tail;
+        h->head = head;
+    h->tail = tail;
 }
 
 void ws__completions_begin(void)
@@ -184,8 +203,9 @@ void ws__inbox_push(struct ws_server *ws, struct ws_msg *head)
 
 void ws__send_callback_settled(struct ws_server *ws)
 {
-    if (held.active && held.ws == ws) {
-        held.settles++;
+    struct held_slot *h = held.active ? held_find(ws) : NULL;
+    if (h) {
+        h->settles++;
         return;
     }
     pthread_mutex_lock(&ws->sd_lock);

@@ -1,10 +1,9 @@
-/* server.c - the gateway's skeleton: the lws context and its service
- * thread, the inbox every other thread talks to the loop through, the bus
- * subscriber and gap listener (`resync`), and the public ws_server_*
- * functions (ws.h).
+/* server.c - one loop of the gateway: its lws context and service thread,
+ * the inbox every other thread talks to the loop through, and the steps
+ * the group (group.c) drives it with: open, adopt, poll, shutdown, stop.
  *
  * The context has no listen socket of its own (CONTEXT_PORT_NO_LISTEN_SERVER):
- * the acceptor owns the port and hands us upgrade requests with
+ * the acceptor owns the port and hands the group upgrade requests with
  * ws_server_adopt(), whose bytes are still unread in the socket, so lws
  * reads the HTTP request and performs the handshake itself.
  *
@@ -13,14 +12,15 @@
  * Each drain is one output batch (conn.c): frames it queues are written
  * when it ends, several per send(), without a writeable callback each.
  *
- * Order: the bus subscriber, the workers and the store callbacks all append
- * to the same FIFO, and the loop appends to each connection's queue in
+ * Order: the bus subscriber (group.c), the workers and the store callbacks
+ * all append to the same FIFO, and the loop appends to each connection's queue in
  * inbox order, so the order in which core publishes (a chat's messages in
  * seq order, from the store's writer thread) is the order every client
  * receives. */
 #include "ws_internal.h"
 
 #include <errno.h>
+#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,80 +50,6 @@ static void inbox_drain(struct ws_server *ws)
         m = next;
     }
     ws__loop_flush(ws);
-}
-
-/* ---- the bus subscriber --------------------------------------------- */
-
-/* Called on the publishing thread (an MHD worker, a ws worker, the store's
- * writer): copies the event into one inbox message.  The frame is copied
- * once into a shared buffer; the loop only adds references. */
-static void on_bus_event(void *arg, const struct bus_event *ev)
-{
-    struct ws_server *ws = arg;
-    bool revoke = ev->revoked_token != NULL;
-    size_t n_users = ev->scope == BUS_TO_USERS || revoke ? ev->n_users : 0;
-    if (n_users && !ev->user_ids)
-        return;
-    struct ws_msg *m = ws__msg_new(revoke ? WS_M_REVOKE : WS_M_DELIVER, n_users);
-    if (!m)
-        goto oom;
-    for (size_t i = 0; i < n_users; i++) {
-        memcpy(m->users[i], ev->user_ids[i], OID_SIZE);
-        m->users[i][OID_SIZE - 1] = '\0';
-    }
-    if (revoke) {
-        memcpy(m->token_hash, ev->revoked_token, sizeof m->token_hash);
-    } else {
-        if (!ev->frame)
-            goto drop;
-        m->scope = ev->scope;
-        m->conn_id = ev->skip_conn;
-        if (ws->order_on) /* the reorder buffer needs the chat and position */
-            ws__frame_position(ev->frame, ev->len, m->chat, &m->seq);
-        m->buf = ws__buf_new(ev->frame, ev->len,
-                             ws__frame_is_ephemeral(ev->frame, ev->len) ? WS_BUF_EPHEMERAL : 0);
-        if (!m->buf)
-            goto oom;
-    }
-    ws__inbox_push(ws, m);
-    return;
-oom:
-    log_error("ws: out of memory copying a bus event; clients recover with sync");
-    metrics_error("internal");
-drop:
-    free(m);
-}
-
-/* ---- resync after a bus gap (CONTRACT v1.2) ---------------------------- */
-
-static const char resync_frame[] = "{\"type\":\"resync\"}";
-
-/* The bus's subscriber thread: events of other instances may have been lost
- * (Redis was down, or another instance dropped what it could not publish).
- * Any authenticated connection may have missed frames, and the gateway does
- * not know whose, so every one is told; clients answer with `sync`, which
- * reads the store, where every acked message is.  Catching them up here
- * instead would mean a store read per connection and chat on this thread,
- * which must not block; the client knows its last seq per chat, the server
- * does not.  The frame goes through the inbox as a delivery to everyone
- * (never ephemeral: it must not be dropped under backpressure), so it is
- * queued behind what arrived before the gap and ahead of what the bus
- * delivers after it. */
-static void on_bus_gap(void *arg)
-{
-    struct ws_server *ws = arg;
-    struct ws_msg *m = ws__msg_new(WS_M_DELIVER, 0);
-    if (m)
-        m->buf = ws__buf_new(resync_frame, sizeof resync_frame - 1, 0);
-    if (!m || !m->buf) {
-        log_error("ws: out of memory queueing resync; clients recover when they reconnect");
-        metrics_error("internal");
-        if (m)
-            ws__msg_free(ws, m);
-        return;
-    }
-    m->scope = BUS_TO_ALL;
-    ws__inbox_push(ws, m);
 }
 
 /* ---- the service thread --------------------------------------------- */
@@ -175,6 +101,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             lws_sul_cancel(&ws->order_timer);
             lws_sul_cancel(&ws->beat);
             lws_context_destroy(ctx);
+            /* The loop is ours (foreign to lws), so lws does not break it. */
+            ev_break(ws->evloop, EVBREAK_ALL);
         }
         return 0;
     }
@@ -197,15 +125,21 @@ static const struct lws_protocols protocols[] = {
  * liveness instead. */
 static const lws_retry_bo_t no_lws_validity_policy = {0};
 
-/* ---- public API ------------------------------------------------------- */
+/* ---- one loop, driven by the group ------------------------------------ */
 
-int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
-                   struct cache *cache, struct ws_server **out, struct chat_err *err)
+int ws__shard_open(const struct config *cfg, struct core *core, struct bus *bus,
+                   struct cache *cache, struct ws_reg *reg, struct ws_server *const *loops,
+                   int n_loops, int index, struct ws_server **out, struct chat_err *err)
 {
     *out = NULL;
     struct ws_server *ws = calloc(1, sizeof *ws);
     if (!ws)
         return chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: out of memory");
+    ws->index = index;
+    ws->n_loops = n_loops;
+    ws->loops = loops;
+    ws->reg = reg;
+    ws->n_workers_want = WS_WORKERS / n_loops > 2 ? WS_WORKERS / n_loops : 2;
     ws->cfg = cfg;
     ws->core = core;
     ws->bus = bus;
@@ -220,12 +154,14 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
      * which reach us by two paths, are put back in order (conn.c). */
     ws->order_on = bus && bus->remote;
     ws->cluster_presence = ws->order_on && cache_shares_presence(cache);
-    ws->next_conn_id = 1;
+    /* The loop's index in the id's top byte (WS_CONN_LOOP). */
+    ws->next_conn_id = ((uint64_t)index << WS_CONN_LOOP_SHIFT) | 1;
     if (core) /* the store's commit batches reach the loop as one push each */
         messages_set_completion_hooks(core, ws__completions_begin, ws__completions_end);
     atomic_init(&ws->loop_stop, false);
     atomic_init(&ws->stopping, false);
     atomic_init(&ws->n_conns_approx, 0);
+    atomic_init(&ws->adopting, 0);
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -262,11 +198,23 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
      * traffic (measured: 8000 idle connections cut chat throughput by 40%).
      * lws loads libev as a plugin; without it, fall back to poll(). */
     info.options = LWS_SERVER_OPTION_LIBEV;
-    ws->ctx = lws_create_context(&info);
+    /* The libev loop is made here and handed to lws as a foreign loop:
+     * a loop lws makes itself gets a SIGINT watcher, and libev refuses
+     * (asserts) a signal watched by two loops, so a second context would
+     * abort the process.  Our signals are taken by main (signalfd), so no
+     * loop needs one.  lws_service still runs it (ev_run). */
+    ws->evloop = ev_loop_new(EVFLAG_AUTO);
+    void *foreign[1] = {ws->evloop};
+    info.foreign_loops = ws->evloop ? foreign : NULL;
+    ws->ctx = ws->evloop ? lws_create_context(&info) : NULL;
     ws->evlib = ws->ctx != NULL;
     if (!ws->ctx) {
         log_warn("ws: the libev event loop is unavailable; using poll()");
         info.options = 0;
+        info.foreign_loops = NULL;
+        if (ws->evloop)
+            ev_loop_destroy(ws->evloop);
+        ws->evloop = NULL;
         ws->ctx = lws_create_context(&info);
     }
     if (!ws->ctx) {
@@ -285,19 +233,16 @@ int ws_server_open(const struct config *cfg, struct core *core, struct bus *bus,
         goto fail;
     }
     ws->loop_started = true;
-    struct bus_listener gap_listener = {.on_gap = on_bus_gap, .arg = ws};
-    if (bus_listen(bus, &gap_listener, err) != 0)
-        goto fail;
-    bus_subscribe(bus, on_bus_event, ws);
     *out = ws;
     return 0;
 
 fail:
-    ws_server_close(ws);
+    ws__shard_stop(ws);
+    ws__shard_free(ws);
     return err ? err->code : CHAT_E_INTERNAL;
 }
 
-void ws_server_adopt(struct ws_server *ws, int fd)
+void ws__shard_adopt(struct ws_server *ws, int fd)
 {
     if (atomic_load(&ws->stopping)) {
         close(fd);
@@ -309,10 +254,16 @@ void ws_server_adopt(struct ws_server *ws, int fd)
         return;
     }
     m->fd = fd;
+    atomic_fetch_add(&ws->adopting, 1); /* given back by the loop (conn.c) */
     ws__inbox_push(ws, m);
 }
 
-void ws_server_poll(struct ws_server *ws, bool post, const char *sid, const char *body,
+long ws__shard_load(struct ws_server *ws)
+{
+    return atomic_load(&ws->n_conns_approx) + atomic_load(&ws->adopting);
+}
+
+void ws__shard_poll(struct ws_server *ws, bool post, const char *sid, const char *body,
                     size_t len, sio_poll_done_fn done, void *arg)
 {
     struct ws_msg *m = ws__msg_new(WS_M_POLL, 0);
@@ -340,18 +291,13 @@ void ws_server_poll(struct ws_server *ws, bool post, const char *sid, const char
     ws__inbox_push(ws, m); /* inbox closed: ws__msg_free answers 503 */
 }
 
-void ws_server_poll_release(struct ws_server *ws)
+void ws__shard_poll_release(struct ws_server *ws)
 {
     struct ws_msg *m = ws__msg_new(WS_M_POLL_RELEASE, 0);
     if (m)
         ws__inbox_push(ws, m);
     else
         log_error("ws: out of memory: polling sessions not released before the drain");
-}
-
-long ws_server_connections(struct ws_server *ws)
-{
-    return ws ? atomic_load(&ws->n_conns_approx) : 0;
 }
 
 /* Waits on sd_cond until `done` or the deadline (CLOCK_MONOTONIC ms). */
@@ -368,34 +314,42 @@ static void wait_until(struct ws_server *ws, long *counter, long long deadline_m
     pthread_mutex_unlock(&ws->sd_lock);
 }
 
-void ws_server_shutdown(struct ws_server *ws, long long deadline_ms)
+void ws__shard_refuse(struct ws_server *ws)
 {
-    if (!ws)
-        return;
     /* From here new sockets are closed unread and new message.send frames
      * are refused with `unavailable`; the ones already accepted finish. */
     atomic_store(&ws->stopping, true);
+}
+
+void ws__shard_wait_sends(struct ws_server *ws, long long deadline_ms)
+{
     wait_until(ws, &ws->sends_pending, deadline_ms);
+}
+
+void ws__shard_close_all(struct ws_server *ws)
+{
     /* Every ack is in the inbox ahead of this message (a send is settled
      * only after its answer was pushed), so clients get their acks, then
      * the 1001. */
     struct ws_msg *m = ws__msg_new(WS_M_CLOSE_ALL, 0);
     if (m)
         ws__inbox_push(ws, m);
+}
+
+void ws__shard_wait_conns(struct ws_server *ws, long long deadline_ms)
+{
     wait_until(ws, &ws->n_conns, deadline_ms);
 }
 
-void ws_server_close(struct ws_server *ws)
+void ws__shard_stop(struct ws_server *ws)
 {
     if (!ws)
         return;
     atomic_store(&ws->stopping, true);
-    bus_subscribe(ws->bus, NULL, NULL);
-    bus_unlisten(ws->bus, ws);
     ws__workers_stop(ws);
-    if (ws->cluster_presence && ws->loop_started) {
-        /* Our heartbeat goes now, so the other instances count our users
-         * out at their next beat instead of after the TTL. */
+    if (ws->cluster_presence && ws->loop_started && ws->index == 0) {
+        /* Our heartbeat (loop 0's) goes now, so the other instances count
+         * our users out at their next beat instead of after the TTL. */
         bool lost;
         char(*gone)[OID_SIZE];
         size_t n_gone;
@@ -405,7 +359,7 @@ void ws_server_close(struct ws_server *ws)
     }
     /* messages_send_async calls back exactly once for every accepted send
      * (the store guarantees it, also when it closes): wait, since the
-     * callback's argument points into this server. */
+     * callback's argument points into this loop. */
     pthread_mutex_lock(&ws->sd_lock);
     while (ws->callbacks_pending > 0)
         pthread_cond_wait(&ws->sd_cond, &ws->sd_lock);
@@ -415,12 +369,17 @@ void ws_server_close(struct ws_server *ws)
         atomic_store(&ws->loop_stop, true);
         lws_cancel_service(ws->ctx);
         pthread_join(ws->loop_thread, NULL);
+        ws->loop_started = false;
     }
     /* Destroying the context closes what is left (with libev its first
      * phase already did, on the loop thread); CLOSED callbacks that run here
      * are safe now that the service thread is gone. */
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
+    ws->ctx = NULL;
+    if (ws->evloop) /* after lws let go of it */
+        ev_loop_destroy(ws->evloop);
+    ws->evloop = NULL;
 
     pthread_mutex_lock(&ws->in_lock);
     struct ws_msg *m = ws->in_head;
@@ -433,6 +392,12 @@ void ws_server_close(struct ws_server *ws)
         m = next;
     }
     ws__loop_cleanup(ws);
+}
+
+void ws__shard_free(struct ws_server *ws)
+{
+    if (!ws)
+        return;
     ws__conns_cleanup(&ws->conns);
     ws__users_cleanup(&ws->users);
     free(ws->wbuf);

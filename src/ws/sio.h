@@ -126,7 +126,7 @@ struct ws_poll {
     bool upgrading;             /* 3probe went out on a WebSocket for it */
     uint64_t probe_id;          /* that WebSocket's connection id */
     bool close_sent;            /* CLOSING: the close packet went out */
-    bool unauth;                /* counted in ws_server.poll_unauth */
+    bool unauth;                /* counted in ws_reg.poll_unauth */
     int64_t closed_ms;          /* CLOSING: clock_mono_ms() of the close */
 };
 

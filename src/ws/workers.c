@@ -1,7 +1,8 @@
 /* workers.c - the gateway's worker pool: every request that needs core.
  *
  * Core calls may block on the store, so they never run on the lws loop.  A
- * fixed pool of WS_WORKERS threads takes jobs from one FIFO; the loop
+ * fixed pool of threads (WS_WORKERS, fewer per loop with several loops)
+ * takes jobs from one FIFO; the loop
  * submits at most one job per connection at a time (conn.c), so a client's
  * frames are handled in order and one busy client cannot take the pool.
  * A worker never touches a `struct lws` or any loop-owned struct: it sends
@@ -540,7 +541,7 @@ static void *worker_main(void *arg)
 
 int ws__workers_start(struct ws_server *ws, struct chat_err *err)
 {
-    for (int i = 0; i < WS_WORKERS; i++) {
+    for (int i = 0; i < ws->n_workers_want && i < WS_WORKERS; i++) {
         if (pthread_create(&ws->workers[i], NULL, worker_main, ws) != 0)
             return chat_err_set(err, CHAT_E_INTERNAL, NULL, "ws: cannot start worker threads");
         ws->n_workers++;

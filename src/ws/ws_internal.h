@@ -1,15 +1,21 @@
 /* ws_internal.h - what the gateway's .c files share and nothing else sees.
  *
- * The gateway is one lws service thread (the "loop") plus a small pool of
- * worker threads.  The loop owns every `struct lws`, every `struct ws_conn`
- * and `struct ws_user`, the id -> connection and user -> connections
- * indexes and the presence counts; it never blocks.  Workers run whatever
- * needs core (and so the store): token checks, the ready frame's data,
- * message.send, read, typing membership, sync, presence lists.  Everything
- * that crosses threads is a `struct ws_msg` pushed on the inbox (a mutex
- * protected FIFO) followed by lws_cancel_service(); the loop drains the
- * inbox in LWS_CALLBACK_EVENT_WAIT_CANCELLED.  Outside the loop a
- * connection is only ever named by its 64-bit id.
+ * The gateway is WS_LOOPS "loops" (shards), each one lws context with one
+ * service thread plus a small pool of worker threads, under a thin group
+ * (group.c) that implements the public API: it spreads new sockets over
+ * the loops, subscribes to the bus once and hands every event to every
+ * loop, and starts and stops them together.  A loop (struct ws_server)
+ * owns its `struct lws`, `struct ws_conn` and `struct ws_user`, its id ->
+ * connection and user -> connections indexes; it never blocks.  Workers
+ * run whatever needs core (and so the store): token checks, the ready
+ * frame's data, message.send, read, typing membership, sync, presence
+ * lists.  Everything that crosses threads is a `struct ws_msg` pushed on a
+ * loop's inbox (a mutex protected FIFO) followed by lws_cancel_service();
+ * the loop drains its inbox in LWS_CALLBACK_EVENT_WAIT_CANCELLED.  Outside
+ * its loop a connection is only ever named by its 64-bit id, whose top
+ * byte is the loop's index (WS_CONN_LOOP).  What the loops must agree on
+ * about a user (presence, the per-user cap, the flood bucket) is the
+ * registry (reg.c), one mutex for the process.
  *
  * Files:
  *   frames.c   parsing and validating client frames, building server frames,
@@ -17,16 +23,20 @@
  *   outq.c     per-connection outbound queue and its backpressure policy,
  *              the per-user token bucket (pure)
  *   index.c    id -> connection and user id -> user hash tables (pure)
+ *   reg.c      the process-wide user registry (a mutex; no lws or core)
  *   conn.c     the loop side: connection life cycle, frames in, frames
  *              out, delivery, presence, per-connection job order
  *   workers.c  the worker pool and every job that calls core
  *   msgs.c     what crosses threads: inbox messages and the inbox push,
  *              job objects, send accounting (the bottom: calls nothing
  *              above it)
- *   server.c   the context, the service thread, the inbox drain, the bus
- *              subscriber and the public ws_server_* functions
- * Calls go one way (scripts/check-calls.py): server.c -> conn.c ->
- * workers.c -> msgs.c, all of them using the pure files. */
+ *   server.c   one loop: its context, service thread and inbox drain
+ *   group.c    the loops together: the public ws_server_* functions, the
+ *              bus subscriber and gap listener
+ * Calls go one way (scripts/check-calls.py): group.c -> server.c ->
+ * conn.c -> workers.c -> msgs.c, all of them using the pure files and
+ * reg.c.  A loop reaches its siblings only through their inboxes
+ * (ws_server.loops, ws__inbox_push). */
 #ifndef CHATLI_WS_WS_INTERNAL_H
 #define CHATLI_WS_WS_INTERNAL_H
 
@@ -103,7 +113,9 @@
 #define WS_SENDS_IN_CORE_MAX 1024
 #define WS_EARLY_MAX 16
 #define WS_REVOKED_RING 64
-#define WS_WORKERS 4               /* worker threads (they block on the store) */
+#define WS_WORKERS 4               /* worker threads of one loop (they block on the store);
+                                      with N loops each has max(2, WS_WORKERS / N) */
+#define WS_LOOPS_MAX 64            /* WS_LOOPS: 1..64 */
 #define WS_CLOSE_GRACE_S 3         /* time for a close frame to get out */
 #define WS_HANDSHAKE_TIMEOUT_S 10  /* timeout_secs_ah_idle: stalled handshakes */
 
@@ -336,12 +348,17 @@ struct ws_conn {
 };
 
 /* A user with at least one READY connection.  Loop thread only. */
+struct ws_reg_user;
+
+/* A user with at least one READY connection on this loop.  Loop thread
+ * only.  `reg` is the user's registry entry (reg.c): it lives while any
+ * loop holds a connection of the user, so at least as long as this. */
 struct ws_user {
     char id[OID_SIZE];
     struct ws_user *next;           /* index.c user table chain */
-    struct ws_conn *conns;          /* READY (or CLOSING) connections */
+    struct ws_conn *conns;          /* READY (or CLOSING) connections here */
     uint32_t n_conns;
-    struct ws_bucket bucket;        /* message.send, typing, read */
+    struct ws_reg_user *reg;
 };
 
 /* Chained hash tables, power-of-two sized, growing at load 1 (index.c). */
@@ -371,6 +388,74 @@ struct ws_user *ws__users_get(const struct ws_user_table *t, const char *id);
 struct ws_user *ws__users_get_or_add(struct ws_user_table *t, const char *id);
 /* Unlinks and frees `u`. */
 void ws__users_del(struct ws_user_table *t, struct ws_user *u);
+
+/* ---- the process-wide user registry (reg.c) ------------------------------ */
+
+/* A connection id names its loop in its top byte: ids are unique in the
+ * process (a bus event's skip_conn, a cap eviction and a Socket.IO sid,
+ * which starts with the id in hex, all name a connection without its loop). */
+#define WS_CONN_LOOP_SHIFT 56
+#define WS_CONN_LOOP(id) ((unsigned)((id) >> WS_CONN_LOOP_SHIFT))
+
+/* A user with at least one attached connection (READY, or CLOSING after
+ * READY) on some loop.  Every field is guarded by ws_reg.lock; the entry
+ * is freed by the detach of its last connection. */
+struct ws_reg_user {
+    char id[OID_SIZE];
+    struct ws_reg_user *next;       /* hash chain */
+    uint32_t n_attached;            /* over all loops */
+    uint64_t *ready;                /* READY connection ids, oldest first */
+    uint32_t n_ready, cap_ready;
+    struct ws_bucket bucket;        /* message.send, typing, read (flood limit) */
+};
+
+/* Shared by every loop.  `lock` guards everything below it; `inited` is
+ * written before the loops start; poll_unauth is an atomic. */
+struct ws_reg {
+    bool inited;
+    atomic_uint poll_unauth;        /* polling sessions not connected yet, all loops (sio.h) */
+    pthread_mutex_t lock;
+    struct ws_reg_user **b;
+    size_t mask, n;
+    uint64_t pres_gen;              /* cluster presence generations */
+    /* Users whose cluster presence Redis missed (it did not answer): set
+     * again after the next good beat (conn.c "presence"). */
+    char (*retry)[OID_SIZE];
+    size_t n_retry, cap_retry;
+};
+
+/* 0, or CHAT_E_INTERNAL on OOM. */
+int ws__reg_init(struct ws_reg *r);
+void ws__reg_cleanup(struct ws_reg *r);
+/* Connection `conn_id` of `user_id` became READY.  Returns the user's
+ * entry (borrowed until the connection's ws__reg_detach), or NULL on OOM.
+ * *first: the user had no attached connection in the process (then *gen
+ * is a new presence generation).  *evict: with `cap` > 0, the oldest
+ * READY connection of the user, wherever it is, when the user now holds
+ * more than `cap`: it is no longer counted, and the caller closes it with
+ * 4429; else 0.  Any thread. */
+struct ws_reg_user *ws__reg_attach(struct ws_reg *r, const char *user_id, uint64_t conn_id,
+                                   uint32_t cap, bool *first, uint64_t *gen, uint64_t *evict);
+/* The connection left READY (it is closing): no longer counted by the cap. */
+void ws__reg_unready(struct ws_reg *r, struct ws_reg_user *u, uint64_t conn_id);
+/* The connection left its user (closed).  True when it was the user's
+ * last in the process: then `u` is freed and *gen is a new generation. */
+bool ws__reg_detach(struct ws_reg *r, struct ws_reg_user *u, uint64_t conn_id, uint64_t *gen);
+/* True while some loop holds an attached connection of the user. */
+bool ws__reg_online(struct ws_reg *r, const char *user_id);
+/* out[i] = ws__reg_online(ids[i]), under one lock. */
+void ws__reg_online_many(struct ws_reg *r, char (*ids)[OID_SIZE], size_t n, bool *out);
+/* ws__reg_online, and a new generation taken at the same instant. */
+bool ws__reg_presence(struct ws_reg *r, const char *user_id, uint64_t *gen);
+uint64_t ws__reg_next_gen(struct ws_reg *r);
+/* The user's flood bucket (ws__bucket_take under the lock). */
+bool ws__reg_take(struct ws_reg *r, struct ws_reg_user *u, double rate, double burst,
+                  int64_t now_ms);
+/* The cluster presence retry list: add one user (false on OOM), every
+ * online user (after our heartbeat lapsed), or take the list (new: free). */
+bool ws__reg_retry_add(struct ws_reg *r, const char *user_id);
+bool ws__reg_retry_all(struct ws_reg *r);
+char (*ws__reg_retry_take(struct ws_reg *r, size_t *n))[OID_SIZE];
 
 /* ---- order across instances (order.c) --------------------------------------- */
 
@@ -496,6 +581,7 @@ struct ws_job {
 
 struct ws_server;
 struct cache;
+struct ev_loop;
 
 /* A zeroed job of `kind` with its `done` message, or NULL on OOM.  Loop. */
 struct ws_job *ws__job_new(int kind);
@@ -582,20 +668,34 @@ void ws__send_callback_settled(struct ws_server *ws);
 
 /* ---- the server ------------------------------------------------------------ */
 
-/* Shared state.  Threads: the loop (lws service), the workers, the store's
- * writer thread (message.send callbacks), any bus publisher (the
- * subscriber callback) and main (open, adopt from the acceptor, shutdown,
- * close).
- * - cfg, core, bus, cache, shared_flood, ctx, vh, rate_*: written in
- *   ws_server_open, read-only after.
+/* One loop's state.  Threads: the loop (lws service), its workers, the
+ * store's writer thread (message.send callbacks), any bus publisher (the
+ * group's subscriber callback), the sibling loops (presence frames and cap
+ * evictions through the inbox) and main (open, adopt from the acceptor,
+ * shutdown, close).
+ * - index, n_loops, loops, reg, n_workers_want, cfg, core, bus, cache,
+ *   shared_flood, ctx, vh, evloop, rate_*: written in ws__shard_open,
+ *   read-only after (ctx and evloop are cleared by ws__shard_stop, after
+ *   the service thread was joined).
  * - in_lock guards in_head/in_tail/in_closed.
  * - wk_lock guards wk_head/wk_tail/wk_stop; wk_cond signals new jobs.
  * - sd_lock guards sends_pending, callbacks_pending, n_conns; sd_cond is
  *   signalled when any of them drops.
- * - stopping and loop_stop are atomics read anywhere.
+ * - stopping, loop_stop, n_conns_approx and adopting are atomics read
+ *   anywhere.
  * - everything under "loop only" belongs to the service thread (and to
- *   ws_server_close after that thread was joined). */
+ *   ws__shard_stop after that thread was joined). */
 struct ws_server {
+    /* The group (group.c), set at open, read-only after: this loop's
+     * index, its siblings (loops[index] is this one; an entry is NULL
+     * until that loop opened) and the shared user registry. */
+    int index;
+    int n_loops;
+    struct ws_server *const *loops;
+    struct ws_reg *reg;
+    int n_workers_want;       /* max(2, WS_WORKERS / n_loops) */
+    atomic_long adopting;     /* sockets handed to this loop, not yet adopted */
+
     const struct config *cfg;
     struct core *core;
     struct bus *bus;
@@ -614,6 +714,7 @@ struct ws_server {
     pthread_t loop_thread;
     bool loop_started;
     bool evlib;               /* libev event loop (else lws's poll loop) */
+    struct ev_loop *evloop;   /* that loop: ours, foreign to lws (server.c) */
     bool ctx_dying;           /* loop: lws_context_destroy's first phase ran */
     atomic_bool loop_stop;
     atomic_bool stopping;     /* shutdown began: refuse new sockets and sends */
@@ -660,7 +761,6 @@ struct ws_server {
      * from the config, read-only after open. */
     int64_t sio_ping_interval_ms, sio_ping_timeout_ms;
     bool poll_released;       /* loop: shutdown closed the polling sessions */
-    uint32_t poll_unauth;     /* loop: polling sessions not connected yet (sio.h) */
 
     /* Order across instances (order.c): with a shared bus, positioned
      * frames pass the reorder buffer.  order_on is set at open; the rest
@@ -670,18 +770,15 @@ struct ws_server {
     lws_sorted_usec_list_t order_timer;
     int64_t order_evicted_ms;
     /* Cluster presence (conn.c "presence"): on with a shared presence
-     * cache and a shared bus, set at open.  pres_gen, beat, beat_running,
-     * pres_retry* are loop only; beat_ok is touched only by the one beat
-     * job out at a time (the queues' locks order its runs). */
+     * cache and a shared bus, set at open.  Generations and the retry
+     * list are the registry's (one instance in Redis, not one per loop);
+     * loop 0 alone runs the heartbeat.  beat, beat_running are loop only;
+     * beat_ok is touched only by the one beat job out at a time (the
+     * queues' locks order its runs). */
     bool cluster_presence;
-    uint64_t pres_gen;
     lws_sorted_usec_list_t beat;
     bool beat_running;
     bool beat_ok;
-    /* Users whose presence Redis missed (it did not answer): set again
-     * after the next good beat. */
-    char (*pres_retry)[OID_SIZE];
-    size_t n_pres_retry, cap_pres_retry;
 };
 
 /* msgs.c: one accepted message.send was answered (ack or error frame
@@ -690,6 +787,37 @@ void ws__send_settled(struct ws_server *ws);
 
 /* msgs.c: monotonic seconds (fits 32 bits for 136 years of uptime). */
 uint32_t ws__now_s(void);
+
+/* ---- one loop (server.c), driven by the group (group.c) ------------------- */
+
+/* Opens loop `index` of `n_loops` (its context, service thread and
+ * workers).  `loops` and `reg` are the group's and outlive the loop; the
+ * rest as ws_server_open.  *out is new: ws__shard_stop, then
+ * ws__shard_free.  Errors: CHAT_E_INTERNAL. */
+int ws__shard_open(const struct config *cfg, struct core *core, struct bus *bus,
+                   struct cache *cache, struct ws_reg *reg, struct ws_server *const *loops,
+                   int n_loops, int index, struct ws_server **out, struct chat_err *err);
+/* Queues `fd` (steals it) for adoption on this loop.  Any thread. */
+void ws__shard_adopt(struct ws_server *ws, int fd);
+/* As ws_server_poll / ws_server_poll_release, on this loop. */
+void ws__shard_poll(struct ws_server *ws, bool post, const char *sid, const char *body,
+                    size_t len, sio_poll_done_fn done, void *arg);
+void ws__shard_poll_release(struct ws_server *ws);
+/* Load for placing a new connection: established plus queued adoptions. */
+long ws__shard_load(struct ws_server *ws);
+/* Shutdown in steps, so the group runs each step on every loop before the
+ * next: refuse new sockets and sends; wait (until `deadline_ms`) for the
+ * accepted sends to be answered; close every connection with 1001; wait
+ * for them to go. */
+void ws__shard_refuse(struct ws_server *ws);
+void ws__shard_wait_sends(struct ws_server *ws, long long deadline_ms);
+void ws__shard_close_all(struct ws_server *ws);
+void ws__shard_wait_conns(struct ws_server *ws, long long deadline_ms);
+/* Stops the workers and the service thread and closes the inbox (pushes
+ * after that are freed); the struct stays valid for the siblings' pushes
+ * until ws__shard_free, called once every loop is stopped. */
+void ws__shard_stop(struct ws_server *ws);
+void ws__shard_free(struct ws_server *ws);
 
 /* ---- the loop side (conn.c) ------------------------------------------------ */
 

@@ -171,7 +171,7 @@ def test_help_lists_every_variable():
                 "TRUST_PROXY", "RATE_LIMIT_MAX", "RATE_LIMIT_WINDOW_MS", "WS_RATE_PER_S",
                 "WS_RATE_BURST", "MAX_UPLOAD_BYTES", "LOG_LEVEL", "TOKEN_TTL_S",
                 "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT",
-                "WS_MAX_CONNS_PER_USER"):
+                "WS_MAX_CONNS_PER_USER", "WS_LOOPS"):
         assert re.search(r"\b%s\b" % var, text), "--help does not mention %s" % var
 
 

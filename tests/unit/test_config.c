@@ -14,7 +14,7 @@ static const char *all_vars[] = {
     "TOKEN_TTL_S", "SHUTDOWN_GRACE_S", "PWHASH_OPSLIMIT", "PWHASH_MEMLIMIT", "HTTP_THREADS",
     "WEB_UI",
     "UPLOAD_RATE_LIMIT_MAX", "CLOUDINARY_CONNECT_TIMEOUT_MS", "CLOUDINARY_TIMEOUT_MS",
-    "WS_MAX_CONNS_PER_USER",
+    "WS_MAX_CONNS_PER_USER", "WS_LOOPS",
     "LOGIN_FAIL_MAX", "LOGIN_FAIL_WINDOW_S", "MAX_CONNS_PER_ADDR", "REQUEST_HEAD_TIMEOUT_S",
     "REQUEST_BODY_TIMEOUT_S",
 };
@@ -82,6 +82,10 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.pwhash_memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
     CHECK(cfg.http_threads >= 4);
     CHECK_EQ_INT(cfg.ws_max_conns_per_user, 16);
+    {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        CHECK_EQ_INT(cfg.ws_loops, cores < 1 ? 1 : cores > 16 ? 16 : (int)cores);
+    }
     CHECK_EQ_INT(cfg.login_fail_max, 10);
     CHECK_EQ_INT(cfg.login_fail_window_s, 900);
     CHECK_EQ_INT(cfg.max_conns_per_addr, 256);
@@ -120,6 +124,7 @@ static void test_good_values(void)
     setenv("HTTP_THREADS", "3", 1);
     setenv("WEB_UI", "off", 1);
     setenv("WS_MAX_CONNS_PER_USER", "2", 1);
+    setenv("WS_LOOPS", "3", 1);
     struct config cfg;
     char msg[256] = "";
     int rc = config_load(&cfg, msg, sizeof msg);
@@ -152,6 +157,7 @@ static void test_good_values(void)
     CHECK_EQ_INT(cfg.http_threads, 3);
     CHECK(!cfg.web_ui);
     CHECK_EQ_INT(cfg.ws_max_conns_per_user, 2);
+    CHECK_EQ_INT(cfg.ws_loops, 3);
     config_cleanup(&cfg);
 
     /* Empty means unset. */
@@ -202,6 +208,9 @@ static void test_bad_values(void)
     bad("WS_MAX_CONNS_PER_USER", "0");
     bad("WS_MAX_CONNS_PER_USER", "-1");
     bad("WS_MAX_CONNS_PER_USER", "many");
+    bad("WS_LOOPS", "0");
+    bad("WS_LOOPS", "65");
+    bad("WS_LOOPS", "two");
     bad("LOGIN_FAIL_MAX", "-1");
     bad("LOGIN_FAIL_MAX", "ten");
     bad("LOGIN_FAIL_WINDOW_S", "0");

@@ -53,8 +53,8 @@ static void test_users(void)
     CHECK(u && u->n_conns == 77 && strcmp(u->id, id) == 0);
     CHECK(ws__users_get_or_add(&t, id) == u); /* no duplicate */
     CHECK_EQ_INT(t.n, N);
-    /* a fresh user starts with a full bucket */
-    CHECK(u && u->bucket.last_ms == 0);
+    /* a fresh user has no registry entry yet (finish_auth sets it) */
+    CHECK(u && u->reg == NULL);
     ws__users_del(&t, u);
     CHECK(ws__users_get(&t, id) == NULL);
     CHECK_EQ_INT(t.n, N - 1);
