@@ -14,7 +14,9 @@
  *   - the bus: one subscriber per process (bus.h), so the group subscribes
  *     and gives every event to every loop, each its own copy (a buffer's
  *     refcount is loop-only); the loops then fan it out in parallel.  The
- *     gap listener (resync) and revocations take the same path.
+ *     gap listener (resync) and revocations take the same path.  An event
+ *     for named users (message.new, typing, presence, ...) goes only to
+ *     the loops that hold one of them (see on_bus_event).
  *   - the user registry (reg.c): presence, the per-user cap and the flood
  *     bucket, which the loops consult on their own (connect, disconnect,
  *     each flood-limited frame); the group only owns it.
@@ -139,9 +141,38 @@ static struct ws_msg *event_msg(const struct ws_server *ws, const struct bus_eve
     return m;
 }
 
+/* At most this many users are looked up to pick an event's loops; a
+ * larger audience (a big group chat) goes to every loop. */
+#define WS_ROUTE_MAX_USERS 64
+
+/* The loops an event must reach, a bit per loop.  A delivery to named
+ * users goes only to the loops where one of them has a READY connection
+ * (the registry, one lock): a 1:1 message.new wakes the loops of its two
+ * members, not every loop.  Measured with two loops before this: every
+ * message woke both, and the closed loop ran 4-20% slower than with one
+ * (docs/performance.md).  A connection that becomes READY on another loop
+ * after the lookup misses only events committed before it was READY,
+ * which its client's `sync` after `ready` reads from the store (as when
+ * it connects a moment later).  With a shared bus every loop still gets
+ * every positioned event: its reorder buffer (order.c) tracks each chat's
+ * positions and would hold the next event for a skipped one.  A chat.new
+ * also goes everywhere: each loop tells its own connections of the chat's
+ * members about the recipients' presence (conn.c "co-member presence"),
+ * and those members need not be among the recipients (a member added). */
+static uint64_t event_loops(struct ws_gateway *g, const struct bus_event *ev, size_t n_users)
+{
+    static const char chat_new[] = "{\"type\":\"chat.new\"";
+    uint64_t all = g->n >= 64 ? UINT64_MAX : ((uint64_t)1 << g->n) - 1;
+    if (g->n == 1 || ev->revoked_token || ev->scope != BUS_TO_USERS ||
+        n_users > WS_ROUTE_MAX_USERS || g->loops[0]->order_on ||
+        (ev->len >= sizeof chat_new - 1 && memcmp(ev->frame, chat_new, sizeof chat_new - 1) == 0))
+        return all;
+    return ws__reg_loops_of(&g->reg, ev->user_ids, n_users) & all;
+}
+
 /* Called on the publishing thread (an MHD worker, a ws worker, the store's
- * writer): one inbox message per loop, each with its own copy of the
- * frame; the loops only add references to their copy. */
+ * writer): one inbox message per loop that must see it, each with its own
+ * copy of the frame; the loops only add references to their copy. */
 static void on_bus_event(void *arg, const struct bus_event *ev)
 {
     struct ws_gateway *g = arg;
@@ -149,7 +180,10 @@ static void on_bus_event(void *arg, const struct bus_event *ev)
     size_t n_users = ev->scope == BUS_TO_USERS || revoke ? ev->n_users : 0;
     if ((n_users && !ev->user_ids) || (!revoke && !ev->frame))
         return;
+    uint64_t loops = event_loops(g, ev, n_users);
     for (int i = 0; i < g->n; i++) {
+        if (!(loops >> i & 1))
+            continue;
         struct ws_msg *m = event_msg(g->loops[i], ev, n_users);
         if (!m) {
             log_error("ws: out of memory copying a bus event; clients recover with sync");

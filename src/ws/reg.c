@@ -196,6 +196,22 @@ bool ws__reg_online(struct ws_reg *r, const char *user_id)
     return on;
 }
 
+uint64_t ws__reg_loops_of(struct ws_reg *r, const char (*ids)[OID_SIZE], size_t n)
+{
+    uint64_t loops = 0;
+    char id[OID_SIZE];
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(id, ids[i], OID_SIZE);
+        id[OID_SIZE - 1] = '\0';
+        const struct ws_reg_user *u = find_locked(r, id);
+        for (uint32_t k = 0; u && k < u->n_ready; k++)
+            loops |= (uint64_t)1 << WS_CONN_LOOP(u->ready[k]);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return loops;
+}
+
 void ws__reg_online_many(struct ws_reg *r, char (*ids)[OID_SIZE], size_t n, bool *out)
 {
     pthread_mutex_lock(&r->lock);

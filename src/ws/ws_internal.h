@@ -443,6 +443,10 @@ void ws__reg_unready(struct ws_reg *r, struct ws_reg_user *u, uint64_t conn_id);
 bool ws__reg_detach(struct ws_reg *r, struct ws_reg_user *u, uint64_t conn_id, uint64_t *gen);
 /* True while some loop holds an attached connection of the user. */
 bool ws__reg_online(struct ws_reg *r, const char *user_id);
+/* The loops holding a READY connection of any of the `n` users `ids` (not
+ * necessarily NUL-terminated within OID_SIZE), as a bit per loop index
+ * (WS_CONN_LOOP), under one lock. */
+uint64_t ws__reg_loops_of(struct ws_reg *r, const char (*ids)[OID_SIZE], size_t n);
 /* out[i] = ws__reg_online(ids[i]), under one lock. */
 void ws__reg_online_many(struct ws_reg *r, char (*ids)[OID_SIZE], size_t n, bool *out);
 /* ws__reg_online, and a new generation taken at the same instant. */

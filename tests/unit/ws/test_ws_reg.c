@@ -1,7 +1,8 @@
 /* test_ws_reg.c - the process-wide user registry (src/ws/reg.c): first and
  * last connection over all loops, the per-user cap evicting the oldest
  * READY connection wherever it is (and not one already closing), one flood
- * bucket per user, and the retry list. */
+ * bucket per user, the retry list, and which loops hold a set of users
+ * (the group routes a delivery to those only). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,41 @@ static void test_bucket_and_retry(void)
     ws__reg_cleanup(&r); /* frees what is left */
 }
 
+static void test_loops_of(void)
+{
+    struct ws_reg r;
+    CHECK_EQ_INT(ws__reg_init(&r), 0);
+    char ids[3][OID_SIZE];
+    snprintf(ids[0], OID_SIZE, "%s", "aaaaaaaaaaaaaaaaaaaaaaaa");
+    snprintf(ids[1], OID_SIZE, "%s", "bbbbbbbbbbbbbbbbbbbbbbbb");
+    snprintf(ids[2], OID_SIZE, "%s", "cccccccccccccccccccccccc"); /* never connected */
+    bool first;
+    uint64_t gen, evict;
+    CHECK_EQ_INT(ws__reg_loops_of(&r, (const char(*)[OID_SIZE])ids, 3), 0);
+    struct ws_reg_user *a = ws__reg_attach(&r, ids[0], cid(1, 1), 0, &first, &gen, &evict);
+    struct ws_reg_user *b = ws__reg_attach(&r, ids[1], cid(3, 2), 0, &first, &gen, &evict);
+    ws__reg_attach(&r, ids[1], cid(63, 3), 0, &first, &gen, &evict);
+    CHECK(a && b);
+    CHECK(ws__reg_loops_of(&r, (const char(*)[OID_SIZE])ids, 1) == (uint64_t)1 << 1);
+    CHECK(ws__reg_loops_of(&r, (const char(*)[OID_SIZE])ids + 1, 2) ==
+          ((uint64_t)1 << 3 | (uint64_t)1 << 63));
+    CHECK(ws__reg_loops_of(&r, (const char(*)[OID_SIZE])ids, 3) ==
+          ((uint64_t)1 << 1 | (uint64_t)1 << 3 | (uint64_t)1 << 63));
+    /* A closing connection (no longer READY) no longer routes to its loop. */
+    ws__reg_unready(&r, b, cid(3, 2));
+    CHECK(ws__reg_loops_of(&r, (const char(*)[OID_SIZE])ids + 1, 1) == (uint64_t)1 << 63);
+    /* Ids that fill all OID_SIZE bytes (a bus event's are not terminated). */
+    char raw[1][OID_SIZE];
+    memset(raw[0], 'a', OID_SIZE);
+    CHECK(ws__reg_loops_of(&r, (const char(*)[OID_SIZE])raw, 1) == (uint64_t)1 << 1);
+    ws__reg_cleanup(&r);
+}
+
 int main(void)
 {
     test_first_last();
     test_cap();
     test_bucket_and_retry();
+    test_loops_of();
     return check_done();
 }
