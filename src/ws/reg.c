@@ -96,6 +96,18 @@ static void grow_locked(struct ws_reg *r)
     r->mask = nb - 1;
 }
 
+/* Takes `u` out of its hash chain and frees it. */
+static void unlink_free_locked(struct ws_reg *r, struct ws_reg_user *u)
+{
+    struct ws_reg_user **pp = &r->b[hash_user(u->id) & r->mask];
+    while (*pp != u)
+        pp = &(*pp)->next;
+    *pp = u->next;
+    r->n--;
+    free(u->ready);
+    free(u);
+}
+
 static void unready_locked(struct ws_reg_user *u, uint64_t conn_id)
 {
     for (uint32_t i = 0; i < u->n_ready; i++)
@@ -130,15 +142,8 @@ struct ws_reg_user *ws__reg_attach(struct ws_reg *r, const char *user_id, uint64
         uint32_t c = u->cap_ready ? u->cap_ready * 2 : 4;
         uint64_t *v = realloc(u->ready, c * sizeof *v);
         if (!v) {
-            if (u->n_attached == 0) { /* just created: unlink it again */
-                struct ws_reg_user **pp = &r->b[hash_user(u->id) & r->mask];
-                while (*pp != u)
-                    pp = &(*pp)->next;
-                *pp = u->next;
-                r->n--;
-                free(u->ready);
-                free(u);
-            }
+            if (u->n_attached == 0) /* just created: unlink it again */
+                unlink_free_locked(r, u);
             goto oom;
         }
         u->ready = v;
@@ -176,13 +181,7 @@ bool ws__reg_detach(struct ws_reg *r, struct ws_reg_user *u, uint64_t conn_id, u
     bool last = --u->n_attached == 0;
     if (last) {
         *gen = ++r->pres_gen;
-        struct ws_reg_user **pp = &r->b[hash_user(u->id) & r->mask];
-        while (*pp != u)
-            pp = &(*pp)->next;
-        *pp = u->next;
-        r->n--;
-        free(u->ready);
-        free(u);
+        unlink_free_locked(r, u);
     }
     pthread_mutex_unlock(&r->lock);
     return last;

@@ -101,21 +101,29 @@ static size_t members(struct fx *f, const char *chat_id, const char *member)
     return n;
 }
 
+/* A group chat `name` of `a` and `b`, created through core; its id in chat_id. */
+static void make_group(struct fx *f, const struct session *a, const struct session *b,
+                       const char *name, char chat_id[OID_SIZE])
+{
+    struct chat_err err = {0};
+    json_t *out = NULL;
+    json_t *body = json_pack("{s:[s], s:s}", "memberIds", b->user_id, "name", name);
+    bool created = false;
+    CHECK_EQ_INT(chats_create(f->core, a, body, &out, &created, &err), 0);
+    json_decref(body);
+    snprintf(chat_id, OID_SIZE, "%s", fx_str(out, "id"));
+    json_decref(out);
+}
+
 static void test_member_invalidation(struct fx *f)
 {
     struct chat_err err = {0};
     struct session a, b, c;
-    json_t *out = NULL;
     fx_user(f, "bl_m_a", &a);
     fx_user(f, "bl_m_b", &b);
     fx_user(f, "bl_m_c", &c);
-    json_t *body = json_pack("{s:[s], s:s}", "memberIds", b.user_id, "name", "group");
-    bool created = false;
-    CHECK_EQ_INT(chats_create(f->core, &a, body, &out, &created, &err), 0);
-    json_decref(body);
     char chat_id[OID_SIZE];
-    snprintf(chat_id, sizeof chat_id, "%s", fx_str(out, "id"));
-    json_decref(out);
+    make_group(f, &a, &b, "group", chat_id);
     CHECK_EQ_INT(members(f, chat_id, a.user_id), 2); /* cached */
     bool added = false;
     CHECK_EQ_INT(store_add_member(f->st, chat_id, c.user_id, &added, &err), 0); /* elsewhere */
@@ -138,14 +146,9 @@ static void test_gap_forgets_all(struct fx *f)
     fx_user(f, "bl_g_a", &a);
     fx_user(f, "bl_g_b", &b);
     fx_user(f, "bl_g_c", &c);
-    json_t *body = json_pack("{s:[s], s:s}", "memberIds", b.user_id, "name", "gap group");
-    bool created = false;
-    CHECK_EQ_INT(chats_create(f->core, &a, body, &out, &created, &err), 0);
-    json_decref(body);
     char chat_id[OID_SIZE];
-    snprintf(chat_id, sizeof chat_id, "%s", fx_str(out, "id"));
-    json_decref(out);
-    body = fx_json("{\"text\":\"gap post\"}");
+    make_group(f, &a, &b, "gap group", chat_id);
+    json_t *body = fx_json("{\"text\":\"gap post\"}");
     CHECK_EQ_INT(posts_create(f->core, &a, body, &out, &err), 0);
     json_decref(out);
     json_decref(body);
