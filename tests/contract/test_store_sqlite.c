@@ -238,22 +238,38 @@ static void case_migration_post_edits(void)
     store_close(st);
 }
 
+/* Opens a new store file `name` in tmpdir (its path in `path`) holding the
+ * users <prefix>a and <prefix>b (ids in two[]) and a direct chat between
+ * them (`chat`); NULL when the open failed (a check has failed then). */
+static struct store *open_with_pair(const char *name, const char *prefix, char path[320],
+                                    char two[2][OID_SIZE], char chat[OID_SIZE])
+{
+    struct chat_err err = {0};
+    struct store *st = NULL;
+    char user[64];
+    snprintf(path, 320, "%s/%s", tmpdir, name);
+    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    if (!st)
+        return NULL;
+    snprintf(user, sizeof user, "%sa", prefix);
+    mk_user(st, user, two[0]);
+    snprintf(user, sizeof user, "%sb", prefix);
+    mk_user(st, user, two[1]);
+    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, chat, NULL), 0);
+    return st;
+}
+
 /* A version-2 file (messages without positions) gets migration 3 at open:
  * its messages read as never edited nor deleted, their position is their
  * seq, and edits and new messages take positions after them. */
 static void case_migration_message_edits(void)
 {
     char path[320];
-    snprintf(path, sizeof path, "%s/v2.db", tmpdir);
     struct chat_err err = {0};
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    char two[2][OID_SIZE], chat[OID_SIZE];
+    struct store *st = open_with_pair("v2.db", "v2", path, two, chat);
     if (!st)
         return;
-    char two[2][OID_SIZE], chat[OID_SIZE];
-    mk_user(st, "v2a", two[0]);
-    mk_user(st, "v2b", two[1]);
-    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, chat, NULL), 0);
     struct message m[3];
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(append_wait(st, chat, two[0], "old", NULL, T0 + i, &m[i], NULL), 0);
@@ -300,16 +316,11 @@ static void case_migration_message_edits(void)
 static void case_changes_merge(void)
 {
     char path[320];
-    snprintf(path, sizeof path, "%s/merge.db", tmpdir);
     struct chat_err err = {0};
-    struct store *st = NULL;
-    CHECK_EQ_INT(store_sqlite_open(path, &st, &err), 0);
+    char two[2][OID_SIZE], chat[OID_SIZE];
+    struct store *st = open_with_pair("merge.db", "merge", path, two, chat);
     if (!st)
         return;
-    char two[2][OID_SIZE], chat[OID_SIZE];
-    mk_user(st, "mergea", two[0]);
-    mk_user(st, "mergeb", two[1]);
-    CHECK_EQ_INT(mk_chat(st, CHAT_DIRECT, NULL, two, 2, T0, chat, NULL), 0);
     enum { N = 25 };
     struct message m[N];
     for (int i = 0; i < 20; i++)
