@@ -510,10 +510,8 @@ static void copres_announce(struct ws_server *ws, struct ws_job *j)
  * asked Redis who is online elsewhere). */
 static void copres_on_deliver(struct ws_server *ws, const struct ws_msg *m)
 {
-    static const char prefix[] = "{\"type\":\"chat.new\"";
     if (m->scope != BUS_TO_USERS || m->n_users == 0 || !m->buf ||
-        m->buf->len < sizeof prefix - 1 ||
-        memcmp(ws_buf_payload(m->buf), prefix, sizeof prefix - 1) != 0)
+        !ws__frame_is_chat_new((const char *)ws_buf_payload(m->buf), m->buf->len))
         return;
     json_t *root = json_loadb((const char *)ws_buf_payload(m->buf), m->buf->len, 0, NULL);
     json_t *members = json_object_get(json_object_get(root, "chat"), "members");

@@ -89,12 +89,19 @@ size_t ws__frame_header(unsigned char hdr[WS_FRAME_HDR_MAX], size_t len)
     return 10;
 }
 
+/* True when `frame` starts with the bytes of `prefix` (a string literal). */
+#define STARTS(frame, len, prefix) \
+    ((len) >= sizeof(prefix) - 1 && memcmp((frame), (prefix), sizeof(prefix) - 1) == 0)
+
 bool ws__frame_is_ephemeral(const char *frame, size_t len)
 {
-    static const char typing[] = "{\"type\":\"typing\"";
-    static const char presence[] = "{\"type\":\"presence\"";
-    return (len >= sizeof typing - 1 && memcmp(frame, typing, sizeof typing - 1) == 0) ||
-           (len >= sizeof presence - 1 && memcmp(frame, presence, sizeof presence - 1) == 0);
+    return STARTS(frame, len, "{\"type\":\"typing\"") ||
+           STARTS(frame, len, "{\"type\":\"presence\"");
+}
+
+bool ws__frame_is_chat_new(const char *frame, size_t len)
+{
+    return STARTS(frame, len, "{\"type\":\"chat.new\"");
 }
 
 /* ---- RFC 6455 checks ---------------------------------------------------- */

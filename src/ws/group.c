@@ -161,11 +161,10 @@ static struct ws_msg *event_msg(const struct ws_server *ws, const struct bus_eve
  * and those members need not be among the recipients (a member added). */
 static uint64_t event_loops(struct ws_gateway *g, const struct bus_event *ev, size_t n_users)
 {
-    static const char chat_new[] = "{\"type\":\"chat.new\"";
     uint64_t all = g->n >= 64 ? UINT64_MAX : ((uint64_t)1 << g->n) - 1;
     if (g->n == 1 || ev->revoked_token || ev->scope != BUS_TO_USERS ||
         n_users > WS_ROUTE_MAX_USERS || g->loops[0]->order_on ||
-        (ev->len >= sizeof chat_new - 1 && memcmp(ev->frame, chat_new, sizeof chat_new - 1) == 0))
+        ws__frame_is_chat_new(ev->frame, ev->len))
         return all;
     return ws__reg_loops_of(&g->reg, ev->user_ids, n_users) & all;
 }

@@ -199,6 +199,9 @@ size_t ws__frame_header(unsigned char hdr[WS_FRAME_HDR_MAX], size_t len);
  * presence.  Recognised by their first key, which every producer of those
  * frames (this gateway) writes first. */
 bool ws__frame_is_ephemeral(const char *frame, size_t len);
+/* True for a chat.new frame (core writes "type" first), which co-member
+ * presence acts on (conn.c) and the group sends to every loop (group.c). */
+bool ws__frame_is_chat_new(const char *frame, size_t len);
 
 /* ---- RFC 6455 checks (frames.c) ---------------------------------------- */
 

@@ -217,6 +217,11 @@ static void test_buffers(void)
     CHECK(!ws__frame_is_ephemeral(msg, strlen(msg)));
     CHECK(!ws__frame_is_ephemeral("{\"type\":\"typ", 12));
     CHECK(!ws__frame_is_ephemeral("", 0));
+    const char *chat_new = "{\"type\":\"chat.new\",\"chat\":{}}";
+    CHECK(ws__frame_is_chat_new(chat_new, strlen(chat_new)));
+    CHECK(!ws__frame_is_chat_new(msg, strlen(msg)));
+    CHECK(!ws__frame_is_chat_new(chat_new, 12)); /* cut before the type ends */
+    CHECK(!ws__frame_is_chat_new("", 0));
 }
 
 static bool utf8(const char *s, size_t n)
