@@ -294,6 +294,7 @@ static void media_cloudinary_cancel(struct media *self)
 {
     struct media_cloudinary *m = (struct media_cloudinary *)self;
     atomic_store(&m->cancelled, true);
+    media_cloudinary__conn_wake(m->conn);
 }
 
 static void media_cloudinary_close(struct media *self)

@@ -115,6 +115,11 @@ void media_cloudinary__submit(struct media_cloudinary_conn *c, struct media_clou
     curl_multi_wakeup(c->multi);
 }
 
+void media_cloudinary__conn_wake(struct media_cloudinary_conn *c)
+{
+    curl_multi_wakeup(c->multi);
+}
+
 void media_cloudinary__conn_close(struct media_cloudinary_conn *c)
 {
     if (!c)

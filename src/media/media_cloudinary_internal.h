@@ -31,5 +31,9 @@ void media_cloudinary__submit(struct media_cloudinary_conn *c, struct media_clou
 /* Waits until every submitted request (and any resubmitted from its
  * done_cb) has finished, then stops the thread and frees `c`. */
 void media_cloudinary__conn_close(struct media_cloudinary_conn *c);
+/* Wakes the thread from its poll now, so that transfers run their progress
+ * callback (which sees a shutdown's cancel) without waiting for the poll's
+ * one-second timeout.  Any thread. */
+void media_cloudinary__conn_wake(struct media_cloudinary_conn *c);
 
 #endif
